@@ -1,0 +1,493 @@
+//! rustls configurations, the accepted-connection stream and the client
+//! channel.
+//!
+//! We terminate TLS ourselves (tonic's `ServerTlsConfig` has no CRL support):
+//! [`incoming`] runs handshakes concurrently with a timeout and yields
+//! [`TlsConn`]s, which tonic's `serve_with_incoming` (or hyper-util) serves.
+//! Every request then carries a [`ConnInfo`] in its extensions with the
+//! verified caller [`Identity`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::identity::Identity;
+use crate::{CertError, load, provider};
+
+/// ALPN protocol id of HTTP/2 (gRPC, Flight).
+pub const ALPN_H2: &[u8] = b"h2";
+/// ALPN protocol id of HTTP/1.1.
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+/// Default TLS handshake timeout for [`incoming`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on handshakes in flight at once in [`incoming`].
+pub const DEFAULT_MAX_CONCURRENT_HANDSHAKES: usize = 256;
+/// HTTP/2 keep-alive ping interval of [`channel`].
+pub const DEFAULT_H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long [`channel`] waits for a keep-alive ping's answer.
+pub const DEFAULT_H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepted connections waiting for the consumer of [`incoming`].
+const ACCEPT_QUEUE: usize = 64;
+/// Pause after an `accept` error such as EMFILE, so the loop does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Client-CA trust: CA bundle + optional CRL files (+ enforce CRL expiry flag).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientTrust {
+    /// PEM bundle of the CAs client certificates must chain to. Must exist and
+    /// hold at least one certificate.
+    pub ca_file: PathBuf,
+    /// PEM CRL files; each must exist and hold at least one CRL. With CRLs
+    /// configured, the whole client chain is checked and a certificate whose
+    /// issuer has no CRL here is refused (fail closed).
+    pub crl_files: Vec<PathBuf>,
+    /// Refuse clients when a relevant CRL is past its `nextUpdate` (by
+    /// default an expired CRL is still used).
+    pub enforce_crl_expiry: bool,
+}
+
+impl ClientTrust {
+    /// Trust `ca_file`, no CRLs.
+    pub fn new(ca_file: impl Into<PathBuf>) -> Self {
+        Self {
+            ca_file: ca_file.into(),
+            crl_files: Vec::new(),
+            enforce_crl_expiry: false,
+        }
+    }
+
+    /// Adds a CRL file.
+    pub fn with_crl(mut self, crl_file: impl Into<PathBuf>) -> Self {
+        self.crl_files.push(crl_file.into());
+        self
+    }
+
+    /// Refuse clients once a CRL is past its `nextUpdate`.
+    pub fn enforcing_crl_expiry(mut self) -> Self {
+        self.enforce_crl_expiry = true;
+        self
+    }
+}
+
+/// Reads a CA bundle into a root store; refuses a file with no usable CA.
+pub fn root_store(ca_file: &Path) -> Result<RootCertStore, CertError> {
+    let certs = load::certs_from_pem_file(ca_file)?;
+    let mut roots = RootCertStore::empty();
+    for (i, cert) in certs.into_iter().enumerate() {
+        roots.add(cert).map_err(|e| CertError::InvalidCertificate {
+            source_name: ca_file.display().to_string(),
+            reason: format!("CA certificate #{} is not a usable trust anchor: {e}", i + 1),
+        })?;
+    }
+    Ok(roots)
+}
+
+/// Server config: cert chain + key; with `Some(trust)` clients MUST present a
+/// cert chaining to it (WebPkiClientVerifier with CRLs); with `None` no
+/// client auth (public listener). ALPN set to the given protocols (pass h2
+/// for gRPC, h2+http/1.1 for HTTP).
+///
+/// Fails — so start-up fails — on a missing or empty CA file, an unreadable
+/// or empty CRL file, a missing certificate or key, or a key that does not
+/// match the certificate.
+pub fn server_config(
+    cert_file: &Path,
+    key_file: &Path,
+    client_trust: Option<&ClientTrust>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, CertError> {
+    let chain = load::certs_from_pem_file(cert_file)?;
+    let key = load::key_from_pem_file(key_file)?;
+    let context = || format!("certificate {}, key {}", cert_file.display(), key_file.display());
+
+    let verifier = match client_trust {
+        None => WebPkiClientVerifier::no_client_auth(),
+        Some(trust) => client_verifier(trust)?,
+    };
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| CertError::Tls {
+            context: context(),
+            source,
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|source| CertError::Tls {
+            context: context(),
+            source,
+        })?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+fn client_verifier(
+    trust: &ClientTrust,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, CertError> {
+    let roots = root_store(&trust.ca_file)?;
+    let mut crls = Vec::new();
+    for file in &trust.crl_files {
+        crls.extend(load::crls_from_pem_file(file)?);
+    }
+    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).with_crls(crls);
+    if trust.enforce_crl_expiry {
+        builder = builder.enforce_revocation_expiration();
+    }
+    builder.build().map_err(|source| CertError::ClientTrust {
+        ca_file: trust.ca_file.clone(),
+        crl_files: trust
+            .crl_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        source,
+    })
+}
+
+/// Client config trusting `ca_file`, optionally presenting a client cert
+/// `(cert chain file, key file)`.
+pub fn client_config(
+    ca_file: &Path,
+    client_cert: Option<(&Path, &Path)>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, CertError> {
+    let roots = root_store(ca_file)?;
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| CertError::Tls {
+            context: format!("client trusting {}", ca_file.display()),
+            source,
+        })?
+        .with_root_certificates(roots);
+    let mut config = match client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert_file, key_file)) => {
+            let chain = load::certs_from_pem_file(cert_file)?;
+            let key = load::key_from_pem_file(key_file)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|source| CertError::Tls {
+                    context: format!(
+                        "client certificate {}, key {}",
+                        cert_file.display(),
+                        key_file.display()
+                    ),
+                    source,
+                })?
+        }
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// Connection info attached to every accepted connection (and, via tonic's
+/// `Connected`, to every request's extensions).
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// The peer's TCP address.
+    pub remote_addr: SocketAddr,
+    /// The verified client identity; `None` on a listener without client
+    /// authentication.
+    pub identity: Option<Arc<Identity>>,
+}
+
+/// An accepted TLS connection. Implements AsyncRead/AsyncWrite and
+/// `tonic::transport::server::Connected<ConnectInfo = ConnInfo>`.
+#[derive(Debug)]
+pub struct TlsConn {
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    info: ConnInfo,
+}
+
+impl TlsConn {
+    /// The peer address and verified identity.
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
+    }
+
+    /// The peer's certificate chain as presented (leaf first), if any.
+    pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        self.stream.get_ref().1.peer_certificates()
+    }
+
+    /// The negotiated ALPN protocol, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.stream.get_ref().1.alpn_protocol()
+    }
+
+    /// The underlying TLS stream.
+    pub fn into_inner(self) -> tokio_rustls::server::TlsStream<TcpStream> {
+        self.stream
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+}
+
+/// Options of [`incoming_with_options`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IncomingOptions {
+    /// Each handshake must complete within this time.
+    pub handshake_timeout: Duration,
+    /// At most this many handshakes run at once; further connections wait in
+    /// the kernel's accept queue.
+    pub max_concurrent_handshakes: usize,
+}
+
+impl Default for IncomingOptions {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_concurrent_handshakes: DEFAULT_MAX_CONCURRENT_HANDSHAKES,
+        }
+    }
+}
+
+/// Accepts TCP connections and runs TLS handshakes concurrently (each with
+/// `handshake_timeout`), yielding only completed ones; failed handshakes are
+/// logged at debug/info with the reason and the peer address and dropped
+/// (never end the stream). Identity is parsed from the verified leaf cert.
+///
+/// The accept loop is spawned on the Tokio runtime at the first poll and
+/// stops when the stream is dropped. The stream never yields `Err`: accept
+/// errors are logged and retried.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    handshake_timeout: Duration,
+) -> impl Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
+    incoming_with_options(
+        listener,
+        config,
+        IncomingOptions {
+            handshake_timeout,
+            ..IncomingOptions::default()
+        },
+    )
+}
+
+/// [`incoming`] with all options.
+pub fn incoming_with_options(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    options: IncomingOptions,
+) -> impl Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
+    let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+    let start = async move {
+        tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), options, tx));
+        ReceiverStream::new(rx)
+    };
+    futures::stream::once(start).flatten().map(Ok)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    options: IncomingOptions,
+    tx: mpsc::Sender<TlsConn>,
+) {
+    let limit = Arc::new(Semaphore::new(options.max_concurrent_handshakes.max(1)));
+    loop {
+        let permit = tokio::select! {
+            () = tx.closed() => return,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return, // never closed
+            },
+        };
+        let accepted = tokio::select! {
+            () = tx.closed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, remote_addr) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                ) {
+                    tracing::warn!(error = %e, "accepting a TCP connection failed; retrying");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+                continue;
+            }
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(peer.addr = %remote_addr, error = %e, "cannot set TCP_NODELAY");
+        }
+        let acceptor = acceptor.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Some(conn) = handshake(acceptor, tcp, remote_addr, options.handshake_timeout).await {
+                // The receiver is gone only when the server stopped.
+                let _ = tx.send(conn).await;
+            }
+        });
+    }
+}
+
+async fn handshake(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    remote_addr: SocketAddr,
+    timeout: Duration,
+) -> Option<TlsConn> {
+    let stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Err(_) => {
+            tracing::debug!(peer.addr = %remote_addr, timeout = ?timeout, "TLS handshake timed out");
+            return None;
+        }
+        Ok(Err(e)) => {
+            match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                Some(tls_error) => tracing::info!(
+                    peer.addr = %remote_addr,
+                    reason = %tls_error,
+                    "TLS handshake refused"
+                ),
+                None => tracing::debug!(
+                    peer.addr = %remote_addr,
+                    reason = %e,
+                    "TLS handshake failed"
+                ),
+            }
+            return None;
+        }
+        Ok(Ok(stream)) => stream,
+    };
+    let session = stream.get_ref().1;
+    let identity = match session.peer_certificates().and_then(|chain| chain.first()) {
+        None => None,
+        Some(leaf) => match Identity::from_der(leaf) {
+            Ok(id) => Some(Arc::new(id)),
+            Err(e) => {
+                tracing::info!(
+                    peer.addr = %remote_addr,
+                    reason = %e,
+                    "TLS connection dropped: no usable identity in the client certificate"
+                );
+                return None;
+            }
+        },
+    };
+    match &identity {
+        Some(id) => tracing::debug!(
+            peer.addr = %remote_addr,
+            client.identity = %id.name(),
+            client.fingerprint = %id.fingerprint,
+            "TLS connection accepted"
+        ),
+        None => tracing::debug!(peer.addr = %remote_addr, "TLS connection accepted without client certificate"),
+    }
+    Some(TlsConn {
+        stream,
+        info: ConnInfo {
+            remote_addr,
+            identity,
+        },
+    })
+}
+
+/// A lazily-connecting tonic Channel to `addr` (e.g. "127.0.0.1:4455") over
+/// our rustls client config (TCP connect + TLS handshake via
+/// `Endpoint::connect_with_connector_lazy`), server name `server_name` (DNS
+/// name or IP), HTTP/2 keep-alive, connect timeout (covering TCP connect and
+/// TLS handshake), tcp_nodelay.
+///
+/// Pass a `config` with ALPN `h2` (gRPC servers such as grpc-go require it).
+pub fn channel(
+    addr: &str,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+    connect_timeout: Duration,
+) -> Result<tonic::transport::Channel, CertError> {
+    validate_addr(addr)?;
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|_| CertError::input("server name", server_name, "not a DNS name or IP address"))?;
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| CertError::input("server address", addr, e.to_string()))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(DEFAULT_H2_KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(DEFAULT_H2_KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
+
+    let connector = TlsConnector::from(config);
+    let addr = addr.to_owned();
+    let service = tower::service_fn(move |_uri: http::Uri| {
+        let connector = connector.clone();
+        let name = name.clone();
+        let addr = addr.clone();
+        async move {
+            let tcp = TcpStream::connect(&addr).await?;
+            tcp.set_nodelay(true)?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    Ok(endpoint.connect_with_connector_lazy(service))
+}
+
+/// `host:port` with a numeric port (`[v6]:port` for IPv6 literals).
+fn validate_addr(addr: &str) -> Result<(), CertError> {
+    let ok = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+    if ok {
+        Ok(())
+    } else {
+        Err(CertError::input("server address", addr, "expected host:port"))
+    }
+}

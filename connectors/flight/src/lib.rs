@@ -1,0 +1,41 @@
+//! A Flight SQL front end over any query backend, shared by the creditgate
+//! connector (one department's data) and the gateway (the federation).
+//!
+//! The front end owns the protocol: statement queries, prepared statements,
+//! the metadata calls standard clients use (`GetCatalogs`, `GetDbSchemas`,
+//! `GetTables`, `GetTableTypes`, `GetSqlInfo`), signed tickets bound to the
+//! caller, schema normalisation for JDBC/ADBC, and streaming. The backend owns
+//! everything about *who* may see *what*: it authenticates the caller from the
+//! verified connection and plans and executes SQL for it.
+//!
+//! Refusals of the protocol layer itself (a ticket issued to somebody else, a
+//! malformed handle) are produced here; everything else comes from the backend's
+//! own error type through its `Into<tonic::Status>` conversion, so each backend
+//! maps its errors to gRPC codes in exactly one place.
+
+pub mod engine;
+mod normalize;
+mod observe;
+mod service;
+mod ticket;
+
+pub use normalize::{normalize_batch, normalize_schema};
+pub use observe::{ObservedStream, StreamOutcome, StreamReport};
+pub use service::{
+    FlightSqlFront, FrontConfig, QueryBackend, RequestContext, ServeError, TableEntry, serve,
+    DEFAULT_MAX_MESSAGE_BYTES,
+};
+pub use ticket::{TicketError, TicketSigner};
+
+/// Caps a message sent to a client at a readable length.
+pub fn cap_message(message: &str) -> String {
+    const MAX: usize = 512;
+    if message.len() <= MAX {
+        return message.to_string();
+    }
+    let mut end = MAX;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}

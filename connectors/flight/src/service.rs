@@ -1,0 +1,493 @@
+//! The Flight SQL service and its server loop.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    SqlSupportedTransaction, TicketStatementQuery,
+};
+use arrow_flight::{
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
+    SchemaAsIpc, Ticket,
+};
+use creditgate_certs::tls::{ConnInfo, TlsConn};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::normalize::{normalize_batch, normalize_schema};
+use crate::ticket::{TicketError, TicketSigner};
+use crate::cap_message;
+
+/// Default cap on a single gRPC message, both directions (tonic's 4 MiB is too small).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Everything the backend may use to decide who is calling.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The verified connection (absent only if the server was not started with [`serve`]).
+    pub conn: Option<ConnInfo>,
+    /// gRPC call headers (purpose codes and the like; never identity).
+    pub metadata: MetadataMap,
+}
+
+impl RequestContext {
+    fn from_request<T>(request: &Request<T>) -> Self {
+        Self { conn: request.extensions().get::<ConnInfo>().cloned(), metadata: request.metadata().clone() }
+    }
+}
+
+/// One table a caller may see, for the metadata calls.
+#[derive(Debug, Clone)]
+pub struct TableEntry {
+    /// Catalog name.
+    pub catalog: String,
+    /// Schema name.
+    pub schema: String,
+    /// Table name.
+    pub table: String,
+    /// Arrow schema of the table as the caller sees it.
+    pub arrow_schema: SchemaRef,
+}
+
+/// The query engine behind a Flight SQL front end.
+#[tonic::async_trait]
+pub trait QueryBackend: Send + Sync + 'static {
+    /// The authenticated caller, produced once per request.
+    type Caller: Send + Sync + 'static;
+    /// The backend's error type; its conversion to `Status` is the one place
+    /// where its failures get gRPC codes.
+    type Error: Into<Status> + Send + 'static;
+
+    /// Decides who is calling. Identity comes from the verified certificate in
+    /// `ctx.conn`, never from headers.
+    async fn authenticate(&self, ctx: &RequestContext) -> Result<Self::Caller, Self::Error>;
+
+    /// Bytes that bind a ticket to this caller (certificate fingerprint and
+    /// anything else the ticket must not be replayed without).
+    fn binding(&self, caller: &Self::Caller) -> Vec<u8>;
+
+    /// Plans `sql` for `caller` and returns the output schema.
+    async fn plan(&self, caller: &Self::Caller, sql: &str) -> Result<SchemaRef, Self::Error>;
+
+    /// Plans and executes `sql` for `caller`.
+    async fn execute(&self, caller: &Self::Caller, sql: &str) -> Result<SendableRecordBatchStream, Self::Error>;
+
+    /// Converts an error raised while streaming.
+    fn stream_error(&self, caller: &Self::Caller, error: DataFusionError) -> Self::Error;
+
+    /// The tables `caller` may see.
+    async fn tables(&self, caller: &Self::Caller) -> Result<Vec<TableEntry>, Self::Error>;
+}
+
+/// Static facts the front end reports through `GetSqlInfo`.
+#[derive(Debug, Clone)]
+pub struct FrontConfig {
+    /// Server name reported to clients.
+    pub server_name: String,
+    /// Maximum gRPC message size in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for FrontConfig {
+    fn default() -> Self {
+        Self { server_name: "creditgate".to_string(), max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES }
+    }
+}
+
+/// A Flight SQL service in front of a [`QueryBackend`].
+pub struct FlightSqlFront<B: QueryBackend> {
+    backend: Arc<B>,
+    signer: TicketSigner,
+    sql_info: Arc<SqlInfoData>,
+}
+
+impl<B: QueryBackend> FlightSqlFront<B> {
+    /// A front end for `backend`.
+    pub fn new(backend: Arc<B>, config: &FrontConfig) -> Result<Self, ServeError> {
+        let mut info = SqlInfoDataBuilder::new();
+        info.append(SqlInfo::FlightSqlServerName, config.server_name.as_str());
+        info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+        info.append(SqlInfo::FlightSqlServerArrowVersion, "1.3");
+        info.append(SqlInfo::FlightSqlServerReadOnly, true);
+        info.append(SqlInfo::FlightSqlServerSql, true);
+        info.append(SqlInfo::FlightSqlServerSubstrait, false);
+        info.append(SqlInfo::FlightSqlServerTransaction, SqlSupportedTransaction::None as i32);
+        info.append(SqlInfo::FlightSqlServerCancel, false);
+        info.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+        info.append(SqlInfo::SqlDdlCatalog, false);
+        info.append(SqlInfo::SqlDdlSchema, false);
+        info.append(SqlInfo::SqlDdlTable, false);
+        let sql_info = info.build().map_err(ServeError::SqlInfo)?;
+        Ok(Self { backend, signer: TicketSigner::random(), sql_info: Arc::new(sql_info) })
+    }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<B::Caller, Status> {
+        let ctx = RequestContext::from_request(request);
+        self.backend.authenticate(&ctx).await.map_err(Into::into)
+    }
+
+    fn open_ticket(&self, caller: &B::Caller, handle: &[u8]) -> Result<String, Status> {
+        self.signer.open(&self.backend.binding(caller), handle).map_err(|e| match e {
+            TicketError::Malformed => Status::invalid_argument(e.to_string()),
+            TicketError::WrongCaller => Status::permission_denied(e.to_string()),
+        })
+    }
+
+    fn info_for(&self, schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
+        FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| Status::internal(format!("encoding schema: {e}")))
+            .map(|info| info.with_endpoint(endpoint).with_descriptor(descriptor).with_ordered(true))
+    }
+
+    async fn stream_sql(&self, caller: B::Caller, sql: &str) -> Result<Response<DoGetStream>, Status> {
+        let stream = self.backend.execute(&caller, sql).await.map_err(Into::into)?;
+        let schema = normalize_schema(&stream.schema());
+        let backend = Arc::clone(&self.backend);
+        let target = Arc::clone(&schema);
+        let batches = stream.map(move |item| match item {
+            Ok(batch) => normalize_batch(batch, &target).map_err(FlightError::Arrow),
+            Err(error) => {
+                let status: Status = backend.stream_error(&caller, error).into();
+                Err(FlightError::Tonic(Box::new(status)))
+            }
+        });
+        let encoded = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches)
+            .map_err(flight_error_to_status);
+        Ok(Response::new(Box::pin(encoded)))
+    }
+
+    fn encode_batch(schema: SchemaRef, batch: arrow::array::RecordBatch) -> Response<DoGetStream> {
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::once(async move { Ok(batch) }))
+            .map_err(flight_error_to_status);
+        Response::new(Box::pin(stream))
+    }
+}
+
+type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
+
+fn flight_error_to_status(error: FlightError) -> Status {
+    match error {
+        FlightError::Tonic(status) => *status,
+        other => Status::internal(cap_message(&other.to_string())),
+    }
+}
+
+fn arrow_status(error: FlightError) -> Status {
+    Status::internal(cap_message(&format!("building a metadata result: {error}")))
+}
+
+fn schema_ipc(schema: &Schema) -> Result<bytes::Bytes, Status> {
+    let message: IpcMessage = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(format!("encoding schema: {e}")))?;
+    Ok(message.0)
+}
+
+#[tonic::async_trait]
+impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
+    type FlightService = FlightSqlFront<B>;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+        // Authentication is the client certificate; the handshake only confirms it.
+        self.caller(&request).await?;
+        let response = HandshakeResponse { protocol_version: 0, payload: Default::default() };
+        Ok(Response::new(Box::pin(futures::stream::once(async move { Ok(response) }))))
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let caller = self.caller(&request).await?;
+        let schema = self.backend.plan(&caller, &query.query).await.map_err(Into::into)?;
+        let schema = normalize_schema(&schema);
+        let handle = self.signer.seal(&self.backend.binding(&caller), &query.query);
+        let ticket = TicketStatementQuery { statement_handle: handle.into() }.as_any().encode_to_vec();
+        Ok(Response::new(self.info_for(&schema, ticket, request.into_inner())?))
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let caller = self.caller(&request).await?;
+        let sql = self.open_ticket(&caller, &query.prepared_statement_handle)?;
+        let planned = self.backend.plan(&caller, &sql).await.map_err(Into::into)?;
+        let schema = normalize_schema(&planned);
+        let ticket = query.as_any().encode_to_vec();
+        Ok(Response::new(self.info_for(&schema, ticket, request.into_inner())?))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request).await?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(self.info_for(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request).await?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(self.info_for(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request).await?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(self.info_for(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request).await?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(self.info_for(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request).await?;
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        Ok(Response::new(self.info_for(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = self.caller(&request).await?;
+        let sql = self.open_ticket(&caller, &ticket.statement_handle)?;
+        self.stream_sql(caller, &sql).await
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = self.caller(&request).await?;
+        let sql = self.open_ticket(&caller, &query.prepared_statement_handle)?;
+        self.stream_sql(caller, &sql).await
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = self.caller(&request).await?;
+        let tables = self.backend.tables(&caller).await.map_err(Into::into)?;
+        let mut builder = query.into_builder();
+        let mut seen = std::collections::BTreeSet::new();
+        for entry in tables {
+            if seen.insert(entry.catalog.clone()) {
+                builder.append(entry.catalog);
+            }
+        }
+        let schema = builder.schema();
+        let batch = builder.build().map_err(arrow_status)?;
+        Ok(Self::encode_batch(schema, batch))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = self.caller(&request).await?;
+        let tables = self.backend.tables(&caller).await.map_err(Into::into)?;
+        let mut builder = query.into_builder();
+        let mut seen = std::collections::BTreeSet::new();
+        for entry in tables {
+            if seen.insert((entry.catalog.clone(), entry.schema.clone())) {
+                builder.append(entry.catalog, entry.schema);
+            }
+        }
+        let schema = builder.schema();
+        let batch = builder.build().map_err(arrow_status)?;
+        Ok(Self::encode_batch(schema, batch))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = self.caller(&request).await?;
+        let tables = self.backend.tables(&caller).await.map_err(Into::into)?;
+        let mut builder = query.into_builder();
+        for entry in tables {
+            let schema = normalize_schema(&entry.arrow_schema);
+            builder
+                .append(&entry.catalog, &entry.schema, &entry.table, "TABLE", &schema)
+                .map_err(arrow_status)?;
+        }
+        let schema = builder.schema();
+        let batch = builder.build().map_err(arrow_status)?;
+        Ok(Self::encode_batch(schema, batch))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request).await?;
+        let mut builder = query.into_builder();
+        builder.append("TABLE");
+        let schema = builder.schema();
+        let batch = builder.build().map_err(arrow_status)?;
+        Ok(Self::encode_batch(schema, batch))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request).await?;
+        let builder = query.into_builder(&self.sql_info);
+        let schema = builder.schema();
+        let batch = builder.build().map_err(arrow_status)?;
+        Ok(Self::encode_batch(schema, batch))
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let caller = self.caller(&request).await?;
+        self.open_ticket(&caller, &query.prepared_statement_handle)?;
+        // Parameters are not supported; an empty binding (some clients send one) is accepted.
+        let mut stream = request.into_inner();
+        while let Some(item) = stream.next().await {
+            let data = item?;
+            if !data.data_body.is_empty() {
+                return Err(Status::invalid_argument(
+                    "prepared statement parameters are not supported; put literal values in the SQL",
+                ));
+            }
+        }
+        Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(query.prepared_statement_handle) })
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let caller = self.caller(&request).await?;
+        let planned = self.backend.plan(&caller, &query.query).await.map_err(Into::into)?;
+        let schema = normalize_schema(&planned);
+        let handle = self.signer.seal(&self.backend.binding(&caller), &query.query);
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into(),
+            dataset_schema: schema_ipc(&schema)?,
+            parameter_schema: schema_ipc(&Schema::empty())?,
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        // Handles are stateless (signed SQL): nothing to release.
+        self.caller(&request).await?;
+        Ok(())
+    }
+
+    async fn do_get_fallback(
+        &self,
+        _request: Request<Ticket>,
+        message: Any,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Err(Status::unimplemented(format!("unsupported ticket type {}", cap_message(&message.type_url))))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// Serves `backend` over Flight SQL on the TLS connections of `incoming` until
+/// `shutdown` completes.
+pub async fn serve<B, S>(
+    backend: Arc<B>,
+    config: FrontConfig,
+    incoming: S,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError>
+where
+    B: QueryBackend,
+    S: Stream<Item = Result<TlsConn, std::io::Error>> + Send + 'static,
+{
+    let front = FlightSqlFront::new(backend, &config)?;
+    let service = FlightServiceServer::new(front)
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_nodelay(true)
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(ServeError::Transport)
+}
+
+/// Why the Flight SQL server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The static `GetSqlInfo` table could not be built.
+    #[error("building the Flight SQL server information: {0}")]
+    SqlInfo(FlightError),
+    /// The gRPC transport failed.
+    #[error("Flight SQL transport: {0}")]
+    Transport(tonic::transport::Error),
+}

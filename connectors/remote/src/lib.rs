@@ -1,0 +1,20 @@
+//! The gateway's side of a connector: a DataFusion table provider whose scans
+//! run as Flight SQL queries on a remote creditgate connector over mTLS.
+//!
+//! Projection, limit and the filters that are plain `column op literal`
+//! comparisons are sent to the connector as SQL; anything else (a function
+//! call, a cast of a column, a comparison between columns) is evaluated in the
+//! gateway. Each source has its own deadlines (connect, first batch, total),
+//! and every failure names the source it came from.
+
+mod error;
+mod pushdown;
+mod scan;
+mod source;
+mod table;
+
+pub use error::{SourceError, SourceErrorKind};
+pub use pushdown::{is_pushable, filter_to_sql};
+pub use scan::RemoteScanExec;
+pub use source::{Deadlines, RemoteSource, RemoteTableInfo};
+pub use table::RemoteTable;

@@ -1,0 +1,299 @@
+//! One remote connector: a pooled, kept-alive mTLS channel and the Flight SQL
+//! calls the gateway makes on it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, BinaryArray, RecordBatch, StringArray};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::CommandGetTables;
+use arrow_flight::{FlightInfo, IpcMessage};
+use arrow_flight::error::FlightError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use tonic::transport::Channel;
+
+use crate::error::{SourceError, SourceErrorKind};
+
+/// Default deadline for establishing a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default deadline for the first batch of a result.
+pub const DEFAULT_FIRST_BATCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default deadline for a whole result.
+pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(300);
+/// Largest gRPC message accepted from a connector.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Per-source deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// TCP + TLS connect.
+    pub connect: Duration,
+    /// From sending the query to receiving the first batch.
+    pub first_batch: Duration,
+    /// From sending the query to the end of the result.
+    pub total: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self { connect: DEFAULT_CONNECT_TIMEOUT, first_batch: DEFAULT_FIRST_BATCH_TIMEOUT, total: DEFAULT_TOTAL_TIMEOUT }
+    }
+}
+
+/// A table a connector advertises.
+#[derive(Debug, Clone)]
+pub struct RemoteTableInfo {
+    /// Schema (namespace) at the connector; the connector's source name.
+    pub schema_name: String,
+    /// Table name at the connector.
+    pub table: String,
+    /// Arrow schema of the table.
+    pub schema: SchemaRef,
+}
+
+/// Called after each remote query with the source, a status label and the duration.
+pub type SourceObserver = Arc<dyn Fn(&str, &'static str, Duration) + Send + Sync>;
+
+/// A connector reachable over a kept-alive HTTP/2 channel.
+pub struct RemoteSource {
+    name: String,
+    client: FlightSqlServiceClient<Channel>,
+    deadlines: Deadlines,
+    observer: Option<SourceObserver>,
+}
+
+impl std::fmt::Debug for RemoteSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSource").field("name", &self.name).field("deadlines", &self.deadlines).finish()
+    }
+}
+
+impl RemoteSource {
+    /// A source named `name` over `channel` (see `creditgate_certs::tls::channel`).
+    pub fn new(name: impl Into<String>, channel: Channel, deadlines: Deadlines) -> Self {
+        let inner = FlightServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Self { name: name.into(), client: FlightSqlServiceClient::new_from_inner(inner), deadlines, observer: None }
+    }
+
+    /// Reports each query's status and duration to `observer` (metrics).
+    pub fn with_observer(mut self, observer: SourceObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The source's deadlines.
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
+    }
+
+    fn error(&self, kind: SourceErrorKind) -> SourceError {
+        SourceError { source_name: self.name.clone(), kind }
+    }
+
+    fn flight_error(&self, error: FlightError) -> SourceError {
+        match error {
+            FlightError::Tonic(status) => SourceError::from_status(&self.name, &status),
+            other => self.error(SourceErrorKind::Failed(other.to_string())),
+        }
+    }
+
+    /// Lists the connector's tables with their schemas (`GetTables`).
+    pub async fn tables(&self) -> Result<Vec<RemoteTableInfo>, SourceError> {
+        let deadline = self.deadlines.first_batch.max(self.deadlines.connect);
+        let work = async {
+            let mut client = self.client.clone();
+            let request = CommandGetTables { include_schema: true, ..Default::default() };
+            let info = client.get_tables(request).await.map_err(|e| self.flight_error(e))?;
+            let batches = fetch_all(&mut client, info).await.map_err(|e| self.flight_error(e))?;
+            let mut out = Vec::new();
+            for batch in &batches {
+                out.extend(self.parse_tables(batch)?);
+            }
+            Ok(out)
+        };
+        match tokio::time::timeout(deadline, work).await {
+            Ok(result) => result,
+            Err(_) => Err(self.error(SourceErrorKind::Timeout { phase: "table list", after: deadline })),
+        }
+    }
+
+    fn parse_tables(&self, batch: &RecordBatch) -> Result<Vec<RemoteTableInfo>, SourceError> {
+        let bad = |what: &str| self.error(SourceErrorKind::SchemaMismatch(format!("GetTables: {what}")));
+        let text = |name: &str| -> Result<&StringArray, SourceError> {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| bad(&format!("column {name} missing")))
+        };
+        let schemas = text("db_schema_name")?;
+        let tables = text("table_name")?;
+        let encoded = batch
+            .column_by_name("table_schema")
+            .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+            .ok_or_else(|| bad("column table_schema missing"))?;
+        let mut out = Vec::with_capacity(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            let schema = Schema::try_from(IpcMessage(encoded.value(row).to_vec().into()))
+                .map_err(|e| bad(&format!("undecodable table schema: {e}")))?;
+            out.push(RemoteTableInfo {
+                schema_name: if schemas.is_null(row) { String::new() } else { schemas.value(row).to_string() },
+                table: tables.value(row).to_string(),
+                schema: Arc::new(schema),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs `sql` at the source and streams batches that must match `expected`.
+    /// Nothing is sent until the stream is first polled.
+    pub fn query(self: &Arc<Self>, sql: String, expected: SchemaRef) -> SendableRecordBatchStream {
+        let source = Arc::clone(self);
+        let started = Instant::now();
+        let total_deadline = tokio::time::Instant::now() + self.deadlines.total;
+        let first_deadline = self.deadlines.first_batch.min(self.deadlines.total);
+        let expected_for_stream = Arc::clone(&expected);
+
+        let opened = async move {
+            let open = source.open(sql);
+            let (first, rest) = match tokio::time::timeout(first_deadline, open).await {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(e)) => return Err(source.observe_failure(e, started)),
+                Err(_) => {
+                    let e = source.error(SourceErrorKind::Timeout { phase: "first batch", after: first_deadline });
+                    return Err(source.observe_failure(e, started));
+                }
+            };
+            let state = Tail { source: Arc::clone(&source), rest, first, total_deadline, started, expected: expected_for_stream, done: false };
+            Ok(futures::stream::unfold(state, Tail::next))
+        };
+        let stream = futures::stream::once(opened)
+            .map(|result| match result {
+                Ok(tail) => tail.boxed(),
+                Err(e) => futures::stream::once(async move { Err(e.into_datafusion()) }).boxed(),
+            })
+            .flatten();
+        Box::pin(RecordBatchStreamAdapter::new(expected, stream))
+    }
+
+    /// Sends the query and waits for the first batch.
+    async fn open(
+        &self,
+        sql: String,
+    ) -> Result<(Option<RecordBatch>, BoxStream<'static, Result<RecordBatch, FlightError>>), SourceError> {
+        let mut client = self.client.clone();
+        let info = client.execute(sql, None).await.map_err(|e| self.flight_error(e))?;
+        let mut rest = endpoint_stream(client, info);
+        let first = rest.next().await.transpose().map_err(|e| self.flight_error(e))?;
+        Ok((first, rest))
+    }
+
+    fn observe_failure(&self, error: SourceError, started: Instant) -> SourceError {
+        if let Some(observer) = &self.observer {
+            observer(&self.name, error.status_label(), started.elapsed());
+        }
+        tracing::warn!(source = %self.name, error = %error.kind, "remote query failed");
+        error
+    }
+}
+
+/// The rest of a result after the first batch, under the total deadline.
+struct Tail {
+    source: Arc<RemoteSource>,
+    rest: BoxStream<'static, Result<RecordBatch, FlightError>>,
+    first: Option<RecordBatch>,
+    total_deadline: tokio::time::Instant,
+    started: Instant,
+    expected: SchemaRef,
+    done: bool,
+}
+
+impl Tail {
+    async fn next(mut self) -> Option<(datafusion::error::Result<RecordBatch>, Tail)> {
+        if self.done {
+            return None;
+        }
+        let item = match self.first.take() {
+            Some(batch) => Some(Ok(batch)),
+            None => match tokio::time::timeout_at(self.total_deadline, self.rest.next()).await {
+                Ok(item) => item.map(|r| r.map_err(|e| self.source.flight_error(e))),
+                Err(_) => {
+                    let after = self.source.deadlines.total;
+                    Some(Err(self.source.error(SourceErrorKind::Timeout { phase: "end of the result", after })))
+                }
+            },
+        };
+        match item {
+            None => {
+                self.done = true;
+                if let Some(observer) = &self.source.observer {
+                    observer(&self.source.name, "ok", self.started.elapsed());
+                }
+                None
+            }
+            Some(Ok(batch)) => match check_schema(&batch, &self.expected) {
+                Ok(()) => Some((Ok(batch), self)),
+                Err(message) => {
+                    self.done = true;
+                    let e = self.source.observe_failure(
+                        self.source.error(SourceErrorKind::SchemaMismatch(message)),
+                        self.started,
+                    );
+                    Some((Err(e.into_datafusion()), self))
+                }
+            },
+            Some(Err(e)) => {
+                self.done = true;
+                let e = self.source.observe_failure(e, self.started);
+                Some((Err(e.into_datafusion()), self))
+            }
+        }
+    }
+}
+
+fn check_schema(batch: &RecordBatch, expected: &SchemaRef) -> Result<(), String> {
+    let got = batch.schema();
+    if got.fields().len() != expected.fields().len() {
+        return Err(format!("expected {} columns, got {}", expected.fields().len(), got.fields().len()));
+    }
+    for (g, e) in got.fields().iter().zip(expected.fields()) {
+        if g.data_type() != e.data_type() {
+            return Err(format!("column `{}` is {}, expected {}", e.name(), g.data_type(), e.data_type()));
+        }
+    }
+    Ok(())
+}
+
+/// Streams every endpoint of `info` in order.
+fn endpoint_stream(
+    client: FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> BoxStream<'static, Result<RecordBatch, FlightError>> {
+    futures::stream::iter(info.endpoint)
+        .then(move |endpoint| {
+            let mut client = client.clone();
+            async move {
+                let ticket = endpoint
+                    .ticket
+                    .ok_or_else(|| FlightError::ProtocolError("endpoint without a ticket".to_string()))?;
+                client.do_get(ticket).await
+            }
+        })
+        .try_flatten()
+        .boxed()
+}
+
+async fn fetch_all(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Result<Vec<RecordBatch>, FlightError> {
+    endpoint_stream(client.clone(), info).try_collect().await
+}

@@ -1,0 +1,82 @@
+//! Connector errors and their single mapping to gRPC status codes.
+
+use tonic::Status;
+
+/// Everything that can go wrong in a connector.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// The configuration file is invalid.
+    #[error("connector config: {0}")]
+    Config(String),
+    /// A configured table could not be opened.
+    #[error("table `{table}`: {message}")]
+    Table {
+        /// The table name.
+        table: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// TLS set-up failed (certificates, keys, trust).
+    #[error(transparent)]
+    Tls(#[from] creditgate_certs::CertError),
+    /// Binding or serving failed.
+    #[error("connector server: {0}")]
+    Server(String),
+    /// The request came without a verified client certificate.
+    #[error("a client certificate is required")]
+    Unauthenticated,
+    /// The caller's certificate is valid but its identity is not allowed here.
+    #[error("identity `{0}` is not allowed to query this connector")]
+    NotAllowed(String),
+    /// The SQL is not a single read-only query, or does not plan.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// Execution failed.
+    #[error("query failed: {0}")]
+    Execution(String),
+    /// The query exceeded the memory limit.
+    #[error("query exceeded the connector's memory limit: {0}")]
+    ResourcesExhausted(String),
+}
+
+impl From<ConnectorError> for Status {
+    fn from(error: ConnectorError) -> Status {
+        let message = creditgate_flight::cap_message(&error.to_string());
+        match error {
+            ConnectorError::Unauthenticated => {
+                tracing::info!(reason = %message, "request refused");
+                Status::unauthenticated(message)
+            }
+            ConnectorError::NotAllowed(_) => {
+                tracing::info!(reason = %message, "request refused");
+                Status::permission_denied(message)
+            }
+            ConnectorError::InvalidQuery(_) => Status::invalid_argument(message),
+            ConnectorError::ResourcesExhausted(_) => Status::resource_exhausted(message),
+            ConnectorError::Execution(_) => {
+                tracing::warn!(error = %message, "query failed");
+                Status::internal(message)
+            }
+            ConnectorError::Config(_)
+            | ConnectorError::Table { .. }
+            | ConnectorError::Tls(_)
+            | ConnectorError::Server(_) => {
+                tracing::error!(error = %message, "connector failure");
+                Status::internal(message)
+            }
+        }
+    }
+}
+
+/// Classifies a DataFusion error raised while planning or running a query.
+pub(crate) fn from_datafusion(error: datafusion::error::DataFusionError, planning: bool) -> ConnectorError {
+    use datafusion::error::DataFusionError as E;
+    match error.find_root() {
+        E::ResourcesExhausted(message) => ConnectorError::ResourcesExhausted(message.clone()),
+        E::SQL(..) | E::Plan(..) | E::SchemaError(..) | E::NotImplemented(..) if planning => {
+            ConnectorError::InvalidQuery(error.strip_backtrace())
+        }
+        _ if planning => ConnectorError::InvalidQuery(error.strip_backtrace()),
+        _ => ConnectorError::Execution(error.strip_backtrace()),
+    }
+}

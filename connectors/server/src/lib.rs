@@ -1,0 +1,20 @@
+//! The creditgate connector: an Arrow Flight SQL server that sits next to one
+//! department's or platform's data and serves only what that source's config
+//! exposes, only to the identities it lists (normally just the gateway).
+//!
+//! A connector is the source's own control point: the department decides
+//! which tables and columns leave, and it keeps its own served-query log
+//! (who asked, the SQL, rows, bytes, duration) independent of the gateway.
+
+mod config;
+mod error;
+mod exposed;
+mod served_log;
+mod server;
+mod sources;
+
+pub use config::{ConnectorConfig, TableConfig, TableFormat, DEFAULT_MEMORY_LIMIT_BYTES};
+pub use error::ConnectorError;
+pub use exposed::ExposedTable;
+pub use served_log::{ServedLog, ServedRecord};
+pub use server::{Connector, RunningConnector};

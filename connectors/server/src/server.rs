@@ -1,0 +1,210 @@
+//! The connector's query backend and server loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use creditgate_certs::identity::Identity;
+use creditgate_certs::tls::{self, ClientTrust};
+use creditgate_flight::engine::{locked_down_runtime, read_only_sql_options, session};
+use creditgate_flight::{FrontConfig, ObservedStream, QueryBackend, RequestContext, TableEntry};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{DataFrame, SessionContext};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::config::ConnectorConfig;
+use crate::error::{ConnectorError, from_datafusion};
+use crate::served_log::{ServedLog, ServedRecord};
+use crate::sources::open_table;
+
+/// The catalog name every connector serves its tables under.
+pub const CATALOG: &str = "creditgate";
+
+/// A connector: the source's exposed tables behind an allow-list of callers.
+pub struct Connector {
+    config: ConnectorConfig,
+    ctx: SessionContext,
+    tables: Vec<TableEntry>,
+    log: Arc<ServedLog>,
+}
+
+/// A caller the connector accepted.
+#[derive(Debug, Clone)]
+pub struct ConnectorCaller {
+    identity: Arc<Identity>,
+}
+
+impl Connector {
+    /// Opens every configured table; fails naming the first table that cannot be opened.
+    pub async fn open(config: ConnectorConfig) -> Result<Arc<Self>, ConnectorError> {
+        config.validate()?;
+        let runtime = locked_down_runtime(config.memory_limit_bytes)
+            .map_err(|e| ConnectorError::Config(format!("memory_limit_bytes: {}", e.strip_backtrace())))?;
+        let ctx = session(runtime, CATALOG, &config.name, false);
+        let mut tables = Vec::with_capacity(config.tables.len());
+        for table in &config.tables {
+            let provider = open_table(&ctx, table).await?;
+            tables.push(TableEntry {
+                catalog: CATALOG.to_string(),
+                schema: config.name.clone(),
+                table: table.name.clone(),
+                arrow_schema: provider.schema(),
+            });
+            ctx.register_table(table.name.as_str(), provider)
+                .map_err(|e| ConnectorError::Table { table: table.name.clone(), message: e.strip_backtrace() })?;
+        }
+        let log = Arc::new(ServedLog::open(&config.served_log)?);
+        Ok(Arc::new(Self { config, ctx, tables, log }))
+    }
+
+    /// The connector's configuration.
+    pub fn config(&self) -> &ConnectorConfig {
+        &self.config
+    }
+
+    async fn dataframe(&self, sql: &str) -> Result<DataFrame, ConnectorError> {
+        self.ctx
+            .sql_with_options(sql, read_only_sql_options())
+            .await
+            .map_err(|e| from_datafusion(e, true))
+    }
+
+    /// Binds the configured address and serves until stopped.
+    pub async fn start(self: Arc<Self>) -> Result<RunningConnector, ConnectorError> {
+        let trust = ClientTrust {
+            ca_file: self.config.client_ca.clone(),
+            crl_files: self.config.crls.clone(),
+            enforce_crl_expiry: self.config.enforce_crl_expiry,
+        };
+        let server_config = tls::server_config(&self.config.cert, &self.config.key, Some(&trust), &[b"h2"])?;
+        let listener = tokio::net::TcpListener::bind(self.config.listen)
+            .await
+            .map_err(|e| ConnectorError::Server(format!("cannot listen on {}: {e}", self.config.listen)))?;
+        let addr = listener.local_addr().map_err(|e| ConnectorError::Server(e.to_string()))?;
+        let incoming = tls::incoming(listener, server_config, Duration::from_millis(self.config.handshake_timeout_ms));
+        let (tx, rx) = oneshot::channel::<()>();
+        let front = FrontConfig { server_name: format!("creditgate connector {}", self.config.name), ..FrontConfig::default() };
+        let span = tracing::info_span!("connector", source = %self.config.name, %addr);
+        tracing::info!(parent: &span, tables = self.tables.len(), "connector listening");
+        let handle = tokio::spawn(
+            async move {
+                let shutdown = async move {
+                    let _ = rx.await;
+                };
+                creditgate_flight::serve(self, front, incoming, shutdown)
+                    .await
+                    .map_err(|e| ConnectorError::Server(e.to_string()))
+            }
+            .instrument(span),
+        );
+        Ok(RunningConnector { addr, shutdown: Some(tx), handle })
+    }
+}
+
+/// A connector serving in the background.
+pub struct RunningConnector {
+    /// The bound address.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), ConnectorError>>,
+}
+
+impl RunningConnector {
+    /// Stops accepting, lets in-flight calls finish, and waits for the server.
+    pub async fn stop(mut self) -> Result<(), ConnectorError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.wait().await
+    }
+
+    /// Waits until the server ends.
+    pub async fn wait(self) -> Result<(), ConnectorError> {
+        match self.handle.await {
+            Ok(result) => result,
+            Err(e) => Err(ConnectorError::Server(format!("server task failed: {e}"))),
+        }
+    }
+
+    /// Aborts the server at once (tests: simulate a dead source).
+    pub fn abort(&self) {
+        self.handle.abort();
+    }
+}
+
+#[tonic::async_trait]
+impl QueryBackend for Connector {
+    type Caller = ConnectorCaller;
+    type Error = ConnectorError;
+
+    async fn authenticate(&self, ctx: &RequestContext) -> Result<ConnectorCaller, ConnectorError> {
+        let identity = ctx.conn.as_ref().and_then(|c| c.identity.clone()).ok_or(ConnectorError::Unauthenticated)?;
+        if self.config.allowed_clients.iter().any(|allowed| identity.matches(allowed)) {
+            Ok(ConnectorCaller { identity })
+        } else {
+            Err(ConnectorError::NotAllowed(identity.name()))
+        }
+    }
+
+    fn binding(&self, caller: &ConnectorCaller) -> Vec<u8> {
+        caller.identity.fingerprint.as_bytes().to_vec()
+    }
+
+    async fn plan(&self, _caller: &ConnectorCaller, sql: &str) -> Result<SchemaRef, ConnectorError> {
+        let frame = self.dataframe(sql).await?;
+        Ok(Arc::new(frame.schema().as_arrow().clone()))
+    }
+
+    async fn execute(&self, caller: &ConnectorCaller, sql: &str) -> Result<SendableRecordBatchStream, ConnectorError> {
+        let started = chrono::Utc::now();
+        tracing::debug!(caller = %caller.identity.name(), %sql, "query");
+        let stream = self
+            .dataframe(sql)
+            .await?
+            .execute_stream()
+            .await
+            .map_err(|e| from_datafusion(e, false))?;
+        let log = Arc::clone(&self.log);
+        let record = ServedRecord {
+            time: started.to_rfc3339(),
+            caller: caller.identity.name(),
+            fingerprint: caller.identity.fingerprint.clone(),
+            sql: sql.to_string(),
+            rows: 0,
+            bytes: 0,
+            duration_ms: 0,
+            outcome: String::new(),
+        };
+        let observed = ObservedStream::new(stream, move |report| {
+            let record = ServedRecord {
+                rows: report.rows,
+                bytes: report.bytes,
+                duration_ms: report.duration.as_millis() as u64,
+                outcome: report.outcome.label().to_string(),
+                ..record
+            };
+            tracing::info!(
+                client = %record.caller,
+                rows = record.rows,
+                bytes = record.bytes,
+                duration_ms = record.duration_ms,
+                outcome = %record.outcome,
+                "served"
+            );
+            log.append(&record);
+        });
+        Ok(Box::pin(observed))
+    }
+
+    fn stream_error(&self, _caller: &ConnectorCaller, error: DataFusionError) -> ConnectorError {
+        from_datafusion(error, false)
+    }
+
+    async fn tables(&self, _caller: &ConnectorCaller) -> Result<Vec<TableEntry>, ConnectorError> {
+        Ok(self.tables.clone())
+    }
+}
