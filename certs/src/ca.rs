@@ -54,7 +54,10 @@ impl fmt::Debug for DevCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the key.
         f.debug_struct("DevCa")
-            .field("fingerprint", &crate::identity::fingerprint_hex(&self.cert_der))
+            .field(
+                "fingerprint",
+                &crate::identity::fingerprint_hex(&self.cert_der),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -110,7 +113,11 @@ impl IssueRequest {
     /// A client certificate for organisation `org_id` (URI SAN
     /// `spiffe://<trust domain>/org/<org_id>`), subject `O=<org_name>`,
     /// `CN=<cn>`.
-    pub fn client(org_id: impl Into<String>, org_name: impl Into<String>, cn: impl Into<String>) -> Self {
+    pub fn client(
+        org_id: impl Into<String>,
+        org_name: impl Into<String>,
+        cn: impl Into<String>,
+    ) -> Self {
         Self::new(
             CertKind::Client {
                 org_id: org_id.into(),
@@ -190,17 +197,29 @@ impl Issued {
         fsutil::ensure_dir(dir)?;
         let cert_path = dir.join(format!("{stem}.pem"));
         let key_path = dir.join(format!("{stem}.key"));
-        fsutil::write_atomic(&key_path, self.key_pem.as_bytes(), KEY_MODE, Existing::Replace)?;
-        fsutil::write_atomic(&cert_path, self.cert_pem.as_bytes(), PUBLIC_MODE, Existing::Replace)?;
+        fsutil::write_atomic(
+            &key_path,
+            self.key_pem.as_bytes(),
+            KEY_MODE,
+            Existing::Replace,
+        )?;
+        fsutil::write_atomic(
+            &cert_path,
+            self.cert_pem.as_bytes(),
+            PUBLIC_MODE,
+            Existing::Replace,
+        )?;
         Ok((cert_path, key_path))
     }
 
     /// The certificate in DER form.
     pub fn cert_der(&self) -> Result<CertificateDer<'static>, CertError> {
         use rustls_pki_types::pem::PemObject;
-        CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).map_err(|e| CertError::InvalidCertificate {
-            source_name: "issued certificate".to_owned(),
-            reason: e.to_string(),
+        CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).map_err(|e| {
+            CertError::InvalidCertificate {
+                source_name: "issued certificate".to_owned(),
+                reason: e.to_string(),
+            }
         })
     }
 
@@ -227,13 +246,13 @@ impl DevCa {
             KeyUsagePurpose::DigitalSignature,
         ];
         let now = SystemTime::now();
-        params.not_before = to_offset(now - BACKDATE);
-        params.not_after = to_offset(now + DAY * CA_VALIDITY_DAYS);
+        params.not_before = to_offset(now - BACKDATE)?;
+        params.not_after = to_offset(later(now, DAY * CA_VALIDITY_DAYS)?)?;
         params.serial_number = Some(random_serial()?);
         params.key_identifier_method = KeyIdMethod::Sha256;
-        let cert = params
-            .self_signed(&key)
-            .map_err(|e| CertError::generate(format!("self-sign the CA certificate {name:?}"), e))?;
+        let cert = params.self_signed(&key).map_err(|e| {
+            CertError::generate(format!("self-sign the CA certificate {name:?}"), e)
+        })?;
         Ok(DevCa {
             cert_pem: cert.pem(),
             cert_der: cert.der().clone(),
@@ -258,7 +277,9 @@ impl DevCa {
         let ca = Self::generate(name)?;
         fsutil::ensure_dir(dir)?;
         let exists = |e: &CertError, path: &PathBuf| match e {
-            CertError::Write { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            CertError::Write { source, .. }
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
                 Some(CertError::CaExists {
                     dir: dir.into(),
                     existing: path.clone(),
@@ -267,10 +288,17 @@ impl DevCa {
             _ => None,
         };
         let key_pem = ca.issuer.key().serialize_pem();
-        if let Err(e) = fsutil::write_atomic(&key_path, key_pem.as_bytes(), KEY_MODE, Existing::Keep) {
+        if let Err(e) =
+            fsutil::write_atomic(&key_path, key_pem.as_bytes(), KEY_MODE, Existing::Keep)
+        {
             return Err(exists(&e, &key_path).unwrap_or(e));
         }
-        if let Err(e) = fsutil::write_atomic(&cert_path, ca.cert_pem.as_bytes(), PUBLIC_MODE, Existing::Keep) {
+        if let Err(e) = fsutil::write_atomic(
+            &cert_path,
+            ca.cert_pem.as_bytes(),
+            PUBLIC_MODE,
+            Existing::Keep,
+        ) {
             // Do not leave a key without its certificate behind.
             let _ = std::fs::remove_file(&key_path);
             return Err(exists(&e, &cert_path).unwrap_or(e));
@@ -286,7 +314,9 @@ impl DevCa {
         let cert_der = load::certs_from_pem_file(&cert_path)?
             .into_iter()
             .next()
-            .ok_or_else(|| CertError::NoCertificates { path: cert_path.clone() })?;
+            .ok_or_else(|| CertError::NoCertificates {
+                path: cert_path.clone(),
+            })?;
         let key_pem = fsutil::read_to_string(&key_path)?;
         warn_if_key_readable_by_others(&key_path);
         let key = KeyPair::from_pem(&key_pem).map_err(|e| CertError::Pem {
@@ -298,16 +328,22 @@ impl DevCa {
             source_name: cert_path.display().to_string(),
             reason: reason.to_owned(),
         };
-        let (_, parsed) =
-            X509Certificate::from_der(&cert_der).map_err(|_| invalid("not a valid X.509 certificate"))?;
+        let (_, parsed) = X509Certificate::from_der(&cert_der)
+            .map_err(|_| invalid("not a valid X.509 certificate"))?;
         if !parsed.is_ca() {
-            return Err(invalid("not a CA certificate (basicConstraints CA:TRUE missing)"));
+            return Err(invalid(
+                "not a CA certificate (basicConstraints CA:TRUE missing)",
+            ));
         }
         if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-            return Err(invalid(&format!("its public key does not match {}", key_path.display())));
+            return Err(invalid(&format!(
+                "its public key does not match {}",
+                key_path.display()
+            )));
         }
-        let issuer = Issuer::from_ca_cert_der(&cert_der, key)
-            .map_err(|e| CertError::generate(format!("use {} as an issuer", cert_path.display()), e))?;
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key).map_err(|e| {
+            CertError::generate(format!("use {} as an issuer", cert_path.display()), e)
+        })?;
         let cert_pem = fsutil::read_to_string(&cert_path)?;
         Ok(DevCa {
             cert_pem,
@@ -330,7 +366,11 @@ impl DevCa {
     pub fn issue(&self, req: &IssueRequest) -> Result<Issued, CertError> {
         let cn = req.common_name.trim();
         if cn.is_empty() {
-            return Err(CertError::input("common name", &req.common_name, "must not be empty"));
+            return Err(CertError::input(
+                "common name",
+                &req.common_name,
+                "must not be empty",
+            ));
         }
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -357,14 +397,20 @@ impl DevCa {
                         .map_err(|_| CertError::input("DNS name", name, "not an ASCII DNS name"))?;
                     params.subject_alt_names.push(SanType::DnsName(ia5));
                 }
-                params.subject_alt_names.extend(ips.iter().copied().map(SanType::IpAddress));
+                params
+                    .subject_alt_names
+                    .extend(ips.iter().copied().map(SanType::IpAddress));
                 params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             }
             CertKind::Client { org_id, org_name } => {
                 validate_trust_domain(&req.trust_domain)?;
                 validate_org_id(org_id)?;
                 if org_name.trim().is_empty() {
-                    return Err(CertError::input("organisation name", org_name, "must not be empty"));
+                    return Err(CertError::input(
+                        "organisation name",
+                        org_name,
+                        "must not be empty",
+                    ));
                 }
                 let uri = spiffe_uri(&req.trust_domain, org_id);
                 let ia5 = uri
@@ -372,16 +418,21 @@ impl DevCa {
                     .try_into()
                     .map_err(|_| CertError::input("SPIFFE URI", &uri, "not ASCII"))?;
                 params.subject_alt_names.push(SanType::URI(ia5));
-                params.distinguished_name.push(DnType::OrganizationName, org_name.as_str());
+                params
+                    .distinguished_name
+                    .push(DnType::OrganizationName, org_name.as_str());
                 params.distinguished_name.push(DnType::CommonName, cn);
                 params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             }
         }
 
-        let not_before = req.not_before.unwrap_or_else(|| SystemTime::now() - BACKDATE);
-        let not_after = req
-            .not_after
-            .unwrap_or_else(|| not_before + DAY * req.validity_days);
+        let not_before = req
+            .not_before
+            .unwrap_or_else(|| SystemTime::now() - BACKDATE);
+        let not_after = match req.not_after {
+            Some(t) => t,
+            None => later(not_before, DAY * req.validity_days)?,
+        };
         if not_after <= not_before {
             return Err(CertError::input(
                 "validity",
@@ -389,8 +440,8 @@ impl DevCa {
                 "not_after must be later than not_before (validity_days must be at least 1)",
             ));
         }
-        params.not_before = to_offset(not_before);
-        params.not_after = to_offset(not_after);
+        params.not_before = to_offset(not_before)?;
+        params.not_after = to_offset(not_after)?;
 
         let serial = random_serial()?;
         let serial_hex = hex::encode(serial.to_bytes());
@@ -411,9 +462,14 @@ impl DevCa {
     /// [`normalize_serial`] accepts), signed by the CA, `thisUpdate` now and
     /// `nextUpdate` after `valid_for`. The CRL number is the current Unix
     /// time, so later CRLs have larger numbers.
-    pub fn crl_pem(&self, revoked_serials: &[String], valid_for: Duration) -> Result<String, CertError> {
+    pub fn crl_pem(
+        &self,
+        revoked_serials: &[String],
+        valid_for: Duration,
+    ) -> Result<String, CertError> {
         let now = SystemTime::now();
-        let entries: Vec<(String, SystemTime)> = revoked_serials.iter().map(|s| (s.clone(), now)).collect();
+        let entries: Vec<(String, SystemTime)> =
+            revoked_serials.iter().map(|s| (s.clone(), now)).collect();
         self.crl_pem_at(&entries, now, valid_for)
     }
 
@@ -441,10 +497,11 @@ impl DevCa {
         let mut revoked_certs = Vec::with_capacity(revoked.len());
         for (serial, when) in revoked {
             let normalized = normalize_serial(serial)?;
-            let bytes = hex::decode(&normalized).map_err(|e| CertError::input("serial", serial, e.to_string()))?;
+            let bytes = hex::decode(&normalized)
+                .map_err(|e| CertError::input("serial", serial, e.to_string()))?;
             revoked_certs.push(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&bytes),
-                revocation_time: to_offset(*when),
+                revocation_time: to_offset(*when)?,
                 reason_code: None,
                 invalidity_date: None,
             });
@@ -455,8 +512,8 @@ impl DevCa {
             .unwrap_or(1)
             .max(1);
         let params = CertificateRevocationListParams {
-            this_update: to_offset(now),
-            next_update: to_offset(now + valid_for),
+            this_update: to_offset(now)?,
+            next_update: to_offset(later(now, valid_for)?)?,
             crl_number: SerialNumber::from_slice(&crl_number.to_be_bytes()),
             issuing_distribution_point: None,
             revoked_certs,
@@ -465,7 +522,8 @@ impl DevCa {
         let crl = params
             .signed_by(&self.issuer)
             .map_err(|e| CertError::generate("sign the CRL", e))?;
-        crl.pem().map_err(|e| CertError::generate("encode the CRL", e))
+        crl.pem()
+            .map_err(|e| CertError::generate("encode the CRL", e))
     }
 }
 
@@ -474,8 +532,20 @@ pub fn spiffe_uri(trust_domain: &str, org_id: &str) -> String {
     format!("spiffe://{trust_domain}/org/{org_id}")
 }
 
-fn to_offset(t: SystemTime) -> OffsetDateTime {
-    OffsetDateTime::from(t)
+/// Converts to rcgen's time type; refuses times outside years 0..=9999
+/// instead of panicking.
+fn to_offset(t: SystemTime) -> Result<OffsetDateTime, CertError> {
+    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).ok(),
+        Err(e) => i64::try_from(e.duration().as_secs()).ok().map(|s| -s),
+    };
+    secs.and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .ok_or_else(|| CertError::input("time", format!("{t:?}"), "outside the years 0-9999"))
+}
+
+fn later(t: SystemTime, by: Duration) -> Result<SystemTime, CertError> {
+    t.checked_add(by)
+        .ok_or_else(|| CertError::input("validity", format!("{by:?}"), "too long"))
 }
 
 fn random_serial() -> Result<SerialNumber, CertError> {
@@ -574,7 +644,10 @@ mod tests {
             .issue(&IssueRequest::client("court-01", "City Court", "batch"))
             .expect("issue");
         let id = issued.identity().expect("identity");
-        assert_eq!(id.uri.as_deref(), Some("spiffe://credit.example/org/court-01"));
+        assert_eq!(
+            id.uri.as_deref(),
+            Some("spiffe://credit.example/org/court-01")
+        );
         assert_eq!(id.org_id.as_deref(), Some("court-01"));
         assert_eq!(id.organization.as_deref(), Some("City Court"));
         assert_eq!(id.common_name.as_deref(), Some("batch"));
@@ -592,7 +665,9 @@ mod tests {
     fn invalid_requests_are_refused() {
         let ca = DevCa::generate("test CA").expect("ca");
         for bad in ["", "a/b", "..", "sp ace"] {
-            let err = ca.issue(&IssueRequest::client(bad, "Org", "cn")).expect_err(bad);
+            let err = ca
+                .issue(&IssueRequest::client(bad, "Org", "cn"))
+                .expect_err(bad);
             assert!(err.to_string().contains("org id"), "{err}");
         }
         let err = ca
@@ -604,13 +679,22 @@ mod tests {
             .expect_err("no SANs");
         assert!(err.to_string().contains("at least one"), "{err}");
         let err = ca
-            .issue(&IssueRequest::server("gw", vec!["bad name!".to_owned()], vec![]))
+            .issue(&IssueRequest::server(
+                "gw",
+                vec!["bad name!".to_owned()],
+                vec![],
+            ))
             .expect_err("bad dns");
         assert!(err.to_string().contains("DNS name"), "{err}");
         let err = ca
             .issue(&IssueRequest::client("x", "Org", "cn").with_validity_days(0))
             .expect_err("zero days");
         assert!(err.to_string().contains("validity"), "{err}");
+        let err = ca
+            .issue(&IssueRequest::client("x", "Org", "cn").with_validity_days(u32::MAX))
+            .expect_err("absurd validity");
+        assert!(err.to_string().contains("9999"), "{err}");
+        assert!(ca.crl_pem(&[], Duration::MAX).is_err());
     }
 
     #[test]
@@ -627,13 +711,20 @@ mod tests {
         assert_eq!(loaded.cert_pem(), ca.cert_pem());
         // The loaded CA can still issue and sign CRLs.
         let issued = loaded
-            .issue(&IssueRequest::server("gw", vec!["localhost".to_owned()], vec![]))
+            .issue(&IssueRequest::server(
+                "gw",
+                vec!["localhost".to_owned()],
+                vec![],
+            ))
             .expect("issue");
         let (cert, key) = issued.write(dir.path(), "gw").expect("write");
         assert_eq!(mode(&key), 0o600);
         assert!(cert.ends_with("gw.pem"));
         loaded
-            .crl_pem(&[issued.serial.clone()], Duration::from_secs(3600))
+            .crl_pem(
+                std::slice::from_ref(&issued.serial),
+                Duration::from_secs(3600),
+            )
             .expect("crl");
         // No temporary files are left behind.
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())

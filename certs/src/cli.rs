@@ -29,7 +29,10 @@ pub const DEFAULT_CRL_DAYS: u32 = 30;
 /// DNS names every CLI-issued server certificate carries unless `--no-loopback`.
 pub const LOOPBACK_DNS: &[&str] = &["localhost"];
 /// IP addresses every CLI-issued server certificate carries unless `--no-loopback`.
-pub const LOOPBACK_IPS: &[IpAddr] = &[IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
+pub const LOOPBACK_IPS: &[IpAddr] = &[
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+];
 
 /// clap subcommands for `creditgate certs …`.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -88,7 +91,7 @@ pub struct IssueArgs {
     #[arg(long, requires = "server", conflicts_with = "client")]
     pub no_loopback: bool,
     /// Issue a client certificate for this organisation id (URI SAN
-    /// spiffe://<trust domain>/org/<ORG_ID>).
+    /// spiffe://TRUST_DOMAIN/org/ORG_ID).
     #[arg(long, value_name = "ORG_ID", requires = "org_name")]
     pub client: Option<String>,
     /// Organisation name (subject O) of a client certificate.
@@ -156,7 +159,10 @@ pub fn run(cmd: CertsCommand) -> Result<(), CertError> {
     match cmd {
         CertsCommand::Init { dir, name } => {
             DevCa::init(&dir, &name)?;
-            say(format!("created CA {name:?}: {}", dir.join(crate::ca::CA_CERT_FILE).display()));
+            say(format!(
+                "created CA {name:?}: {}",
+                dir.join(crate::ca::CA_CERT_FILE).display()
+            ));
         }
         CertsCommand::Issue(args) => {
             let (cert, key, serial) = issue(&args)?;
@@ -169,7 +175,10 @@ pub fn run(cmd: CertsCommand) -> Result<(), CertError> {
             for serial in &added {
                 say(format!("revoked {serial}"));
             }
-            say(format!("CRL written: {}", args.dir.join(CRL_FILE).display()));
+            say(format!(
+                "CRL written: {}",
+                args.dir.join(CRL_FILE).display()
+            ));
         }
         CertsCommand::Crl { dir, crl_days } => {
             let ca = DevCa::load(&dir)?;
@@ -204,12 +213,12 @@ fn issue(args: &IssueArgs) -> Result<(PathBuf, PathBuf, String), CertError> {
             (IssueRequest::server(name.clone(), dns, ips), name.clone())
         }
         (None, Some(org_id)) => {
-            let org_name = args
-                .org_name
-                .clone()
-                .ok_or_else(|| CertError::input("arguments", "--client", "--org-name is required"))?;
+            let org_name = args.org_name.clone().ok_or_else(|| {
+                CertError::input("arguments", "--client", "--org-name is required")
+            })?;
             let cn = args.cn.clone().unwrap_or_else(|| org_id.clone());
-            let req = IssueRequest::client(org_id.clone(), org_name, cn).with_trust_domain(args.trust_domain.clone());
+            let req = IssueRequest::client(org_id.clone(), org_name, cn)
+                .with_trust_domain(args.trust_domain.clone());
             (req, format!("client-{org_id}"))
         }
         _ => {
@@ -244,20 +253,22 @@ fn dedup<T: PartialEq + Clone>(v: &mut Vec<T>) {
 fn revoke(args: &RevokeArgs) -> Result<Vec<String>, CertError> {
     let ca = DevCa::load(&args.dir)?;
     let ca_der = ca.cert_der();
-    let (_, ca_cert) = X509Certificate::from_der(&ca_der).map_err(|e| CertError::InvalidCertificate {
-        source_name: args.dir.join(crate::ca::CA_CERT_FILE).display().to_string(),
-        reason: format!("not a valid X.509 certificate: {e}"),
-    })?;
+    let (_, ca_cert) =
+        X509Certificate::from_der(&ca_der).map_err(|e| CertError::InvalidCertificate {
+            source_name: args.dir.join(crate::ca::CA_CERT_FILE).display().to_string(),
+            reason: format!("not a valid X.509 certificate: {e}"),
+        })?;
     let mut requested: Vec<(String, Option<String>)> = Vec::new();
     for serial in &args.serial {
         requested.push((normalize_serial(serial)?, None));
     }
     for file in &args.cert {
         let der = first_cert(file)?;
-        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| CertError::InvalidCertificate {
-            source_name: file.display().to_string(),
-            reason: format!("not a valid X.509 certificate: {e}"),
-        })?;
+        let (_, cert) =
+            X509Certificate::from_der(&der).map_err(|e| CertError::InvalidCertificate {
+                source_name: file.display().to_string(),
+                reason: format!("not a valid X.509 certificate: {e}"),
+            })?;
         // Raw DER comparison of the names: exact, no normalisation.
         if cert.tbs_certificate.issuer.as_raw() != ca_cert.tbs_certificate.subject.as_raw() {
             return Err(CertError::InvalidCertificate {
@@ -291,14 +302,21 @@ fn revoke(args: &RevokeArgs) -> Result<Vec<String>, CertError> {
         path: args.dir.join(REVOKED_FILE),
         source,
     })?;
-    fsutil::write_atomic(&args.dir.join(REVOKED_FILE), &json, PUBLIC_MODE, Existing::Replace)?;
+    fsutil::write_atomic(
+        &args.dir.join(REVOKED_FILE),
+        &json,
+        PUBLIC_MODE,
+        Existing::Replace,
+    )?;
     Ok(added)
 }
 
 fn read_revoked(dir: &Path) -> Result<RevokedList, CertError> {
     let path = dir.join(REVOKED_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| CertError::Json { path, source }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|source| CertError::Json { path, source })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RevokedList::default()),
         Err(e) => Err(CertError::read(path, e)),
     }
@@ -313,8 +331,17 @@ fn write_crl(ca: &DevCa, dir: &Path, list: &RevokedList, crl_days: u32) -> Resul
         .iter()
         .map(|e| (e.serial.clone(), SystemTime::from(e.revoked_at)))
         .collect();
-    let pem = ca.crl_pem_with_times(&entries, SystemTime::now(), Duration::from_secs(u64::from(crl_days) * 24 * 60 * 60))?;
-    fsutil::write_atomic(&dir.join(CRL_FILE), pem.as_bytes(), PUBLIC_MODE, Existing::Replace)
+    let pem = ca.crl_pem_with_times(
+        &entries,
+        SystemTime::now(),
+        Duration::from_secs(u64::from(crl_days) * 24 * 60 * 60),
+    )?;
+    fsutil::write_atomic(
+        &dir.join(CRL_FILE),
+        pem.as_bytes(),
+        PUBLIC_MODE,
+        Existing::Replace,
+    )
 }
 
 fn first_cert(file: &Path) -> Result<rustls_pki_types::CertificateDer<'static>, CertError> {
@@ -338,7 +365,13 @@ fn show(file: &Path) -> Result<String, CertError> {
         .subject_alternative_name()
         .ok()
         .flatten()
-        .map(|ext| ext.value.general_names.iter().map(format_general_name).collect())
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .map(format_general_name)
+                .collect()
+        })
         .unwrap_or_default();
     let mut value = serde_json::to_value(&id).map_err(|source| CertError::Json {
         path: file.into(),
@@ -346,10 +379,22 @@ fn show(file: &Path) -> Result<String, CertError> {
     })?;
     if let Some(obj) = value.as_object_mut() {
         obj.insert("name".into(), id.name().into());
-        obj.insert("subject".into(), identity::display_name(cert.subject()).into());
-        obj.insert("issuer".into(), identity::display_name(cert.issuer()).into());
-        obj.insert("not_before".into(), rfc3339(cert.validity().not_before.timestamp()).into());
-        obj.insert("not_after".into(), rfc3339(cert.validity().not_after.timestamp()).into());
+        obj.insert(
+            "subject".into(),
+            identity::display_name(cert.subject()).into(),
+        );
+        obj.insert(
+            "issuer".into(),
+            identity::display_name(cert.issuer()).into(),
+        );
+        obj.insert(
+            "not_before".into(),
+            rfc3339(cert.validity().not_before.timestamp()).into(),
+        );
+        obj.insert(
+            "not_after".into(),
+            rfc3339(cert.validity().not_after.timestamp()).into(),
+        );
         obj.insert("is_ca".into(), cert.is_ca().into());
         obj.insert("subject_alt_names".into(), sans.into());
     }
@@ -405,10 +450,42 @@ mod tests {
     #[test]
     fn argument_rules() {
         assert!(parse(&["issue", "--dir", "d"]).is_err(), "kind required");
-        assert!(parse(&["issue", "--dir", "d", "--server", "a", "--client", "b", "--org-name", "B"]).is_err());
-        assert!(parse(&["issue", "--dir", "d", "--client", "b"]).is_err(), "org name required");
-        assert!(parse(&["issue", "--dir", "d", "--client", "b", "--org-name", "B", "--dns", "x"]).is_err());
-        assert!(parse(&["revoke", "--dir", "d"]).is_err(), "serial or cert required");
+        assert!(
+            parse(&[
+                "issue",
+                "--dir",
+                "d",
+                "--server",
+                "a",
+                "--client",
+                "b",
+                "--org-name",
+                "B"
+            ])
+            .is_err()
+        );
+        assert!(
+            parse(&["issue", "--dir", "d", "--client", "b"]).is_err(),
+            "org name required"
+        );
+        assert!(
+            parse(&[
+                "issue",
+                "--dir",
+                "d",
+                "--client",
+                "b",
+                "--org-name",
+                "B",
+                "--dns",
+                "x"
+            ])
+            .is_err()
+        );
+        assert!(
+            parse(&["revoke", "--dir", "d"]).is_err(),
+            "serial or cert required"
+        );
         assert!(parse(&["issue", "--dir", "d", "--server", "gw", "--ip", "10.0.0.1"]).is_ok());
     }
 
@@ -420,14 +497,39 @@ mod tests {
         run_args(&["init", "--dir", d]).expect("init");
         assert!(run_args(&["init", "--dir", d]).is_err(), "no overwrite");
 
-        run_args(&["issue", "--dir", d, "--server", "gw.internal", "--ip", "10.1.2.3"]).expect("server");
+        run_args(&[
+            "issue",
+            "--dir",
+            d,
+            "--server",
+            "gw.internal",
+            "--ip",
+            "10.1.2.3",
+        ])
+        .expect("server");
         let shown = show(&dir.join("gw.internal.pem")).expect("show");
-        for expected in ["\"DNS:gw.internal\"", "\"DNS:localhost\"", "\"IP:127.0.0.1\"", "\"IP:::1\"", "\"IP:10.1.2.3\""] {
+        for expected in [
+            "\"DNS:gw.internal\"",
+            "\"DNS:localhost\"",
+            "\"IP:127.0.0.1\"",
+            "\"IP:::1\"",
+            "\"IP:10.1.2.3\"",
+        ] {
             assert!(shown.contains(expected), "{expected} missing in {shown}");
         }
 
         run_args(&[
-            "issue", "--dir", d, "--client", "tax-01", "--org-name", "Tax Bureau", "--cn", "batch", "--stem", "tax",
+            "issue",
+            "--dir",
+            d,
+            "--client",
+            "tax-01",
+            "--org-name",
+            "Tax Bureau",
+            "--cn",
+            "batch",
+            "--stem",
+            "tax",
         ])
         .expect("client");
         let shown: serde_json::Value =
@@ -439,8 +541,16 @@ mod tests {
         let serial = shown["serial"].as_str().expect("serial").to_owned();
 
         let server_cert = dir.join("gw.internal.pem");
-        run_args(&["revoke", "--dir", d, "--serial", &serial.to_uppercase(), "--cert", server_cert.to_str().expect("utf-8")])
-            .expect("revoke");
+        run_args(&[
+            "revoke",
+            "--dir",
+            d,
+            "--serial",
+            &serial.to_uppercase(),
+            "--cert",
+            server_cert.to_str().expect("utf-8"),
+        ])
+        .expect("revoke");
         // Revoking again is idempotent.
         run_args(&["revoke", "--dir", d, "--serial", &serial]).expect("revoke again");
         let list = read_revoked(&dir).expect("list");
@@ -448,8 +558,12 @@ mod tests {
         assert_eq!(list.revoked[0].serial, serial);
 
         let crls = load::crls_from_pem_file(dir.join(CRL_FILE)).expect("crl");
-        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&crls[0]).expect("parse crl");
-        let revoked: Vec<String> = crl.iter_revoked_certificates().map(|r| identity::serial_hex(r.raw_serial())).collect();
+        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&crls[0])
+            .expect("parse crl");
+        let revoked: Vec<String> = crl
+            .iter_revoked_certificates()
+            .map(|r| identity::serial_hex(r.raw_serial()))
+            .collect();
         assert!(revoked.contains(&serial), "{revoked:?}");
         assert_eq!(revoked.len(), 2);
 
@@ -463,10 +577,18 @@ mod tests {
         let b = tmp.path().join("b");
         DevCa::init(&a, "A").expect("a");
         let cb = DevCa::init(&b, "B").expect("b");
-        let issued = cb.issue(&IssueRequest::client("x", "X", "x")).expect("issue");
+        let issued = cb
+            .issue(&IssueRequest::client("x", "X", "x"))
+            .expect("issue");
         let (cert, _) = issued.write(tmp.path(), "foreign").expect("write");
-        let err = run_args(&["revoke", "--dir", a.to_str().expect("utf-8"), "--cert", cert.to_str().expect("utf-8")])
-            .expect_err("foreign");
+        let err = run_args(&[
+            "revoke",
+            "--dir",
+            a.to_str().expect("utf-8"),
+            "--cert",
+            cert.to_str().expect("utf-8"),
+        ])
+        .expect_err("foreign");
         assert!(err.to_string().contains("not issued by this CA"), "{err}");
     }
 }

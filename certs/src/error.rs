@@ -159,7 +159,11 @@ impl CertError {
         }
     }
 
-    pub(crate) fn input(what: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn input(
+        what: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         Self::InvalidInput {
             what,
             value: value.into(),

@@ -37,7 +37,13 @@ pub(crate) fn write_atomic(
     };
     let file_name = path
         .file_name()
-        .ok_or_else(|| CertError::input("output path", path.display().to_string(), "has no file name"))?
+        .ok_or_else(|| {
+            CertError::input(
+                "output path",
+                path.display().to_string(),
+                "has no file name",
+            )
+        })?
         .to_string_lossy()
         .into_owned();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", random_suffix()));
@@ -65,7 +71,8 @@ fn write_tmp(tmp: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
         .mode(mode)
         .open(tmp)
         .map_err(|e| CertError::write(tmp, e))?;
-    f.write_all(contents).map_err(|e| CertError::write(tmp, e))?;
+    f.write_all(contents)
+        .map_err(|e| CertError::write(tmp, e))?;
     f.sync_all().map_err(|e| CertError::write(tmp, e))?;
     Ok(())
 }
@@ -76,7 +83,11 @@ fn random_suffix() -> String {
     if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
         // Uniqueness is still guaranteed by create_new; this only lowers the
         // odds of a collision with a concurrent writer.
-        b = std::process::id().to_le_bytes().repeat(2).try_into().unwrap_or([0; 8]);
+        b = std::process::id()
+            .to_le_bytes()
+            .repeat(2)
+            .try_into()
+            .unwrap_or([0; 8]);
     }
     hex::encode(b)
 }

@@ -1,8 +1,9 @@
 //! The caller's identity, read from a verified leaf certificate.
 //!
-//! Callers are keyed on the SPIFFE URI SAN (`spiffe://<trust domain>/org/<org
-//! id>`), on the certificate's SHA-256 fingerprint, or on subject O *and* CN
-//! together; never on CN alone (any CA customer can choose a CN).
+//! Callers are keyed on the SPIFFE URI SAN
+//! (`spiffe://<trust domain>/org/<org id>`), on the certificate's SHA-256
+//! fingerprint, or on subject O *and* CN together; never on CN alone (anyone
+//! the CA issues to can be given any CN).
 
 use serde::Serialize;
 use x509_parser::extensions::GeneralName;
@@ -154,12 +155,17 @@ pub fn normalize_serial(input: &str) -> Result<String, CertError> {
     let mut digits: String = body.chars().filter(|c| *c != ':').collect();
     digits.make_ascii_lowercase();
     if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(CertError::input("serial", input, "expected hexadecimal digits"));
+        return Err(CertError::input(
+            "serial",
+            input,
+            "expected hexadecimal digits",
+        ));
     }
     if digits.len() % 2 == 1 {
         digits.insert(0, '0');
     }
-    let bytes = hex::decode(&digits).map_err(|e| CertError::input("serial", input, e.to_string()))?;
+    let bytes =
+        hex::decode(&digits).map_err(|e| CertError::input("serial", input, e.to_string()))?;
     let normalized = serial_hex(&bytes);
     if normalized.len() > 40 {
         return Err(CertError::input("serial", input, "longer than 20 bytes"));
@@ -203,7 +209,8 @@ fn escape(value: &str) -> String {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 fn normalize_fingerprint(hex_in: &str) -> Option<String> {

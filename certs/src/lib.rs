@@ -45,7 +45,9 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// allows one per process); this crate never relies on the default anyway.
 pub fn install_default_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none()
-        && rustls::crypto::ring::default_provider().install_default().is_err()
+        && rustls::crypto::ring::default_provider()
+            .install_default()
+            .is_err()
     {
         tracing::debug!("a rustls CryptoProvider was installed concurrently; keeping it");
     }

@@ -13,7 +13,9 @@ use crate::CertError;
 /// Reads every `CERTIFICATE` section of a PEM file, in order (leaf first for a
 /// chain file). A file without any certificate is an error
 /// ("no certificates in …"), as is an unreadable or malformed file.
-pub fn certs_from_pem_file(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'static>>, CertError> {
+pub fn certs_from_pem_file(
+    path: impl AsRef<Path>,
+) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let path = path.as_ref();
     let certs = read_all::<CertificateDer<'static>>(path)?;
     if certs.is_empty() {
@@ -89,7 +91,10 @@ mod tests {
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "").expect("write");
         let err = certs_from_pem_file(&empty).expect_err("empty file");
-        assert_eq!(err.to_string(), format!("no certificates in {}", empty.display()));
+        assert_eq!(
+            err.to_string(),
+            format!("no certificates in {}", empty.display())
+        );
 
         let missing = dir.path().join("missing.pem");
         let err = certs_from_pem_file(&missing).expect_err("missing file");
@@ -99,15 +104,21 @@ mod tests {
         assert!(err.to_string().starts_with("no private key in"), "{err}");
 
         let err = crls_from_pem_file(&empty).expect_err("no crl");
-        assert!(err.to_string().contains("no certificate revocation lists"), "{err}");
+        assert!(
+            err.to_string().contains("no certificate revocation lists"),
+            "{err}"
+        );
     }
 
     #[test]
     fn malformed_pem_does_not_echo_content() {
         let dir = tempfile::tempdir().expect("tempdir");
         let bad = dir.path().join("bad.key");
-        std::fs::write(&bad, "-----BEGIN PRIVATE KEY-----\nSECRETSECRET!!!\n-----END PRIVATE KEY-----\n")
-            .expect("write");
+        std::fs::write(
+            &bad,
+            "-----BEGIN PRIVATE KEY-----\nSECRETSECRET!!!\n-----END PRIVATE KEY-----\n",
+        )
+        .expect("write");
         let err = key_from_pem_file(&bad).expect_err("bad base64");
         let msg = err.to_string();
         assert!(msg.contains("bad.key"), "{msg}");

@@ -91,7 +91,10 @@ pub fn root_store(ca_file: &Path) -> Result<RootCertStore, CertError> {
     for (i, cert) in certs.into_iter().enumerate() {
         roots.add(cert).map_err(|e| CertError::InvalidCertificate {
             source_name: ca_file.display().to_string(),
-            reason: format!("CA certificate #{} is not a usable trust anchor: {e}", i + 1),
+            reason: format!(
+                "CA certificate #{} is not a usable trust anchor: {e}",
+                i + 1
+            ),
         })?;
     }
     Ok(roots)
@@ -113,7 +116,13 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, CertError> {
     let chain = load::certs_from_pem_file(cert_file)?;
     let key = load::key_from_pem_file(key_file)?;
-    let context = || format!("certificate {}, key {}", cert_file.display(), key_file.display());
+    let context = || {
+        format!(
+            "certificate {}, key {}",
+            cert_file.display(),
+            key_file.display()
+        )
+    };
 
     let verifier = match client_trust {
         None => WebPkiClientVerifier::no_client_auth(),
@@ -143,7 +152,8 @@ fn client_verifier(
     for file in &trust.crl_files {
         crls.extend(load::crls_from_pem_file(file)?);
     }
-    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).with_crls(crls);
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).with_crls(crls);
     if trust.enforce_crl_expiry {
         builder = builder.enforce_revocation_expiration();
     }
@@ -237,13 +247,21 @@ impl TlsConn {
 }
 
 impl AsyncRead for TlsConn {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TlsConn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -326,7 +344,12 @@ pub fn incoming_with_options(
 ) -> impl Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
     let start = async move {
-        tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), options, tx));
+        tokio::spawn(accept_loop(
+            listener,
+            TlsAcceptor::from(config),
+            options,
+            tx,
+        ));
         ReceiverStream::new(rx)
     };
     futures::stream::once(start).flatten().map(Ok)
@@ -371,7 +394,9 @@ async fn accept_loop(
         let tx = tx.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Some(conn) = handshake(acceptor, tcp, remote_addr, options.handshake_timeout).await {
+            if let Some(conn) =
+                handshake(acceptor, tcp, remote_addr, options.handshake_timeout).await
+            {
                 // The receiver is gone only when the server stopped.
                 let _ = tx.send(conn).await;
             }
@@ -391,7 +416,10 @@ async fn handshake(
             return None;
         }
         Ok(Err(e)) => {
-            match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            match e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
                 Some(tls_error) => tracing::info!(
                     peer.addr = %remote_addr,
                     reason = %tls_error,
@@ -429,7 +457,9 @@ async fn handshake(
             client.fingerprint = %id.fingerprint,
             "TLS connection accepted"
         ),
-        None => tracing::debug!(peer.addr = %remote_addr, "TLS connection accepted without client certificate"),
+        None => {
+            tracing::debug!(peer.addr = %remote_addr, "TLS connection accepted without client certificate")
+        }
     }
     Some(TlsConn {
         stream,
@@ -447,6 +477,7 @@ async fn handshake(
 /// TLS handshake), tcp_nodelay.
 ///
 /// Pass a `config` with ALPN `h2` (gRPC servers such as grpc-go require it).
+/// Must be called within a Tokio runtime (tonic spawns the channel's worker).
 pub fn channel(
     addr: &str,
     server_name: &str,
@@ -454,8 +485,9 @@ pub fn channel(
     connect_timeout: Duration,
 ) -> Result<tonic::transport::Channel, CertError> {
     validate_addr(addr)?;
-    let name = ServerName::try_from(server_name.to_owned())
-        .map_err(|_| CertError::input("server name", server_name, "not a DNS name or IP address"))?;
+    let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
+        CertError::input("server name", server_name, "not a DNS name or IP address")
+    })?;
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| CertError::input("server address", addr, e.to_string()))?
         .connect_timeout(connect_timeout)
@@ -488,6 +520,10 @@ fn validate_addr(addr: &str) -> Result<(), CertError> {
     if ok {
         Ok(())
     } else {
-        Err(CertError::input("server address", addr, "expected host:port"))
+        Err(CertError::input(
+            "server address",
+            addr,
+            "expected host:port",
+        ))
     }
 }

@@ -87,13 +87,20 @@ async fn channel_reaches_tonic_server_over_mtls() {
     let pki = Pki::new();
     let (addr, server) = start_server(&pki).await;
 
-    let config = tls::client_config(&pki.ca_file, Some((&pki.client_cert, &pki.client_key)), &[ALPN_H2]).unwrap();
+    let config = tls::client_config(
+        &pki.ca_file,
+        Some((&pki.client_cert, &pki.client_key)),
+        &[ALPN_H2],
+    )
+    .unwrap();
     for server_name in ["localhost", "127.0.0.1"] {
-        let mut channel = tls::channel(&addr.to_string(), server_name, config.clone(), STEP).unwrap();
-        let resp = tokio::time::timeout(STEP, async { channel.ready().await?.call(request()).await })
-            .await
-            .unwrap()
-            .unwrap();
+        let mut channel =
+            tls::channel(&addr.to_string(), server_name, config.clone(), STEP).unwrap();
+        let resp =
+            tokio::time::timeout(STEP, async { channel.ready().await?.call(request()).await })
+                .await
+                .unwrap()
+                .unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(
             resp.headers().get("x-identity").unwrap(),
@@ -114,7 +121,10 @@ async fn channel_without_client_certificate_fails() {
     let result = tokio::time::timeout(STEP, async { channel.ready().await?.call(request()).await })
         .await
         .unwrap();
-    assert!(result.is_err(), "request without a client certificate must fail");
+    assert!(
+        result.is_err(),
+        "request without a client certificate must fail"
+    );
     server.abort();
 }
 
@@ -122,12 +132,21 @@ async fn channel_without_client_certificate_fails() {
 async fn channel_refuses_wrong_server_name() {
     let pki = Pki::new();
     let (addr, server) = start_server(&pki).await;
-    let config = tls::client_config(&pki.ca_file, Some((&pki.client_cert, &pki.client_key)), &[ALPN_H2]).unwrap();
-    let mut channel = tls::channel(&addr.to_string(), "not-the-gateway.example", config, STEP).unwrap();
+    let config = tls::client_config(
+        &pki.ca_file,
+        Some((&pki.client_cert, &pki.client_key)),
+        &[ALPN_H2],
+    )
+    .unwrap();
+    let mut channel =
+        tls::channel(&addr.to_string(), "not-the-gateway.example", config, STEP).unwrap();
     let result = tokio::time::timeout(STEP, async { channel.ready().await?.call(request()).await })
         .await
         .unwrap();
-    assert!(result.is_err(), "server certificate does not name not-the-gateway.example");
+    assert!(
+        result.is_err(),
+        "server certificate does not name not-the-gateway.example"
+    );
     server.abort();
 }
 

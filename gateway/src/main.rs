@@ -1,1 +1,18 @@
-fn main() {}
+//! The `creditgate` binary: parse the command line, set up telemetry, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    creditgate_certs::install_default_provider();
+    let cli = creditgate_gateway::cli::Cli::parse();
+    creditgate_gateway::cli::init_tracing(cli.log_json);
+    match creditgate_gateway::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -46,7 +46,11 @@ impl Pki {
             .unwrap();
         let (server_cert, server_key) = server.write(dir.path(), "server").unwrap();
         let client = ca
-            .issue(&IssueRequest::client("court-01", "City Court", "batch-client"))
+            .issue(&IssueRequest::client(
+                "court-01",
+                "City Court",
+                "batch-client",
+            ))
             .unwrap();
         let (client_cert, client_key) = client.write(dir.path(), "client").unwrap();
         Pki {
@@ -87,7 +91,10 @@ impl Drop for EchoServer {
     }
 }
 
-pub async fn echo_server(config: Arc<rustls::ServerConfig>, handshake_timeout: Duration) -> EchoServer {
+pub async fn echo_server(
+    config: Arc<rustls::ServerConfig>,
+    handshake_timeout: Duration,
+) -> EchoServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, accepted) = mpsc::unbounded_channel();
@@ -111,7 +118,11 @@ pub async fn echo_server(config: Arc<rustls::ServerConfig>, handshake_timeout: D
             });
         }
     });
-    EchoServer { addr, accepted, task }
+    EchoServer {
+        addr,
+        accepted,
+        task,
+    }
 }
 
 /// Connects, writes "ping" and reads the echo. Returns the echoed bytes or
@@ -130,9 +141,12 @@ pub async fn ping(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::i
         tls.read_exact(&mut buf).await?;
         Ok(buf.to_vec())
     };
-    tokio::time::timeout(STEP, step)
-        .await
-        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "test step timed out")))
+    tokio::time::timeout(STEP, step).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "test step timed out",
+        ))
+    })
 }
 
 pub fn client_config(ca: &Path, cert: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {

@@ -21,7 +21,7 @@ use crate::pools::{
 use crate::rng::Rng;
 use crate::sink::{Col, Kind, RowSink, opt, req};
 use crate::world::{
-    BLACKLISTED_SHOPS_PER_PLATFORM, COURIER_COUNT, COURIER_FIRST, FEATURED_ENT, FEATURED_PERSON,
+    COURIER_COUNT, COURIER_FIRST, FEATURED_ENT, FEATURED_PERSON,
     NegDates, Owner, STAFF_COUNT, World, date, gcd, non_empty,
 };
 
@@ -380,7 +380,8 @@ fn dishonest_debtors(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
     let amount = money(&mut c.rng, 5_000, 3_000_000, 100);
     c.out.float(amount);
     c.out.date(d.start);
-    let published = (d.start + c.rng.range(10, 90) as i32).min(w.as_of - 1);
+    // Published after filing, but not after the obligation was met.
+    let published = (d.start + c.rng.range(3, 60) as i32).min(d.end.unwrap_or(w.as_of - 1));
     c.out.date(published);
     c.out.date_opt(d.end);
     c.out.bool(disputed);
@@ -999,7 +1000,7 @@ fn platform_violations<const P: usize>(c: &mut Ctx<'_>, u: u64) -> Result<(), Da
         (0, 1) => (1, Role::Expired),
         (0, 2) => (0, Role::Recent),
         (1, 0) => (0, Role::Recent),
-        _ if c.rng.chance(0.3) => (2 + c.rng.below(BLACKLISTED_SHOPS_PER_PLATFORM), Role::Normal),
+        _ if c.rng.chance(0.3) => (*c.rng.pick(&w.black_shop_slots[P]), Role::Normal),
         _ => (c.rng.below(w.n_shops[P]), Role::Normal),
     };
     let (d, disputed) = negative(c, role, 0.0);

@@ -14,7 +14,7 @@ use crate::pools::{
     FEATURED_ENTERPRISE_NAME, FEATURED_PERSON_NAME, GIVEN_FEMALE, GIVEN_MALE, INDUSTRIES,
     MOBILE_PREFIXES, ORG_FORMS, SHOP_KINDS, SHOP_SUFFIXES, SURNAMES, TRADE_CHARS,
 };
-use crate::rng::{Rng, hash3, tag};
+use crate::rng::{Rng, hash3, permute, tag};
 
 /// Index of the featured enterprise.
 pub(crate) const FEATURED_ENT: u64 = 0;
@@ -90,10 +90,14 @@ pub(crate) struct World {
     pub black_persons: Vec<u64>,
     black_ent_set: HashSet<u64>,
     black_person_set: HashSet<u64>,
-    org_offset: u64,
-    name_offset: u64,
-    person_offset: u64,
-    mobile_offset: u64,
+    /// Shops per platform (other than the featured ones) whose owner is
+    /// drawn from the black list, sorted.
+    pub black_shop_slots: [Vec<u64>; 2],
+    org_key: u64,
+    name_key: u64,
+    person_key: u64,
+    mobile_key: u64,
+    barcode_key: u64,
 }
 
 impl World {
@@ -119,10 +123,12 @@ impl World {
             black_persons: Vec::new(),
             black_ent_set: HashSet::new(),
             black_person_set: HashSet::new(),
-            org_offset: hash3(seed, tag("org.offset"), 0) % ORG_SPACE,
-            name_offset: hash3(seed, tag("name.offset"), 0) % NAME_SPACE,
-            person_offset: hash3(seed, tag("person.offset"), 0) % PERSON_SPACE,
-            mobile_offset: hash3(seed, tag("mobile.offset"), 0) % 100_000_000,
+            black_shop_slots: [Vec::new(), Vec::new()],
+            org_key: hash3(seed, tag("org.key"), 0),
+            name_key: hash3(seed, tag("name.key"), 0),
+            person_key: hash3(seed, tag("person.key"), 0),
+            mobile_key: hash3(seed, tag("mobile.key"), 0),
+            barcode_key: hash3(seed, tag("barcode.key"), 0),
         };
         let mut rng = Rng::new(seed, "blacklist", 0);
         let mut ents = vec![FEATURED_ENT];
@@ -143,6 +149,16 @@ impl World {
         }
         w.black_ents = ents;
         w.black_persons = persons;
+        for p in 0..2 {
+            let n = w.n_shops[p];
+            let mut slots = HashSet::new();
+            while (slots.len() as u64) < BLACKLISTED_SHOPS_PER_PLATFORM {
+                slots.insert(2 + rng.below(n - 2));
+            }
+            let mut slots: Vec<u64> = slots.into_iter().collect();
+            slots.sort_unstable();
+            w.black_shop_slots[p] = slots;
+        }
         w.black_ent_set = ent_set;
         w.black_person_set = person_set;
         Ok(w)
@@ -227,7 +243,7 @@ impl World {
         buf.push(if self.ent_is_individual(i) { '2' } else { '1' });
         buf.push_str(self.ent_district(i).code);
         buf.push_str("MA");
-        let mut p = (u128::from(i) * 1_000_003 + u128::from(self.org_offset)) % u128::from(ORG_SPACE);
+        let mut p = permute(i, ORG_SPACE, self.org_key);
         let mut chars = [b'0'; 7];
         for slot in chars.iter_mut().rev() {
             *slot = CHARSET[(p % 31) as usize];
@@ -243,7 +259,7 @@ impl World {
 
     /// Name-space position of enterprise `i` (a bijection below `NAME_SPACE`).
     fn ent_name_pos(&self, i: u64) -> u64 {
-        ((u128::from(i) * 1_000_003 + u128::from(self.name_offset)) % u128::from(NAME_SPACE)) as u64
+        permute(i, NAME_SPACE, self.name_key)
     }
 
     /// Industry index of enterprise `i`.
@@ -357,8 +373,7 @@ impl World {
 
     /// Position of person `j` in the (birth place, birth day, sequence) space.
     fn person_pos(&self, j: u64) -> u64 {
-        ((u128::from(j) * 1_000_003 + u128::from(self.person_offset)) % u128::from(PERSON_SPACE))
-            as u64
+        permute(j, PERSON_SPACE, self.person_key)
     }
 
     /// Birth date of person `j` (days since epoch): aged 18 to 63 at `as_of`.
@@ -417,7 +432,7 @@ impl World {
     /// Writes the mobile number of person `j` into `buf` (unique per person).
     pub(crate) fn person_mobile_into(&self, j: u64, buf: &mut String) {
         let prefix = MOBILE_PREFIXES[(self.h("person.mobile", j) % MOBILE_PREFIXES.len() as u64) as usize];
-        let rest = (u128::from(j) * 1_000_003 + u128::from(self.mobile_offset)) % 100_000_000;
+        let rest = permute(j, 100_000_000, self.mobile_key);
         buf.clear();
         let _ = write!(buf, "{prefix}{rest:08}");
     }
@@ -485,8 +500,8 @@ impl World {
             _ => {}
         }
         let mut r = self.rng(if p == 0 { "shop.a.owner" } else { "shop.b.owner" }, k);
-        if (2..2 + BLACKLISTED_SHOPS_PER_PLATFORM).contains(&k) {
-            return if k % 2 == 0 {
+        if let Ok(slot) = self.black_shop_slots[p].binary_search(&k) {
+            return if slot % 2 == 0 {
                 Owner::Ent(*r.pick(&self.black_ents[1..]))
             } else {
                 Owner::Person(*r.pick(&self.black_persons[1..]))
@@ -583,7 +598,7 @@ impl World {
 
     /// Writes the EAN-13 barcode of product batch `k` (Chinese GS1 prefix 690).
     pub(crate) fn barcode_into(&self, k: u64, buf: &mut String) {
-        let body = (u128::from(k) * 1_000_003 + u128::from(self.mobile_offset)) % 1_000_000_000;
+        let body = permute(k, 1_000_000_000, self.barcode_key);
         buf.clear();
         let _ = write!(buf, "690{body:09}");
         let sum: u32 = buf

@@ -1,0 +1,123 @@
+//! Small mTLS clients for the gateway's own front ends, used by the demo and
+//! the end-to-end tests (real clients connect with pyarrow, ADBC or curl).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use bytes::Bytes;
+use creditgate_certs::tls;
+use futures::TryStreamExt;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tonic::transport::Channel;
+
+/// Connect timeout of the helper clients.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client's certificate material.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity<'a> {
+    /// CA that signs the server.
+    pub ca: &'a Path,
+    /// Client certificate (PEM), if any.
+    pub cert: Option<(&'a Path, &'a Path)>,
+}
+
+/// A Flight SQL client over mTLS.
+pub struct FlightClient {
+    inner: FlightSqlServiceClient<Channel>,
+}
+
+impl FlightClient {
+    /// Connects lazily to `addr` (e.g. `127.0.0.1:4000`), verifying the server as `server_name`.
+    pub fn connect(addr: &str, server_name: &str, who: &ClientIdentity<'_>) -> Result<Self, String> {
+        let config = tls::client_config(who.ca, who.cert, &[b"h2"]).map_err(|e| e.to_string())?;
+        let channel = tls::channel(addr, server_name, config, CONNECT_TIMEOUT).map_err(|e| e.to_string())?;
+        let inner = FlightServiceClient::new(channel)
+            .max_decoding_message_size(creditgate_flight::DEFAULT_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(creditgate_flight::DEFAULT_MAX_MESSAGE_BYTES);
+        Ok(Self { inner: FlightSqlServiceClient::new_from_inner(inner) })
+    }
+
+    /// Sets a call header sent with every request (e.g. `x-creditgate-purpose`).
+    pub fn set_header(&mut self, key: &str, value: &str) {
+        self.inner.set_header(key, value);
+    }
+
+    /// Runs a statement query and collects the result.
+    pub async fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>, FlightError> {
+        let info = self.inner.execute(sql.to_string(), None).await?;
+        let mut batches = Vec::new();
+        for endpoint in info.endpoint {
+            let ticket = endpoint.ticket.ok_or_else(|| FlightError::ProtocolError("no ticket".into()))?;
+            let stream = self.inner.do_get(ticket).await?;
+            batches.extend(stream.try_collect::<Vec<_>>().await?);
+        }
+        Ok(batches)
+    }
+
+    /// The underlying arrow-flight client, for metadata calls.
+    pub fn inner_mut(&mut self) -> &mut FlightSqlServiceClient<Channel> {
+        &mut self.inner
+    }
+}
+
+/// The status code and message of a failed Flight call, for display.
+pub fn flight_error_text(error: &FlightError) -> String {
+    match error {
+        FlightError::Tonic(status) => format!("{:?}: {}", status.code(), status.message()),
+        other => other.to_string(),
+    }
+}
+
+/// A response from [`http_request`].
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// One HTTP/1.1 request over mTLS to `addr`.
+pub async fn http_request(
+    addr: &str,
+    server_name: &str,
+    who: &ClientIdentity<'_>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> Result<HttpResponse, String> {
+    let config = tls::client_config(who.ca, who.cert, &[b"http/1.1"]).map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
+    let stream = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut builder = http::Request::builder().method(method).uri(path).header("host", server_name);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    if body.is_some() {
+        builder = builder.header("content-type", "application/json");
+    }
+    let request = builder.body(Full::new(Bytes::from(body.unwrap_or_default()))).map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| format!("HTTP: {e}"))?;
+    let status = response.status().as_u16();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = response.into_body().collect().await.map_err(|e| format!("HTTP body: {e}"))?.to_bytes();
+    Ok(HttpResponse { status, content_type, body })
+}

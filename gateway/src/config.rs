@@ -1,0 +1,240 @@
+//! Gateway configuration (TOML).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::GatewayError;
+
+/// Default memory limit of the gateway's query engine (all requests together).
+pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 2 * 1024 * 1024 * 1024;
+/// Default TLS handshake timeout.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Default connect deadline per source.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 3_000;
+/// Default first-batch deadline per source.
+pub const DEFAULT_FIRST_BATCH_TIMEOUT_MS: u64 = 10_000;
+/// Default whole-result deadline per source.
+pub const DEFAULT_TOTAL_TIMEOUT_MS: u64 = 300_000;
+
+/// The gateway's configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Listeners and server identity.
+    pub server: ServerConfig,
+    /// The gateway's client identity towards connectors.
+    pub upstream: UpstreamConfig,
+    /// The connectors of the federation.
+    pub connectors: Vec<ConnectorRef>,
+    /// The logical datasets callers query.
+    pub datasets: Vec<DatasetConfig>,
+    /// The callers this gateway serves.
+    pub callers: Vec<CallerConfig>,
+}
+
+/// Listeners and the gateway's server certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Flight SQL listener (mTLS).
+    pub flight_listen: SocketAddr,
+    /// HTTP/JSON listener (mTLS).
+    pub http_listen: SocketAddr,
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA bundle client certificates must chain to.
+    pub client_ca: PathBuf,
+    /// CRLs checked on new connections.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// Refuse clients while a CRL is past its next-update time.
+    #[serde(default)]
+    pub enforce_crl_expiry: bool,
+    /// TLS handshake timeout in milliseconds.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_ms: u64,
+    /// Memory limit of the query engine in bytes.
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit_bytes: usize,
+}
+
+/// The gateway's client certificate for connecting to connectors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Client certificate chain (PEM).
+    pub client_cert: PathBuf,
+    /// Client private key (PEM).
+    pub client_key: PathBuf,
+}
+
+/// One connector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorRef {
+    /// Source name (e.g. `court`).
+    pub name: String,
+    /// `host:port` of its Flight SQL endpoint.
+    pub endpoint: String,
+    /// The identity its certificate must carry: a DNS name or IP address (SAN).
+    pub server_name: String,
+    /// CA bundle that signs the connector's certificate.
+    pub ca: PathBuf,
+    /// Connect deadline in milliseconds.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// First-batch deadline in milliseconds.
+    #[serde(default = "default_first_batch_timeout")]
+    pub first_batch_timeout_ms: u64,
+    /// Whole-result deadline in milliseconds.
+    #[serde(default = "default_total_timeout")]
+    pub total_timeout_ms: u64,
+}
+
+/// A logical dataset, `schema.table`, served by one connector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Logical name, `schema.table` (e.g. `court.dishonest_debtors`).
+    pub name: String,
+    /// The connector serving it.
+    pub connector: String,
+    /// Table name at the connector (defaults to the part after the dot).
+    #[serde(default)]
+    pub table: Option<String>,
+}
+
+impl DatasetConfig {
+    /// `(schema, table)` of the logical name.
+    pub fn split(&self) -> Option<(&str, &str)> {
+        self.name.split_once('.')
+    }
+
+    /// The table name at the connector.
+    pub fn remote_table(&self) -> &str {
+        self.table.as_deref().or_else(|| self.split().map(|(_, t)| t)).unwrap_or(&self.name)
+    }
+}
+
+/// A caller known to the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerConfig {
+    /// A short name for logs and metrics.
+    pub name: String,
+    /// Certificate identity: SPIFFE URI, `sha256:<fingerprint>` or `o=<O>/cn=<CN>`.
+    pub identity: String,
+}
+
+fn default_handshake_timeout() -> u64 {
+    DEFAULT_HANDSHAKE_TIMEOUT_MS
+}
+fn default_memory_limit() -> usize {
+    DEFAULT_MEMORY_LIMIT_BYTES
+}
+fn default_connect_timeout() -> u64 {
+    DEFAULT_CONNECT_TIMEOUT_MS
+}
+fn default_first_batch_timeout() -> u64 {
+    DEFAULT_FIRST_BATCH_TIMEOUT_MS
+}
+fn default_total_timeout() -> u64 {
+    DEFAULT_TOTAL_TIMEOUT_MS
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl GatewayConfig {
+    /// Reads, parses and validates a config file; relative paths are resolved
+    /// against the file's directory. All problems are reported together.
+    pub fn load(path: &Path) -> Result<Self, GatewayError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| GatewayError::Config(format!("{}: cannot read: {e}", path.display())))?;
+        let mut config: GatewayConfig = toml::from_str(&text)
+            .map_err(|e| GatewayError::Config(format!("{}: {}", path.display(), e.to_string().trim())))?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        config
+            .validate()
+            .map_err(|problems| GatewayError::Config(format!("{}: {problems}", path.display())))?;
+        Ok(config)
+    }
+
+    /// Makes every relative path absolute against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.server.cert);
+        fix(&mut self.server.key);
+        fix(&mut self.server.client_ca);
+        self.server.crls.iter_mut().for_each(fix);
+        fix(&mut self.upstream.client_cert);
+        fix(&mut self.upstream.client_key);
+        self.connectors.iter_mut().for_each(|c| fix(&mut c.ca));
+    }
+
+    /// Checks references and names; returns every problem found, joined.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let mut connectors = BTreeSet::new();
+        for (i, c) in self.connectors.iter().enumerate() {
+            if !is_identifier(&c.name) {
+                problems.push(format!("connectors[{i}].name: `{}` must be a lowercase identifier", c.name));
+            }
+            if !connectors.insert(c.name.as_str()) {
+                problems.push(format!("connectors[{i}].name: `{}` is declared twice", c.name));
+            }
+            if c.endpoint.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                problems.push(format!("connectors[{i}].endpoint: `{}` must be host:port", c.endpoint));
+            }
+            if c.connect_timeout_ms == 0 || c.first_batch_timeout_ms == 0 || c.total_timeout_ms == 0 {
+                problems.push(format!("connectors[{i}]: deadlines must be greater than 0 ms"));
+            }
+        }
+        let mut datasets = BTreeSet::new();
+        for (i, d) in self.datasets.iter().enumerate() {
+            match d.split() {
+                Some((schema, table)) if is_identifier(schema) && is_identifier(table) => {}
+                _ => problems.push(format!(
+                    "datasets[{i}].name: `{}` must be `schema.table` in lowercase identifiers",
+                    d.name
+                )),
+            }
+            if !datasets.insert(d.name.as_str()) {
+                problems.push(format!("datasets[{i}].name: `{}` is declared twice", d.name));
+            }
+            if !connectors.contains(d.connector.as_str()) {
+                problems.push(format!("datasets[{i}].connector: unknown connector `{}`", d.connector));
+            }
+        }
+        let mut callers = BTreeSet::new();
+        let mut identities = BTreeSet::new();
+        for (i, c) in self.callers.iter().enumerate() {
+            if !callers.insert(c.name.as_str()) {
+                problems.push(format!("callers[{i}].name: `{}` is declared twice", c.name));
+            }
+            if !identities.insert(c.identity.as_str()) {
+                problems.push(format!("callers[{i}].identity: `{}` is declared twice", c.identity));
+            }
+            let ok = c.identity.starts_with("spiffe://") || c.identity.starts_with("sha256:") || c.identity.starts_with("o=");
+            if !ok {
+                problems.push(format!(
+                    "callers[{i}].identity: `{}` is not a SPIFFE URI, `sha256:<fingerprint>` or `o=<O>/cn=<CN>`",
+                    c.identity
+                ));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    }
+}

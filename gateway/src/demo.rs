@@ -1,0 +1,506 @@
+//! `creditgate demo`: the whole federation on loopback, and a guided tour.
+//!
+//! [`Lab`] builds everything a real deployment has — a CA and certificates,
+//! the synthetic data, one connector per source, the gateway — in one
+//! directory, on ephemeral loopback ports. The demo and the end-to-end tests
+//! both use it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use clap::Args;
+use creditgate_certs::ca::{DevCa, IssueRequest};
+use creditgate_connector::{Connector, ConnectorConfig, RunningConnector, TableConfig, TableFormat};
+use creditgate_datagen::{GenOptions, Manifest};
+use serde::Serialize;
+
+use crate::client::{ClientIdentity, FlightClient, flight_error_text, http_request};
+use crate::config::{
+    CallerConfig, ConnectorRef, DatasetConfig, GatewayConfig, ServerConfig, UpstreamConfig,
+    DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_TOTAL_TIMEOUT_MS,
+};
+use crate::gateway::{Gateway, RunningGateway};
+
+/// Arguments of `creditgate demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Directory for certificates, data, configs and logs.
+    #[arg(long, default_value = "demo")]
+    pub dir: PathBuf,
+    /// Row-count multiplier of the generated data.
+    #[arg(long, default_value_t = 1)]
+    pub scale: u32,
+    /// Keep everything running after the tour until Ctrl-C / SIGTERM, and
+    /// write DIR/endpoints.json.
+    #[arg(long)]
+    pub serve: bool,
+}
+
+/// The SPIFFE identity of the gateway towards connectors.
+pub const GATEWAY_ORG: &str = "creditgate-gateway";
+/// Server name all loopback certificates carry.
+pub const SERVER_NAME: &str = "localhost";
+
+/// One demo caller.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoCaller {
+    /// Short name (also the certificate file stem).
+    pub name: String,
+    /// Role: agency, credit_agency, platform, privacy_officer.
+    pub role: String,
+    /// Organisation name.
+    pub organization: String,
+    /// Organisation id (in the SPIFFE URI).
+    pub org_id: String,
+    /// Allowed purpose codes.
+    pub purposes: Vec<String>,
+    /// Whether the gateway's config knows this caller.
+    pub known: bool,
+    /// Certificate file.
+    pub cert: PathBuf,
+    /// Key file.
+    pub key: PathBuf,
+}
+
+struct CallerSpec {
+    name: &'static str,
+    role: &'static str,
+    organization: &'static str,
+    purposes: &'static [&'static str],
+    known: bool,
+}
+
+const CALLERS: &[CallerSpec] = &[
+    CallerSpec {
+        name: "samr",
+        role: "agency",
+        organization: "青岛市市场监督管理局 (Qingdao Market Regulation)",
+        purposes: &["licensing_review", "supervision", "joint_punishment"],
+        known: true,
+    },
+    CallerSpec {
+        name: "credit_agency",
+        role: "credit_agency",
+        organization: "青岛诚信征信有限公司 (Chengxin Credit Reference)",
+        purposes: &["credit_report", "credit_assessment"],
+        known: true,
+    },
+    CallerSpec {
+        name: "platform_a",
+        role: "platform",
+        organization: "海贝电商平台 (Haibei e-commerce platform)",
+        purposes: &["merchant_onboarding"],
+        known: true,
+    },
+    CallerSpec {
+        name: "privacy_officer",
+        role: "privacy_officer",
+        organization: "青岛市数据保护办公室 (Data Protection Office)",
+        purposes: &["audit"],
+        known: true,
+    },
+    CallerSpec {
+        name: "stranger",
+        role: "none",
+        organization: "未登记机构 (an organisation not in the gateway config)",
+        purposes: &[],
+        known: false,
+    },
+];
+
+/// Options for [`Lab::start`].
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Working directory.
+    pub dir: PathBuf,
+    /// Data scale.
+    pub scale: u32,
+    /// Reference date of the data.
+    pub as_of: chrono::NaiveDate,
+    /// Deadlines applied to every connector (ms): connect, first batch, total.
+    pub deadlines_ms: (u64, u64, u64),
+}
+
+impl LabOptions {
+    /// Defaults: scale 1, today, default deadlines.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            scale: 1,
+            as_of: chrono::Local::now().date_naive(),
+            deadlines_ms: (DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS, DEFAULT_TOTAL_TIMEOUT_MS),
+        }
+    }
+}
+
+/// Everything of a running federation.
+pub struct Lab {
+    /// Working directory.
+    pub dir: PathBuf,
+    /// The CA certificate (signs every server and client).
+    pub ca_file: PathBuf,
+    /// The data manifest.
+    pub manifest: Manifest,
+    /// Demo callers with their certificate files.
+    pub callers: Vec<DemoCaller>,
+    /// Running connectors by source name.
+    pub connectors: BTreeMap<String, RunningConnector>,
+    /// Connector configs by source name (as written to disk, with the bound port).
+    pub connector_configs: BTreeMap<String, ConnectorConfig>,
+    /// The gateway config (as written to DIR/gateway.toml).
+    pub gateway_config: GatewayConfig,
+    /// The running gateway.
+    pub gateway: RunningGateway,
+    /// The gateway object (for in-process inspection in tests).
+    pub gateway_handle: Arc<Gateway>,
+}
+
+fn io(context: &str, path: &Path, e: impl std::fmt::Display) -> String {
+    format!("{context} {}: {e}", path.display())
+}
+
+fn write_toml<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
+    let text = toml::to_string_pretty(value).map_err(|e| io("cannot encode", path, e))?;
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).map_err(|e| io("cannot write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("cannot write", path, e))
+}
+
+fn loopback_ips() -> Vec<IpAddr> {
+    vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)]
+}
+
+impl Lab {
+    /// Makes certificates and data (reusing what `dir` already has), starts a
+    /// connector per source and the gateway on loopback ports.
+    pub async fn start(options: LabOptions) -> Result<Lab, String> {
+        let dir = options.dir.clone();
+        let certs = dir.join("certs");
+        std::fs::create_dir_all(&certs).map_err(|e| io("cannot create", &certs, e))?;
+        let ca = if certs.join("ca.pem").exists() {
+            DevCa::load(&certs).map_err(|e| e.to_string())?
+        } else {
+            DevCa::init(&certs, "creditgate demo CA").map_err(|e| e.to_string())?
+        };
+        let ca_file = certs.join("ca.pem");
+        let crl_file = certs.join("crl.pem");
+        if !crl_file.exists() {
+            let crl = ca.crl_pem(&[], Duration::from_secs(30 * 86_400)).map_err(|e| e.to_string())?;
+            std::fs::write(&crl_file, crl).map_err(|e| io("cannot write", &crl_file, e))?;
+        }
+        let issue = |request: IssueRequest, stem: &str| -> Result<(PathBuf, PathBuf), String> {
+            ca.issue(&request).and_then(|issued| issued.write(&certs, stem)).map_err(|e| e.to_string())
+        };
+        let server = |name: &str| IssueRequest::server(name, vec![SERVER_NAME.to_string()], loopback_ips());
+
+        // Data.
+        let data_dir = dir.join("data");
+        let manifest = match creditgate_datagen::read_manifest(&data_dir) {
+            Ok(m) if m.scale == options.scale && m.as_of == options.as_of => m,
+            _ => {
+                let mut generate = GenOptions::new(&data_dir, options.as_of);
+                generate.scale = options.scale;
+                generate.progress = options.scale > 20;
+                creditgate_datagen::generate(&generate).map_err(|e| e.to_string())?
+            }
+        };
+
+        // Certificates.
+        let (gw_server_cert, gw_server_key) = issue(server("creditgate-gateway"), "gateway-server")?;
+        let (gw_client_cert, gw_client_key) =
+            issue(IssueRequest::client(GATEWAY_ORG, "creditgate gateway", "creditgate-gateway"), "gateway-client")?;
+        let gateway_identity = creditgate_certs::ca::spiffe_uri(creditgate_certs::ca::DEFAULT_TRUST_DOMAIN, GATEWAY_ORG);
+        let mut callers = Vec::new();
+        for spec in CALLERS {
+            let org_id = spec.name.replace('_', "-");
+            let (cert, key) = issue(IssueRequest::client(&org_id, spec.organization, spec.name), &format!("caller-{}", spec.name))?;
+            callers.push(DemoCaller {
+                name: spec.name.to_string(),
+                role: spec.role.to_string(),
+                organization: spec.organization.to_string(),
+                org_id,
+                purposes: spec.purposes.iter().map(|p| p.to_string()).collect(),
+                known: spec.known,
+                cert,
+                key,
+            });
+        }
+
+        // Connectors: one per source, every table and column of the manifest.
+        let connectors_dir = dir.join("connectors");
+        std::fs::create_dir_all(&connectors_dir).map_err(|e| io("cannot create", &connectors_dir, e))?;
+        let mut connectors = BTreeMap::new();
+        let mut connector_configs = BTreeMap::new();
+        for source in &manifest.sources {
+            let (cert, key) = issue(server(&format!("{}-connector", source.name.replace('_', "-"))), &format!("connector-{}", source.name))?;
+            let mut config = ConnectorConfig {
+                name: source.name.clone(),
+                listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                cert,
+                key,
+                client_ca: ca_file.clone(),
+                crls: vec![crl_file.clone()],
+                enforce_crl_expiry: false,
+                allowed_clients: vec![gateway_identity.clone()],
+                served_log: dir.join("logs").join(format!("served-{}.jsonl", source.name)),
+                memory_limit_bytes: creditgate_connector::DEFAULT_MEMORY_LIMIT_BYTES,
+                handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+                tables: source
+                    .tables
+                    .iter()
+                    .map(|t| TableConfig {
+                        name: t.name.clone(),
+                        format: TableFormat::Parquet,
+                        path: data_dir.join(&t.file),
+                        source_table: None,
+                        columns: t.columns.clone(),
+                    })
+                    .collect(),
+            };
+            let connector = Connector::open(config.clone()).await.map_err(|e| e.to_string())?;
+            let running = connector.start().await.map_err(|e| e.to_string())?;
+            config.listen = running.addr;
+            write_toml(&connectors_dir.join(format!("{}.toml", source.name)), &config)?;
+            connectors.insert(source.name.clone(), running);
+            connector_configs.insert(source.name.clone(), config);
+        }
+
+        // Gateway.
+        let (connect, first_batch, total) = options.deadlines_ms;
+        let gateway_config = GatewayConfig {
+            server: ServerConfig {
+                flight_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                http_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                cert: gw_server_cert,
+                key: gw_server_key,
+                client_ca: ca_file.clone(),
+                crls: vec![crl_file.clone()],
+                enforce_crl_expiry: false,
+                handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+                memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
+            },
+            upstream: UpstreamConfig { client_cert: gw_client_cert, client_key: gw_client_key },
+            connectors: connector_configs
+                .values()
+                .map(|c| ConnectorRef {
+                    name: c.name.clone(),
+                    endpoint: c.listen.to_string(),
+                    server_name: SERVER_NAME.to_string(),
+                    ca: ca_file.clone(),
+                    connect_timeout_ms: connect,
+                    first_batch_timeout_ms: first_batch,
+                    total_timeout_ms: total,
+                })
+                .collect(),
+            datasets: manifest
+                .sources
+                .iter()
+                .flat_map(|s| {
+                    s.tables.iter().map(move |t| DatasetConfig {
+                        name: format!("{}.{}", s.name, t.name),
+                        connector: s.name.clone(),
+                        table: None,
+                    })
+                })
+                .collect(),
+            callers: callers
+                .iter()
+                .filter(|c| c.known)
+                .map(|c| CallerConfig {
+                    name: c.name.clone(),
+                    identity: creditgate_certs::ca::spiffe_uri(creditgate_certs::ca::DEFAULT_TRUST_DOMAIN, &c.org_id),
+                })
+                .collect(),
+        };
+        write_toml(&dir.join("gateway.toml"), &gateway_config)?;
+        let gateway_handle = Gateway::new(gateway_config.clone()).await.map_err(|e| e.to_string())?;
+        let gateway = Arc::clone(&gateway_handle).start().await.map_err(|e| e.to_string())?;
+        Ok(Lab { dir, ca_file, manifest, callers, connectors, connector_configs, gateway_config, gateway, gateway_handle })
+    }
+
+    /// The demo caller named `name`.
+    pub fn caller(&self, name: &str) -> Option<&DemoCaller> {
+        self.callers.iter().find(|c| c.name == name)
+    }
+
+    /// Client material of a demo caller.
+    pub fn identity_of<'a>(&'a self, caller: &'a DemoCaller) -> ClientIdentity<'a> {
+        ClientIdentity { ca: &self.ca_file, cert: Some((&caller.cert, &caller.key)) }
+    }
+
+    /// A Flight SQL client to the gateway as `caller`.
+    pub fn flight_client(&self, caller: &str) -> Result<FlightClient, String> {
+        let c = self.caller(caller).ok_or_else(|| format!("no demo caller `{caller}`"))?;
+        FlightClient::connect(&self.gateway.flight_addr.to_string(), SERVER_NAME, &self.identity_of(c))
+    }
+
+    /// Writes DIR/endpoints.json for people connecting by hand.
+    pub fn write_endpoints(&self) -> Result<PathBuf, String> {
+        let path = self.dir.join("endpoints.json");
+        let value = serde_json::json!({
+            "flight_sql": format!("grpc+tls://{}", self.gateway.flight_addr),
+            "http": format!("https://{}", self.gateway.http_addr),
+            "server_name": SERVER_NAME,
+            "ca_file": self.ca_file,
+            "callers": self.callers,
+            "connectors": self.connector_configs.values().map(|c| serde_json::json!({
+                "name": c.name, "flight_sql": format!("grpc+tls://{}", c.listen), "served_log": c.served_log,
+            })).collect::<Vec<_>>(),
+        });
+        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| io("cannot write", &path, e))?;
+        Ok(path)
+    }
+
+    /// Stops the gateway, then every connector.
+    pub async fn stop(self) -> Result<(), String> {
+        self.gateway.stop().await.map_err(|e| e.to_string())?;
+        for (_, connector) in self.connectors {
+            connector.stop().await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+fn print_batches(batches: &[RecordBatch]) {
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    match arrow::util::pretty::pretty_format_batches(batches) {
+        Ok(table) if rows > 0 => println!("{table}"),
+        Ok(_) => println!("  (no rows)"),
+        Err(e) => println!("  (cannot print: {e})"),
+    }
+}
+
+fn heading(text: &str) {
+    println!("\n\x1b[1m== {text}\x1b[0m");
+}
+
+/// What the tour shows for the featured company, per dataset: (dataset, key column, columns).
+const COMPANY_VIEW: &[(&str, &str, &str)] = &[
+    ("market.enterprises", "credit_code", "credit_code, name, legal_rep_name, status, established_date"),
+    ("market.licences", "credit_code", "licence_no, licence_type, issuer, expiry_date"),
+    ("market.penalties", "credit_code", "decision_no, violation, amount, decision_date, disputed"),
+    ("market.abnormal_operations", "credit_code", "reason, listed_date, removed_date"),
+    ("court.dishonest_debtors", "credit_code", "case_no, court, amount, published_date"),
+    ("tax.credit_ratings", "credit_code", "year, rating"),
+    ("tax.major_violations", "credit_code", "violation_type, amount, decision_date"),
+    ("credit_platform.black_list", "credit_code", "basis, listing_department, listed_date"),
+    ("traceability.products", "producer_credit_code", "barcode, product_name, produced_date"),
+    ("payment.fraud_reports", "merchant_credit_code", "category, amount, reported_date"),
+    ("platform_a.shops", "owner_credit_code", "shop_id, shop_name, rating, status"),
+    ("platform_b.shops", "owner_credit_code", "shop_id, shop_name, rating, status"),
+];
+
+async fn tour(lab: &Lab) -> Result<(), String> {
+    let company = &lab.manifest.featured.enterprise_credit_code;
+    heading(&format!(
+        "1. Market regulation (agency) looks up {} ({}) across every source",
+        lab.manifest.featured.enterprise_name, company
+    ));
+    let mut samr = lab.flight_client("samr")?;
+    for (dataset, key, columns) in COMPANY_VIEW {
+        let sql = format!("SELECT {columns} FROM {dataset} WHERE {key} = '{company}' LIMIT 5");
+        println!("-- {dataset}");
+        match samr.query(&sql).await {
+            Ok(batches) => print_batches(&batches),
+            Err(e) => return Err(format!("{dataset}: {}", flight_error_text(&e))),
+        }
+    }
+
+    heading("2. Platform A: its shops whose owner is on the black list or the dishonest-debtor list");
+    let mut platform = lab.flight_client("platform_a")?;
+    let sql = "\
+        SELECT s.shop_id, s.shop_name, s.owner_type, 'black list' AS list, b.listing_department AS listed_by \
+        FROM platform_a.shops s JOIN credit_platform.black_list b \
+          ON s.owner_credit_code = b.credit_code OR s.owner_resident_id = b.resident_id \
+        UNION ALL \
+        SELECT s.shop_id, s.shop_name, s.owner_type, 'dishonest debtor' AS list, d.court AS listed_by \
+        FROM platform_a.shops s JOIN court.dishonest_debtors d \
+          ON s.owner_credit_code = d.credit_code OR s.owner_resident_id = d.resident_id \
+        ORDER BY shop_id, list LIMIT 12";
+    match platform.query(sql).await {
+        Ok(batches) => print_batches(&batches),
+        Err(e) => return Err(format!("join: {}", flight_error_text(&e))),
+    }
+
+    heading("3. Credit agency over HTTP/JSON: negative records per source for the same company");
+    let agency = lab.caller("credit_agency").ok_or("no credit_agency caller")?;
+    let sql = format!(
+        "SELECT 'market.penalties' AS source, COUNT(*) AS records FROM market.penalties WHERE credit_code = '{company}' \
+         UNION ALL SELECT 'court.dishonest_debtors', COUNT(*) FROM court.dishonest_debtors WHERE credit_code = '{company}' \
+         UNION ALL SELECT 'tax.major_violations', COUNT(*) FROM tax.major_violations WHERE credit_code = '{company}' \
+         UNION ALL SELECT 'credit_platform.black_list', COUNT(*) FROM credit_platform.black_list WHERE credit_code = '{company}' \
+         ORDER BY source"
+    );
+    let body = serde_json::json!({ "sql": sql }).to_string();
+    let response = http_request(
+        &lab.gateway.http_addr.to_string(),
+        SERVER_NAME,
+        &lab.identity_of(agency),
+        "POST",
+        "/v1/query",
+        &[("accept", "application/json")],
+        Some(body),
+    )
+    .await?;
+    println!("POST /v1/query -> {}", response.status);
+    let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
+    println!("{}", serde_json::to_string_pretty(&value["rows"]).unwrap_or_default());
+    if response.status != 200 {
+        return Err(format!("HTTP query failed: {value}"));
+    }
+
+    heading("4. A certificate from the right CA whose organisation is not a gateway caller");
+    let mut stranger = lab.flight_client("stranger")?;
+    match stranger.query("SELECT name FROM market.enterprises LIMIT 1").await {
+        Ok(_) => return Err("the unknown caller was served".to_string()),
+        Err(e) => println!("Flight SQL refused: {}", flight_error_text(&e)),
+    }
+    let who = lab.caller("stranger").ok_or("no stranger caller")?;
+    let response = http_request(
+        &lab.gateway.http_addr.to_string(),
+        SERVER_NAME,
+        &lab.identity_of(who),
+        "POST",
+        "/v1/query",
+        &[],
+        Some(serde_json::json!({"sql": "SELECT 1"}).to_string()),
+    )
+    .await?;
+    println!("HTTP refused: {} {}", response.status, String::from_utf8_lossy(&response.body));
+    if response.status != 403 {
+        return Err("the unknown caller was not refused over HTTP".to_string());
+    }
+    Ok(())
+}
+
+/// Runs the demo.
+pub async fn run(args: DemoArgs) -> Result<(), String> {
+    println!("creditgate demo: building the federation in {}", args.dir.display());
+    let mut options = LabOptions::new(&args.dir);
+    options.scale = args.scale;
+    let lab = Lab::start(options).await?;
+    println!(
+        "{} connectors and the gateway are up (Flight SQL {}, HTTP {})",
+        lab.connectors.len(),
+        lab.gateway.flight_addr,
+        lab.gateway.http_addr
+    );
+    let result = tour(&lab).await;
+    if let Err(e) = &result {
+        eprintln!("tour failed: {e}");
+    }
+    if args.serve && result.is_ok() {
+        let path = lab.write_endpoints()?;
+        println!("\nEverything keeps running. Endpoints, CA and caller certificates: {}", path.display());
+        println!("Press Ctrl-C to stop.");
+        crate::cli::shutdown_signal().await;
+    }
+    lab.stop().await?;
+    result.map(|()| println!("\ndemo finished"))
+}

@@ -1,0 +1,149 @@
+//! Gateway errors, with stable codes, and their one mapping to gRPC and HTTP.
+
+use creditgate_remote::SourceError;
+use tonic::Status;
+
+/// Everything that can refuse or fail a gateway request.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Configuration is invalid (start-up only).
+    #[error("gateway config: {0}")]
+    Config(String),
+    /// TLS set-up failed.
+    #[error(transparent)]
+    Tls(#[from] creditgate_certs::CertError),
+    /// A listener could not start.
+    #[error("gateway server: {0}")]
+    Server(String),
+    /// No verified client certificate.
+    #[error("a client certificate is required")]
+    Unauthenticated,
+    /// The certificate is valid but its identity is not a caller of this gateway.
+    #[error("certificate identity `{0}` is not a known caller of this gateway")]
+    UnknownCaller(String),
+    /// The request is malformed (bad body, missing field).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The SQL is not a single read-only query or does not plan.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// A source failed; the message names it.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The query exceeded the gateway's memory limit.
+    #[error("the query needs more memory than the gateway allows; select fewer rows or columns")]
+    ResourcesExhausted,
+    /// Anything else; details are logged, not returned.
+    #[error("internal error (reference {0})")]
+    Internal(String),
+    /// Unknown HTTP route.
+    #[error("no such endpoint: {0}")]
+    NotFound(String),
+    /// HTTP method not allowed on the route.
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(String),
+    /// Unsupported `Accept`.
+    #[error("cannot produce {0}; use application/json, text/csv or application/vnd.apache.arrow.stream")]
+    NotAcceptable(String),
+}
+
+/// A client-visible classification of a [`GatewayError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode {
+    /// Stable code, e.g. `CG-AUTH-001`.
+    pub code: &'static str,
+    /// HTTP status.
+    pub http: u16,
+    /// gRPC status code.
+    pub grpc: tonic::Code,
+    /// Whether retrying may succeed.
+    pub retryable: bool,
+}
+
+impl GatewayError {
+    /// The stable code of this error. Exhaustive on purpose: a new variant must choose.
+    pub fn code(&self) -> ErrorCode {
+        use tonic::Code;
+        let (code, http, grpc, retryable) = match self {
+            GatewayError::Unauthenticated => ("CG-AUTH-001", 401, Code::Unauthenticated, false),
+            GatewayError::UnknownCaller(_) => ("CG-AUTH-002", 403, Code::PermissionDenied, false),
+            GatewayError::BadRequest(_) => ("CG-REQ-001", 400, Code::InvalidArgument, false),
+            GatewayError::InvalidQuery(_) => ("CG-REQ-002", 400, Code::InvalidArgument, false),
+            GatewayError::NotFound(_) => ("CG-REQ-003", 404, Code::NotFound, false),
+            GatewayError::MethodNotAllowed(_) => ("CG-REQ-004", 405, Code::Unimplemented, false),
+            GatewayError::NotAcceptable(_) => ("CG-REQ-005", 406, Code::InvalidArgument, false),
+            GatewayError::ResourcesExhausted => ("CG-RES-001", 507, Code::ResourceExhausted, false),
+            GatewayError::Source(e) => match e.status_label() {
+                "timeout" => ("CG-SRC-001", 504, Code::DeadlineExceeded, true),
+                "unavailable" => ("CG-SRC-002", 502, Code::Unavailable, true),
+                "refused" => ("CG-SRC-003", 502, Code::Unavailable, false),
+                _ => ("CG-SRC-004", 502, Code::Unavailable, false),
+            },
+            GatewayError::Internal(_) => ("CG-INT-001", 500, Code::Internal, true),
+            GatewayError::Config(_) | GatewayError::Tls(_) | GatewayError::Server(_) => {
+                ("CG-INT-002", 500, Code::Internal, false)
+            }
+        };
+        ErrorCode { code, http, grpc, retryable }
+    }
+
+    /// The message a client sees (capped; internal details never included).
+    pub fn client_message(&self) -> String {
+        creditgate_flight::cap_message(&self.to_string())
+    }
+
+    /// Logs the error at the level its class deserves.
+    pub fn log(&self) {
+        let code = self.code();
+        match self {
+            GatewayError::Unauthenticated | GatewayError::UnknownCaller(_) => {
+                tracing::info!(error.code = code.code, reason = %self, "request refused");
+            }
+            GatewayError::BadRequest(_)
+            | GatewayError::InvalidQuery(_)
+            | GatewayError::NotFound(_)
+            | GatewayError::MethodNotAllowed(_)
+            | GatewayError::NotAcceptable(_) => {
+                tracing::debug!(error.code = code.code, reason = %self, "bad request");
+            }
+            GatewayError::Source(_) | GatewayError::ResourcesExhausted => {
+                tracing::warn!(error.code = code.code, error = %self, "request failed");
+            }
+            GatewayError::Internal(_) | GatewayError::Config(_) | GatewayError::Tls(_) | GatewayError::Server(_) => {
+                tracing::error!(error.code = code.code, error = %self, "request failed");
+            }
+        }
+    }
+
+    /// Classifies a DataFusion error raised for a caller's query.
+    pub fn from_datafusion(error: datafusion::error::DataFusionError, planning: bool) -> GatewayError {
+        use datafusion::error::DataFusionError as E;
+        if let Some(source) = SourceError::find(&error) {
+            return GatewayError::Source(source.clone());
+        }
+        match error.find_root() {
+            E::ResourcesExhausted(_) => GatewayError::ResourcesExhausted,
+            E::SQL(..) | E::Plan(..) | E::SchemaError(..) | E::NotImplemented(..) => {
+                GatewayError::InvalidQuery(error.strip_backtrace())
+            }
+            _ if planning => GatewayError::InvalidQuery(error.strip_backtrace()),
+            _ => {
+                let reference = crate::request_id();
+                tracing::error!(reference = %reference, error = %error, "query execution failed");
+                GatewayError::Internal(reference)
+            }
+        }
+    }
+}
+
+impl From<GatewayError> for Status {
+    fn from(error: GatewayError) -> Status {
+        error.log();
+        let code = error.code();
+        let mut status = Status::new(code.grpc, format!("{}: {}", code.code, error.client_message()));
+        if let Ok(value) = code.code.parse() {
+            status.metadata_mut().insert("x-creditgate-error-code", value);
+        }
+        status
+    }
+}

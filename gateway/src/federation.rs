@@ -1,0 +1,188 @@
+//! The federation: connectors, their datasets, and the catalog DataFusion plans over.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use creditgate_certs::tls;
+use creditgate_remote::{Deadlines, RemoteSource, RemoteTable, SourceError};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
+
+use crate::config::GatewayConfig;
+use crate::error::GatewayError;
+use crate::metrics::Metrics;
+
+/// The catalog name callers' SQL resolves against.
+pub const CATALOG: &str = "creditgate";
+
+/// One logical dataset and where it lives.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// `schema.table`.
+    pub name: String,
+    /// Schema part of the name.
+    pub schema_name: String,
+    /// Table part of the name.
+    pub table_name: String,
+    /// The serving source.
+    pub source: String,
+    /// Table name at the connector.
+    pub remote_table: String,
+}
+
+/// Connectors and datasets, with the schemas learnt from the connectors.
+pub struct Federation {
+    sources: BTreeMap<String, Arc<RemoteSource>>,
+    datasets: Vec<Dataset>,
+    /// Dataset name → schema, for datasets whose connector has answered.
+    schemas: RwLock<BTreeMap<String, SchemaRef>>,
+    catalog: RwLock<Arc<MemoryCatalogProvider>>,
+}
+
+impl Federation {
+    /// Builds channels to every connector (lazily connected).
+    pub fn new(config: &GatewayConfig, metrics: Arc<Metrics>) -> Result<Self, GatewayError> {
+        let mut sources = BTreeMap::new();
+        for c in &config.connectors {
+            let client_config = tls::client_config(
+                &c.ca,
+                Some((&config.upstream.client_cert, &config.upstream.client_key)),
+                &[b"h2"],
+            )?;
+            let deadlines = Deadlines {
+                connect: Duration::from_millis(c.connect_timeout_ms),
+                first_batch: Duration::from_millis(c.first_batch_timeout_ms),
+                total: Duration::from_millis(c.total_timeout_ms),
+            };
+            let channel = tls::channel(&c.endpoint, &c.server_name, client_config, deadlines.connect)?;
+            let observer_metrics = Arc::clone(&metrics);
+            let source = RemoteSource::new(c.name.clone(), channel, deadlines).with_observer(Arc::new(
+                move |source: &str, status: &'static str, took: Duration| {
+                    observer_metrics.source_query(source, status, took);
+                },
+            ));
+            sources.insert(c.name.clone(), Arc::new(source));
+        }
+        let datasets = config
+            .datasets
+            .iter()
+            .map(|d| {
+                let (schema_name, table_name) = d.split().unwrap_or(("", d.name.as_str()));
+                Dataset {
+                    name: d.name.clone(),
+                    schema_name: schema_name.to_string(),
+                    table_name: table_name.to_string(),
+                    source: d.connector.clone(),
+                    remote_table: d.remote_table().to_string(),
+                }
+            })
+            .collect();
+        Ok(Self {
+            sources,
+            datasets,
+            schemas: RwLock::new(BTreeMap::new()),
+            catalog: RwLock::new(Arc::new(MemoryCatalogProvider::new())),
+        })
+    }
+
+    /// All configured datasets.
+    pub fn datasets(&self) -> &[Dataset] {
+        &self.datasets
+    }
+
+    /// The configured sources.
+    pub fn sources(&self) -> impl Iterator<Item = &Arc<RemoteSource>> {
+        self.sources.values()
+    }
+
+    /// Datasets whose schema is known (their connector answered).
+    pub fn available(&self) -> Vec<(Dataset, SchemaRef)> {
+        let schemas = self.schemas.read().unwrap_or_else(|p| p.into_inner());
+        self.datasets
+            .iter()
+            .filter_map(|d| schemas.get(&d.name).map(|s| (d.clone(), Arc::clone(s))))
+            .collect()
+    }
+
+    /// Asks every connector whose datasets lack a schema for its table list, in
+    /// parallel; returns the sources that failed. Rebuilds the catalog.
+    pub async fn refresh(&self) -> Vec<SourceError> {
+        let missing: Vec<&Arc<RemoteSource>> = {
+            let schemas = self.schemas.read().unwrap_or_else(|p| p.into_inner());
+            self.sources
+                .values()
+                .filter(|s| self.datasets.iter().any(|d| d.source == s.name() && !schemas.contains_key(&d.name)))
+                .collect()
+        };
+        let results = futures::future::join_all(missing.iter().map(|s| async move { (s, s.tables().await) })).await;
+        let mut failures = Vec::new();
+        {
+            let mut schemas = self.schemas.write().unwrap_or_else(|p| p.into_inner());
+            for (source, result) in results {
+                match result {
+                    Ok(tables) => {
+                        for d in self.datasets.iter().filter(|d| d.source == source.name()) {
+                            match tables.iter().find(|t| t.table == d.remote_table) {
+                                Some(t) => {
+                                    schemas.insert(d.name.clone(), Arc::clone(&t.schema));
+                                }
+                                None => tracing::warn!(
+                                    dataset = %d.name, source = %d.source,
+                                    "connector does not serve the configured table"
+                                ),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(source = %e.source_name, error = %e.kind, "connector unavailable");
+                        failures.push(e);
+                    }
+                }
+            }
+        }
+        self.rebuild_catalog();
+        failures
+    }
+
+    /// Keeps retrying sources that have not answered yet, every `every`.
+    pub fn spawn_refresher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let federation = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if federation.available().len() < federation.datasets.len() {
+                    federation.refresh().await;
+                }
+            }
+        })
+    }
+
+    fn rebuild_catalog(&self) {
+        let catalog = MemoryCatalogProvider::new();
+        let mut schemas: BTreeMap<String, Arc<MemorySchemaProvider>> = BTreeMap::new();
+        for (dataset, schema) in self.available() {
+            let Some(source) = self.sources.get(&dataset.source) else { continue };
+            let table = RemoteTable::new(Arc::clone(source), dataset.remote_table.clone(), schema);
+            let provider = schemas.entry(dataset.schema_name.clone()).or_insert_with(|| Arc::new(MemorySchemaProvider::new()));
+            if let Err(e) = provider.register_table(dataset.table_name.clone(), Arc::new(table)) {
+                tracing::error!(dataset = %dataset.name, error = %e, "cannot register dataset");
+            }
+        }
+        for (name, provider) in schemas {
+            let _ = catalog.register_schema(&name, provider);
+        }
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+    }
+
+    /// The current catalog of available datasets.
+    pub fn catalog(&self) -> Arc<MemoryCatalogProvider> {
+        Arc::clone(&self.catalog.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether `name` (`schema.table`) is a configured dataset whose source has not answered.
+    pub fn unavailable_source_of(&self, name: &str) -> Option<String> {
+        let schemas = self.schemas.read().unwrap_or_else(|p| p.into_inner());
+        self.datasets.iter().find(|d| d.name == name && !schemas.contains_key(&d.name)).map(|d| d.source.clone())
+    }
+}

@@ -1,0 +1,282 @@
+//! The HTTP/JSON front end (hyper over our rustls listener).
+//!
+//! Routes: `POST /v1/query`, `GET /healthz`, `GET /metrics`, `GET /openapi.json`.
+//! Identity comes only from the verified client certificate of the connection.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use creditgate_certs::tls::{ConnInfo, TlsConn};
+use datafusion::execution::SendableRecordBatchStream;
+use futures::{Stream, StreamExt};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde::Deserialize;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::error::GatewayError;
+use crate::gateway::{Caller, Frontend, Gateway};
+
+/// The committed OpenAPI document.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Serves HTTP on the TLS connections of `incoming` until `stop` turns true.
+pub async fn serve<S>(gateway: Arc<Gateway>, incoming: S, mut stop: watch::Receiver<bool>) -> Result<(), GatewayError>
+where
+    S: Stream<Item = Result<TlsConn, std::io::Error>> + Send + 'static,
+{
+    let mut incoming = Box::pin(incoming);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            next = incoming.next() => {
+                let Some(Ok(conn)) = next else {
+                    if next.is_none() { break } else { continue }
+                };
+                let gateway = Arc::clone(&gateway);
+                let mut stop = stop.clone();
+                connections.spawn(async move {
+                    let info = conn.info().clone();
+                    let service = hyper::service::service_fn(move |req| {
+                        let gateway = Arc::clone(&gateway);
+                        let info = info.clone();
+                        async move { Ok::<_, Infallible>(handle(gateway, info, req).await) }
+                    });
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let connection = builder.serve_connection(TokioIo::new(conn), service);
+                    tokio::pin!(connection);
+                    tokio::select! {
+                        result = connection.as_mut() => {
+                            if let Err(e) = result {
+                                tracing::debug!(error = %e, "http connection ended with an error");
+                            }
+                        }
+                        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                        }
+                    }
+                });
+            }
+        }
+    }
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn handle(gateway: Arc<Gateway>, info: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let result = route(&gateway, &info, req).await;
+    match result {
+        Ok(response) => response,
+        Err(error) => {
+            let code = error.code();
+            gateway.metrics().request(Frontend::Http.label(), code.code, started.elapsed());
+            if matches!(error, GatewayError::Unauthenticated | GatewayError::UnknownCaller(_)) {
+                gateway.metrics().denial(Frontend::Http.label(), code.code);
+            }
+            tracing::debug!(%method, %path, "http request failed");
+            error_response(&error)
+        }
+    }
+}
+
+async fn route(gateway: &Arc<Gateway>, info: &ConnInfo, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    let method = req.method().clone();
+    match (req.uri().path(), &method) {
+        ("/healthz", &Method::GET) => {
+            gateway.authenticate(Some(info), Frontend::Http)?;
+            Ok(json_response(StatusCode::OK, health(gateway)))
+        }
+        ("/metrics", &Method::GET) => {
+            gateway.authenticate(Some(info), Frontend::Http)?;
+            Ok(text_response("text/plain; version=0.0.4", gateway.metrics().render()))
+        }
+        ("/openapi.json", &Method::GET) => Ok(text_response("application/json", OPENAPI.to_string())),
+        ("/v1/query", &Method::POST) => {
+            let caller = gateway.authenticate(Some(info), Frontend::Http)?;
+            let span = tracing::info_span!(
+                "request",
+                request.id = %caller.request_id,
+                client.name = %caller.name,
+                frontend = "http"
+            );
+            query(gateway, caller, req).instrument(span).await
+        }
+        ("/healthz" | "/metrics" | "/openapi.json" | "/v1/query", _) => {
+            Err(GatewayError::MethodNotAllowed(format!("{method} {}", req.uri().path())))
+        }
+        (path, _) => Err(GatewayError::NotFound(path.chars().take(200).collect())),
+    }
+}
+
+fn health(gateway: &Gateway) -> serde_json::Value {
+    let available: Vec<String> = gateway.federation().available().into_iter().map(|(d, _)| d.name).collect();
+    let missing: Vec<&str> = gateway
+        .federation()
+        .datasets()
+        .iter()
+        .filter(|d| !available.contains(&d.name))
+        .map(|d| d.name.as_str())
+        .collect();
+    serde_json::json!({
+        "status": if missing.is_empty() { "ok" } else { "degraded" },
+        "datasets_available": available.len(),
+        "datasets_unavailable": missing,
+    })
+}
+
+/// Body of `POST /v1/query`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryRequest {
+    sql: String,
+    #[serde(default)]
+    purpose: Option<String>,
+}
+
+/// The response formats of `/v1/query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+    Arrow,
+}
+
+impl Format {
+    fn from_accept(accept: Option<&HeaderValue>) -> Result<Self, GatewayError> {
+        let Some(value) = accept.and_then(|v| v.to_str().ok()) else { return Ok(Format::Json) };
+        for part in value.split(',') {
+            let media = part.split(';').next().unwrap_or("").trim();
+            match media {
+                "application/json" | "*/*" | "application/*" | "" => return Ok(Format::Json),
+                "text/csv" | "text/*" => return Ok(Format::Csv),
+                "application/vnd.apache.arrow.stream" => return Ok(Format::Arrow),
+                _ => {}
+            }
+        }
+        Err(GatewayError::NotAcceptable(value.chars().take(100).collect()))
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Arrow => "application/vnd.apache.arrow.stream",
+        }
+    }
+}
+
+async fn query(gateway: &Arc<Gateway>, caller: Caller, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    let format = Format::from_accept(req.headers().get(header::ACCEPT))?;
+    let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| GatewayError::BadRequest(format!("cannot read the request body: {e}")))?
+        .to_bytes();
+    let request: QueryRequest = serde_json::from_slice(&body)
+        .map_err(|e| GatewayError::BadRequest(format!("body must be JSON {{\"sql\": \"…\"}}: {e}")))?;
+    let _ = request.purpose;
+    let mut stream = gateway.query(&caller, &request.sql).await?;
+    // Wait for the first batch before committing to a status code, so a
+    // failing source still gets a proper HTTP error.
+    let first = match stream.next().await {
+        Some(Ok(batch)) => Some(batch),
+        Some(Err(e)) => return Err(GatewayError::from_datafusion(e, false)),
+        None => None,
+    };
+    let schema = stream.schema();
+    let body = encode(format, schema, first, stream)?;
+    let mut response = Response::new(body);
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    if let Ok(id) = HeaderValue::from_str(&caller.request_id) {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    Ok(response)
+}
+
+fn encode(
+    format: Format,
+    schema: SchemaRef,
+    first: Option<RecordBatch>,
+    rest: SendableRecordBatchStream,
+) -> Result<Body, GatewayError> {
+    let target = creditgate_flight::normalize_schema(&schema);
+    let batches = futures::stream::iter(first.map(Ok)).chain(rest);
+    let mut encoder = crate::encode::Encoder::new(format_kind(format), Arc::clone(&target))?;
+    let head = encoder.head();
+    let tail_encoder = Arc::new(std::sync::Mutex::new(encoder));
+    let body_encoder = Arc::clone(&tail_encoder);
+    let chunks = batches.map(move |item| {
+        let mut encoder = body_encoder.lock().unwrap_or_else(|p| p.into_inner());
+        match item.and_then(|b| Ok(creditgate_flight::normalize_batch(b, &target)?)) {
+            Ok(batch) => encoder.batch(&batch),
+            Err(e) => {
+                let error = GatewayError::from_datafusion(e, false);
+                error.log();
+                encoder.failure(&error)
+            }
+        }
+    });
+    let tail = futures::stream::once(async move {
+        let mut encoder = tail_encoder.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(encoder.finish())
+    });
+    let stream = futures::stream::once(async move { Ok(head) })
+        .chain(chunks)
+        .chain(tail)
+        .map(|chunk: Result<Bytes, std::io::Error>| chunk.map(Frame::data));
+    Ok(BodyExt::boxed_unsync(StreamBody::new(stream)))
+}
+
+fn format_kind(format: Format) -> crate::encode::Kind {
+    match format {
+        Format::Json => crate::encode::Kind::Json,
+        Format::Csv => crate::encode::Kind::Csv,
+        Format::Arrow => crate::encode::Kind::Arrow,
+    }
+}
+
+fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).map_err(|never: Infallible| match never {}).boxed_unsync()
+}
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(full(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn text_response(content_type: &'static str, text: String) -> Response<Body> {
+    let mut response = Response::new(full(text));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The JSON error body: `{"error": {"code", "message", "retryable"}}`.
+pub fn error_response(error: &GatewayError) -> Response<Body> {
+    error.log();
+    let code = error.code();
+    let status = StatusCode::from_u16(code.http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(
+        status,
+        serde_json::json!({"error": {"code": code.code, "message": error.client_message(), "retryable": code.retryable}}),
+    )
+}
