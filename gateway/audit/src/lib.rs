@@ -1,0 +1,1 @@
+//! creditgate audit log (in progress).

@@ -1,0 +1,1 @@
+//! creditgate policy (in progress).
