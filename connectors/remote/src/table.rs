@@ -22,17 +22,28 @@ pub struct RemoteTable {
     remote_table: String,
     schema: SchemaRef,
     raw_columns: RawColumns,
+    /// Row policy applied at the connector before anything else.
+    mandatory: Option<Expr>,
 }
 
 impl RemoteTable {
     /// The connector table `remote_table` of `source`, with the schema the connector advertised.
     pub fn new(source: Arc<RemoteSource>, remote_table: impl Into<String>, schema: SchemaRef) -> Self {
-        Self { source, remote_table: remote_table.into(), schema, raw_columns: None }
+        Self { source, remote_table: remote_table.into(), schema, raw_columns: None, mandatory: None }
     }
 
     /// Restricts pushed predicates to these columns (the others are filtered in the gateway).
     pub fn with_raw_columns(mut self, columns: impl IntoIterator<Item = String>) -> Self {
         self.raw_columns = Some(columns.into_iter().collect());
+        self
+    }
+
+    /// A row policy (row filters, retention) that the connector applies to
+    /// every scan of this table, whatever the caller's query. It must be
+    /// pushable (see [`is_pushable`] with all columns allowed); otherwise
+    /// scans fail rather than return rows the caller may not see.
+    pub fn with_mandatory_filter(mut self, filter: Option<Expr>) -> Self {
+        self.mandatory = filter;
         self
     }
 
@@ -53,11 +64,18 @@ impl RemoteTable {
         };
         let select = if columns.is_empty() { "1 AS \"__row\"".to_string() } else { columns.join(", ") };
         let mut sql = format!("SELECT {select} FROM {}", quote_ident(&self.remote_table));
-        let pushed: Vec<String> = filters
-            .iter()
-            .filter(|f| is_pushable(f, &self.raw_columns))
-            .map(filter_to_sql)
-            .collect::<Result<_>>()?;
+        let mut pushed: Vec<String> = Vec::with_capacity(filters.len() + 1);
+        if let Some(mandatory) = &self.mandatory {
+            if !is_pushable(mandatory, &None) {
+                return Err(datafusion::error::DataFusionError::Plan(
+                    "row policy cannot be evaluated at the source; refusing to scan".to_string(),
+                ));
+            }
+            pushed.push(filter_to_sql(mandatory)?);
+        }
+        for filter in filters.iter().filter(|f| is_pushable(f, &self.raw_columns)) {
+            pushed.push(filter_to_sql(filter)?);
+        }
         if !pushed.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&pushed.join(" AND "));

@@ -1,0 +1,280 @@
+//! End-to-end: real connectors and a real gateway on loopback, certificates
+//! made at test time.
+
+use std::time::Duration;
+
+use arrow_flight::sql::CommandGetTables;
+use creditgate_certs::ca::{DevCa, IssueRequest};
+use creditgate_gateway::client::{ClientIdentity, FlightClient, http_request};
+use creditgate_gateway::demo::SERVER_NAME;
+use creditgate_tests::{reference_session, served, sorted_rows, stall_server, start_lab};
+use futures::TryStreamExt;
+
+const JOIN_SQL: &str = "\
+    SELECT s.shop_id, s.shop_name, b.entry_id, b.listing_department \
+    FROM platform_a.shops s JOIN credit_platform.black_list b ON s.owner_credit_code = b.credit_code \
+    UNION ALL \
+    SELECT s.shop_id, s.shop_name, d.case_no, d.court \
+    FROM platform_b.shops s JOIN court.dishonest_debtors d ON s.owner_resident_id = d.resident_id";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_source_joins_and_aggregates_match_the_sources() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lab = start_lab(tmp.path()).await;
+    let reference = reference_session(&lab).await;
+    let mut client = lab.flight_client("samr").expect("client");
+
+    let got = client.query(JOIN_SQL).await.expect("join over the gateway");
+    let expected = reference.sql(JOIN_SQL).await.expect("plan").collect().await.expect("reference");
+    let got_rows = sorted_rows(&got);
+    assert!(!got_rows.is_empty(), "the join must find shops on the lists");
+    assert_eq!(got_rows, sorted_rows(&expected));
+
+    let aggregate = "SELECT e.district_code, COUNT(*) AS penalties, SUM(p.amount) AS total \
+        FROM market.enterprises e JOIN market.penalties p ON e.credit_code = p.credit_code \
+        JOIN tax.credit_ratings r ON r.credit_code = e.credit_code AND r.rating = 'D' \
+        GROUP BY e.district_code";
+    let got = client.query(aggregate).await.expect("aggregate over the gateway");
+    let expected = reference.sql(aggregate).await.expect("plan").collect().await.expect("reference");
+    assert_eq!(sorted_rows(&got), sorted_rows(&expected));
+    assert!(!sorted_rows(&got).is_empty());
+    lab.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_projection_and_limit_reach_the_connector() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lab = start_lab(tmp.path()).await;
+    let code = lab.manifest.featured.enterprise_credit_code.clone();
+    let mut client = lab.flight_client("samr").expect("client");
+
+    let batches = client
+        .query(&format!("SELECT name, status FROM market.enterprises WHERE credit_code = '{code}' LIMIT 1"))
+        .await
+        .expect("query");
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    let log = served(&lab, "market");
+    let record = log.iter().rev().find(|r| r.sql.contains(&code)).expect("the connector saw the filter");
+    assert!(record.sql.contains("LIMIT 1"), "limit pushed: {}", record.sql);
+    assert!(record.sql.contains("\"name\", \"status\""), "projection pushed: {}", record.sql);
+    assert!(!record.sql.contains("legal_rep_id"), "unrequested columns stay home: {}", record.sql);
+    assert_eq!(record.rows, 1, "only the matching row left the source");
+    assert_eq!(record.caller, creditgate_certs::ca::spiffe_uri("credit.example", creditgate_gateway::demo::GATEWAY_ORG));
+
+    // Negative control: a predicate with a function is evaluated in the gateway.
+    let before = served(&lab, "market").len();
+    let batches = client
+        .query(&format!("SELECT name FROM market.enterprises WHERE lower(credit_code) = lower('{code}')"))
+        .await
+        .expect("query");
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    let log = served(&lab, "market");
+    let new: Vec<_> = log[before..].iter().filter(|r| r.sql.contains("enterprises")).collect();
+    assert_eq!(new.len(), 1);
+    assert!(!new[0].sql.contains("WHERE"), "function predicates must not be pushed: {}", new[0].sql);
+    assert!(new[0].rows > 1, "the source sent every row for the gateway to filter");
+    lab.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_or_stalled_source_is_named_promptly_on_both_front_ends() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut lab = start_lab(tmp.path()).await;
+    let mut client = lab.flight_client("samr").expect("client");
+    // Healthy first (so the gateway has a live channel to the court connector).
+    client.query("SELECT COUNT(*) FROM court.dishonest_debtors").await.expect("healthy query");
+
+    // Dead: stop the court connector.
+    let court = lab.connectors.remove("court").expect("court connector");
+    let addr = court.addr;
+    court.stop().await.expect("stop court");
+    let error = tokio::time::timeout(Duration::from_secs(30), client.query("SELECT COUNT(*) FROM court.dishonest_debtors"))
+        .await
+        .expect("the gateway answers")
+        .expect_err("a dead source fails the query");
+    let text = creditgate_gateway::client::flight_error_text(&error);
+    assert!(text.contains("source `court`"), "{text}");
+    assert!(text.contains("Unavailable"), "{text}");
+    // Other sources still work.
+    client.query("SELECT COUNT(*) FROM tax.credit_ratings").await.expect("other sources unaffected");
+
+    let who = lab.caller("samr").expect("samr");
+    let http = lab.gateway.http_addr.to_string();
+    let response = http_request(
+        &http, SERVER_NAME, &lab.identity_of(who), "POST", "/v1/query", &[],
+        Some(serde_json::json!({"sql": "SELECT * FROM court.dishonest_debtors"}).to_string()),
+    )
+    .await
+    .expect("http");
+    assert_eq!(response.status, 502, "{}", String::from_utf8_lossy(&response.body));
+    let body: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
+    assert_eq!(body["error"]["code"], "CG-SRC-002");
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("source `court`"));
+
+    // Stalled: something accepts TLS on the court port and never answers.
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind the court port");
+    let config = lab.connector_configs.get("court").expect("court config");
+    let _stall = stall_server(listener, &config.cert, &config.key).await;
+    let error = tokio::time::timeout(Duration::from_secs(30), client.query("SELECT COUNT(*) FROM court.dishonest_debtors"))
+        .await
+        .expect("the gateway answers within its own deadline")
+        .expect_err("a stalled source fails the query");
+    let text = creditgate_gateway::client::flight_error_text(&error);
+    assert!(text.contains("source `court`") && text.contains("timed out"), "{text}");
+    assert!(text.contains("DeadlineExceeded"), "{text}");
+    lab.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_without_a_valid_known_certificate_are_refused_on_both_front_ends() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lab = start_lab(tmp.path()).await;
+    let flight = lab.gateway.flight_addr.to_string();
+    let http = lab.gateway.http_addr.to_string();
+    let sql = "SELECT name FROM market.enterprises LIMIT 1";
+    let body = || Some(serde_json::json!({ "sql": sql }).to_string());
+
+    // Positive control.
+    let samr = lab.caller("samr").expect("samr");
+    let mut ok = FlightClient::connect(&flight, SERVER_NAME, &lab.identity_of(samr)).expect("client");
+    assert_eq!(ok.query(sql).await.expect("served").iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    let response = http_request(&http, SERVER_NAME, &lab.identity_of(samr), "POST", "/v1/query", &[], body()).await.expect("http");
+    assert_eq!(response.status, 200);
+
+    // No certificate.
+    let anonymous = ClientIdentity { ca: &lab.ca_file, cert: None };
+    let mut client = FlightClient::connect(&flight, SERVER_NAME, &anonymous).expect("client");
+    assert!(client.query(sql).await.is_err(), "no certificate must be refused over Flight");
+    assert!(
+        http_request(&http, SERVER_NAME, &anonymous, "POST", "/v1/query", &[], body()).await.is_err(),
+        "no certificate must be refused over HTTP"
+    );
+
+    // A certificate from another CA.
+    let other = DevCa::generate("another CA").expect("ca");
+    let issued = other.issue(&IssueRequest::client("samr", "impostor", "samr")).expect("issue");
+    let (cert, key) = issued.write(tmp.path(), "impostor").expect("write");
+    let impostor = ClientIdentity { ca: &lab.ca_file, cert: Some((&cert, &key)) };
+    let mut client = FlightClient::connect(&flight, SERVER_NAME, &impostor).expect("client");
+    assert!(client.query(sql).await.is_err(), "another CA must be refused over Flight");
+    assert!(http_request(&http, SERVER_NAME, &impostor, "POST", "/v1/query", &[], body()).await.is_err());
+
+    // Right CA, identity not in the gateway config.
+    let stranger = lab.caller("stranger").expect("stranger");
+    let mut client = lab.flight_client("stranger").expect("client");
+    let error = client.query(sql).await.expect_err("unknown identity refused");
+    let text = creditgate_gateway::client::flight_error_text(&error);
+    assert!(text.contains("PermissionDenied") && text.contains("not a known caller"), "{text}");
+    let response = http_request(&http, SERVER_NAME, &lab.identity_of(stranger), "POST", "/v1/query", &[], body()).await.expect("http");
+    assert_eq!(response.status, 403);
+    lab.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_front_end_formats_errors_and_documents() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lab = start_lab(tmp.path()).await;
+    let http = lab.gateway.http_addr.to_string();
+    let who = lab.identity_of(lab.caller("credit_agency").expect("caller"));
+    let post = |sql: &str| Some(serde_json::json!({ "sql": sql }).to_string());
+    let sql = "SELECT credit_code, name FROM market.enterprises ORDER BY credit_code LIMIT 3";
+
+    let json = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[], post(sql)).await.expect("json");
+    assert_eq!(json.status, 200);
+    let value: serde_json::Value = serde_json::from_slice(&json.body).expect("valid JSON");
+    assert_eq!(value["row_count"], 3);
+    assert_eq!(value["columns"][0]["name"], "credit_code");
+    let first_code = value["rows"][0]["credit_code"].as_str().expect("code").to_string();
+    creditgate_ident::CreditCode::parse(&first_code).expect("a real credit code came back");
+
+    let csv = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[("accept", "text/csv")], post(sql)).await.expect("csv");
+    let text = String::from_utf8(csv.body.to_vec()).expect("utf8");
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(text.starts_with("credit_code,name\n"));
+    assert!(text.contains(&first_code));
+
+    let arrow = http_request(
+        &http, SERVER_NAME, &who, "POST", "/v1/query", &[("accept", "application/vnd.apache.arrow.stream")], post(sql),
+    )
+    .await
+    .expect("arrow");
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow.body.to_vec()), None).expect("ipc");
+    assert_eq!(reader.map(|b| b.expect("batch").num_rows()).sum::<usize>(), 3);
+
+    for (body, status, code) in [
+        (Some("not json".to_string()), 400, "CG-REQ-001"),
+        (post("SELECT nope FROM market.enterprises"), 400, "CG-REQ-002"),
+        (post("CREATE TABLE t AS SELECT 1"), 400, "CG-REQ-002"),
+        (post("DROP TABLE market.enterprises"), 400, "CG-REQ-002"),
+        (post("SET datafusion.execution.batch_size = 1"), 400, "CG-REQ-002"),
+    ] {
+        let response = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[], body.clone()).await.expect("http");
+        assert_eq!(response.status, status, "{body:?}: {}", String::from_utf8_lossy(&response.body));
+        let value: serde_json::Value = serde_json::from_slice(&response.body).expect("json error");
+        assert_eq!(value["error"]["code"], code, "{body:?}");
+        assert!(!value["error"]["message"].as_str().unwrap_or("").is_empty());
+    }
+    let response = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[("accept", "image/png")], post(sql)).await.expect("http");
+    assert_eq!(response.status, 406);
+    let response = http_request(&http, SERVER_NAME, &who, "GET", "/v1/query", &[], None).await.expect("http");
+    assert_eq!(response.status, 405);
+    let response = http_request(&http, SERVER_NAME, &who, "GET", "/nope", &[], None).await.expect("http");
+    assert_eq!(response.status, 404);
+
+    let health = http_request(&http, SERVER_NAME, &who, "GET", "/healthz", &[], None).await.expect("health");
+    let value: serde_json::Value = serde_json::from_slice(&health.body).expect("json");
+    assert_eq!(value["status"], "ok");
+    let metrics = http_request(&http, SERVER_NAME, &who, "GET", "/metrics", &[], None).await.expect("metrics");
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(text.contains("creditgate_requests_total{frontend=\"http\",outcome=\"ok\"}"), "{text}");
+    assert!(text.contains("creditgate_source_queries_total{source=\"market\",status=\"ok\"}"), "{text}");
+    let openapi = http_request(&http, SERVER_NAME, &who, "GET", "/openapi.json", &[], None).await.expect("openapi");
+    let served: serde_json::Value = serde_json::from_slice(&openapi.body).expect("json");
+    let committed: serde_json::Value = serde_json::from_str(creditgate_gateway::http::OPENAPI).expect("committed json");
+    assert_eq!(served, committed);
+    assert!(served["paths"]["/v1/query"]["post"].is_object());
+    lab.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_metadata_prepared_statements_and_caller_bound_tickets() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lab = start_lab(tmp.path()).await;
+    let mut samr = lab.flight_client("samr").expect("client");
+
+    let info = samr
+        .inner_mut()
+        .get_tables(CommandGetTables { include_schema: true, ..Default::default() })
+        .await
+        .expect("GetTables");
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let batches: Vec<_> = samr.inner_mut().do_get(ticket).await.expect("do_get").try_collect().await.expect("tables");
+    let names = sorted_rows(&batches.iter().map(|b| b.project(&[1, 2]).expect("project")).collect::<Vec<_>>());
+    assert!(names.contains(&"market|enterprises".to_string()), "{names:?}");
+    assert!(names.contains(&"court|dishonest_debtors".to_string()), "{names:?}");
+    let dataset_count: usize = lab.manifest.sources.iter().map(|s| s.tables.len()).sum();
+    assert_eq!(names.len(), dataset_count);
+
+    let info = samr.inner_mut().get_sql_info(vec![]).await.expect("GetSqlInfo");
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let batches: Vec<_> = samr.inner_mut().do_get(ticket).await.expect("do_get").try_collect().await.expect("info");
+    assert!(batches.iter().map(|b| b.num_rows()).sum::<usize>() > 3);
+
+    let mut prepared = samr.inner_mut().prepare("SELECT name FROM market.enterprises LIMIT 2".to_string(), None).await.expect("prepare");
+    assert_eq!(prepared.dataset_schema().expect("schema").field(0).name(), "name");
+    let info = prepared.execute().await.expect("execute prepared");
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let rows: usize = samr.inner_mut().do_get(ticket.clone()).await.expect("do_get").try_collect::<Vec<_>>().await.expect("rows").iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 2);
+    prepared.close().await.expect("close");
+
+    // A ticket issued to samr is useless to another certificate.
+    let mut platform = lab.flight_client("platform_a").expect("client");
+    let error = match platform.inner_mut().do_get(ticket).await {
+        Ok(stream) => stream.try_collect::<Vec<_>>().await.expect_err("another caller's ticket must be refused"),
+        Err(e) => e,
+    };
+    let text = creditgate_gateway::client::flight_error_text(&error);
+    assert!(text.contains("PermissionDenied"), "{text}");
+    lab.stop().await.expect("stop");
+}
