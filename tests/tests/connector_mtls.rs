@@ -1,0 +1,216 @@
+//! The connector on its own: mTLS refusals, exposed columns, Parquet/CSV/SQLite
+//! tables, read-only SQL, and filters/limits evaluated at the source.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use creditgate_certs::ca::{DevCa, IssueRequest};
+use creditgate_connector::{Connector, ConnectorConfig, RunningConnector, ServedLog, TableConfig, TableFormat};
+use creditgate_gateway::client::{ClientIdentity, FlightClient, flight_error_text};
+
+const GATEWAY: &str = "spiffe://credit.example/org/creditgate-gateway";
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    ca_file: PathBuf,
+    running: RunningConnector,
+    log: PathBuf,
+    certs: std::collections::BTreeMap<&'static str, (PathBuf, PathBuf)>,
+    featured_code: String,
+}
+
+fn write_csv(path: &Path) {
+    std::fs::write(
+        path,
+        "complaint_id,merchant_credit_code,category,complainant_mobile\n\
+         C1,91350100M000100Y43,虚假宣传,13812345678\n\
+         C2,91350100M000100Y43,质量问题,13912345678\n\
+         C3,91370202MA3C4XYZ0K,退款纠纷,13712345678\n",
+    )
+    .expect("csv");
+}
+
+fn write_sqlite(path: &Path) {
+    let db = rusqlite::Connection::open(path).expect("sqlite");
+    db.execute_batch(
+        "CREATE TABLE ratings (credit_code TEXT NOT NULL, year INTEGER NOT NULL, rating TEXT NOT NULL, inspector TEXT);
+         INSERT INTO ratings VALUES ('91350100M000100Y43', 2024, 'A', '王五'), ('91350100M000100Y43', 2025, 'B', '赵六'),
+                                    ('91370202MA3C4XYZ0K', 2025, 'D', '钱七');",
+    )
+    .expect("sqlite rows");
+}
+
+async fn fixture() -> Fixture {
+    creditgate_certs::install_default_provider();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    let ca = DevCa::init(&dir.join("ca"), "test CA").expect("ca");
+    let ca_file = dir.join("ca").join("ca.pem");
+    let mut certs = std::collections::BTreeMap::new();
+    let mut issue = |stem: &'static str, request: IssueRequest| -> String {
+        let issued = ca.issue(&request).expect("issue");
+        certs.insert(stem, issued.write(&dir, stem).expect("write"));
+        issued.serial
+    };
+    issue("server", IssueRequest::server("market-connector", vec!["localhost".into()], vec![Ipv4Addr::LOCALHOST.into()]));
+    issue("gateway", IssueRequest::client("creditgate-gateway", "creditgate gateway", "gateway"));
+    issue("other_org", IssueRequest::client("samr", "市场监管局", "samr"));
+    let now = SystemTime::now();
+    issue(
+        "expired",
+        IssueRequest::client("creditgate-gateway", "creditgate gateway", "gateway")
+            .valid_between(now - Duration::from_secs(30 * 86_400), now - Duration::from_secs(86_400)),
+    );
+    let revoked = issue("revoked", IssueRequest::client("creditgate-gateway", "creditgate gateway", "gateway"));
+    let crl = dir.join("crl.pem");
+    std::fs::write(&crl, ca.crl_pem(&[revoked], Duration::from_secs(86_400)).expect("crl")).expect("write crl");
+
+    let mut generate = creditgate_datagen::GenOptions::new(dir.join("data"), chrono::Local::now().date_naive());
+    generate.scale = 1;
+    let manifest = creditgate_datagen::generate(&generate).expect("data");
+    write_csv(&dir.join("complaints.csv"));
+    write_sqlite(&dir.join("tax.db"));
+
+    let (cert, key) = certs["server"].clone();
+    let log = dir.join("served.jsonl");
+    let config = ConnectorConfig {
+        name: "market".into(),
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        cert,
+        key,
+        client_ca: ca_file.clone(),
+        crls: vec![crl],
+        enforce_crl_expiry: false,
+        allowed_clients: vec![GATEWAY.into()],
+        served_log: log.clone(),
+        memory_limit_bytes: 256 * 1024 * 1024,
+        handshake_timeout_ms: 5_000,
+        tables: vec![
+            TableConfig {
+                name: "enterprises".into(),
+                format: TableFormat::Parquet,
+                path: dir.join("data/market/enterprises.parquet"),
+                source_table: None,
+                columns: vec!["credit_code".into(), "name".into(), "status".into()],
+            },
+            TableConfig {
+                name: "complaints".into(),
+                format: TableFormat::Csv,
+                path: dir.join("complaints.csv"),
+                source_table: None,
+                columns: vec!["complaint_id".into(), "merchant_credit_code".into(), "category".into()],
+            },
+            TableConfig {
+                name: "ratings".into(),
+                format: TableFormat::Sqlite,
+                path: dir.join("tax.db"),
+                source_table: Some("ratings".into()),
+                columns: vec!["credit_code".into(), "year".into(), "rating".into()],
+            },
+        ],
+    };
+    let running = Connector::open(config).await.expect("open").start().await.expect("start");
+    Fixture { _tmp: tmp, dir, ca_file, running, log, certs, featured_code: manifest.featured.enterprise_credit_code }
+}
+
+impl Fixture {
+    fn client(&self, stem: &str) -> FlightClient {
+        let (cert, key) = &self.certs[stem];
+        let who = ClientIdentity { ca: &self.ca_file, cert: Some((cert, key)) };
+        FlightClient::connect(&self.running.addr.to_string(), "localhost", &who).expect("client")
+    }
+}
+
+async fn rows(client: &mut FlightClient, sql: &str) -> Result<Vec<String>, String> {
+    client.query(sql).await.map(|b| creditgate_tests::sorted_rows(&b)).map_err(|e| flight_error_text(&e))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_the_allowed_identity_and_refuses_everyone_else() {
+    let f = fixture().await;
+    let sql = "SELECT name FROM enterprises LIMIT 1";
+    let mut gateway = f.client("gateway");
+    assert_eq!(rows(&mut gateway, sql).await.expect("allowed identity served").len(), 1);
+
+    let anonymous = ClientIdentity { ca: &f.ca_file, cert: None };
+    let mut client = FlightClient::connect(&f.running.addr.to_string(), "localhost", &anonymous).expect("client");
+    assert!(rows(&mut client, sql).await.is_err(), "no certificate");
+
+    for stem in ["expired", "revoked"] {
+        let error = rows(&mut f.client(stem), sql).await.expect_err(stem);
+        assert!(!error.is_empty(), "{stem}");
+    }
+
+    let other = DevCa::generate("other CA").expect("ca");
+    let (cert, key) = other
+        .issue(&IssueRequest::client("creditgate-gateway", "creditgate gateway", "gateway"))
+        .expect("issue")
+        .write(&f.dir, "other-ca")
+        .expect("write");
+    let impostor = ClientIdentity { ca: &f.ca_file, cert: Some((&cert, &key)) };
+    let mut client = FlightClient::connect(&f.running.addr.to_string(), "localhost", &impostor).expect("client");
+    assert!(rows(&mut client, sql).await.is_err(), "another CA");
+
+    let error = rows(&mut f.client("other_org"), sql).await.expect_err("identity not allowed");
+    assert!(error.contains("PermissionDenied") && error.contains("spiffe://credit.example/org/samr"), "{error}");
+
+    // Nothing was served to any refused caller.
+    let log = ServedLog::read_all(&f.log).expect("log");
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].caller, GATEWAY);
+    // And the allowed caller is still served after all that.
+    assert_eq!(rows(&mut gateway, sql).await.expect("still served").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_configured_columns_exist_and_only_queries_run() {
+    let f = fixture().await;
+    let mut client = f.client("gateway");
+    let error = rows(&mut client, "SELECT legal_rep_id FROM enterprises").await.expect_err("hidden column");
+    assert!(error.contains("InvalidArgument"), "{error}");
+    let all = rows(&mut client, "SELECT * FROM enterprises LIMIT 1").await.expect("select *");
+    assert_eq!(all[0].split('|').count(), 3, "SELECT * shows the three exposed columns only");
+    let error = rows(&mut client, "SELECT complainant_mobile FROM complaints").await.expect_err("hidden csv column");
+    assert!(error.contains("InvalidArgument"), "{error}");
+    let error = rows(&mut client, "SELECT inspector FROM ratings").await.expect_err("hidden sqlite column");
+    assert!(error.contains("InvalidArgument"), "{error}");
+    for sql in ["CREATE TABLE x AS SELECT 1", "INSERT INTO ratings VALUES ('x', 1, 'A')", "DROP TABLE ratings", "SET datafusion.execution.batch_size = 1"] {
+        let error = rows(&mut client, sql).await.expect_err(sql);
+        assert!(error.contains("InvalidArgument"), "{sql}: {error}");
+    }
+    let error = rows(&mut client, "SELECT * FROM information_schema.tables").await.expect_err("no information_schema");
+    assert!(error.contains("InvalidArgument"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_csv_and_sqlite_tables_filter_at_the_source() {
+    let f = fixture().await;
+    let mut client = f.client("gateway");
+    let code = &f.featured_code;
+    let got = rows(&mut client, &format!("SELECT credit_code FROM enterprises WHERE credit_code = '{code}'")).await.expect("parquet");
+    assert_eq!(got, vec![code.clone()]);
+
+    let got = rows(&mut client, "SELECT complaint_id, category FROM complaints WHERE merchant_credit_code = '91350100M000100Y43' LIMIT 5")
+        .await
+        .expect("csv");
+    assert_eq!(got, vec!["C1|虚假宣传".to_string(), "C2|质量问题".to_string()]);
+
+    let got = rows(&mut client, "SELECT year, rating FROM ratings WHERE credit_code = '91350100M000100Y43' AND year >= 2025")
+        .await
+        .expect("sqlite");
+    assert_eq!(got, vec!["2025|B".to_string()]);
+
+    let got = rows(&mut client, "SELECT name FROM enterprises LIMIT 7").await.expect("limit");
+    assert_eq!(got.len(), 7);
+
+    let log = ServedLog::read_all(&f.log).expect("log");
+    assert_eq!(log.len(), 4);
+    assert_eq!(log[0].rows, 1, "only the matching enterprise left the source");
+    assert_eq!(log[1].rows, 2);
+    assert_eq!(log[2].rows, 1);
+    assert_eq!(log[3].rows, 7);
+    assert!(log.iter().all(|r| r.outcome == "ok" && r.bytes > 0));
+    assert!(log[2].sql.contains("year >= 2025"));
+}
