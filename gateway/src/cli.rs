@@ -58,14 +58,18 @@ pub enum Command {
 /// Logs go to stderr; `RUST_LOG` overrides the default (`info`, DataFusion at `warn`).
 pub fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,datafusion=warn,datafusion_optimizer=warn,h2=warn,hyper=warn,tonic=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,datafusion=warn,datafusion_optimizer=warn,h2=warn,hyper=warn,tonic=warn")
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
 /// Waits for Ctrl-C or SIGTERM.
@@ -124,7 +128,11 @@ pub fn run(cli: Cli) -> Result<(), String> {
             let manifest = creditgate_datagen::generate(&options).map_err(|e| e.to_string())?;
             let tables: usize = manifest.sources.iter().map(|s| s.tables.len()).sum();
             let rows: u64 = manifest.sources.iter().flat_map(|s| &s.tables).map(|t| t.rows).sum();
-            println!("wrote {} sources, {tables} tables, {rows} rows to {}", manifest.sources.len(), options.dir.display());
+            println!(
+                "wrote {} sources, {tables} tables, {rows} rows to {}",
+                manifest.sources.len(),
+                options.dir.display()
+            );
             Ok(())
         }
         Command::Certs(command) => creditgate_certs::cli::run(command).map_err(|e| e.to_string()),

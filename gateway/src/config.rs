@@ -162,9 +162,7 @@ impl GatewayConfig {
         let mut config: GatewayConfig = toml::from_str(&text)
             .map_err(|e| GatewayError::Config(format!("{}: {}", path.display(), e.to_string().trim())))?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        config
-            .validate()
-            .map_err(|problems| GatewayError::Config(format!("{}: {problems}", path.display())))?;
+        config.validate().map_err(|problems| GatewayError::Config(format!("{}: {problems}", path.display())))?;
         Ok(config)
     }
 
@@ -206,10 +204,8 @@ impl GatewayConfig {
         for (i, d) in self.datasets.iter().enumerate() {
             match d.split() {
                 Some((schema, table)) if is_identifier(schema) && is_identifier(table) => {}
-                _ => problems.push(format!(
-                    "datasets[{i}].name: `{}` must be `schema.table` in lowercase identifiers",
-                    d.name
-                )),
+                _ => problems
+                    .push(format!("datasets[{i}].name: `{}` must be `schema.table` in lowercase identifiers", d.name)),
             }
             if !datasets.insert(d.name.as_str()) {
                 problems.push(format!("datasets[{i}].name: `{}` is declared twice", d.name));
@@ -227,7 +223,9 @@ impl GatewayConfig {
             if !identities.insert(c.identity.as_str()) {
                 problems.push(format!("callers[{i}].identity: `{}` is declared twice", c.identity));
             }
-            let ok = c.identity.starts_with("spiffe://") || c.identity.starts_with("sha256:") || c.identity.starts_with("o=");
+            let ok = c.identity.starts_with("spiffe://")
+                || c.identity.starts_with("sha256:")
+                || c.identity.starts_with("o=");
             if !ok {
                 problems.push(format!(
                     "callers[{i}].identity: `{}` is not a SPIFFE URI, `sha256:<fingerprint>` or `o=<O>/cn=<CN>`",

@@ -20,9 +20,9 @@ use serde::Serialize;
 
 use crate::client::{ClientIdentity, FlightClient, flight_error_text, http_request};
 use crate::config::{
-    CallerConfig, ConnectorRef, DatasetConfig, GatewayConfig, ServerConfig, UpstreamConfig,
-    DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS,
-    DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_TOTAL_TIMEOUT_MS,
+    CallerConfig, ConnectorRef, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS,
+    DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_TOTAL_TIMEOUT_MS, DatasetConfig, GatewayConfig,
+    ServerConfig, UpstreamConfig,
 };
 use crate::gateway::{Gateway, RunningGateway};
 
@@ -214,11 +214,13 @@ impl Lab {
         let (gw_server_cert, gw_server_key) = issue(server("creditgate-gateway"), "gateway-server")?;
         let (gw_client_cert, gw_client_key) =
             issue(IssueRequest::client(GATEWAY_ORG, "creditgate gateway", "creditgate-gateway"), "gateway-client")?;
-        let gateway_identity = creditgate_certs::ca::spiffe_uri(creditgate_certs::ca::DEFAULT_TRUST_DOMAIN, GATEWAY_ORG);
+        let gateway_identity =
+            creditgate_certs::ca::spiffe_uri(creditgate_certs::ca::DEFAULT_TRUST_DOMAIN, GATEWAY_ORG);
         let mut callers = Vec::new();
         for spec in CALLERS {
             let org_id = spec.name.replace('_', "-");
-            let (cert, key) = issue(IssueRequest::client(&org_id, spec.organization, spec.name), &format!("caller-{}", spec.name))?;
+            let (cert, key) =
+                issue(IssueRequest::client(&org_id, spec.organization, spec.name), &format!("caller-{}", spec.name))?;
             callers.push(DemoCaller {
                 name: spec.name.to_string(),
                 role: spec.role.to_string(),
@@ -237,7 +239,10 @@ impl Lab {
         let mut connectors = BTreeMap::new();
         let mut connector_configs = BTreeMap::new();
         for source in &manifest.sources {
-            let (cert, key) = issue(server(&format!("{}-connector", source.name.replace('_', "-"))), &format!("connector-{}", source.name))?;
+            let (cert, key) = issue(
+                server(&format!("{}-connector", source.name.replace('_', "-"))),
+                &format!("connector-{}", source.name),
+            )?;
             let mut config = ConnectorConfig {
                 name: source.name.clone(),
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -320,7 +325,17 @@ impl Lab {
         write_toml(&dir.join("gateway.toml"), &gateway_config)?;
         let gateway_handle = Gateway::new(gateway_config.clone()).await.map_err(|e| e.to_string())?;
         let gateway = Arc::clone(&gateway_handle).start().await.map_err(|e| e.to_string())?;
-        Ok(Lab { dir, ca_file, manifest, callers, connectors, connector_configs, gateway_config, gateway, gateway_handle })
+        Ok(Lab {
+            dir,
+            ca_file,
+            manifest,
+            callers,
+            connectors,
+            connector_configs,
+            gateway_config,
+            gateway,
+            gateway_handle,
+        })
     }
 
     /// The demo caller named `name`.

@@ -34,11 +34,7 @@ fn io_error(e: impl std::fmt::Display) -> std::io::Error {
 }
 
 fn csv_field(name: &str) -> String {
-    if name.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    } else {
-        name.to_string()
-    }
+    if name.contains([',', '"', '\n', '\r']) { format!("\"{}\"", name.replace('"', "\"\"")) } else { name.to_string() }
 }
 
 impl Encoder {

@@ -45,11 +45,8 @@ impl Federation {
     pub fn new(config: &GatewayConfig, metrics: Arc<Metrics>) -> Result<Self, GatewayError> {
         let mut sources = BTreeMap::new();
         for c in &config.connectors {
-            let client_config = tls::client_config(
-                &c.ca,
-                Some((&config.upstream.client_cert, &config.upstream.client_key)),
-                &[b"h2"],
-            )?;
+            let client_config =
+                tls::client_config(&c.ca, Some((&config.upstream.client_cert, &config.upstream.client_key)), &[b"h2"])?;
             let deadlines = Deadlines {
                 connect: Duration::from_millis(c.connect_timeout_ms),
                 first_batch: Duration::from_millis(c.first_batch_timeout_ms),
@@ -99,10 +96,7 @@ impl Federation {
     /// Datasets whose schema is known (their connector answered).
     pub fn available(&self) -> Vec<(Dataset, SchemaRef)> {
         let schemas = self.schemas.read().unwrap_or_else(|p| p.into_inner());
-        self.datasets
-            .iter()
-            .filter_map(|d| schemas.get(&d.name).map(|s| (d.clone(), Arc::clone(s))))
-            .collect()
+        self.datasets.iter().filter_map(|d| schemas.get(&d.name).map(|s| (d.clone(), Arc::clone(s)))).collect()
     }
 
     /// Asks every connector whose datasets lack a schema for its table list, in
@@ -164,7 +158,8 @@ impl Federation {
         for (dataset, schema) in self.available() {
             let Some(source) = self.sources.get(&dataset.source) else { continue };
             let table = RemoteTable::new(Arc::clone(source), dataset.remote_table.clone(), schema);
-            let provider = schemas.entry(dataset.schema_name.clone()).or_insert_with(|| Arc::new(MemorySchemaProvider::new()));
+            let provider =
+                schemas.entry(dataset.schema_name.clone()).or_insert_with(|| Arc::new(MemorySchemaProvider::new()));
             if let Err(e) = provider.register_table(dataset.table_name.clone(), Arc::new(table)) {
                 tracing::error!(dataset = %dataset.name, error = %e, "cannot register dataset");
             }

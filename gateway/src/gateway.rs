@@ -97,12 +97,9 @@ impl Gateway {
         let identity = conn.and_then(|c| c.identity.clone()).ok_or(GatewayError::Unauthenticated)?;
         let known: Option<&CallerConfig> = self.config.callers.iter().find(|c| identity.matches(&c.identity));
         match known {
-            Some(caller) => Ok(Caller {
-                name: caller.name.clone(),
-                identity,
-                request_id: crate::request_id(),
-                frontend,
-            }),
+            Some(caller) => {
+                Ok(Caller { name: caller.name.clone(), identity, request_id: crate::request_id(), frontend })
+            }
             None => {
                 self.metrics.denial(frontend.label(), "CG-AUTH-002");
                 Err(GatewayError::UnknownCaller(identity.name()))
@@ -279,7 +276,11 @@ impl QueryBackend for Gateway {
         Ok(Arc::new(frame.schema().as_arrow().clone()))
     }
 
-    async fn execute(&self, (caller, span): &Self::Caller, sql: &str) -> Result<SendableRecordBatchStream, GatewayError> {
+    async fn execute(
+        &self,
+        (caller, span): &Self::Caller,
+        sql: &str,
+    ) -> Result<SendableRecordBatchStream, GatewayError> {
         let result = self.query(caller, sql).instrument(span.clone()).await;
         if let Err(e) = &result {
             self.metrics.request("flight", e.code().code, Duration::ZERO);

@@ -97,7 +97,11 @@ async fn handle(gateway: Arc<Gateway>, info: ConnInfo, req: Request<Incoming>) -
     }
 }
 
-async fn route(gateway: &Arc<Gateway>, info: &ConnInfo, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+async fn route(
+    gateway: &Arc<Gateway>,
+    info: &ConnInfo,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
     let method = req.method().clone();
     match (req.uri().path(), &method) {
         ("/healthz", &Method::GET) => {

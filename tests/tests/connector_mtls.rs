@@ -54,7 +54,10 @@ async fn fixture() -> Fixture {
         certs.insert(stem, issued.write(&dir, stem).expect("write"));
         issued.serial
     };
-    issue("server", IssueRequest::server("market-connector", vec!["localhost".into()], vec![Ipv4Addr::LOCALHOST.into()]));
+    issue(
+        "server",
+        IssueRequest::server("market-connector", vec!["localhost".into()], vec![Ipv4Addr::LOCALHOST.into()]),
+    );
     issue("gateway", IssueRequest::client("creditgate-gateway", "creditgate gateway", "gateway"));
     issue("other_org", IssueRequest::client("samr", "市场监管局", "samr"));
     let now = SystemTime::now();
@@ -176,7 +179,12 @@ async fn only_configured_columns_exist_and_only_queries_run() {
     assert!(error.contains("InvalidArgument"), "{error}");
     let error = rows(&mut client, "SELECT inspector FROM ratings").await.expect_err("hidden sqlite column");
     assert!(error.contains("InvalidArgument"), "{error}");
-    for sql in ["CREATE TABLE x AS SELECT 1", "INSERT INTO ratings VALUES ('x', 1, 'A')", "DROP TABLE ratings", "SET datafusion.execution.batch_size = 1"] {
+    for sql in [
+        "CREATE TABLE x AS SELECT 1",
+        "INSERT INTO ratings VALUES ('x', 1, 'A')",
+        "DROP TABLE ratings",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
         let error = rows(&mut client, sql).await.expect_err(sql);
         assert!(error.contains("InvalidArgument"), "{sql}: {error}");
     }
@@ -189,17 +197,23 @@ async fn parquet_csv_and_sqlite_tables_filter_at_the_source() {
     let f = fixture().await;
     let mut client = f.client("gateway");
     let code = &f.featured_code;
-    let got = rows(&mut client, &format!("SELECT credit_code FROM enterprises WHERE credit_code = '{code}'")).await.expect("parquet");
+    let got = rows(&mut client, &format!("SELECT credit_code FROM enterprises WHERE credit_code = '{code}'"))
+        .await
+        .expect("parquet");
     assert_eq!(got, vec![code.clone()]);
 
-    let got = rows(&mut client, "SELECT complaint_id, category FROM complaints WHERE merchant_credit_code = '91350100M000100Y43' LIMIT 5")
-        .await
-        .expect("csv");
+    let got = rows(
+        &mut client,
+        "SELECT complaint_id, category FROM complaints WHERE merchant_credit_code = '91350100M000100Y43' LIMIT 5",
+    )
+    .await
+    .expect("csv");
     assert_eq!(got, vec!["C1|虚假宣传".to_string(), "C2|质量问题".to_string()]);
 
-    let got = rows(&mut client, "SELECT year, rating FROM ratings WHERE credit_code = '91350100M000100Y43' AND year >= 2025")
-        .await
-        .expect("sqlite");
+    let got =
+        rows(&mut client, "SELECT year, rating FROM ratings WHERE credit_code = '91350100M000100Y43' AND year >= 2025")
+            .await
+            .expect("sqlite");
     assert_eq!(got, vec!["2025|B".to_string()]);
 
     let got = rows(&mut client, "SELECT name FROM enterprises LIMIT 7").await.expect("limit");

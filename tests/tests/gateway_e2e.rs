@@ -59,7 +59,10 @@ async fn filters_projection_and_limit_reach_the_connector() {
     assert!(record.sql.contains("\"name\", \"status\""), "projection pushed: {}", record.sql);
     assert!(!record.sql.contains("legal_rep_id"), "unrequested columns stay home: {}", record.sql);
     assert_eq!(record.rows, 1, "only the matching row left the source");
-    assert_eq!(record.caller, creditgate_certs::ca::spiffe_uri("credit.example", creditgate_gateway::demo::GATEWAY_ORG));
+    assert_eq!(
+        record.caller,
+        creditgate_certs::ca::spiffe_uri("credit.example", creditgate_gateway::demo::GATEWAY_ORG)
+    );
 
     // Negative control: a predicate with a function is evaluated in the gateway.
     let before = served(&lab, "market").len();
@@ -88,10 +91,11 @@ async fn a_dead_or_stalled_source_is_named_promptly_on_both_front_ends() {
     let court = lab.connectors.remove("court").expect("court connector");
     let addr = court.addr;
     court.stop().await.expect("stop court");
-    let error = tokio::time::timeout(Duration::from_secs(30), client.query("SELECT COUNT(*) FROM court.dishonest_debtors"))
-        .await
-        .expect("the gateway answers")
-        .expect_err("a dead source fails the query");
+    let error =
+        tokio::time::timeout(Duration::from_secs(30), client.query("SELECT COUNT(*) FROM court.dishonest_debtors"))
+            .await
+            .expect("the gateway answers")
+            .expect_err("a dead source fails the query");
     let text = creditgate_gateway::client::flight_error_text(&error);
     assert!(text.contains("source `court`"), "{text}");
     assert!(text.contains("Unavailable"), "{text}");
@@ -101,7 +105,12 @@ async fn a_dead_or_stalled_source_is_named_promptly_on_both_front_ends() {
     let who = lab.caller("samr").expect("samr");
     let http = lab.gateway.http_addr.to_string();
     let response = http_request(
-        &http, SERVER_NAME, &lab.identity_of(who), "POST", "/v1/query", &[],
+        &http,
+        SERVER_NAME,
+        &lab.identity_of(who),
+        "POST",
+        "/v1/query",
+        &[],
         Some(serde_json::json!({"sql": "SELECT * FROM court.dishonest_debtors"}).to_string()),
     )
     .await
@@ -115,10 +124,11 @@ async fn a_dead_or_stalled_source_is_named_promptly_on_both_front_ends() {
     let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind the court port");
     let config = lab.connector_configs.get("court").expect("court config");
     let _stall = stall_server(listener, &config.cert, &config.key).await;
-    let error = tokio::time::timeout(Duration::from_secs(30), client.query("SELECT COUNT(*) FROM court.dishonest_debtors"))
-        .await
-        .expect("the gateway answers within its own deadline")
-        .expect_err("a stalled source fails the query");
+    let error =
+        tokio::time::timeout(Duration::from_secs(30), client.query("SELECT COUNT(*) FROM court.dishonest_debtors"))
+            .await
+            .expect("the gateway answers within its own deadline")
+            .expect_err("a stalled source fails the query");
     let text = creditgate_gateway::client::flight_error_text(&error);
     assert!(text.contains("source `court`") && text.contains("timed out"), "{text}");
     assert!(text.contains("DeadlineExceeded"), "{text}");
@@ -138,7 +148,8 @@ async fn callers_without_a_valid_known_certificate_are_refused_on_both_front_end
     let samr = lab.caller("samr").expect("samr");
     let mut ok = FlightClient::connect(&flight, SERVER_NAME, &lab.identity_of(samr)).expect("client");
     assert_eq!(ok.query(sql).await.expect("served").iter().map(|b| b.num_rows()).sum::<usize>(), 1);
-    let response = http_request(&http, SERVER_NAME, &lab.identity_of(samr), "POST", "/v1/query", &[], body()).await.expect("http");
+    let response =
+        http_request(&http, SERVER_NAME, &lab.identity_of(samr), "POST", "/v1/query", &[], body()).await.expect("http");
     assert_eq!(response.status, 200);
 
     // No certificate.
@@ -165,7 +176,9 @@ async fn callers_without_a_valid_known_certificate_are_refused_on_both_front_end
     let error = client.query(sql).await.expect_err("unknown identity refused");
     let text = creditgate_gateway::client::flight_error_text(&error);
     assert!(text.contains("PermissionDenied") && text.contains("not a known caller"), "{text}");
-    let response = http_request(&http, SERVER_NAME, &lab.identity_of(stranger), "POST", "/v1/query", &[], body()).await.expect("http");
+    let response = http_request(&http, SERVER_NAME, &lab.identity_of(stranger), "POST", "/v1/query", &[], body())
+        .await
+        .expect("http");
     assert_eq!(response.status, 403);
     lab.stop().await.expect("stop");
 }
@@ -187,18 +200,27 @@ async fn http_front_end_formats_errors_and_documents() {
     let first_code = value["rows"][0]["credit_code"].as_str().expect("code").to_string();
     creditgate_ident::CreditCode::parse(&first_code).expect("a real credit code came back");
 
-    let csv = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[("accept", "text/csv")], post(sql)).await.expect("csv");
+    let csv = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[("accept", "text/csv")], post(sql))
+        .await
+        .expect("csv");
     let text = String::from_utf8(csv.body.to_vec()).expect("utf8");
     assert_eq!(text.lines().count(), 4, "{text}");
     assert!(text.starts_with("credit_code,name\n"));
     assert!(text.contains(&first_code));
 
     let arrow = http_request(
-        &http, SERVER_NAME, &who, "POST", "/v1/query", &[("accept", "application/vnd.apache.arrow.stream")], post(sql),
+        &http,
+        SERVER_NAME,
+        &who,
+        "POST",
+        "/v1/query",
+        &[("accept", "application/vnd.apache.arrow.stream")],
+        post(sql),
     )
     .await
     .expect("arrow");
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow.body.to_vec()), None).expect("ipc");
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow.body.to_vec()), None).expect("ipc");
     assert_eq!(reader.map(|b| b.expect("batch").num_rows()).sum::<usize>(), 3);
 
     for (body, status, code) in [
@@ -208,13 +230,16 @@ async fn http_front_end_formats_errors_and_documents() {
         (post("DROP TABLE market.enterprises"), 400, "CG-REQ-002"),
         (post("SET datafusion.execution.batch_size = 1"), 400, "CG-REQ-002"),
     ] {
-        let response = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[], body.clone()).await.expect("http");
+        let response =
+            http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[], body.clone()).await.expect("http");
         assert_eq!(response.status, status, "{body:?}: {}", String::from_utf8_lossy(&response.body));
         let value: serde_json::Value = serde_json::from_slice(&response.body).expect("json error");
         assert_eq!(value["error"]["code"], code, "{body:?}");
         assert!(!value["error"]["message"].as_str().unwrap_or("").is_empty());
     }
-    let response = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[("accept", "image/png")], post(sql)).await.expect("http");
+    let response = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[("accept", "image/png")], post(sql))
+        .await
+        .expect("http");
     assert_eq!(response.status, 406);
     let response = http_request(&http, SERVER_NAME, &who, "GET", "/v1/query", &[], None).await.expect("http");
     assert_eq!(response.status, 405);
@@ -260,11 +285,25 @@ async fn flight_metadata_prepared_statements_and_caller_bound_tickets() {
     let batches: Vec<_> = samr.inner_mut().do_get(ticket).await.expect("do_get").try_collect().await.expect("info");
     assert!(batches.iter().map(|b| b.num_rows()).sum::<usize>() > 3);
 
-    let mut prepared = samr.inner_mut().prepare("SELECT name FROM market.enterprises LIMIT 2".to_string(), None).await.expect("prepare");
+    let mut prepared = samr
+        .inner_mut()
+        .prepare("SELECT name FROM market.enterprises LIMIT 2".to_string(), None)
+        .await
+        .expect("prepare");
     assert_eq!(prepared.dataset_schema().expect("schema").field(0).name(), "name");
     let info = prepared.execute().await.expect("execute prepared");
     let ticket = info.endpoint[0].ticket.clone().expect("ticket");
-    let rows: usize = samr.inner_mut().do_get(ticket.clone()).await.expect("do_get").try_collect::<Vec<_>>().await.expect("rows").iter().map(|b| b.num_rows()).sum();
+    let rows: usize = samr
+        .inner_mut()
+        .do_get(ticket.clone())
+        .await
+        .expect("do_get")
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("rows")
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
     assert_eq!(rows, 2);
     prepared.close().await.expect("close");
 

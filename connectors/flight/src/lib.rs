@@ -22,8 +22,7 @@ mod ticket;
 pub use normalize::{normalize_batch, normalize_schema};
 pub use observe::{ObservedStream, StreamOutcome, StreamReport};
 pub use service::{
-    FlightSqlFront, FrontConfig, QueryBackend, RequestContext, ServeError, TableEntry, serve,
-    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_MESSAGE_BYTES, FlightSqlFront, FrontConfig, QueryBackend, RequestContext, ServeError, TableEntry, serve,
 };
 pub use ticket::{TicketError, TicketSigner};
 

@@ -21,9 +21,7 @@ fn normalize_type(data_type: &DataType) -> DataType {
         DataType::List(field) => DataType::List(Arc::new(normalize_field(field))),
         DataType::LargeList(field) => DataType::LargeList(Arc::new(normalize_field(field))),
         DataType::ListView(field) => DataType::List(Arc::new(normalize_field(field))),
-        DataType::Struct(fields) => {
-            DataType::Struct(fields.iter().map(|f| Arc::new(normalize_field(f))).collect())
-        }
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(|f| Arc::new(normalize_field(f))).collect()),
         other => other.clone(),
     }
 }

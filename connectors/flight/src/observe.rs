@@ -66,12 +66,7 @@ impl ObservedStream {
 
     fn finish(&mut self, outcome: StreamOutcome) {
         if let Some(reporter) = self.reporter.take() {
-            reporter(StreamReport {
-                rows: self.rows,
-                bytes: self.bytes,
-                duration: self.started.elapsed(),
-                outcome,
-            });
+            reporter(StreamReport { rows: self.rows, bytes: self.bytes, duration: self.started.elapsed(), outcome });
         }
     }
 }

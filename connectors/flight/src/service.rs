@@ -13,15 +13,13 @@ use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+    Any, CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
     SqlSupportedTransaction, TicketStatementQuery,
 };
 use arrow_flight::{
-    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
-    SchemaAsIpc, Ticket,
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use creditgate_certs::tls::{ConnInfo, TlsConn};
 use datafusion::error::DataFusionError;
@@ -31,9 +29,9 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::cap_message;
 use crate::normalize::{normalize_batch, normalize_schema};
 use crate::ticket::{TicketError, TicketSigner};
-use crate::cap_message;
 
 /// Default cap on a single gRPC message, both directions (tonic's 4 MiB is too small).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -170,10 +168,8 @@ impl<B: QueryBackend> FlightSqlFront<B> {
                 Err(FlightError::Tonic(Box::new(status)))
             }
         });
-        let encoded = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(batches)
-            .map_err(flight_error_to_status);
+        let encoded =
+            FlightDataEncoderBuilder::new().with_schema(schema).build(batches).map_err(flight_error_to_status);
         Ok(Response::new(Box::pin(encoded)))
     }
 
@@ -364,9 +360,7 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         let mut builder = query.into_builder();
         for entry in tables {
             let schema = normalize_schema(&entry.arrow_schema);
-            builder
-                .append(&entry.catalog, &entry.schema, &entry.table, "TABLE", &schema)
-                .map_err(arrow_status)?;
+            builder.append(&entry.catalog, &entry.schema, &entry.table, "TABLE", &schema).map_err(arrow_status)?;
         }
         let schema = builder.schema();
         let batch = builder.build().map_err(arrow_status)?;

@@ -14,7 +14,7 @@ mod source;
 mod table;
 
 pub use error::{SourceError, SourceErrorKind};
-pub use pushdown::{is_pushable, filter_to_sql};
+pub use pushdown::{filter_to_sql, is_pushable};
 pub use scan::RemoteScanExec;
 pub use source::{Deadlines, RemoteSource, RemoteTableInfo};
 pub use table::RemoteTable;

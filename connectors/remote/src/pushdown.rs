@@ -9,8 +9,8 @@
 
 use std::collections::HashSet;
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Column;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use datafusion::sql::unparser::Unparser;
@@ -50,9 +50,7 @@ pub fn is_pushable(expr: &Expr, raw: &RawColumns) -> bool {
         Expr::Between(between) => {
             is_column(&between.expr, raw) && is_literal(&between.low) && is_literal(&between.high)
         }
-        Expr::Like(like) => {
-            !like.case_insensitive && is_column(&like.expr, raw) && is_literal(&like.pattern)
-        }
+        Expr::Like(like) => !like.case_insensitive && is_column(&like.expr, raw) && is_literal(&like.pattern),
         _ => false,
     }
 }
@@ -64,7 +62,9 @@ pub fn filter_to_sql(expr: &Expr) -> Result<String> {
         .clone()
         .transform(|e| {
             Ok(match e {
-                Expr::Column(c) if c.relation.is_some() => Transformed::yes(Expr::Column(Column::new_unqualified(c.name))),
+                Expr::Column(c) if c.relation.is_some() => {
+                    Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
+                }
                 other => Transformed::no(other),
             })
         })?

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{Schema, SchemaRef};
-use arrow_flight::flight_service_client::FlightServiceClient;
-use arrow_flight::sql::client::FlightSqlServiceClient;
-use arrow_flight::sql::CommandGetTables;
-use arrow_flight::{FlightInfo, IpcMessage};
 use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::sql::CommandGetTables;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::{FlightInfo, IpcMessage};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::stream::BoxStream;
@@ -41,7 +41,11 @@ pub struct Deadlines {
 
 impl Default for Deadlines {
     fn default() -> Self {
-        Self { connect: DEFAULT_CONNECT_TIMEOUT, first_batch: DEFAULT_FIRST_BATCH_TIMEOUT, total: DEFAULT_TOTAL_TIMEOUT }
+        Self {
+            connect: DEFAULT_CONNECT_TIMEOUT,
+            first_batch: DEFAULT_FIRST_BATCH_TIMEOUT,
+            total: DEFAULT_TOTAL_TIMEOUT,
+        }
     }
 }
 
@@ -175,7 +179,15 @@ impl RemoteSource {
                     return Err(source.observe_failure(e, started));
                 }
             };
-            let state = Tail { source: Arc::clone(&source), rest, first, total_deadline, started, expected: expected_for_stream, done: false };
+            let state = Tail {
+                source: Arc::clone(&source),
+                rest,
+                first,
+                total_deadline,
+                started,
+                expected: expected_for_stream,
+                done: false,
+            };
             Ok(futures::stream::unfold(state, Tail::next))
         };
         let stream = futures::stream::once(opened)
@@ -246,10 +258,9 @@ impl Tail {
                 Ok(()) => Some((Ok(batch), self)),
                 Err(message) => {
                     self.done = true;
-                    let e = self.source.observe_failure(
-                        self.source.error(SourceErrorKind::SchemaMismatch(message)),
-                        self.started,
-                    );
+                    let e = self
+                        .source
+                        .observe_failure(self.source.error(SourceErrorKind::SchemaMismatch(message)), self.started);
                     Some((Err(e.into_datafusion()), self))
                 }
             },
@@ -294,6 +305,9 @@ fn endpoint_stream(
         .boxed()
 }
 
-async fn fetch_all(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Result<Vec<RecordBatch>, FlightError> {
+async fn fetch_all(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> Result<Vec<RecordBatch>, FlightError> {
     endpoint_stream(client.clone(), info).try_collect().await
 }

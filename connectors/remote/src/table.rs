@@ -53,7 +53,12 @@ impl RemoteTable {
     }
 
     /// Builds the SQL sent to the connector for a scan.
-    pub fn scan_sql(&self, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> Result<(String, SchemaRef)> {
+    pub fn scan_sql(
+        &self,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<(String, SchemaRef)> {
         let (columns, schema) = match projection {
             Some(indices) => {
                 let fields: Vec<_> = indices.iter().map(|&i| self.schema.field(i).clone()).collect();

@@ -13,7 +13,7 @@ mod served_log;
 mod server;
 mod sources;
 
-pub use config::{ConnectorConfig, TableConfig, TableFormat, DEFAULT_MEMORY_LIMIT_BYTES};
+pub use config::{ConnectorConfig, DEFAULT_MEMORY_LIMIT_BYTES, TableConfig, TableFormat};
 pub use error::ConnectorError;
 pub use exposed::ExposedTable;
 pub use served_log::{ServedLog, ServedRecord};

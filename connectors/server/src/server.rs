@@ -67,10 +67,7 @@ impl Connector {
     }
 
     async fn dataframe(&self, sql: &str) -> Result<DataFrame, ConnectorError> {
-        self.ctx
-            .sql_with_options(sql, read_only_sql_options())
-            .await
-            .map_err(|e| from_datafusion(e, true))
+        self.ctx.sql_with_options(sql, read_only_sql_options()).await.map_err(|e| from_datafusion(e, true))
     }
 
     /// Binds the configured address and serves until stopped.
@@ -87,7 +84,8 @@ impl Connector {
         let addr = listener.local_addr().map_err(|e| ConnectorError::Server(e.to_string()))?;
         let incoming = tls::incoming(listener, server_config, Duration::from_millis(self.config.handshake_timeout_ms));
         let (tx, rx) = oneshot::channel::<()>();
-        let front = FrontConfig { server_name: format!("creditgate connector {}", self.config.name), ..FrontConfig::default() };
+        let front =
+            FrontConfig { server_name: format!("creditgate connector {}", self.config.name), ..FrontConfig::default() };
         let span = tracing::info_span!("connector", source = %self.config.name, %addr);
         tracing::info!(parent: &span, tables = self.tables.len(), "connector listening");
         let handle = tokio::spawn(
@@ -162,12 +160,7 @@ impl QueryBackend for Connector {
     async fn execute(&self, caller: &ConnectorCaller, sql: &str) -> Result<SendableRecordBatchStream, ConnectorError> {
         let started = chrono::Utc::now();
         tracing::debug!(caller = %caller.identity.name(), %sql, "query");
-        let stream = self
-            .dataframe(sql)
-            .await?
-            .execute_stream()
-            .await
-            .map_err(|e| from_datafusion(e, false))?;
+        let stream = self.dataframe(sql).await?.execute_stream().await.map_err(|e| from_datafusion(e, false))?;
         let log = Arc::clone(&self.log);
         let record = ServedRecord {
             time: started.to_rfc3339(),

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::prelude::SessionContext;
-use datafusion::common::TableReference;
 use datafusion_table_providers::sql::db_connection_pool::Mode;
 use datafusion_table_providers::sql::db_connection_pool::sqlitepool::SqliteConnectionPoolFactory;
 use datafusion_table_providers::sqlite::SqliteTableFactory;
@@ -20,7 +20,10 @@ use crate::exposed::ExposedTable;
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens one configured table, restricted to its exposed columns.
-pub(crate) async fn open_table(ctx: &SessionContext, table: &TableConfig) -> Result<Arc<dyn TableProvider>, ConnectorError> {
+pub(crate) async fn open_table(
+    ctx: &SessionContext,
+    table: &TableConfig,
+) -> Result<Arc<dyn TableProvider>, ConnectorError> {
     let fail = |message: String| ConnectorError::Table { table: table.name.clone(), message };
     if !table.path.exists() {
         return Err(fail(format!("{} does not exist", table.path.display())));

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# creditgate's test command: every Rust test (unit, property, end-to-end over
+# real mTLS on loopback), then the standard-client tests (pyarrow + ADBC Flight
+# SQL) against a running `creditgate demo --serve`. Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/creditgate-target}"
+VENV="${CREDITGATE_VENV:-$HOME/.cache/creditgate-venv}"
+
+echo "== cargo test (workspace)"
+cargo test --workspace --locked
+
+echo "== building the creditgate binary (same profile as the tests)"
+cargo build --locked -p creditgate-gateway --bin creditgate
+
+echo "== python clients (pyarrow, ADBC Flight SQL)"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+CREDITGATE_BIN="$CARGO_TARGET_DIR/debug/creditgate" "$VENV/bin/python" -m pytest -q tests/python
