@@ -236,3 +236,39 @@ impl GatewayConfig {
         if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../examples/gateway.toml");
+
+    #[test]
+    fn committed_example_is_valid() {
+        let mut config: GatewayConfig = toml::from_str(EXAMPLE).expect("example parses");
+        config.resolve_paths(Path::new("/srv/creditgate"));
+        config.validate().expect("example validates");
+        assert_eq!(config.datasets[2].remote_table(), "dishonest_debtors");
+        assert_eq!(config.server.client_ca, PathBuf::from("/srv/creditgate/certs/ca.pem"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_together() {
+        let text = EXAMPLE
+            .replace("connector = \"court\"", "connector = \"courts\"")
+            .replace("spiffe://credit.example/org/credit-agency", "credit-agency")
+            .replace("name = \"market.penalties\"", "name = \"market.enterprises\"");
+        let config: GatewayConfig = toml::from_str(&text).expect("parses");
+        let problems = config.validate().expect_err("invalid");
+        assert!(problems.contains("datasets[2].connector: unknown connector `courts`"), "{problems}");
+        assert!(problems.contains("callers[1].identity"), "{problems}");
+        assert!(problems.contains("`market.enterprises` is declared twice"), "{problems}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let text = EXAMPLE.replace("first_batch_timeout_ms", "first_batch_timout_ms");
+        let error = toml::from_str::<GatewayConfig>(&text).expect_err("typo");
+        assert!(error.to_string().contains("first_batch_timout_ms"), "{error}");
+    }
+}

@@ -297,8 +297,9 @@ pub fn generate(opts: &GenOptions) -> Result<Manifest, DatagenError> {
     let mut disputed = Vec::new();
     let mut blacklisted = Vec::new();
     for (def, result) in defs.iter().zip(results) {
-        let result = result
-            .ok_or_else(|| DatagenError::Internal(format!("{}.{} was not written", def.source, def.name)))??;
+        let result = result.ok_or_else(|| {
+            DatagenError::Internal(format!("{}.{} was not written", def.source, def.name))
+        })??;
         let source = sources
             .iter_mut()
             .find(|s| s.name == def.source)
@@ -376,7 +377,9 @@ fn write_table(
             bar.inc(pending_units);
             pending_units = 0;
             if abort.load(Ordering::Relaxed) {
-                return Err(DatagenError::Internal("stopped after another table failed".into()));
+                return Err(DatagenError::Internal(
+                    "stopped after another table failed".into(),
+                ));
             }
         }
     }
@@ -403,10 +406,11 @@ fn write_table(
 fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), DatagenError> {
     let path = dir.join(MANIFEST_FILE);
     let tmp = dir.join(format!(".{MANIFEST_FILE}.tmp-{}", std::process::id()));
-    let mut json = serde_json::to_vec_pretty(manifest).map_err(|source| DatagenError::Manifest {
-        path: path.clone(),
-        source,
-    })?;
+    let mut json =
+        serde_json::to_vec_pretty(manifest).map_err(|source| DatagenError::Manifest {
+            path: path.clone(),
+            source,
+        })?;
     json.push(b'\n');
     std::fs::write(&tmp, json).map_err(|e| DatagenError::io(&tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| DatagenError::io(&path, e))?;

@@ -16,7 +16,10 @@ pub(crate) const fn mix64(mut z: u64) -> u64 {
 
 /// Hashes a seed, a tag naming what is derived, and an index into one value.
 pub(crate) const fn hash3(seed: u64, tag: u64, index: u64) -> u64 {
-    mix64(mix64(seed ^ tag.wrapping_mul(GAMMA)).wrapping_add(index.wrapping_mul(0xD6E8_FEB8_6659_FD93)))
+    mix64(
+        mix64(seed ^ tag.wrapping_mul(GAMMA))
+            .wrapping_add(index.wrapping_mul(0xD6E8_FEB8_6659_FD93)),
+    )
 }
 
 /// Tag for a derivation, from a short ASCII label (FNV-1a).
@@ -41,7 +44,9 @@ pub(crate) struct Rng {
 impl Rng {
     /// A stream for `(seed, label, index)`.
     pub(crate) fn new(seed: u64, label: &str, index: u64) -> Rng {
-        Rng { state: hash3(seed, tag(label), index) }
+        Rng {
+            state: hash3(seed, tag(label), index),
+        }
     }
 
     /// Next 64 random bits.
@@ -80,18 +85,23 @@ impl Rng {
         &items[self.index(items.len())]
     }
 
+    /// A uniformly chosen word (the slice must not be empty).
+    pub(crate) fn word(&mut self, items: &[&'static str]) -> &'static str {
+        items[self.index(items.len())]
+    }
+
     /// An element chosen by integer weights (`items` must not be empty).
-    pub(crate) fn weighted<'a, T>(&mut self, items: &'a [(T, u32)]) -> &'a T {
+    pub(crate) fn weighted<T: Copy>(&mut self, items: &[(T, u32)]) -> T {
         let total: u64 = items.iter().map(|(_, w)| u64::from(*w)).sum();
         let mut r = self.below(total);
         for (item, w) in items {
             let w = u64::from(*w);
             if r < w {
-                return item;
+                return *item;
             }
             r -= w;
         }
-        &items[items.len() - 1].0
+        items[items.len() - 1].0
     }
 }
 

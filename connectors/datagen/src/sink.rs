@@ -51,12 +51,20 @@ pub(crate) struct Col {
 
 /// A required column.
 pub(crate) const fn req(name: &'static str, kind: Kind) -> Col {
-    Col { name, kind, nullable: false }
+    Col {
+        name,
+        kind,
+        nullable: false,
+    }
 }
 
 /// A nullable column.
 pub(crate) const fn opt(name: &'static str, kind: Kind) -> Col {
-    Col { name, kind, nullable: true }
+    Col {
+        name,
+        kind,
+        nullable: true,
+    }
 }
 
 /// Builds the Arrow schema of a column list.
@@ -154,7 +162,10 @@ impl RowSink {
 
     fn mismatch(&mut self, what: &str) {
         if self.fault.is_none() {
-            let col = self.cols.get(self.cursor).map_or("<past last column>", |c| c.name);
+            let col = self
+                .cols
+                .get(self.cursor)
+                .map_or("<past last column>", |c| c.name);
             self.fault = Some(format!("{}: {what} written to column {col}", self.table));
         }
     }
@@ -311,7 +322,8 @@ impl TableFile {
             .take()
             .ok_or_else(|| DatagenError::Internal("file closed twice".into()))?;
         let file = writer.into_inner()?;
-        file.sync_all().map_err(|e| DatagenError::io(&self.tmp_path, e))?;
+        file.sync_all()
+            .map_err(|e| DatagenError::io(&self.tmp_path, e))?;
         drop(file);
         std::fs::rename(&self.tmp_path, &self.final_path)
             .map_err(|e| DatagenError::io(&self.final_path, e))?;

@@ -134,7 +134,8 @@ impl World {
         let mut ents = vec![FEATURED_ENT];
         let mut ent_set: HashSet<u64> = ents.iter().copied().collect();
         while ents.len() < BLACK_LIST_PER_KIND {
-            let i = COURIER_FIRST + COURIER_COUNT + rng.below(n_ent - COURIER_FIRST - COURIER_COUNT);
+            let i =
+                COURIER_FIRST + COURIER_COUNT + rng.below(n_ent - COURIER_FIRST - COURIER_COUNT);
             if ent_set.insert(i) {
                 ents.push(i);
             }
@@ -189,7 +190,10 @@ impl World {
             end = self.retention_boundary - 10;
             start = start.min(end);
         }
-        NegDates { start, end: Some(end) }
+        NegDates {
+            start,
+            end: Some(end),
+        }
     }
 
     /// Dates of a negative record that is past retention (ended more than
@@ -197,14 +201,20 @@ impl World {
     pub(crate) fn expired_dates(&self, rng: &mut Rng) -> NegDates {
         let start = self.retention_boundary - rng.range(60, 900) as i32;
         let end = start + rng.range(0, 29) as i32;
-        NegDates { start, end: Some(end) }
+        NegDates {
+            start,
+            end: Some(end),
+        }
     }
 
     /// Dates of a recent negative record (ended within the last two years).
     pub(crate) fn recent_dates(&self, rng: &mut Rng) -> NegDates {
         let start = self.as_of - rng.range(40, 700) as i32;
         let end = (start + rng.range(0, 30) as i32).min(self.as_of - 1);
-        NegDates { start, end: Some(end) }
+        NegDates {
+            start,
+            end: Some(end),
+        }
     }
 
     /// Whether a record with these dates is past the retention period.
@@ -297,7 +307,11 @@ impl World {
             if place > 0 {
                 buf.push_str(DISTRICTS[place - 1].short);
             }
-            let _ = write!(buf, "{c1}{c2}{}{}", INDUSTRIES[industry].word, ORG_FORMS[form]);
+            let _ = write!(
+                buf,
+                "{c1}{c2}{}{}",
+                INDUSTRIES[industry].word, ORG_FORMS[form]
+            );
         }
     }
 
@@ -324,7 +338,7 @@ impl World {
         if i == FEATURED_ENT || self.is_courier(i) {
             return ENTERPRISE_STATUS[0].0;
         }
-        *self.rng("ent.status", i).weighted(&ENTERPRISE_STATUS)
+        self.rng("ent.status", i).weighted(&ENTERPRISE_STATUS)
     }
 
     /// Writes a street address in the district of enterprise `i`.
@@ -333,9 +347,19 @@ impl World {
         let mut r = self.rng("ent.address", i);
         let (street, road) = *r.pick(&d.streets);
         buf.clear();
-        let _ = write!(buf, "山东省青岛市{}{street}{road}{}号", d.name, r.range(1, 388));
+        let _ = write!(
+            buf,
+            "山东省青岛市{}{street}{road}{}号",
+            d.name,
+            r.range(1, 388)
+        );
         if !self.ent_is_individual(i) && r.chance(0.6) {
-            let _ = write!(buf, "{}层{}室", r.range(2, 28), r.range(1, 20) * 100 + r.range(1, 12));
+            let _ = write!(
+                buf,
+                "{}层{}室",
+                r.range(2, 28),
+                r.range(1, 20) * 100 + r.range(1, 12)
+            );
         } else {
             buf.push_str("网点");
         }
@@ -345,7 +369,7 @@ impl World {
     /// legal representative's mobile).
     pub(crate) fn ent_phone_into(&self, i: u64, buf: &mut String) {
         let h = self.h("ent.phone", i);
-        if h % 2 == 0 {
+        if h.is_multiple_of(2) {
             buf.clear();
             let _ = write!(buf, "0532-8{:07}", (h >> 8) % 10_000_000);
         } else {
@@ -416,22 +440,27 @@ impl World {
         }
         let mut r = self.rng("person.name", j);
         if r.chance(0.04) {
-            buf.push_str(*r.pick(&COMPOUND_SURNAMES));
+            buf.push_str(r.word(&COMPOUND_SURNAMES));
         } else {
             // Common surnames more often: pick from a prefix of random length.
             let n = 1 + r.index(SURNAMES.len());
             buf.push_str(SURNAMES[r.index(n)]);
         }
-        let given: &[&str] = if self.person_is_male(j) { &GIVEN_MALE } else { &GIVEN_FEMALE };
-        buf.push_str(*r.pick(given));
+        let given: &[&str] = if self.person_is_male(j) {
+            &GIVEN_MALE
+        } else {
+            &GIVEN_FEMALE
+        };
+        buf.push_str(r.word(given));
         if r.chance(0.7) {
-            buf.push_str(*r.pick(given));
+            buf.push_str(r.word(given));
         }
     }
 
     /// Writes the mobile number of person `j` into `buf` (unique per person).
     pub(crate) fn person_mobile_into(&self, j: u64, buf: &mut String) {
-        let prefix = MOBILE_PREFIXES[(self.h("person.mobile", j) % MOBILE_PREFIXES.len() as u64) as usize];
+        let prefix =
+            MOBILE_PREFIXES[(self.h("person.mobile", j) % MOBILE_PREFIXES.len() as u64) as usize];
         let rest = permute(j, 100_000_000, self.mobile_key);
         buf.clear();
         let _ = write!(buf, "{prefix}{rest:08}");
@@ -488,7 +517,11 @@ impl World {
     /// Writes the ID of shop `k` of platform `p` (0 = A, 1 = B).
     pub(crate) fn shop_id_into(&self, p: usize, k: u64, buf: &mut String) {
         buf.clear();
-        let (prefix, base) = if p == 0 { ("PA", 10_000_001) } else { ("PB", 20_000_001) };
+        let (prefix, base) = if p == 0 {
+            ("PA", 10_000_001)
+        } else {
+            ("PB", 20_000_001)
+        };
         let _ = write!(buf, "{prefix}{}", base + k);
     }
 
@@ -499,7 +532,14 @@ impl World {
             (0, 1) | (1, 0) => return Owner::Ent(FEATURED_ENT),
             _ => {}
         }
-        let mut r = self.rng(if p == 0 { "shop.a.owner" } else { "shop.b.owner" }, k);
+        let mut r = self.rng(
+            if p == 0 {
+                "shop.a.owner"
+            } else {
+                "shop.b.owner"
+            },
+            k,
+        );
         if let Ok(slot) = self.black_shop_slots[p].binary_search(&k) {
             return if slot % 2 == 0 {
                 Owner::Ent(*r.pick(&self.black_ents[1..]))
@@ -526,7 +566,11 @@ impl World {
     pub(crate) fn shop_name_into(&self, p: usize, k: u64, buf: &mut String) {
         buf.clear();
         if self.shop_owner(p, k) == Owner::Ent(FEATURED_ENT) {
-            buf.push_str(if p == 0 { "澜屿优选官方旗舰店" } else { "澜屿优选生活馆" });
+            buf.push_str(if p == 0 {
+                "澜屿优选官方旗舰店"
+            } else {
+                "澜屿优选生活馆"
+            });
             return;
         }
         let mut r = self.rng(if p == 0 { "shop.a.name" } else { "shop.b.name" }, k);
@@ -583,7 +627,14 @@ pub(crate) struct Product {
 impl World {
     /// Opening date of shop `k` of platform `p` (days since epoch).
     pub(crate) fn shop_opened(&self, p: usize, k: u64) -> i32 {
-        let mut r = self.rng(if p == 0 { "shop.a.opened" } else { "shop.b.opened" }, k);
+        let mut r = self.rng(
+            if p == 0 {
+                "shop.a.opened"
+            } else {
+                "shop.b.opened"
+            },
+            k,
+        );
         self.as_of - r.range(30, 10 * 365) as i32
     }
 
@@ -591,9 +642,17 @@ impl World {
     pub(crate) fn product(&self, k: u64) -> Product {
         let mut r = self.rng("product", k);
         let kind = r.index(crate::pools::PRODUCTS.len());
-        let producer = if k < 3 { FEATURED_ENT } else { self.random_ent(&mut r) };
+        let producer = if k < 3 {
+            FEATURED_ENT
+        } else {
+            self.random_ent(&mut r)
+        };
         let produced = self.as_of - r.range(60, 3 * 365) as i32;
-        Product { kind, producer, produced }
+        Product {
+            kind,
+            producer,
+            produced,
+        }
     }
 
     /// Writes the EAN-13 barcode of product batch `k` (Chinese GS1 prefix 690).
@@ -615,7 +674,14 @@ impl World {
         let p = self.product(k);
         let d = date(p.produced);
         buf.clear();
-        let _ = write!(buf, "B{:04}{:02}{:02}-{:02}", d.year(), d.month(), d.day(), 1 + k % 12);
+        let _ = write!(
+            buf,
+            "B{:04}{:02}{:02}-{:02}",
+            d.year(),
+            d.month(),
+            d.day(),
+            1 + k % 12
+        );
     }
 }
 

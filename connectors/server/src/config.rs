@@ -206,6 +206,15 @@ columns = ["credit_code", "name"]
     }
 
     #[test]
+    fn committed_example_is_valid() {
+        let mut config: ConnectorConfig =
+            toml::from_str(include_str!("../examples/market.toml")).expect("example parses");
+        config.resolve_paths(Path::new("/srv/market"));
+        config.validate().expect("example validates");
+        assert_eq!(config.tables.len(), 2);
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let text = GOOD.replace("served_log", "serverd_log");
         let error = toml::from_str::<ConnectorConfig>(&text).expect_err("typo must fail");

@@ -465,7 +465,12 @@ impl ResidentId {
 
 impl fmt::Debug for ResidentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ResidentId(\"{}********{}\")", &self.id[..6], &self.id[14..])
+        write!(
+            f,
+            "ResidentId(\"{}********{}\")",
+            &self.id[..6],
+            &self.id[14..]
+        )
     }
 }
 

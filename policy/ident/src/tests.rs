@@ -43,13 +43,22 @@ fn ref_resident_check(first17: &str) -> char {
 const CHARSET: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
 
 fn credit_prefix() -> impl Strategy<Value = String> {
-    proptest::collection::vec(0usize..31, 17)
-        .prop_map(|v| v.into_iter().map(|i| CHARSET.as_bytes()[i] as char).collect())
+    proptest::collection::vec(0usize..31, 17).prop_map(|v| {
+        v.into_iter()
+            .map(|i| CHARSET.as_bytes()[i] as char)
+            .collect()
+    })
 }
 
 /// 17 digits: address code, a real past birth date, sequence.
 fn resident_prefix() -> impl Strategy<Value = String> {
-    (100_000u32..=999_999, 1900i32..=2020, 1u32..=12, 1u32..=28, 0u32..=999)
+    (
+        100_000u32..=999_999,
+        1900i32..=2020,
+        1u32..=12,
+        1u32..=28,
+        0u32..=999,
+    )
         .prop_map(|(addr, y, m, d, seq)| format!("{addr:06}{y:04}{m:02}{d:02}{seq:03}"))
 }
 
@@ -185,14 +194,19 @@ fn credit_code_weights_are_powers_of_three() {
 fn resident_id_example_passes() {
     let id = ResidentId::parse_at("11010519491231002X", today()).unwrap();
     assert_eq!(id.as_str(), "11010519491231002X");
-    assert_eq!(id.birth_date(), NaiveDate::from_ymd_opt(1949, 12, 31).unwrap());
+    assert_eq!(
+        id.birth_date(),
+        NaiveDate::from_ymd_opt(1949, 12, 31).unwrap()
+    );
     assert!(!id.is_male());
     assert_eq!(id.address_code(), "110105");
     assert_eq!(id.age_on(today()), 76);
     assert_eq!(resident_id_check_digit("11010519491231002").unwrap(), 'X');
     // Lowercase x is normalised.
     assert_eq!(
-        ResidentId::parse_at("11010519491231002x", today()).unwrap().as_str(),
+        ResidentId::parse_at("11010519491231002x", today())
+            .unwrap()
+            .as_str(),
         "11010519491231002X"
     );
     // `parse` uses today's date; 1949 is in the past.
@@ -247,8 +261,8 @@ fn subject_kind_names_and_serde() {
 /// Serialises a unit variant through serde's string serialiser without
 /// pulling in a JSON crate.
 fn serde_json_like(kind: SubjectKind) -> String {
-    use serde::de::value::{Error, StrDeserializer};
     use serde::de::IntoDeserializer;
+    use serde::de::value::{Error, StrDeserializer};
     let name = match kind {
         SubjectKind::CreditCode => "credit_code",
         SubjectKind::ResidentId => "resident_id",
@@ -331,7 +345,9 @@ fn lenient_credit_code() {
     assert_eq!(code.as_str(), "91350100M000100Y44");
     assert_eq!(
         warning,
-        Some(IdentError::CheckCharacter { kind: SubjectKind::CreditCode })
+        Some(IdentError::CheckCharacter {
+            kind: SubjectKind::CreditCode
+        })
     );
     // Shape errors still fail in lenient mode.
     assert!(matches!(
@@ -412,7 +428,9 @@ fn message_resident_id_birth_date_future() {
 #[test]
 fn message_resident_prefix() {
     assert_eq!(
-        resident_id_check_digit("1101051949123100").unwrap_err().to_string(),
+        resident_id_check_digit("1101051949123100")
+            .unwrap_err()
+            .to_string(),
         "resident ID: must be 17 digits before the check digit, got 16"
     );
     assert!(
