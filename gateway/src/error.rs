@@ -121,6 +121,9 @@ impl GatewayError {
         if let Some(source) = SourceError::find(&error) {
             return GatewayError::Source(source.clone());
         }
+        if let Some(message) = runtime_value_error(&error) {
+            return GatewayError::InvalidQuery(message.to_string());
+        }
         match error.find_root() {
             E::ResourcesExhausted(_) => GatewayError::ResourcesExhausted,
             E::SQL(..) | E::Plan(..) | E::SchemaError(..) | E::NotImplemented(..) => {
@@ -132,6 +135,36 @@ impl GatewayError {
                 tracing::error!(reference = %reference, error = %error, "query execution failed");
                 GatewayError::Internal(reference)
             }
+        }
+    }
+}
+
+/// Errors raised while evaluating an expression on a row carry that row's
+/// values in their text (e.g. "Cannot cast string '…'"); callers get a fixed
+/// message instead, never the value.
+fn runtime_value_error(error: &datafusion::error::DataFusionError) -> Option<&'static str> {
+    use arrow::error::ArrowError as A;
+    use datafusion::error::DataFusionError as E;
+    let mut current = error;
+    loop {
+        match current {
+            E::ArrowError(inner, _) => {
+                return match inner.as_ref() {
+                    A::CastError(_) | A::ParseError(_) => {
+                        Some("a value could not be converted to the requested type; use TRY_CAST or check the CAST")
+                    }
+                    A::DivideByZero => Some("division by zero"),
+                    A::ArithmeticOverflow(_) => Some("arithmetic overflow"),
+                    A::InvalidArgumentError(_) | A::ComputeError(_) => Some("a function received an invalid value"),
+                    _ => None,
+                };
+            }
+            E::Context(_, inner) => current = inner,
+            E::Shared(inner) => current = inner,
+            E::Execution(message) if message.contains("Cast") || message.contains("cast") => {
+                return Some("a value could not be converted to the requested type; use TRY_CAST or check the CAST");
+            }
+            _ => return None,
         }
     }
 }

@@ -116,11 +116,14 @@ impl Gateway {
 
     /// Plans `sql` for `caller`.
     pub async fn plan(&self, caller: &Caller, sql: &str) -> Result<DataFrame, GatewayError> {
-        let ctx = self.session_for(caller);
-        match ctx.sql_with_options(sql, read_only_sql_options()).await {
-            Ok(frame) => Ok(frame),
-            Err(error) => Err(self.planning_error(sql, error)),
-        }
+        let statement = crate::sql_gate::parse_query(sql)?;
+        let state = self.session_for(caller).state();
+        let plan = match state.statement_to_plan(statement).await {
+            Ok(plan) => plan,
+            Err(error) => return Err(self.planning_error(sql, error)),
+        };
+        read_only_sql_options().verify_plan(&plan).map_err(|e| GatewayError::InvalidQuery(e.strip_backtrace()))?;
+        Ok(DataFrame::new(state, plan))
     }
 
     fn planning_error(&self, sql: &str, error: DataFusionError) -> GatewayError {

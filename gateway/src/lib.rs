@@ -14,6 +14,7 @@ pub mod federation;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
+pub mod sql_gate;
 
 pub use config::GatewayConfig;
 pub use error::GatewayError;
