@@ -1,1 +1,66 @@
-//! creditgate audit log (in progress).
+//! creditgate's tamper-evident audit log.
+//!
+//! Every request the gateway handles — allowed, refused or failed, on every
+//! listener — becomes one [`AuditRecord`] appended to an [`AuditLog`] before
+//! any result byte is released. The log is plain `std` (a writer thread, no
+//! async runtime): [`AuditLog::append`] blocks until the record is fsync'ed,
+//! so async code calls it inside `tokio::task::spawn_blocking`. Concurrent
+//! appenders share one fsync (group commit). If the record cannot be made
+//! durable, `append` fails and the gateway refuses the request.
+//!
+//! # Files in the state directory
+//!
+//! - `audit-<first seq, 20 digits>-<YYYYMMDD>.jsonl`: segments, one record per
+//!   line (canonical JSON, see [`record`]); each record carries the hash of the
+//!   previous one. Segments roll daily (UTC) and every
+//!   [`AuditOptions::segment_max_records`].
+//! - `checkpoints.jsonl`: Ed25519-signed [`Checkpoint`]s (record count, head
+//!   seq, head hash, time, key id) every N records or T seconds, on close, on
+//!   key rotation, and as the anchor of the new start after pruning.
+//! - `keys.json`: every public key that signed a checkpoint ([`KeyRing`]).
+//! - `audit.lock`: keeps a second writer out.
+//!
+//! # Verification
+//!
+//! [`verify`] (and `creditgate audit verify`, see [`cli`]) detects a changed
+//! byte, deleted, reordered or duplicated records, bad or mismatching
+//! checkpoints, and — against a checkpoint exported with
+//! [`export_checkpoint`] — a truncated tail or a rewritten log. Each class has
+//! its own exit code ([`FindingKind::exit_code`]).
+//!
+//! # Privacy
+//!
+//! Subject keys are stored only as keyed hashes ([`SubjectHasher`]); the same
+//! hasher turns an officer's raw identifier into the search key for
+//! [`AuditLog::search`] and [`AuditLog::subject_report`].
+
+pub mod checkpoint;
+pub mod cli;
+pub mod error;
+pub mod keys;
+pub mod log;
+pub mod record;
+pub mod search;
+mod segment;
+pub mod subject;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use checkpoint::{Anchor, CHECKPOINTS_FILE, Checkpoint, CheckpointKind, ExportedCheckpoint};
+pub use error::AuditError;
+pub use keys::{KEYS_FILE, KeyRing, PublicKeyEntry, SigningKey, key_id_of};
+pub use log::{
+    AuditLog, AuditOptions, AuditReceipt, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_EVERY_RECORDS,
+    DEFAULT_GROUP_COMMIT_WINDOW, DEFAULT_RETENTION_DAYS, DEFAULT_SEGMENT_MAX_RECORDS, MIN_RETENTION_DAYS, PruneReport,
+};
+pub use record::{
+    AuditRecord, Caller, ColumnAccess, Frontend, GENESIS_HASH, NewRecord, Outcome, RecordedQuery, SourceStatus,
+};
+pub use search::{
+    AccessEntry, AuditQuery, DailyCount, FlagRule, FlaggedCaller, Page, Stats, StatsQuery, compute_stats,
+};
+pub use segment::{SEGMENT_PREFIX, SEGMENT_SUFFIX};
+pub use subject::{SubjectHasher, SubjectKey};
+pub use verify::{Finding, FindingKind, VerifyReport, export_checkpoint, verify};
