@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::GatewayError;
 
-/// Default memory limit of the gateway's query engine (all requests together).
-pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 2 * 1024 * 1024 * 1024;
+/// Default memory limit of one query in the gateway.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 512 * 1024 * 1024;
 /// Default TLS handshake timeout.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// Default connect deadline per source.
@@ -31,8 +31,74 @@ pub struct GatewayConfig {
     pub connectors: Vec<ConnectorRef>,
     /// The logical datasets callers query.
     pub datasets: Vec<DatasetConfig>,
-    /// The callers this gateway serves.
-    pub callers: Vec<CallerConfig>,
+    /// The policy file: principals (callers), dataset classifications, rules.
+    pub policy: PathBuf,
+    /// Where the gateway keeps its state (audit log, secrets, consent store).
+    pub state: StateConfig,
+    /// Audit log settings.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// The gateway's state directory and deployment secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// State directory (created if missing).
+    pub dir: PathBuf,
+    /// Deployment secret (keyed-hash masks, subject hashes); created with mode
+    /// 0600 if missing. Defaults to `<dir>/secret.key`.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+impl StateConfig {
+    /// The secret file path.
+    pub fn secret_path(&self) -> PathBuf {
+        self.secret_file.clone().unwrap_or_else(|| self.dir.join("secret.key"))
+    }
+}
+
+/// Default number of records between audit checkpoints.
+pub const DEFAULT_AUDIT_CHECKPOINT_RECORDS: u64 = 1000;
+/// Default seconds between audit checkpoints.
+pub const DEFAULT_AUDIT_CHECKPOINT_SECONDS: u64 = 60;
+/// Default audit retention: 3 years (PIPL §55–56 processing records).
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 1096;
+
+/// Audit log settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Signed checkpoint after this many records.
+    #[serde(default = "default_checkpoint_records")]
+    pub checkpoint_every_records: u64,
+    /// Signed checkpoint at least this often (seconds) while records arrive.
+    #[serde(default = "default_checkpoint_seconds")]
+    pub checkpoint_every_seconds: u64,
+    /// Records older than this are pruned (at least 183 days).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every_records: DEFAULT_AUDIT_CHECKPOINT_RECORDS,
+            checkpoint_every_seconds: DEFAULT_AUDIT_CHECKPOINT_SECONDS,
+            retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
+        }
+    }
+}
+
+fn default_checkpoint_records() -> u64 {
+    DEFAULT_AUDIT_CHECKPOINT_RECORDS
+}
+fn default_checkpoint_seconds() -> u64 {
+    DEFAULT_AUDIT_CHECKPOINT_SECONDS
+}
+fn default_retention_days() -> u32 {
+    DEFAULT_AUDIT_RETENTION_DAYS
 }
 
 /// Listeners and the gateway's server certificate.
@@ -43,6 +109,9 @@ pub struct ServerConfig {
     pub flight_listen: SocketAddr,
     /// HTTP/JSON listener (mTLS).
     pub http_listen: SocketAddr,
+    /// Public disclosure listener (server TLS only, role `public`); off when absent.
+    #[serde(default)]
+    pub public_listen: Option<SocketAddr>,
     /// Server certificate chain (PEM).
     pub cert: PathBuf,
     /// Server private key (PEM).
@@ -58,7 +127,7 @@ pub struct ServerConfig {
     /// TLS handshake timeout in milliseconds.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_ms: u64,
-    /// Memory limit of the query engine in bytes.
+    /// Memory limit of one query in bytes (an operator needing more fails; nothing spills to disk).
     #[serde(default = "default_memory_limit")]
     pub memory_limit_bytes: usize,
 }
@@ -121,16 +190,6 @@ impl DatasetConfig {
     }
 }
 
-/// A caller known to the gateway.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CallerConfig {
-    /// A short name for logs and metrics.
-    pub name: String,
-    /// Certificate identity: SPIFFE URI, `sha256:<fingerprint>` or `o=<O>/cn=<CN>`.
-    pub identity: String,
-}
-
 fn default_handshake_timeout() -> u64 {
     DEFAULT_HANDSHAKE_TIMEOUT_MS
 }
@@ -179,6 +238,11 @@ impl GatewayConfig {
         self.server.crls.iter_mut().for_each(fix);
         fix(&mut self.upstream.client_cert);
         fix(&mut self.upstream.client_key);
+        fix(&mut self.policy);
+        fix(&mut self.state.dir);
+        if let Some(secret) = self.state.secret_file.as_mut() {
+            fix(secret);
+        }
         self.connectors.iter_mut().for_each(|c| fix(&mut c.ca));
     }
 
@@ -214,24 +278,14 @@ impl GatewayConfig {
                 problems.push(format!("datasets[{i}].connector: unknown connector `{}`", d.connector));
             }
         }
-        let mut callers = BTreeSet::new();
-        let mut identities = BTreeSet::new();
-        for (i, c) in self.callers.iter().enumerate() {
-            if !callers.insert(c.name.as_str()) {
-                problems.push(format!("callers[{i}].name: `{}` is declared twice", c.name));
-            }
-            if !identities.insert(c.identity.as_str()) {
-                problems.push(format!("callers[{i}].identity: `{}` is declared twice", c.identity));
-            }
-            let ok = c.identity.starts_with("spiffe://")
-                || c.identity.starts_with("sha256:")
-                || c.identity.starts_with("o=");
-            if !ok {
-                problems.push(format!(
-                    "callers[{i}].identity: `{}` is not a SPIFFE URI, `sha256:<fingerprint>` or `o=<O>/cn=<CN>`",
-                    c.identity
-                ));
-            }
+        if self.audit.retention_days < 183 {
+            problems.push(format!(
+                "audit.retention_days: {} is below the 183-day (6-month) minimum for network logs",
+                self.audit.retention_days
+            ));
+        }
+        if self.audit.checkpoint_every_records == 0 || self.audit.checkpoint_every_seconds == 0 {
+            problems.push("audit: checkpoint intervals must be greater than 0".to_string());
         }
         if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
     }
@@ -250,18 +304,20 @@ mod tests {
         config.validate().expect("example validates");
         assert_eq!(config.datasets[2].remote_table(), "dishonest_debtors");
         assert_eq!(config.server.client_ca, PathBuf::from("/srv/creditgate/certs/ca.pem"));
+        assert_eq!(config.state.secret_path(), PathBuf::from("/srv/creditgate/state/secret.key"));
+        assert_eq!(config.policy, PathBuf::from("/srv/creditgate/policy.toml"));
     }
 
     #[test]
     fn every_problem_is_reported_together() {
         let text = EXAMPLE
             .replace("connector = \"court\"", "connector = \"courts\"")
-            .replace("spiffe://credit.example/org/credit-agency", "credit-agency")
+            .replace("retention_days = 1096", "retention_days = 30")
             .replace("name = \"market.penalties\"", "name = \"market.enterprises\"");
         let config: GatewayConfig = toml::from_str(&text).expect("parses");
         let problems = config.validate().expect_err("invalid");
         assert!(problems.contains("datasets[2].connector: unknown connector `courts`"), "{problems}");
-        assert!(problems.contains("callers[1].identity"), "{problems}");
+        assert!(problems.contains("audit.retention_days: 30"), "{problems}");
         assert!(problems.contains("`market.enterprises` is declared twice"), "{problems}");
     }
 

@@ -20,9 +20,9 @@ use serde::Serialize;
 
 use crate::client::{ClientIdentity, FlightClient, flight_error_text, http_request};
 use crate::config::{
-    CallerConfig, ConnectorRef, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS,
+    AuditConfig, ConnectorRef, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS,
     DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_TOTAL_TIMEOUT_MS, DatasetConfig, GatewayConfig,
-    ServerConfig, UpstreamConfig,
+    ServerConfig, StateConfig, UpstreamConfig,
 };
 use crate::gateway::{Gateway, RunningGateway};
 
@@ -124,7 +124,12 @@ pub struct LabOptions {
     pub as_of: chrono::NaiveDate,
     /// Deadlines applied to every connector (ms): connect, first batch, total.
     pub deadlines_ms: (u64, u64, u64),
+    /// Policy text; the committed demo policy when `None`.
+    pub policy: Option<String>,
 }
+
+/// The committed demo policy (`policy/core/examples/demo-policy.toml`).
+pub const DEMO_POLICY: &str = include_str!("../../policy/core/examples/demo-policy.toml");
 
 impl LabOptions {
     /// Defaults: scale 1, today, default deadlines.
@@ -134,6 +139,7 @@ impl LabOptions {
             scale: 1,
             as_of: chrono::Local::now().date_naive(),
             deadlines_ms: (DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS, DEFAULT_TOTAL_TIMEOUT_MS),
+            policy: None,
         }
     }
 }
@@ -276,11 +282,15 @@ impl Lab {
         }
 
         // Gateway.
+        let policy_file = dir.join("policy.toml");
+        std::fs::write(&policy_file, options.policy.as_deref().unwrap_or(DEMO_POLICY))
+            .map_err(|e| io("cannot write", &policy_file, e))?;
         let (connect, first_batch, total) = options.deadlines_ms;
         let gateway_config = GatewayConfig {
             server: ServerConfig {
                 flight_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                 http_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                public_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
                 cert: gw_server_cert,
                 key: gw_server_key,
                 client_ca: ca_file.clone(),
@@ -313,14 +323,9 @@ impl Lab {
                     })
                 })
                 .collect(),
-            callers: callers
-                .iter()
-                .filter(|c| c.known)
-                .map(|c| CallerConfig {
-                    name: c.name.clone(),
-                    identity: creditgate_certs::ca::spiffe_uri(creditgate_certs::ca::DEFAULT_TRUST_DOMAIN, &c.org_id),
-                })
-                .collect(),
+            policy: policy_file,
+            state: StateConfig { dir: dir.join("state"), secret_file: None },
+            audit: AuditConfig::default(),
         };
         write_toml(&dir.join("gateway.toml"), &gateway_config)?;
         let gateway_handle = Gateway::new(gateway_config.clone()).await.map_err(|e| e.to_string())?;
@@ -348,10 +353,44 @@ impl Lab {
         ClientIdentity { ca: &self.ca_file, cert: Some((&caller.cert, &caller.key)) }
     }
 
-    /// A Flight SQL client to the gateway as `caller`.
+    /// A Flight SQL client to the gateway as `caller`, sending the caller's
+    /// first allowed purpose code.
     pub fn flight_client(&self, caller: &str) -> Result<FlightClient, String> {
         let c = self.caller(caller).ok_or_else(|| format!("no demo caller `{caller}`"))?;
-        FlightClient::connect(&self.gateway.flight_addr.to_string(), SERVER_NAME, &self.identity_of(c))
+        let mut client =
+            FlightClient::connect(&self.gateway.flight_addr.to_string(), SERVER_NAME, &self.identity_of(c))?;
+        if let Some(purpose) = c.purposes.first() {
+            client.set_header(crate::gateway::PURPOSE_HEADER, purpose);
+        }
+        Ok(client)
+    }
+
+    /// One HTTP request to the gateway's mTLS listener as `caller`, with the
+    /// caller's first purpose code unless `headers` sets one.
+    pub async fn http(
+        &self,
+        caller: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Result<crate::client::HttpResponse, String> {
+        let c = self.caller(caller).ok_or_else(|| format!("no demo caller `{caller}`"))?;
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(crate::gateway::PURPOSE_HEADER)) {
+            if let Some(purpose) = c.purposes.first() {
+                all.push((crate::gateway::PURPOSE_HEADER, purpose.as_str()));
+            }
+        }
+        http_request(&self.gateway.http_addr.to_string(), SERVER_NAME, &self.identity_of(c), method, path, &all, body)
+            .await
+    }
+
+    /// One request to the public disclosure listener (server TLS only).
+    pub async fn public_get(&self, path: &str) -> Result<crate::client::HttpResponse, String> {
+        let addr = self.gateway.public_addr.ok_or("the public listener is off")?;
+        let who = ClientIdentity { ca: &self.ca_file, cert: None };
+        http_request(&addr.to_string(), SERVER_NAME, &who, "GET", path, &[], None).await
     }
 
     /// Writes DIR/endpoints.json for people connecting by hand.
@@ -360,6 +399,7 @@ impl Lab {
         let value = serde_json::json!({
             "flight_sql": format!("grpc+tls://{}", self.gateway.flight_addr),
             "http": format!("https://{}", self.gateway.http_addr),
+            "public": self.gateway.public_addr.map(|a| format!("https://{a}")),
             "server_name": SERVER_NAME,
             "ca_file": self.ca_file,
             "callers": self.callers,
@@ -414,10 +454,11 @@ const COMPANY_VIEW: &[(&str, &str, &str)] = &[
 async fn tour(lab: &Lab) -> Result<(), String> {
     let company = &lab.manifest.featured.enterprise_credit_code;
     heading(&format!(
-        "1. Market regulation (agency) looks up {} ({}) across every source",
+        "1. Market regulation (agency, purpose: supervision) looks up {} ({}) across every source",
         lab.manifest.featured.enterprise_name, company
     ));
     let mut samr = lab.flight_client("samr")?;
+    samr.set_header(crate::gateway::PURPOSE_HEADER, "supervision");
     for (dataset, key, columns) in COMPANY_VIEW {
         let sql = format!("SELECT {columns} FROM {dataset} WHERE {key} = '{company}' LIMIT 5");
         println!("-- {dataset}");
@@ -427,42 +468,35 @@ async fn tour(lab: &Lab) -> Result<(), String> {
         }
     }
 
-    heading("2. Platform A: its shops whose owner is on the black list or the dishonest-debtor list");
+    heading("2. Platform A (merchant onboarding): its shops whose owner company is on the black list");
     let mut platform = lab.flight_client("platform_a")?;
     let sql = "\
-        SELECT s.shop_id, s.shop_name, s.owner_type, 'black list' AS list, b.listing_department AS listed_by \
-        FROM platform_a.shops s JOIN credit_platform.black_list b \
-          ON s.owner_credit_code = b.credit_code OR s.owner_resident_id = b.resident_id \
-        UNION ALL \
-        SELECT s.shop_id, s.shop_name, s.owner_type, 'dishonest debtor' AS list, d.court AS listed_by \
-        FROM platform_a.shops s JOIN court.dishonest_debtors d \
-          ON s.owner_credit_code = d.credit_code OR s.owner_resident_id = d.resident_id \
-        ORDER BY shop_id, list LIMIT 12";
+        SELECT s.shop_id, s.shop_name, e.name AS company, b.basis, b.listing_department, b.disputed \
+        FROM platform_a.shops s \
+        JOIN credit_platform.black_list b ON s.owner_credit_code = b.credit_code \
+        JOIN market.enterprises e ON e.credit_code = s.owner_credit_code \
+        ORDER BY s.shop_id LIMIT 10";
     match platform.query(sql).await {
         Ok(batches) => print_batches(&batches),
         Err(e) => return Err(format!("join: {}", flight_error_text(&e))),
     }
 
-    heading("3. Credit agency over HTTP/JSON: negative records per source for the same company");
-    let agency = lab.caller("credit_agency").ok_or("no credit_agency caller")?;
+    heading("3. Credit agency over HTTP/JSON (purpose: credit_report): the same company, personal data masked");
     let sql = format!(
-        "SELECT 'market.penalties' AS source, COUNT(*) AS records FROM market.penalties WHERE credit_code = '{company}' \
-         UNION ALL SELECT 'court.dishonest_debtors', COUNT(*) FROM court.dishonest_debtors WHERE credit_code = '{company}' \
-         UNION ALL SELECT 'tax.major_violations', COUNT(*) FROM tax.major_violations WHERE credit_code = '{company}' \
-         UNION ALL SELECT 'credit_platform.black_list', COUNT(*) FROM credit_platform.black_list WHERE credit_code = '{company}' \
-         ORDER BY source"
+        "SELECT e.name, e.legal_rep_name, e.legal_rep_id, e.phone, \
+                (SELECT COUNT(*) FROM market.penalties p WHERE p.credit_code = e.credit_code) AS penalties, \
+                (SELECT COUNT(*) FROM court.dishonest_debtors d WHERE d.credit_code = e.credit_code) AS dishonest_debtor_cases \
+         FROM market.enterprises e WHERE e.credit_code = '{company}'"
     );
-    let body = serde_json::json!({ "sql": sql }).to_string();
-    let response = http_request(
-        &lab.gateway.http_addr.to_string(),
-        SERVER_NAME,
-        &lab.identity_of(agency),
-        "POST",
-        "/v1/query",
-        &[("accept", "application/json")],
-        Some(body),
-    )
-    .await?;
+    let response = lab
+        .http(
+            "credit_agency",
+            "POST",
+            "/v1/query",
+            &[("accept", "application/json")],
+            Some(serde_json::json!({ "sql": sql, "purpose": "credit_report" }).to_string()),
+        )
+        .await?;
     println!("POST /v1/query -> {}", response.status);
     let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
     println!("{}", serde_json::to_string_pretty(&value["rows"]).unwrap_or_default());
@@ -470,26 +504,46 @@ async fn tour(lab: &Lab) -> Result<(), String> {
         return Err(format!("HTTP query failed: {value}"));
     }
 
-    heading("4. A certificate from the right CA whose organisation is not a gateway caller");
+    heading("4. Refusals: a purpose the caller may not use, and a certificate whose organisation is not a caller");
+    let response = lab
+        .http(
+            "credit_agency",
+            "POST",
+            "/v1/query",
+            &[(crate::gateway::PURPOSE_HEADER, "marketing")],
+            Some(serde_json::json!({"sql": "SELECT name FROM market.enterprises LIMIT 1"}).to_string()),
+        )
+        .await?;
+    println!("purpose `marketing`: {} {}", response.status, String::from_utf8_lossy(&response.body));
+    if response.status != 403 {
+        return Err("a purpose outside the caller's allowed set was not refused".to_string());
+    }
     let mut stranger = lab.flight_client("stranger")?;
     match stranger.query("SELECT name FROM market.enterprises LIMIT 1").await {
         Ok(_) => return Err("the unknown caller was served".to_string()),
-        Err(e) => println!("Flight SQL refused: {}", flight_error_text(&e)),
+        Err(e) => println!("unknown organisation over Flight SQL: {}", flight_error_text(&e)),
     }
-    let who = lab.caller("stranger").ok_or("no stranger caller")?;
-    let response = http_request(
-        &lab.gateway.http_addr.to_string(),
-        SERVER_NAME,
-        &lab.identity_of(who),
-        "POST",
-        "/v1/query",
-        &[],
-        Some(serde_json::json!({"sql": "SELECT 1"}).to_string()),
-    )
-    .await?;
-    println!("HTTP refused: {} {}", response.status, String::from_utf8_lossy(&response.body));
+    let response = lab
+        .http("stranger", "POST", "/v1/query", &[], Some(serde_json::json!({"sql": "SELECT 1"}).to_string()))
+        .await?;
+    println!("unknown organisation over HTTP: {} {}", response.status, String::from_utf8_lossy(&response.body));
     if response.status != 403 {
         return Err("the unknown caller was not refused over HTTP".to_string());
+    }
+
+    heading("5. The public disclosure window (no client certificate)");
+    let response = lab.public_get(&format!("/public/v1/enterprises/{company}")).await?;
+    let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
+    println!(
+        "GET /public/v1/enterprises/{company} -> {}: {} | status {} | public penalties {} | on black list: {}",
+        response.status,
+        value["enterprise"]["name"].as_str().unwrap_or("?"),
+        value["enterprise"]["status"].as_str().unwrap_or("?"),
+        value["penalties"].as_array().map(|a| a.len()).unwrap_or(0),
+        value["on_black_list"]
+    );
+    if response.status != 200 {
+        return Err(format!("public disclosure failed: {value}"));
     }
     Ok(())
 }

@@ -149,6 +149,25 @@ impl Encoder {
     }
 }
 
+/// Rows of `batches` as JSON objects (small results: lookups, disclosure).
+pub fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>, GatewayError> {
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::JsonArray>(Vec::new());
+    for batch in batches {
+        let target = creditgate_flight::normalize_schema(&batch.schema());
+        let batch = creditgate_flight::normalize_batch(batch.clone(), &target)
+            .map_err(|e| GatewayError::Internal(format!("normalising a result: {e}")))?;
+        writer.write(&batch).map_err(|e| GatewayError::Internal(format!("encoding a result: {e}")))?;
+    }
+    writer.finish().map_err(|e| GatewayError::Internal(format!("encoding a result: {e}")))?;
+    let bytes = writer.into_inner();
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| GatewayError::Internal(format!("encoding a result: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

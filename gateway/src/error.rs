@@ -21,6 +21,9 @@ pub enum GatewayError {
     /// The certificate is valid but its identity is not a caller of this gateway.
     #[error("certificate identity `{0}` is not a known caller of this gateway")]
     UnknownCaller(String),
+    /// The policy refuses the request (purpose, licence, role); the message says why.
+    #[error("refused by policy: {0}")]
+    PolicyRefused(String),
     /// The request is malformed (bad body, missing field).
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -42,6 +45,9 @@ pub enum GatewayError {
     /// HTTP method not allowed on the route.
     #[error("method not allowed: {0}")]
     MethodNotAllowed(String),
+    /// The audit log cannot be written; requests fail closed.
+    #[error("the audit log is unavailable, so no data can be released; try again later")]
+    AuditUnavailable,
     /// Unsupported `Accept`.
     #[error("cannot produce {0}; use application/json, text/csv or application/vnd.apache.arrow.stream")]
     NotAcceptable(String),
@@ -67,6 +73,7 @@ impl GatewayError {
         let (code, http, grpc, retryable) = match self {
             GatewayError::Unauthenticated => ("CG-AUTH-001", 401, Code::Unauthenticated, false),
             GatewayError::UnknownCaller(_) => ("CG-AUTH-002", 403, Code::PermissionDenied, false),
+            GatewayError::PolicyRefused(_) => ("CG-POL-001", 403, Code::PermissionDenied, false),
             GatewayError::BadRequest(_) => ("CG-REQ-001", 400, Code::InvalidArgument, false),
             GatewayError::InvalidQuery(_) => ("CG-REQ-002", 400, Code::InvalidArgument, false),
             GatewayError::NotFound(_) => ("CG-REQ-003", 404, Code::NotFound, false),
@@ -80,6 +87,7 @@ impl GatewayError {
                 _ => ("CG-SRC-004", 502, Code::Unavailable, false),
             },
             GatewayError::Internal(_) => ("CG-INT-001", 500, Code::Internal, true),
+            GatewayError::AuditUnavailable => ("CG-AUD-001", 503, Code::Unavailable, true),
             GatewayError::Config(_) | GatewayError::Tls(_) | GatewayError::Server(_) => {
                 ("CG-INT-002", 500, Code::Internal, false)
             }
@@ -96,7 +104,7 @@ impl GatewayError {
     pub fn log(&self) {
         let code = self.code();
         match self {
-            GatewayError::Unauthenticated | GatewayError::UnknownCaller(_) => {
+            GatewayError::Unauthenticated | GatewayError::UnknownCaller(_) | GatewayError::PolicyRefused(_) => {
                 tracing::info!(error.code = code.code, reason = %self, "request refused");
             }
             GatewayError::BadRequest(_)
@@ -109,7 +117,11 @@ impl GatewayError {
             GatewayError::Source(_) | GatewayError::ResourcesExhausted => {
                 tracing::warn!(error.code = code.code, error = %self, "request failed");
             }
-            GatewayError::Internal(_) | GatewayError::Config(_) | GatewayError::Tls(_) | GatewayError::Server(_) => {
+            GatewayError::Internal(_)
+            | GatewayError::AuditUnavailable
+            | GatewayError::Config(_)
+            | GatewayError::Tls(_)
+            | GatewayError::Server(_) => {
                 tracing::error!(error.code = code.code, error = %self, "request failed");
             }
         }

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use creditgate_certs::tls;
-use creditgate_remote::{Deadlines, RemoteSource, RemoteTable, SourceError};
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
+use creditgate_remote::{Deadlines, RemoteSource, SourceError};
 
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
@@ -32,12 +31,14 @@ pub struct Dataset {
 }
 
 /// Connectors and datasets, with the schemas learnt from the connectors.
+/// Which caller sees what is decided per request from the policy.
 pub struct Federation {
     sources: BTreeMap<String, Arc<RemoteSource>>,
     datasets: Vec<Dataset>,
     /// Dataset name → schema, for datasets whose connector has answered.
     schemas: RwLock<BTreeMap<String, SchemaRef>>,
-    catalog: RwLock<Arc<MemoryCatalogProvider>>,
+    /// Bumped whenever the set of available datasets changes.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Federation {
@@ -79,13 +80,23 @@ impl Federation {
             sources,
             datasets,
             schemas: RwLock::new(BTreeMap::new()),
-            catalog: RwLock::new(Arc::new(MemoryCatalogProvider::new())),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
     /// All configured datasets.
     pub fn datasets(&self) -> &[Dataset] {
         &self.datasets
+    }
+
+    /// Changes whenever datasets become available.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The source named `name`.
+    pub fn source(&self, name: &str) -> Option<&Arc<RemoteSource>> {
+        self.sources.get(name)
     }
 
     /// The configured sources.
@@ -135,7 +146,7 @@ impl Federation {
                 }
             }
         }
-        self.rebuild_catalog();
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         failures
     }
 
@@ -150,29 +161,6 @@ impl Federation {
                 }
             }
         })
-    }
-
-    fn rebuild_catalog(&self) {
-        let catalog = MemoryCatalogProvider::new();
-        let mut schemas: BTreeMap<String, Arc<MemorySchemaProvider>> = BTreeMap::new();
-        for (dataset, schema) in self.available() {
-            let Some(source) = self.sources.get(&dataset.source) else { continue };
-            let table = RemoteTable::new(Arc::clone(source), dataset.remote_table.clone(), schema);
-            let provider =
-                schemas.entry(dataset.schema_name.clone()).or_insert_with(|| Arc::new(MemorySchemaProvider::new()));
-            if let Err(e) = provider.register_table(dataset.table_name.clone(), Arc::new(table)) {
-                tracing::error!(dataset = %dataset.name, error = %e, "cannot register dataset");
-            }
-        }
-        for (name, provider) in schemas {
-            let _ = catalog.register_schema(&name, provider);
-        }
-        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
-    }
-
-    /// The current catalog of available datasets.
-    pub fn catalog(&self) -> Arc<MemoryCatalogProvider> {
-        Arc::clone(&self.catalog.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Whether `name` (`schema.table`) is a configured dataset whose source has not answered.

@@ -1,15 +1,28 @@
-//! The gateway core: callers, per-request sessions, planning and execution,
-//! shared by every front end.
+//! The gateway core: callers, per-request sessions of secure views, planning,
+//! execution and audit, shared by every front end.
+//!
+//! A request goes: verified certificate → principal (policy) → purpose and
+//! licence checks → a session whose catalog holds only the principal's secure
+//! views (remote scan with the row policy applied at the connector, then a
+//! projection that masks every column) → the caller's SQL planned against those
+//! views only → an audit record made durable → results released.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
+use creditgate_audit::{AuditLog, AuditOptions, NewRecord, Outcome, RecordedQuery, SubjectHasher};
 use creditgate_certs::identity::Identity;
 use creditgate_certs::tls::{self, ClientTrust, ConnInfo};
 use creditgate_flight::engine::{locked_down_runtime, read_only_sql_options, session};
 use creditgate_flight::{FrontConfig, ObservedStream, QueryBackend, RequestContext, TableEntry};
+use creditgate_policy::{DatasetGrant, MaskUdfs, Policy, Principal, Role};
+use creditgate_remote::RemoteTable;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -18,21 +31,26 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::config::{CallerConfig, GatewayConfig};
+use crate::audit::{Auditor, column_accesses, datasets_and_columns};
+use crate::config::GatewayConfig;
 use crate::error::GatewayError;
 use crate::federation::{CATALOG, Federation};
 use crate::metrics::Metrics;
 
 /// How often sources that have not answered yet are retried.
 pub const SOURCE_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// The call header (Flight) / HTTP header carrying the purpose code.
+pub const PURPOSE_HEADER: &str = "x-creditgate-purpose";
 
 /// Which front end a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frontend {
-    /// Arrow Flight SQL.
+    /// Arrow Flight SQL (mTLS).
     Flight,
-    /// HTTP/JSON.
+    /// HTTP/JSON (mTLS).
     Http,
+    /// The public disclosure listener (server TLS only).
+    Public,
 }
 
 impl Frontend {
@@ -41,21 +59,68 @@ impl Frontend {
         match self {
             Frontend::Flight => "flight",
             Frontend::Http => "http",
+            Frontend::Public => "public",
+        }
+    }
+
+    fn audit(self) -> creditgate_audit::Frontend {
+        match self {
+            Frontend::Flight => creditgate_audit::Frontend::Flight,
+            Frontend::Http => creditgate_audit::Frontend::Http,
+            Frontend::Public => creditgate_audit::Frontend::Public,
         }
     }
 }
 
-/// An authenticated caller, for one request.
+/// An authenticated caller, for one request. Only [`Gateway::authenticate`]
+/// and [`Gateway::public_caller`] make one: holding a `Caller` is the permit.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The configured caller name.
-    pub name: String,
-    /// The verified certificate identity.
-    pub identity: Arc<Identity>,
-    /// The request id (also in logs).
+    /// The policy principal.
+    pub principal: Arc<Principal>,
+    /// The verified certificate identity (none on the public listener).
+    pub identity: Option<Arc<Identity>>,
+    /// The request id (also in logs and the audit record).
     pub request_id: String,
     /// The front end.
     pub frontend: Frontend,
+    /// The declared purpose code.
+    pub purpose: Option<String>,
+    started: Instant,
+}
+
+impl Caller {
+    /// The principal's name.
+    pub fn name(&self) -> &str {
+        &self.principal.name
+    }
+
+    fn audit_caller(&self) -> creditgate_audit::Caller {
+        creditgate_audit::Caller {
+            fingerprint: self.identity.as_ref().map(|i| i.fingerprint.clone()).unwrap_or_default(),
+            name: self.principal.name.clone(),
+            organization: self.principal.organization.clone(),
+            role: self.principal.role.as_str().to_string(),
+        }
+    }
+
+    /// The legal basis this request relies on, for the audit record.
+    pub fn legal_basis(&self) -> Option<String> {
+        let purpose = self.purpose.as_deref()?;
+        match self.principal.role {
+            Role::Agency if self.principal.duty_codes.iter().any(|d| d == purpose) => Some(format!("duty:{purpose}")),
+            Role::Agency => self.principal.duty_codes.first().map(|d| format!("duty:{d}")),
+            Role::CreditAgency => self.principal.licence.as_ref().map(|l| format!("licence:{}", l.number)),
+            Role::Platform | Role::Public => Some("public-data".to_string()),
+            Role::PrivacyOfficer => Some("oversight".to_string()),
+        }
+    }
+}
+
+struct CachedCatalog {
+    key: (u64, u64, chrono::NaiveDate),
+    catalog: Arc<MemoryCatalogProvider>,
+    grants: Arc<BTreeMap<String, DatasetGrant>>,
 }
 
 /// The gateway.
@@ -64,22 +129,94 @@ pub struct Gateway {
     federation: Arc<Federation>,
     metrics: Arc<Metrics>,
     runtime: Arc<RuntimeEnv>,
+    policy: RwLock<Arc<Policy>>,
+    policy_generation: AtomicU64,
+    masks: Arc<MaskUdfs>,
+    auditor: Auditor,
+    catalogs: Mutex<HashMap<String, CachedCatalog>>,
+}
+
+/// Reads the deployment secret, creating 32 random bytes (hex, mode 0600) if missing.
+pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, GatewayError> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let fail = |what: &str, e: &dyn std::fmt::Display| GatewayError::Config(format!("{}: {what}: {e}", path.display()));
+    if !path.exists() {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new().fill(&mut bytes).map_err(|_| fail("cannot generate", &"no random source"))?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail("cannot create directory", &e))?;
+        }
+        let tmp = path.with_extension("tmp");
+        {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&tmp).map_err(|e| fail("cannot create", &e))?;
+            file.write_all(hex::encode(bytes).as_bytes()).map_err(|e| fail("cannot write", &e))?;
+            file.sync_all().map_err(|e| fail("cannot write", &e))?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| fail("cannot write", &e))?;
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| fail("cannot read", &e))?;
+    let bytes = hex::decode(text.trim()).map_err(|_| fail("invalid secret", &"expected hex"))?;
+    if bytes.len() < 16 {
+        return Err(fail("invalid secret", &"at least 16 bytes (32 hex characters) are required"));
+    }
+    Ok(bytes)
+}
+
+fn derive(secret: &[u8], purpose: &str) -> Vec<u8> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    ring::hmac::sign(&key, purpose.as_bytes()).as_ref().to_vec()
+}
+
+fn today() -> chrono::NaiveDate {
+    chrono::Local::now().date_naive()
 }
 
 impl Gateway {
-    /// Builds the federation and asks every connector for its tables once.
-    /// Sources that do not answer are retried in the background.
+    /// Loads the policy, opens the audit log, builds the federation and asks
+    /// every connector for its tables once (sources that do not answer are
+    /// retried in the background).
     pub async fn new(config: GatewayConfig) -> Result<Arc<Self>, GatewayError> {
         config.validate().map_err(GatewayError::Config)?;
+        let policy = Policy::load(&config.policy).map_err(|e| GatewayError::Config(e.to_string()))?;
+        let secret = load_or_create_secret(&config.state.secret_path())?;
+        let masks = MaskUdfs::new(&derive(&secret, "creditgate mask v1"))
+            .map_err(|e| GatewayError::Config(format!("mask secret: {e}")))?;
+        let hasher = SubjectHasher::new(&derive(&secret, "creditgate subject v1"))
+            .map_err(|e| GatewayError::Config(format!("subject secret: {e}")))?;
+        let mut options = AuditOptions::new(config.state.dir.join("audit-signing.key"));
+        options.checkpoint_every_records = config.audit.checkpoint_every_records;
+        options.checkpoint_every = Duration::from_secs(config.audit.checkpoint_every_seconds);
+        options.retention_days = config.audit.retention_days;
+        let audit_dir = config.state.dir.join("audit");
+        let log = tokio::task::spawn_blocking(move || AuditLog::open(audit_dir, options))
+            .await
+            .map_err(|e| GatewayError::Server(format!("opening the audit log: {e}")))?
+            .map_err(|e| GatewayError::Config(format!("audit log: {e}")))?;
         let metrics = Arc::new(Metrics::default());
         let federation = Arc::new(Federation::new(&config, Arc::clone(&metrics))?);
+        warn_about_policy_coverage(&policy, &federation);
         let runtime = locked_down_runtime(config.server.memory_limit_bytes)
             .map_err(|e| GatewayError::Config(format!("server.memory_limit_bytes: {}", e.strip_backtrace())))?;
         for failure in federation.refresh().await {
             tracing::warn!(source = %failure.source_name, "source not available at start-up; will retry");
         }
         federation.spawn_refresher(SOURCE_RETRY_INTERVAL);
-        Ok(Arc::new(Self { config, federation, metrics, runtime }))
+        Ok(Arc::new(Self {
+            config,
+            federation,
+            metrics,
+            runtime,
+            policy: RwLock::new(Arc::new(policy)),
+            policy_generation: AtomicU64::new(0),
+            masks: Arc::new(masks),
+            auditor: Auditor::new(Arc::new(log), Arc::new(hasher)),
+            catalogs: Mutex::new(HashMap::new()),
+        }))
     }
 
     /// The metrics registry.
@@ -92,38 +229,180 @@ impl Gateway {
         &self.federation
     }
 
-    /// Maps the verified connection to a configured caller.
-    pub fn authenticate(&self, conn: Option<&ConnInfo>, frontend: Frontend) -> Result<Caller, GatewayError> {
-        let identity = conn.and_then(|c| c.identity.clone()).ok_or(GatewayError::Unauthenticated)?;
-        let known: Option<&CallerConfig> = self.config.callers.iter().find(|c| identity.matches(&c.identity));
-        match known {
-            Some(caller) => {
-                Ok(Caller { name: caller.name.clone(), identity, request_id: crate::request_id(), frontend })
+    /// The audit side.
+    pub fn auditor(&self) -> &Auditor {
+        &self.auditor
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Re-reads the policy file. On any error the current policy stays in force.
+    pub fn reload_policy(&self) -> Result<(), GatewayError> {
+        match Policy::load(&self.config.policy) {
+            Ok(policy) => {
+                warn_about_policy_coverage(&policy, &self.federation);
+                *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+                self.policy_generation.fetch_add(1, Ordering::SeqCst);
+                tracing::info!("policy reloaded");
+                Ok(())
             }
-            None => {
-                self.metrics.denial(frontend.label(), "CG-AUTH-002");
-                Err(GatewayError::UnknownCaller(identity.name()))
+            Err(e) => {
+                tracing::error!(error = %e, "policy reload failed; keeping the current policy");
+                Err(GatewayError::Config(e.to_string()))
             }
         }
     }
 
-    /// A fresh session whose catalog holds the datasets available to `caller`.
-    pub fn session_for(&self, _caller: &Caller) -> SessionContext {
-        let ctx = session(Arc::clone(&self.runtime), CATALOG, "public", true);
-        ctx.register_catalog(CATALOG, self.federation.catalog());
-        ctx
+    /// Maps the verified connection to a policy principal. A refusal is audited.
+    pub async fn authenticate(
+        &self,
+        conn: Option<&ConnInfo>,
+        frontend: Frontend,
+        purpose: Option<String>,
+    ) -> Result<Caller, GatewayError> {
+        let request_id = crate::request_id();
+        let started = Instant::now();
+        let Some(identity) = conn.and_then(|c| c.identity.clone()) else {
+            self.metrics.denial(frontend.label(), "CG-AUTH-001");
+            return Err(GatewayError::Unauthenticated);
+        };
+        let policy = self.policy();
+        match policy.principal_for(&identity) {
+            Some(principal) => Ok(Caller {
+                principal: Arc::new(principal.clone()),
+                identity: Some(identity),
+                request_id,
+                frontend,
+                purpose,
+                started,
+            }),
+            None => {
+                let error = GatewayError::UnknownCaller(identity.name());
+                self.metrics.denial(frontend.label(), error.code().code);
+                let caller = creditgate_audit::Caller {
+                    fingerprint: identity.fingerprint.clone(),
+                    name: identity.name(),
+                    organization: identity.organization.clone().unwrap_or_default(),
+                    role: "unknown".to_string(),
+                };
+                let record = refusal_record(&request_id, caller, frontend, purpose, None, &error, started);
+                self.auditor.append(record).await?;
+                Err(error)
+            }
+        }
     }
 
-    /// Plans `sql` for `caller`.
-    pub async fn plan(&self, caller: &Caller, sql: &str) -> Result<DataFrame, GatewayError> {
+    /// The `public` principal, for the disclosure listener.
+    pub fn public_caller(&self) -> Result<Caller, GatewayError> {
+        let policy = self.policy();
+        let principal = policy
+            .public_principal()
+            .ok_or_else(|| GatewayError::PolicyRefused("the policy defines no public principal".to_string()))?;
+        Ok(Caller {
+            principal: Arc::new(principal.clone()),
+            identity: None,
+            request_id: crate::request_id(),
+            frontend: Frontend::Public,
+            purpose: principal.purposes.first().cloned(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Purpose and licence checks every data request passes first.
+    pub fn authorize_data(&self, caller: &Caller) -> Result<(), GatewayError> {
+        let policy = self.policy();
+        policy
+            .check_purpose(&caller.principal, caller.purpose.as_deref())
+            .map_err(|e| GatewayError::PolicyRefused(e.to_string()))?;
+        policy.check_licence(&caller.principal, today()).map_err(|e| GatewayError::PolicyRefused(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The caller's secure views (cached per principal; rebuilt when the
+    /// policy, the federation or the date changes) and their grants.
+    pub fn catalog_for(&self, caller: &Caller) -> (Arc<MemoryCatalogProvider>, Arc<BTreeMap<String, DatasetGrant>>) {
+        let key = (self.policy_generation.load(Ordering::SeqCst), self.federation.generation(), today());
+        let mut cache = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cached) = cache.get(caller.name()) {
+            if cached.key == key {
+                return (Arc::clone(&cached.catalog), Arc::clone(&cached.grants));
+            }
+        }
+        let (catalog, grants) = self.build_catalog(&caller.principal, key.2);
+        let (catalog, grants) = (Arc::new(catalog), Arc::new(grants));
+        cache.insert(
+            caller.name().to_string(),
+            CachedCatalog { key, catalog: Arc::clone(&catalog), grants: Arc::clone(&grants) },
+        );
+        (catalog, grants)
+    }
+
+    fn build_catalog(
+        &self,
+        principal: &Principal,
+        today: chrono::NaiveDate,
+    ) -> (MemoryCatalogProvider, BTreeMap<String, DatasetGrant>) {
+        let policy = self.policy();
+        let available: BTreeMap<String, (crate::federation::Dataset, SchemaRef)> =
+            self.federation.available().into_iter().map(|(d, s)| (d.name.clone(), (d, s))).collect();
+        let catalog = MemoryCatalogProvider::new();
+        let mut schemas: BTreeMap<String, Arc<MemorySchemaProvider>> = BTreeMap::new();
+        let mut grants = BTreeMap::new();
+        for grant in policy.grants_for(principal) {
+            let Some((dataset, schema)) = available.get(&grant.dataset) else { continue };
+            let Some(source) = self.federation.source(&dataset.source) else { continue };
+            let view = grant.row_predicate(today).map_err(|e| e.to_string()).and_then(|predicate| {
+                let remote = RemoteTable::new(Arc::clone(source), dataset.remote_table.clone(), Arc::clone(schema))
+                    .with_mandatory_filter(predicate)
+                    .with_raw_columns(grant.raw_columns());
+                creditgate_policy::secure_view(Arc::new(remote), &grant, &self.masks).map_err(|e| e.to_string())
+            });
+            match view {
+                Ok(view) => {
+                    let provider = schemas
+                        .entry(dataset.schema_name.clone())
+                        .or_insert_with(|| Arc::new(MemorySchemaProvider::new()));
+                    if provider.register_table(dataset.table_name.clone(), view).is_ok() {
+                        grants.insert(grant.dataset.clone(), grant);
+                    }
+                }
+                // Fail closed: a dataset whose view cannot be built is not offered.
+                Err(e) => tracing::error!(dataset = %grant.dataset, error = %e, "cannot build a secure view"),
+            }
+        }
+        for (name, provider) in schemas {
+            let _ = catalog.register_schema(&name, provider);
+        }
+        (catalog, grants)
+    }
+
+    /// A fresh session whose catalog holds only the caller's secure views.
+    pub fn session_for(&self, caller: &Caller) -> (SessionContext, Arc<BTreeMap<String, DatasetGrant>>) {
+        let (catalog, grants) = self.catalog_for(caller);
+        let ctx = session(Arc::clone(&self.runtime), CATALOG, "public", true);
+        ctx.register_catalog(CATALOG, catalog);
+        (ctx, grants)
+    }
+
+    /// Checks the request and plans `sql` against the caller's views.
+    pub async fn plan(
+        &self,
+        caller: &Caller,
+        sql: &str,
+    ) -> Result<(DataFrame, Arc<BTreeMap<String, DatasetGrant>>), GatewayError> {
+        self.authorize_data(caller)?;
         let statement = crate::sql_gate::parse_query(sql)?;
-        let state = self.session_for(caller).state();
+        let (ctx, grants) = self.session_for(caller);
+        let state = ctx.state();
         let plan = match state.statement_to_plan(statement).await {
             Ok(plan) => plan,
             Err(error) => return Err(self.planning_error(sql, error)),
         };
         read_only_sql_options().verify_plan(&plan).map_err(|e| GatewayError::InvalidQuery(e.strip_backtrace()))?;
-        Ok(DataFrame::new(state, plan))
+        Ok((DataFrame::new(state, plan), grants))
     }
 
     fn planning_error(&self, sql: &str, error: DataFusionError) -> GatewayError {
@@ -144,15 +423,103 @@ impl Gateway {
         GatewayError::from_datafusion(error, true)
     }
 
-    /// Plans and executes `sql`, returning a stream that records rows, bytes
-    /// and duration when it ends.
+    /// Plans, audits and executes `sql`. The audit record is durable before the
+    /// stream is returned; a refusal or failure is audited too.
     pub async fn query(&self, caller: &Caller, sql: &str) -> Result<SendableRecordBatchStream, GatewayError> {
-        let started = Instant::now();
         tracing::debug!(sql = %sql, "query");
-        let frame = self.plan(caller, sql).await?;
+        let (redacted, subjects) = self.auditor.redact_sql(sql);
+        match self.query_inner(caller, sql, &redacted, &subjects).await {
+            Ok(stream) => Ok(stream),
+            Err(GatewayError::AuditUnavailable) => Err(GatewayError::AuditUnavailable),
+            Err(error) => {
+                self.record_failure(caller, redacted, subjects, &error).await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Audits a refused or failed SQL request (fails closed if it cannot).
+    pub async fn audit_sql_failure(
+        &self,
+        caller: &Caller,
+        sql: &str,
+        error: &GatewayError,
+    ) -> Result<(), GatewayError> {
+        let (redacted, subjects) = self.auditor.redact_sql(sql);
+        self.record_failure(caller, redacted, subjects, error).await
+    }
+
+    async fn record_failure(
+        &self,
+        caller: &Caller,
+        redacted: String,
+        subjects: Vec<String>,
+        error: &GatewayError,
+    ) -> Result<(), GatewayError> {
+        self.metrics.request(caller.frontend.label(), error.code().code, caller.started.elapsed());
+        let mut record = refusal_record(
+            &caller.request_id,
+            caller.audit_caller(),
+            caller.frontend,
+            caller.purpose.clone(),
+            caller.legal_basis(),
+            error,
+            caller.started,
+        );
+        record.query = RecordedQuery::Sql(redacted);
+        record.subject_hashes = subjects;
+        if let GatewayError::Source(e) = error {
+            record.sources = vec![creditgate_audit::SourceStatus {
+                source: e.source_name.clone(),
+                status: e.status_label().to_string(),
+            }];
+        }
+        self.auditor.append(record).await
+    }
+
+    async fn query_inner(
+        &self,
+        caller: &Caller,
+        sql: &str,
+        redacted: &str,
+        subjects: &[String],
+    ) -> Result<SendableRecordBatchStream, GatewayError> {
+        let (frame, grants) = self.plan(caller, sql).await?;
+        let touched = datasets_and_columns(frame.logical_plan());
+        let columns = column_accesses(&touched, |dataset, column| {
+            grants
+                .get(dataset)
+                .and_then(|g| g.column(column))
+                .map(|c| c.mask.to_string())
+                .unwrap_or_else(|| "withheld".to_string())
+        });
+        let sources: Vec<creditgate_audit::SourceStatus> = touched
+            .keys()
+            .filter_map(|d| self.federation.datasets().iter().find(|x| &x.name == d))
+            .map(|d| creditgate_audit::SourceStatus { source: d.source.clone(), status: "queried".to_string() })
+            .collect();
         let stream = frame.execute_stream().await.map_err(|e| GatewayError::from_datafusion(e, false))?;
+        let record = NewRecord {
+            request_id: caller.request_id.clone(),
+            caller: caller.audit_caller(),
+            frontend: caller.frontend.audit(),
+            purpose: caller.purpose.clone(),
+            legal_basis: caller.legal_basis(),
+            query: RecordedQuery::Sql(redacted.to_string()),
+            datasets: touched.keys().cloned().collect(),
+            columns,
+            subject_hashes: subjects.to_vec(),
+            row_count: None,
+            sources,
+            outcome: Outcome::Allowed,
+            refusal_reason: None,
+            duration_ms: caller.started.elapsed().as_millis() as u64,
+        };
+        // Audit before release: nothing leaves until this record is durable.
+        self.auditor.append(record).await?;
         let metrics = Arc::clone(&self.metrics);
         let frontend = caller.frontend.label();
+        let started = caller.started;
         let span = tracing::Span::current();
         Ok(Box::pin(ObservedStream::new(stream, move |report| {
             let _entered = span.enter();
@@ -167,21 +534,120 @@ impl Gateway {
         })))
     }
 
-    /// The tables a caller may see, with their schemas.
-    pub fn tables_for(&self, _caller: &Caller) -> Vec<TableEntry> {
-        self.federation
-            .available()
-            .into_iter()
-            .map(|(d, schema)| TableEntry {
-                catalog: CATALOG.to_string(),
-                schema: d.schema_name,
-                table: d.table_name,
-                arrow_schema: schema,
-            })
-            .collect()
+    /// Runs several small queries for one composite request (a disclosure page,
+    /// a lookup), collecting their results, then writes ONE audit record for
+    /// the whole request before anything is released. `query` is what the
+    /// record stores (SQL text or the structured request, subject hashed).
+    pub async fn collect_audited(
+        &self,
+        caller: &Caller,
+        parts: &[(String, String)],
+        query: RecordedQuery,
+        subject_hashes: Vec<String>,
+    ) -> Result<Vec<(String, Vec<arrow::array::RecordBatch>)>, GatewayError> {
+        let result = self.collect_parts(caller, parts).await;
+        match result {
+            Ok((results, touched, grants)) => {
+                let columns = column_accesses(&touched, |dataset, column| {
+                    grants
+                        .get(dataset)
+                        .and_then(|g| g.column(column))
+                        .map(|c| c.mask.to_string())
+                        .unwrap_or_else(|| "withheld".to_string())
+                });
+                let rows: usize = results.iter().flat_map(|(_, b)| b.iter().map(|b| b.num_rows())).sum();
+                let record = NewRecord {
+                    request_id: caller.request_id.clone(),
+                    caller: caller.audit_caller(),
+                    frontend: caller.frontend.audit(),
+                    purpose: caller.purpose.clone(),
+                    legal_basis: caller.legal_basis(),
+                    query,
+                    datasets: touched.keys().cloned().collect(),
+                    columns,
+                    subject_hashes,
+                    row_count: Some(rows as u64),
+                    sources: Vec::new(),
+                    outcome: Outcome::Allowed,
+                    refusal_reason: None,
+                    duration_ms: caller.started.elapsed().as_millis() as u64,
+                };
+                self.auditor.append(record).await?;
+                self.metrics.request(caller.frontend.label(), "ok", caller.started.elapsed());
+                Ok(results)
+            }
+            Err(error) => {
+                let mut record = refusal_record(
+                    &caller.request_id,
+                    caller.audit_caller(),
+                    caller.frontend,
+                    caller.purpose.clone(),
+                    caller.legal_basis(),
+                    &error,
+                    caller.started,
+                );
+                record.query = query;
+                record.subject_hashes = subject_hashes;
+                self.metrics.request(caller.frontend.label(), error.code().code, caller.started.elapsed());
+                self.auditor.append(record).await?;
+                Err(error)
+            }
+        }
     }
 
-    /// Binds both listeners and serves until [`RunningGateway::stop`].
+    async fn collect_parts(
+        &self,
+        caller: &Caller,
+        parts: &[(String, String)],
+    ) -> Result<
+        (
+            Vec<(String, Vec<arrow::array::RecordBatch>)>,
+            BTreeMap<String, Vec<String>>,
+            Arc<BTreeMap<String, DatasetGrant>>,
+        ),
+        GatewayError,
+    > {
+        let mut results = Vec::with_capacity(parts.len());
+        let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut all_grants = Arc::new(BTreeMap::new());
+        for (label, sql) in parts {
+            let (frame, grants) = self.plan(caller, sql).await?;
+            for (dataset, columns) in datasets_and_columns(frame.logical_plan()) {
+                let entry = touched.entry(dataset).or_default();
+                for c in columns {
+                    if !entry.contains(&c) {
+                        entry.push(c);
+                    }
+                }
+            }
+            all_grants = grants;
+            let batches = frame.collect().await.map_err(|e| GatewayError::from_datafusion(e, false))?;
+            results.push((label.clone(), batches));
+        }
+        Ok((results, touched, all_grants))
+    }
+
+    /// The tables a caller may see, with the columns as the caller sees them.
+    pub async fn tables_for(&self, caller: &Caller) -> Vec<TableEntry> {
+        let (catalog, _) = self.catalog_for(caller);
+        let mut out = Vec::new();
+        for schema_name in catalog.schema_names() {
+            let Some(schema) = catalog.schema(&schema_name) else { continue };
+            for table in schema.table_names() {
+                let Ok(Some(provider)) = schema.table(&table).await else { continue };
+                out.push(TableEntry {
+                    catalog: CATALOG.to_string(),
+                    schema: schema_name.clone(),
+                    table,
+                    arrow_schema: provider.schema(),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
+        out
+    }
+
+    /// Binds the listeners and serves until [`RunningGateway::stop`].
     pub async fn start(self: Arc<Self>) -> Result<RunningGateway, GatewayError> {
         let server = &self.config.server;
         let trust = ClientTrust {
@@ -197,17 +663,19 @@ impl Gateway {
                 .await
                 .map_err(|e| GatewayError::Server(format!("cannot listen on {addr}: {e}")))
         };
+        let local = |l: &tokio::net::TcpListener| l.local_addr().map_err(|e| GatewayError::Server(e.to_string()));
         let flight_listener = bind(server.flight_listen).await?;
         let http_listener = bind(server.http_listen).await?;
-        let flight_addr = flight_listener.local_addr().map_err(|e| GatewayError::Server(e.to_string()))?;
-        let http_addr = http_listener.local_addr().map_err(|e| GatewayError::Server(e.to_string()))?;
+        let flight_addr = local(&flight_listener)?;
+        let http_addr = local(&http_listener)?;
         let (tx, rx) = watch::channel(false);
+        let mut handles = Vec::new();
 
-        let flight = {
+        {
             let gateway = Arc::clone(&self);
             let mut rx = rx.clone();
             let incoming = tls::incoming(flight_listener, flight_tls, handshake);
-            tokio::spawn(
+            handles.push(tokio::spawn(
                 async move {
                     let shutdown = async move {
                         let _ = rx.wait_for(|stop| *stop).await;
@@ -218,15 +686,76 @@ impl Gateway {
                         .map_err(|e| GatewayError::Server(e.to_string()))
                 }
                 .instrument(tracing::info_span!("flight", %flight_addr)),
-            )
-        };
-        let http = {
+            ));
+        }
+        {
             let gateway = Arc::clone(&self);
             let incoming = tls::incoming(http_listener, http_tls, handshake);
-            tokio::spawn(crate::http::serve(gateway, incoming, rx).instrument(tracing::info_span!("http", %http_addr)))
-        };
-        tracing::info!(%flight_addr, %http_addr, "gateway listening");
-        Ok(RunningGateway { flight_addr, http_addr, stop: tx, handles: vec![flight, http] })
+            handles.push(tokio::spawn(
+                crate::http::serve(gateway, incoming, rx.clone(), Frontend::Http)
+                    .instrument(tracing::info_span!("http", %http_addr)),
+            ));
+        }
+        let mut public_addr = None;
+        if let Some(addr) = server.public_listen {
+            let public_tls = tls::server_config(&server.cert, &server.key, None, &[b"h2", b"http/1.1"])?;
+            let listener = bind(addr).await?;
+            let bound = local(&listener)?;
+            public_addr = Some(bound);
+            let gateway = Arc::clone(&self);
+            let incoming = tls::incoming(listener, public_tls, handshake);
+            handles.push(tokio::spawn(
+                crate::http::serve(gateway, incoming, rx.clone(), Frontend::Public)
+                    .instrument(tracing::info_span!("public", addr = %bound)),
+            ));
+        }
+        tracing::info!(%flight_addr, %http_addr, public = ?public_addr, "gateway listening");
+        Ok(RunningGateway { flight_addr, http_addr, public_addr, stop: tx, handles, gateway: self })
+    }
+
+    /// Writes a final audit checkpoint (shutdown).
+    pub fn close(&self) {
+        if let Err(e) = self.auditor.log().close() {
+            tracing::error!(error = %e, "closing the audit log failed");
+        }
+    }
+}
+
+/// An audit record for a refused or failed request.
+pub(crate) fn refusal_record(
+    request_id: &str,
+    caller: creditgate_audit::Caller,
+    frontend: Frontend,
+    purpose: Option<String>,
+    legal_basis: Option<String>,
+    error: &GatewayError,
+    started: Instant,
+) -> NewRecord {
+    let code = error.code();
+    let outcome = if code.http < 500 { Outcome::Refused } else { Outcome::Failed };
+    NewRecord {
+        request_id: request_id.to_string(),
+        caller,
+        frontend: frontend.audit(),
+        purpose,
+        legal_basis,
+        query: RecordedQuery::Sql(String::new()),
+        datasets: Vec::new(),
+        columns: Vec::new(),
+        subject_hashes: Vec::new(),
+        row_count: None,
+        sources: Vec::new(),
+        outcome,
+        refusal_reason: Some(format!("{}: {}", code.code, error.client_message())),
+        duration_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+fn warn_about_policy_coverage(policy: &Policy, federation: &Federation) {
+    for dataset in federation.datasets() {
+        if policy.dataset(&dataset.name).is_none() {
+            tracing::warn!(dataset = %dataset.name, "dataset has no classification in the policy; nobody can see it");
+        }
     }
 }
 
@@ -236,66 +765,82 @@ pub struct RunningGateway {
     pub flight_addr: SocketAddr,
     /// HTTP address.
     pub http_addr: SocketAddr,
+    /// Public disclosure address, when enabled.
+    pub public_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     handles: Vec<JoinHandle<Result<(), GatewayError>>>,
+    gateway: Arc<Gateway>,
 }
 
 impl RunningGateway {
-    /// Stops accepting, lets in-flight requests finish, and waits.
+    /// Stops accepting, lets in-flight requests finish, writes a final audit
+    /// checkpoint, and waits.
     pub async fn stop(self) -> Result<(), GatewayError> {
         let _ = self.stop.send(true);
+        let mut result = Ok(());
         for handle in self.handles {
             match handle.await {
-                Ok(result) => result?,
-                Err(e) => return Err(GatewayError::Server(format!("listener task failed: {e}"))),
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(e) => result = Err(GatewayError::Server(format!("listener task failed: {e}"))),
             }
         }
-        Ok(())
+        let gateway = Arc::clone(&self.gateway);
+        let _ = tokio::task::spawn_blocking(move || gateway.close()).await;
+        result
     }
+}
+
+/// What the Flight front end keeps per call: the caller and its span.
+pub struct FlightCaller {
+    caller: Caller,
+    span: tracing::Span,
 }
 
 #[tonic::async_trait]
 impl QueryBackend for Gateway {
-    type Caller = (Caller, tracing::Span);
+    type Caller = FlightCaller;
     type Error = GatewayError;
 
-    async fn authenticate(&self, ctx: &RequestContext) -> Result<Self::Caller, GatewayError> {
-        let caller = Gateway::authenticate(self, ctx.conn.as_ref(), Frontend::Flight)?;
+    async fn authenticate(&self, ctx: &RequestContext) -> Result<FlightCaller, GatewayError> {
+        let purpose = ctx.metadata.get(PURPOSE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let caller = Gateway::authenticate(self, ctx.conn.as_ref(), Frontend::Flight, purpose).await?;
         let span = tracing::info_span!(
             "request",
             request.id = %caller.request_id,
-            client.name = %caller.name,
+            client.name = %caller.name(),
             frontend = "flight"
         );
-        Ok((caller, span))
+        Ok(FlightCaller { caller, span })
     }
 
-    fn binding(&self, (caller, _): &Self::Caller) -> Vec<u8> {
-        caller.identity.fingerprint.as_bytes().to_vec()
+    fn binding(&self, caller: &FlightCaller) -> Vec<u8> {
+        // A ticket works only for the same certificate and the same purpose.
+        let fingerprint = caller.caller.identity.as_ref().map(|i| i.fingerprint.as_str()).unwrap_or("");
+        format!("{fingerprint}\n{}", caller.caller.purpose.as_deref().unwrap_or("")).into_bytes()
     }
 
-    async fn plan(&self, (caller, span): &Self::Caller, sql: &str) -> Result<SchemaRef, GatewayError> {
-        let frame = Gateway::plan(self, caller, sql).instrument(span.clone()).await?;
-        Ok(Arc::new(frame.schema().as_arrow().clone()))
-    }
-
-    async fn execute(
-        &self,
-        (caller, span): &Self::Caller,
-        sql: &str,
-    ) -> Result<SendableRecordBatchStream, GatewayError> {
-        let result = self.query(caller, sql).instrument(span.clone()).await;
-        if let Err(e) = &result {
-            self.metrics.request("flight", e.code().code, Duration::ZERO);
+    async fn plan(&self, caller: &FlightCaller, sql: &str) -> Result<SchemaRef, GatewayError> {
+        let result = Gateway::plan(self, &caller.caller, sql).instrument(caller.span.clone()).await;
+        match result {
+            Ok((frame, _)) => Ok(Arc::new(frame.schema().as_arrow().clone())),
+            // Refusals at planning are audited like any other.
+            Err(error) => {
+                self.audit_sql_failure(&caller.caller, sql, &error).await?;
+                Err(error)
+            }
         }
-        result
     }
 
-    fn stream_error(&self, _caller: &Self::Caller, error: DataFusionError) -> GatewayError {
+    async fn execute(&self, caller: &FlightCaller, sql: &str) -> Result<SendableRecordBatchStream, GatewayError> {
+        self.query(&caller.caller, sql).instrument(caller.span.clone()).await
+    }
+
+    fn stream_error(&self, _caller: &FlightCaller, error: DataFusionError) -> GatewayError {
         GatewayError::from_datafusion(error, false)
     }
 
-    async fn tables(&self, (caller, _): &Self::Caller) -> Result<Vec<TableEntry>, GatewayError> {
-        Ok(self.tables_for(caller))
+    async fn tables(&self, caller: &FlightCaller) -> Result<Vec<TableEntry>, GatewayError> {
+        Ok(self.tables_for(&caller.caller).await)
     }
 }

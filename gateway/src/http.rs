@@ -31,10 +31,15 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Serves HTTP on the TLS connections of `incoming` until `stop` turns true.
-pub async fn serve<S>(gateway: Arc<Gateway>, incoming: S, mut stop: watch::Receiver<bool>) -> Result<(), GatewayError>
+pub async fn serve<S>(
+    gateway: Arc<Gateway>,
+    incoming: S,
+    mut stop: watch::Receiver<bool>,
+    frontend: Frontend,
+) -> Result<(), GatewayError>
 where
     S: Stream<Item = Result<TlsConn, std::io::Error>> + Send + 'static,
 {
@@ -54,7 +59,7 @@ where
                     let service = hyper::service::service_fn(move |req| {
                         let gateway = Arc::clone(&gateway);
                         let info = info.clone();
-                        async move { Ok::<_, Infallible>(handle(gateway, info, req).await) }
+                        async move { Ok::<_, Infallible>(handle(gateway, info, req, frontend).await) }
                     });
                     let builder = auto::Builder::new(TokioExecutor::new());
                     let connection = builder.serve_connection(TokioIo::new(conn), service);
@@ -78,23 +83,27 @@ where
     Ok(())
 }
 
-async fn handle(gateway: Arc<Gateway>, info: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+async fn handle(gateway: Arc<Gateway>, info: ConnInfo, req: Request<Incoming>, frontend: Frontend) -> Response<Body> {
     let started = Instant::now();
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let result = route(&gateway, &info, req).await;
+    let result = match frontend {
+        Frontend::Public => crate::public::route(&gateway, req).await,
+        Frontend::Http | Frontend::Flight => route(&gateway, &info, req).await,
+    };
     match result {
         Ok(response) => response,
         Err(error) => {
             let code = error.code();
-            gateway.metrics().request(Frontend::Http.label(), code.code, started.elapsed());
-            if matches!(error, GatewayError::Unauthenticated | GatewayError::UnknownCaller(_)) {
-                gateway.metrics().denial(Frontend::Http.label(), code.code);
-            }
+            gateway.metrics().request(frontend.label(), code.code, started.elapsed());
             tracing::debug!(%method, %path, "http request failed");
             error_response(&error)
         }
     }
+}
+
+fn purpose_header(req: &Request<Incoming>) -> Option<String> {
+    req.headers().get(crate::gateway::PURPOSE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 async fn route(
@@ -103,27 +112,32 @@ async fn route(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let method = req.method().clone();
+    let purpose = purpose_header(&req);
     match (req.uri().path(), &method) {
         ("/healthz", &Method::GET) => {
-            gateway.authenticate(Some(info), Frontend::Http)?;
+            gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
             Ok(json_response(StatusCode::OK, health(gateway)))
         }
         ("/metrics", &Method::GET) => {
-            gateway.authenticate(Some(info), Frontend::Http)?;
+            gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
             Ok(text_response("text/plain; version=0.0.4", gateway.metrics().render()))
         }
         ("/openapi.json", &Method::GET) => Ok(text_response("application/json", OPENAPI.to_string())),
+        ("/v1/catalog", &Method::GET) => {
+            let caller = gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
+            Ok(json_response(StatusCode::OK, catalog(gateway, &caller)))
+        }
         ("/v1/query", &Method::POST) => {
-            let caller = gateway.authenticate(Some(info), Frontend::Http)?;
+            let caller = gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
             let span = tracing::info_span!(
                 "request",
                 request.id = %caller.request_id,
-                client.name = %caller.name,
+                client.name = %caller.name(),
                 frontend = "http"
             );
             query(gateway, caller, req).instrument(span).await
         }
-        ("/healthz" | "/metrics" | "/openapi.json" | "/v1/query", _) => {
+        ("/healthz" | "/metrics" | "/openapi.json" | "/v1/query" | "/v1/catalog", _) => {
             Err(GatewayError::MethodNotAllowed(format!("{method} {}", req.uri().path())))
         }
         (path, _) => Err(GatewayError::NotFound(path.chars().take(200).collect())),
@@ -187,16 +201,29 @@ impl Format {
     }
 }
 
-async fn query(gateway: &Arc<Gateway>, caller: Caller, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
-    let format = Format::from_accept(req.headers().get(header::ACCEPT))?;
+/// Reads a JSON request body of at most [`MAX_BODY_BYTES`].
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    shape: &str,
+) -> Result<T, GatewayError> {
     let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
         .collect()
         .await
         .map_err(|e| GatewayError::BadRequest(format!("cannot read the request body: {e}")))?
         .to_bytes();
-    let request: QueryRequest = serde_json::from_slice(&body)
-        .map_err(|e| GatewayError::BadRequest(format!("body must be JSON {{\"sql\": \"…\"}}: {e}")))?;
-    let _ = request.purpose;
+    serde_json::from_slice(&body).map_err(|e| GatewayError::BadRequest(format!("body must be JSON {shape}: {e}")))
+}
+
+async fn query(
+    gateway: &Arc<Gateway>,
+    mut caller: Caller,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let format = Format::from_accept(req.headers().get(header::ACCEPT))?;
+    let request: QueryRequest = read_json(req, "{\"sql\": \"…\", \"purpose\": \"…\"}").await?;
+    if request.purpose.is_some() {
+        caller.purpose = request.purpose;
+    }
     let mut stream = gateway.query(&caller, &request.sql).await?;
     // Wait for the first batch before committing to a status code, so a
     // failing source still gets a proper HTTP error.
@@ -261,17 +288,49 @@ fn full(body: impl Into<Bytes>) -> Body {
     Full::new(body.into()).map_err(|never: Infallible| match never {}).boxed_unsync()
 }
 
-fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut response = Response::new(full(value.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
-fn text_response(content_type: &'static str, text: String) -> Response<Body> {
+pub(crate) fn text_response(content_type: &'static str, text: String) -> Response<Body> {
     let mut response = Response::new(full(text));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+/// `GET /v1/catalog`: exactly which datasets and columns the caller may see, and how each is masked.
+fn catalog(gateway: &Gateway, caller: &Caller) -> serde_json::Value {
+    let policy = gateway.policy();
+    let available: std::collections::BTreeSet<String> =
+        gateway.federation().available().into_iter().map(|(d, _)| d.name).collect();
+    let datasets: Vec<serde_json::Value> = policy
+        .grants_for(&caller.principal)
+        .iter()
+        .map(|grant| {
+            serde_json::json!({
+                "name": grant.dataset,
+                "available": available.contains(&grant.dataset),
+                "columns": grant.columns.iter().map(|c| serde_json::json!({
+                    "name": c.name, "class": c.class.as_str(), "mask": c.mask.to_string(),
+                })).collect::<Vec<_>>(),
+                "row_filters": grant.row_filters.iter().map(|f| f.sql.clone()).collect::<Vec<_>>(),
+                "retention": grant.negative.as_ref().map(|n| serde_json::json!({
+                    "end_date_column": n.end_date, "years": n.retention_years,
+                })),
+                "dispute_column": grant.dispute_column,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "principal": caller.principal.name,
+        "organization": caller.principal.organization,
+        "role": caller.principal.role.as_str(),
+        "purposes": caller.principal.purposes,
+        "datasets": datasets,
+    })
 }
 
 /// The JSON error body: `{"error": {"code", "message", "retryable"}}`.

@@ -33,23 +33,42 @@ pub fn served(lab: &Lab, source: &str) -> Vec<ServedRecord> {
     ServedLog::read_all(&config.served_log).unwrap_or_default()
 }
 
-/// A local DataFusion session over the federation's Parquet files, with the
-/// same `schema.table` names, for computing expected results.
+/// A local DataFusion session over the federation's raw Parquet files, with
+/// the same `schema.table` names and the demo policy's retention rule applied
+/// to negative records (no masks): the expected result for a caller whose
+/// policy leaves the queried columns unmasked.
 pub async fn reference_session(lab: &Lab) -> SessionContext {
+    let policy = creditgate_policy::Policy::parse(creditgate_gateway::demo::DEMO_POLICY, "demo-policy.toml")
+        .expect("demo policy");
+    let today = chrono::Local::now().date_naive();
     let ctx = SessionContext::new();
+    let catalog = ctx.catalog("datafusion").expect("default catalog");
+    catalog.register_schema("raw", Arc::new(datafusion::catalog::MemorySchemaProvider::new())).expect("schema");
     for source in &lab.manifest.sources {
-        let schema = Arc::new(datafusion::catalog::MemorySchemaProvider::new());
-        let catalog = ctx.catalog("datafusion").expect("default catalog");
-        catalog.register_schema(&source.name, schema).expect("schema");
+        catalog
+            .register_schema(&source.name, Arc::new(datafusion::catalog::MemorySchemaProvider::new()))
+            .expect("schema");
         for table in &source.tables {
             let path = lab.dir.join("data").join(&table.file);
-            ctx.register_parquet(
-                format!("{}.{}", source.name, table.name),
-                path.to_str().expect("utf8 path"),
-                ParquetReadOptions::default(),
-            )
-            .await
-            .expect("register parquet");
+            let raw = format!("raw.{}_{}", source.name, table.name);
+            ctx.register_parquet(raw.as_str(), path.to_str().expect("utf8 path"), ParquetReadOptions::default())
+                .await
+                .expect("register parquet");
+            let name = format!("{}.{}", source.name, table.name);
+            let filter = match policy.dataset(&name).and_then(|d| d.negative.as_ref()) {
+                Some(negative) => {
+                    let cutoff =
+                        today.checked_sub_months(chrono::Months::new(12 * negative.retention_years)).expect("cutoff");
+                    format!(" WHERE {c} IS NULL OR {c} >= DATE '{cutoff}'", c = negative.end_date)
+                }
+                None => String::new(),
+            };
+            ctx.sql(&format!("CREATE VIEW {name} AS SELECT * FROM {raw}{filter}"))
+                .await
+                .expect("reference view")
+                .collect()
+                .await
+                .expect("create view");
         }
     }
     ctx

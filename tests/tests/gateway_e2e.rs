@@ -102,19 +102,16 @@ async fn a_dead_or_stalled_source_is_named_promptly_on_both_front_ends() {
     // Other sources still work.
     client.query("SELECT COUNT(*) FROM tax.credit_ratings").await.expect("other sources unaffected");
 
-    let who = lab.caller("samr").expect("samr");
-    let http = lab.gateway.http_addr.to_string();
-    let response = http_request(
-        &http,
-        SERVER_NAME,
-        &lab.identity_of(who),
-        "POST",
-        "/v1/query",
-        &[],
-        Some(serde_json::json!({"sql": "SELECT * FROM court.dishonest_debtors"}).to_string()),
-    )
-    .await
-    .expect("http");
+    let response = lab
+        .http(
+            "samr",
+            "POST",
+            "/v1/query",
+            &[],
+            Some(serde_json::json!({"sql": "SELECT * FROM court.dishonest_debtors"}).to_string()),
+        )
+        .await
+        .expect("http");
     assert_eq!(response.status, 502, "{}", String::from_utf8_lossy(&response.body));
     let body: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
     assert_eq!(body["error"]["code"], "CG-SRC-002");
@@ -147,9 +144,15 @@ async fn callers_without_a_valid_known_certificate_are_refused_on_both_front_end
     // Positive control.
     let samr = lab.caller("samr").expect("samr");
     let mut ok = FlightClient::connect(&flight, SERVER_NAME, &lab.identity_of(samr)).expect("client");
+    // A known caller without a purpose is refused, saying which purposes it may use.
+    let text = creditgate_gateway::client::flight_error_text(&ok.query(sql).await.expect_err("no purpose"));
+    assert!(
+        text.contains("PermissionDenied") && text.contains("a purpose is required") && text.contains("supervision"),
+        "{text}"
+    );
+    ok.set_header(creditgate_gateway::gateway::PURPOSE_HEADER, "supervision");
     assert_eq!(ok.query(sql).await.expect("served").iter().map(|b| b.num_rows()).sum::<usize>(), 1);
-    let response =
-        http_request(&http, SERVER_NAME, &lab.identity_of(samr), "POST", "/v1/query", &[], body()).await.expect("http");
+    let response = lab.http("samr", "POST", "/v1/query", &[], body()).await.expect("http");
     assert_eq!(response.status, 200);
 
     // No certificate.
@@ -176,9 +179,7 @@ async fn callers_without_a_valid_known_certificate_are_refused_on_both_front_end
     let error = client.query(sql).await.expect_err("unknown identity refused");
     let text = creditgate_gateway::client::flight_error_text(&error);
     assert!(text.contains("PermissionDenied") && text.contains("not a known caller"), "{text}");
-    let response = http_request(&http, SERVER_NAME, &lab.identity_of(stranger), "POST", "/v1/query", &[], body())
-        .await
-        .expect("http");
+    let response = lab.http("stranger", "POST", "/v1/query", &[], body()).await.expect("http");
     assert_eq!(response.status, 403);
     lab.stop().await.expect("stop");
 }
@@ -187,12 +188,10 @@ async fn callers_without_a_valid_known_certificate_are_refused_on_both_front_end
 async fn http_front_end_formats_errors_and_documents() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let lab = start_lab(tmp.path()).await;
-    let http = lab.gateway.http_addr.to_string();
-    let who = lab.identity_of(lab.caller("credit_agency").expect("caller"));
     let post = |sql: &str| Some(serde_json::json!({ "sql": sql }).to_string());
     let sql = "SELECT credit_code, name FROM market.enterprises ORDER BY credit_code LIMIT 3";
 
-    let json = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[], post(sql)).await.expect("json");
+    let json = lab.http("credit_agency", "POST", "/v1/query", &[], post(sql)).await.expect("json");
     assert_eq!(json.status, 200);
     let value: serde_json::Value = serde_json::from_slice(&json.body).expect("valid JSON");
     assert_eq!(value["row_count"], 3);
@@ -200,25 +199,16 @@ async fn http_front_end_formats_errors_and_documents() {
     let first_code = value["rows"][0]["credit_code"].as_str().expect("code").to_string();
     creditgate_ident::CreditCode::parse(&first_code).expect("a real credit code came back");
 
-    let csv = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[("accept", "text/csv")], post(sql))
-        .await
-        .expect("csv");
+    let csv = lab.http("credit_agency", "POST", "/v1/query", &[("accept", "text/csv")], post(sql)).await.expect("csv");
     let text = String::from_utf8(csv.body.to_vec()).expect("utf8");
     assert_eq!(text.lines().count(), 4, "{text}");
     assert!(text.starts_with("credit_code,name\n"));
     assert!(text.contains(&first_code));
 
-    let arrow = http_request(
-        &http,
-        SERVER_NAME,
-        &who,
-        "POST",
-        "/v1/query",
-        &[("accept", "application/vnd.apache.arrow.stream")],
-        post(sql),
-    )
-    .await
-    .expect("arrow");
+    let arrow = lab
+        .http("credit_agency", "POST", "/v1/query", &[("accept", "application/vnd.apache.arrow.stream")], post(sql))
+        .await
+        .expect("arrow");
     let reader =
         arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow.body.to_vec()), None).expect("ipc");
     assert_eq!(reader.map(|b| b.expect("batch").num_rows()).sum::<usize>(), 3);
@@ -230,30 +220,28 @@ async fn http_front_end_formats_errors_and_documents() {
         (post("DROP TABLE market.enterprises"), 400, "CG-REQ-002"),
         (post("SET datafusion.execution.batch_size = 1"), 400, "CG-REQ-002"),
     ] {
-        let response =
-            http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[], body.clone()).await.expect("http");
+        let response = lab.http("credit_agency", "POST", "/v1/query", &[], body.clone()).await.expect("http");
         assert_eq!(response.status, status, "{body:?}: {}", String::from_utf8_lossy(&response.body));
         let value: serde_json::Value = serde_json::from_slice(&response.body).expect("json error");
         assert_eq!(value["error"]["code"], code, "{body:?}");
         assert!(!value["error"]["message"].as_str().unwrap_or("").is_empty());
     }
-    let response = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &[("accept", "image/png")], post(sql))
-        .await
-        .expect("http");
+    let response =
+        lab.http("credit_agency", "POST", "/v1/query", &[("accept", "image/png")], post(sql)).await.expect("http");
     assert_eq!(response.status, 406);
-    let response = http_request(&http, SERVER_NAME, &who, "GET", "/v1/query", &[], None).await.expect("http");
+    let response = lab.http("credit_agency", "GET", "/v1/query", &[], None).await.expect("http");
     assert_eq!(response.status, 405);
-    let response = http_request(&http, SERVER_NAME, &who, "GET", "/nope", &[], None).await.expect("http");
+    let response = lab.http("credit_agency", "GET", "/nope", &[], None).await.expect("http");
     assert_eq!(response.status, 404);
 
-    let health = http_request(&http, SERVER_NAME, &who, "GET", "/healthz", &[], None).await.expect("health");
+    let health = lab.http("credit_agency", "GET", "/healthz", &[], None).await.expect("health");
     let value: serde_json::Value = serde_json::from_slice(&health.body).expect("json");
     assert_eq!(value["status"], "ok");
-    let metrics = http_request(&http, SERVER_NAME, &who, "GET", "/metrics", &[], None).await.expect("metrics");
+    let metrics = lab.http("credit_agency", "GET", "/metrics", &[], None).await.expect("metrics");
     let text = String::from_utf8_lossy(&metrics.body);
     assert!(text.contains("creditgate_requests_total{frontend=\"http\",outcome=\"ok\"}"), "{text}");
     assert!(text.contains("creditgate_source_queries_total{source=\"market\",status=\"ok\"}"), "{text}");
-    let openapi = http_request(&http, SERVER_NAME, &who, "GET", "/openapi.json", &[], None).await.expect("openapi");
+    let openapi = lab.http("credit_agency", "GET", "/openapi.json", &[], None).await.expect("openapi");
     let served: serde_json::Value = serde_json::from_slice(&openapi.body).expect("json");
     let committed: serde_json::Value = serde_json::from_str(creditgate_gateway::http::OPENAPI).expect("committed json");
     assert_eq!(served, committed);

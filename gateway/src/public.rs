@@ -1,0 +1,95 @@
+//! The public disclosure window: server TLS only, no client certificate, the
+//! policy's `public` principal. `GET /public/v1/enterprises/{credit-code}`
+//! returns an enterprise's public registration, its public penalties and its
+//! red/black list status.
+
+use std::sync::Arc;
+
+use creditgate_audit::{RecordedQuery, SubjectKey};
+use creditgate_ident::CreditCode;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::encode::batches_to_json;
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+use crate::http::{Body, OPENAPI, json_response, text_response};
+
+/// Path prefix of the enterprise disclosure endpoint.
+pub const ENTERPRISE_PATH: &str = "/public/v1/enterprises/";
+
+/// Routes a request on the public listener.
+pub async fn route(gateway: &Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    let path = req.uri().path().to_string();
+    match (path.as_str(), req.method()) {
+        ("/healthz", &Method::GET) => Ok(json_response(StatusCode::OK, serde_json::json!({"status": "ok"}))),
+        ("/openapi.json", &Method::GET) => Ok(text_response("application/json", OPENAPI.to_string())),
+        (p, &Method::GET) if p.starts_with(ENTERPRISE_PATH) => enterprise(gateway, &p[ENTERPRISE_PATH.len()..]).await,
+        (p, _) if p.starts_with(ENTERPRISE_PATH) => {
+            Err(GatewayError::MethodNotAllowed(format!("{} {p}", req.method())))
+        }
+        (p, _) => Err(GatewayError::NotFound(p.chars().take(200).collect())),
+    }
+}
+
+async fn enterprise(gateway: &Arc<Gateway>, raw: &str) -> Result<Response<Body>, GatewayError> {
+    let raw = percent_decode(raw);
+    // Validate before anything else: nothing is sent to any source for a bad code.
+    let code = CreditCode::parse(&raw).map_err(|e| GatewayError::BadRequest(format!("credit_code: {e}")))?;
+    let caller = gateway.public_caller()?;
+    let code = code.as_str();
+    let hash = gateway.auditor().hasher().hash(&SubjectKey::CreditCode(code.to_string()));
+    let parts = vec![
+        ("enterprise".to_string(), format!("SELECT * FROM market.enterprises WHERE credit_code = '{code}'")),
+        (
+            "penalties".to_string(),
+            format!("SELECT * FROM market.penalties WHERE credit_code = '{code}' ORDER BY decision_date DESC"),
+        ),
+        ("red_list".to_string(), format!("SELECT * FROM credit_platform.red_list WHERE credit_code = '{code}'")),
+        ("black_list".to_string(), format!("SELECT * FROM credit_platform.black_list WHERE credit_code = '{code}'")),
+    ];
+    let query = RecordedQuery::Lookup(serde_json::json!({
+        "endpoint": "public enterprise disclosure",
+        "subject": {"type": "credit_code", "hash": hash},
+    }));
+    let results = gateway.collect_audited(&caller, &parts, query, vec![hash]).await?;
+    let mut body = serde_json::Map::new();
+    body.insert("credit_code".into(), code.into());
+    for (label, batches) in &results {
+        let rows = batches_to_json(batches)?;
+        match label.as_str() {
+            "enterprise" => {
+                let Some(first) = rows.into_iter().next() else {
+                    return Err(GatewayError::NotFound(format!("no enterprise is registered with credit code {code}")));
+                };
+                body.insert("enterprise".into(), first);
+            }
+            "red_list" | "black_list" => {
+                body.insert(format!("on_{label}"), (!rows.is_empty()).into());
+                body.insert(label.clone(), rows.into());
+            }
+            _ => {
+                body.insert(label.clone(), rows.into());
+            }
+        }
+    }
+    Ok(json_response(StatusCode::OK, serde_json::Value::Object(body)))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
