@@ -126,6 +126,8 @@ pub struct LabOptions {
     pub deadlines_ms: (u64, u64, u64),
     /// Policy text; the committed demo policy when `None`.
     pub policy: Option<String>,
+    /// Per-query memory limit of the gateway.
+    pub memory_limit_bytes: usize,
 }
 
 /// The committed demo policy (`policy/core/examples/demo-policy.toml`).
@@ -140,6 +142,7 @@ impl LabOptions {
             as_of: chrono::Local::now().date_naive(),
             deadlines_ms: (DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS, DEFAULT_TOTAL_TIMEOUT_MS),
             policy: None,
+            memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
         }
     }
 }
@@ -297,7 +300,7 @@ impl Lab {
                 crls: vec![crl_file.clone()],
                 enforce_crl_expiry: false,
                 handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
-                memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
+                memory_limit_bytes: options.memory_limit_bytes,
             },
             upstream: UpstreamConfig { client_cert: gw_client_cert, client_key: gw_client_key },
             connectors: connector_configs

@@ -25,7 +25,6 @@ use creditgate_remote::RemoteTable;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{DataFrame, SessionContext};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -128,7 +127,6 @@ pub struct Gateway {
     config: GatewayConfig,
     federation: Arc<Federation>,
     metrics: Arc<Metrics>,
-    runtime: Arc<RuntimeEnv>,
     policy: RwLock<Arc<Policy>>,
     policy_generation: AtomicU64,
     masks: Arc<MaskUdfs>,
@@ -200,7 +198,8 @@ impl Gateway {
         let metrics = Arc::new(Metrics::default());
         let federation = Arc::new(Federation::new(&config, Arc::clone(&metrics))?);
         warn_about_policy_coverage(&policy, &federation);
-        let runtime = locked_down_runtime(config.server.memory_limit_bytes)
+        // Checked once here; every request then gets its own runtime with this limit.
+        locked_down_runtime(config.server.memory_limit_bytes)
             .map_err(|e| GatewayError::Config(format!("server.memory_limit_bytes: {}", e.strip_backtrace())))?;
         for failure in federation.refresh().await {
             tracing::warn!(source = %failure.source_name, "source not available at start-up; will retry");
@@ -210,7 +209,6 @@ impl Gateway {
             config,
             federation,
             metrics,
-            runtime,
             policy: RwLock::new(Arc::new(policy)),
             policy_generation: AtomicU64::new(0),
             masks: Arc::new(masks),
@@ -379,12 +377,18 @@ impl Gateway {
         (catalog, grants)
     }
 
-    /// A fresh session whose catalog holds only the caller's secure views.
-    pub fn session_for(&self, caller: &Caller) -> (SessionContext, Arc<BTreeMap<String, DatasetGrant>>) {
+    /// A fresh session whose catalog holds only the caller's secure views, with
+    /// its own memory limit and no disk.
+    pub fn session_for(
+        &self,
+        caller: &Caller,
+    ) -> Result<(SessionContext, Arc<BTreeMap<String, DatasetGrant>>), GatewayError> {
         let (catalog, grants) = self.catalog_for(caller);
-        let ctx = session(Arc::clone(&self.runtime), CATALOG, "public", true);
+        let runtime = locked_down_runtime(self.config.server.memory_limit_bytes)
+            .map_err(|e| GatewayError::Internal(format!("runtime: {}", e.strip_backtrace())))?;
+        let ctx = session(runtime, CATALOG, "public", true);
         ctx.register_catalog(CATALOG, catalog);
-        (ctx, grants)
+        Ok((ctx, grants))
     }
 
     /// Checks the request and plans `sql` against the caller's views.
@@ -395,7 +399,7 @@ impl Gateway {
     ) -> Result<(DataFrame, Arc<BTreeMap<String, DatasetGrant>>), GatewayError> {
         self.authorize_data(caller)?;
         let statement = crate::sql_gate::parse_query(sql)?;
-        let (ctx, grants) = self.session_for(caller);
+        let (ctx, grants) = self.session_for(caller)?;
         let state = ctx.state();
         let plan = match state.statement_to_plan(statement).await {
             Ok(plan) => plan,

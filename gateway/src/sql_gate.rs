@@ -1,6 +1,6 @@
 //! The first thing a caller's SQL meets: size limits and "one read-only query".
 //!
-//! Only a single `SELECT`-style query passes. `EXPLAIN` (which prints plans,
+//! Only a single `SELECT`-style query (or `DESCRIBE <table>`) passes. `EXPLAIN` (which prints plans,
 //! predicates and literals), DDL, DML, `COPY`, `SET`/`RESET`, `CREATE VIEW` and
 //! everything else are refused here with a message naming what was sent,
 //! before any planning happens.
@@ -36,6 +36,18 @@ pub fn parse_query(sql: &str) -> Result<Statement, GatewayError> {
     };
     match &statement {
         Statement::Statement(inner) if matches!(inner.as_ref(), ast::Statement::Query(_)) => Ok(statement),
+        // `DESCRIBE <table>` shows the caller's view of a table (granted columns only).
+        Statement::Statement(inner)
+            if matches!(
+                inner.as_ref(),
+                ast::Statement::ExplainTable {
+                    describe_alias: ast::DescribeAlias::Describe | ast::DescribeAlias::Desc,
+                    ..
+                }
+            ) =>
+        {
+            Ok(statement)
+        }
         other => Err(GatewayError::InvalidQuery(format!(
             "only read-only queries (SELECT … / WITH …) are allowed; `{}` statements are refused",
             statement_kind(other)

@@ -18,9 +18,15 @@ pub const TEST_DEADLINES_MS: (u64, u64, u64) = (2_000, 3_000, 60_000);
 
 /// Starts a federation in `dir` (scale 1).
 pub async fn start_lab(dir: &Path) -> Lab {
+    start_lab_with(dir, |_| {}).await
+}
+
+/// Starts a federation in `dir` after `adjust` changes the options.
+pub async fn start_lab_with(dir: &Path, adjust: impl FnOnce(&mut LabOptions)) -> Lab {
     creditgate_certs::install_default_provider();
     let mut options = LabOptions::new(dir);
     options.deadlines_ms = TEST_DEADLINES_MS;
+    adjust(&mut options);
     match Lab::start(options).await {
         Ok(lab) => lab,
         Err(e) => panic!("cannot start the test federation: {e}"),
