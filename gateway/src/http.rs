@@ -137,6 +137,11 @@ async fn route(
             );
             query(gateway, caller, req).instrument(span).await
         }
+        (p, _) if p == "/console" || p.starts_with("/v1/audit/") => {
+            let caller = gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
+            let path = p.to_string();
+            crate::audit_api::route(gateway, &caller, &method, &path, req.uri().query()).await
+        }
         ("/healthz" | "/metrics" | "/openapi.json" | "/v1/query" | "/v1/catalog", _) => {
             Err(GatewayError::MethodNotAllowed(format!("{method} {}", req.uri().path())))
         }

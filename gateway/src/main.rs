@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     let cli = creditgate_gateway::cli::Cli::parse();
     creditgate_gateway::cli::init_tracing(cli.log_json);
     match creditgate_gateway::cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -33,7 +33,7 @@ pub async fn route(gateway: &Arc<Gateway>, req: Request<Incoming>) -> Result<Res
 }
 
 async fn enterprise(gateway: &Arc<Gateway>, raw: &str) -> Result<Response<Body>, GatewayError> {
-    let raw = percent_decode(raw);
+    let raw = crate::audit_api::percent_decode(raw);
     // Validate before anything else: nothing is sent to any source for a bad code.
     let code = CreditCode::parse(&raw).map_err(|e| GatewayError::BadRequest(format!("credit_code: {e}")))?;
     let caller = gateway.public_caller()?;
@@ -74,22 +74,4 @@ async fn enterprise(gateway: &Arc<Gateway>, raw: &str) -> Result<Response<Body>,
         }
     }
     Ok(json_response(StatusCode::OK, serde_json::Value::Object(body)))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
