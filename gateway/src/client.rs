@@ -82,6 +82,8 @@ pub struct HttpResponse {
     pub status: u16,
     /// `Content-Type`, if any.
     pub content_type: Option<String>,
+    /// `X-Request-Id`, if any (the id in the gateway's logs and audit record).
+    pub request_id: Option<String>,
     /// The whole body.
     pub body: Bytes,
 }
@@ -117,7 +119,9 @@ pub async fn http_request(
     let request = builder.body(Full::new(Bytes::from(body.unwrap_or_default()))).map_err(|e| e.to_string())?;
     let response = sender.send_request(request).await.map_err(|e| format!("HTTP: {e}"))?;
     let status = response.status().as_u16();
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let content_type = header("content-type");
+    let request_id = header("x-request-id");
     let body = response.into_body().collect().await.map_err(|e| format!("HTTP body: {e}"))?.to_bytes();
-    Ok(HttpResponse { status, content_type, body })
+    Ok(HttpResponse { status, content_type, request_id, body })
 }
