@@ -80,7 +80,10 @@ pub fn subject_key(raw: &str) -> Result<SubjectKey, GatewayError> {
     }
 }
 
-fn time_param(params: &BTreeMap<String, String>, name: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, GatewayError> {
+fn time_param(
+    params: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, GatewayError> {
     let Some(text) = params.get(name).filter(|t| !t.is_empty()) else { return Ok(None) };
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(Some(t.with_timezone(&chrono::Utc)));
@@ -137,7 +140,9 @@ pub async fn route(
             gateway.audit_api_access(caller, path, subjects, None).await?;
             return Ok(text_response("text/html; charset=utf-8", CONSOLE_HTML.to_string()));
         }
-        "/v1/audit/verify" => blocking(Box::new(move || Ok(serde_json::to_value(log.verify()).unwrap_or_default()))).await?,
+        "/v1/audit/verify" => {
+            blocking(Box::new(move || Ok(serde_json::to_value(log.verify()).unwrap_or_default()))).await?
+        }
         "/v1/audit/records" => {
             let subject_hash = match params.get("subject").filter(|s| !s.is_empty()) {
                 Some(raw) => {
@@ -181,8 +186,10 @@ pub async fn route(
                 return Err(GatewayError::BadRequest("from: must not be after to".into()));
             }
             let stats = StatsQuery { from, to, flag_rule: Default::default() };
-            blocking(Box::new(move || Ok(serde_json::to_value(log.stats(&stats).map_err(audit_error)?).unwrap_or_default())))
-                .await?
+            blocking(Box::new(move || {
+                Ok(serde_json::to_value(log.stats(&stats).map_err(audit_error)?).unwrap_or_default())
+            }))
+            .await?
         }
         p if p.starts_with("/v1/audit/subjects/") && p.ends_with("/report") => {
             let raw = percent_decode(&p["/v1/audit/subjects/".len()..p.len() - "/report".len()]);

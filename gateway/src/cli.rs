@@ -49,10 +49,67 @@ pub enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 20261128)]
         seed: u64,
+        /// Also load the federation into this PostgreSQL database, one schema
+        /// per source (URL without password; `PGPASSWORD` supplies one).
+        #[arg(long, value_name = "URL")]
+        load_postgres: Option<String>,
+        /// Also load the federation into this MySQL/MariaDB server, one
+        /// database per source (URL without password; `MYSQL_PWD` supplies one).
+        #[arg(long, value_name = "URL")]
+        load_mysql: Option<String>,
+        /// Sources loaded into PostgreSQL (comma-separated; default: all).
+        #[arg(long, value_name = "SOURCES", value_delimiter = ',', requires = "load_postgres")]
+        postgres_sources: Option<Vec<String>>,
+        /// Sources loaded into MySQL/MariaDB (comma-separated; default: all).
+        #[arg(long, value_name = "SOURCES", value_delimiter = ',', requires = "load_mysql")]
+        mysql_sources: Option<Vec<String>>,
+        /// Prefix of the schema (database) each source is loaded into.
+        #[arg(long, default_value = creditgate_datagen::load::DEFAULT_SCHEMA_PREFIX)]
+        schema_prefix: String,
     },
     /// Certificates: dev CA, issuing, revocation.
     #[command(subcommand)]
     Certs(creditgate_certs::cli::CertsCommand),
+    /// Policy files: validate offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// The audit log: verify the chain, export a checkpoint for a witness.
+    #[command(subcommand)]
+    Audit(creditgate_audit::cli::AuditCommand),
+}
+
+/// `creditgate policy …`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file; prints every problem with its key, or a summary.
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
+}
+
+/// Validates a policy file offline; the summary on success, every problem on failure.
+pub fn policy_check(file: &std::path::Path) -> Result<String, String> {
+    let policy = creditgate_policy::Policy::load(file).map_err(|e| e.to_string())?;
+    let mut lines = vec![format!(
+        "{}: valid — {} principals, {} datasets, {} rules",
+        file.display(),
+        policy.principals().len(),
+        policy.datasets().len(),
+        policy.rules().len()
+    )];
+    for principal in policy.principals() {
+        let grants = policy.grants_for(principal);
+        lines.push(format!(
+            "  {} ({}, {}): {} datasets, purposes {}",
+            principal.name,
+            principal.role.as_str(),
+            principal.identity,
+            grants.len(),
+            principal.purposes.join(", ")
+        ));
+    }
+    Ok(lines.join("\n"))
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default (`info`, DataFusion at `warn`).
@@ -70,6 +127,20 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Reloads the policy on SIGHUP (a failed reload keeps the current policy).
+fn spawn_policy_reloader(gateway: Arc<Gateway>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else { return };
+        while hangup.recv().await.is_some() {
+            let _ = gateway.reload_policy();
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = gateway;
 }
 
 /// Waits for Ctrl-C or SIGTERM.
@@ -95,9 +166,28 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<(), String> {
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32, String> {
     match cli.command {
+        Command::Policy(PolicyCommand::Check { file }) => {
+            println!("{}", policy_check(&file)?);
+            Ok(0)
+        }
+        Command::Audit(command) => {
+            let (code, message) = creditgate_audit::cli::run(&command);
+            if code == 0 {
+                println!("{message}");
+            } else {
+                eprintln!("{message}");
+            }
+            Ok(code)
+        }
+        command => run_main(command).map(|()| 0),
+    }
+}
+
+fn run_main(command: Command) -> Result<(), String> {
+    match command {
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
         Command::Gateway { config } => runtime()?.block_on(async move {
             let config = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
@@ -105,6 +195,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
             let running = Arc::clone(&gateway).start().await.map_err(|e| e.to_string())?;
             println!("flight sql: {}", running.flight_addr);
             println!("http:       {}", running.http_addr);
+            if let Some(public) = running.public_addr {
+                println!("public:     {public}");
+            }
+            spawn_policy_reloader(Arc::clone(&gateway));
             shutdown_signal().await;
             tracing::info!("shutting down");
             running.stop().await.map_err(|e| e.to_string())
@@ -117,7 +211,16 @@ pub fn run(cli: Cli) -> Result<(), String> {
             shutdown_signal().await;
             running.stop().await.map_err(|e| e.to_string())
         }),
-        Command::Datagen { dir, scale, seed } => {
+        Command::Datagen {
+            dir,
+            scale,
+            seed,
+            load_postgres,
+            load_mysql,
+            postgres_sources,
+            mysql_sources,
+            schema_prefix,
+        } => {
             let options = creditgate_datagen::GenOptions {
                 dir,
                 scale,
@@ -133,8 +236,43 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 manifest.sources.len(),
                 options.dir.display()
             );
-            Ok(())
+            if load_postgres.is_none() && load_mysql.is_none() {
+                return Ok(());
+            }
+            runtime()?.block_on(async {
+                use creditgate_datagen::load::{LoadOptions, LoadReport, load_mysql as mysql, load_postgres as pg};
+                let show = |kind: &str, url: &str, report: &LoadReport| {
+                    println!(
+                        "loaded {} tables, {} rows into {kind} {} in {:.1} s (schemas: {})",
+                        report.tables,
+                        report.rows,
+                        creditgate_datagen::load::redact_url(url),
+                        report.elapsed.as_secs_f64(),
+                        report.schemas.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(", ")
+                    )
+                };
+                if let Some(url) = &load_postgres {
+                    let load = LoadOptions {
+                        schema_prefix: schema_prefix.clone(),
+                        sources: postgres_sources.clone(),
+                        password_env: None,
+                    };
+                    let report = pg(&options.dir, url, &load).await.map_err(|e| e.to_string())?;
+                    show("PostgreSQL", url, &report);
+                }
+                if let Some(url) = &load_mysql {
+                    let load = LoadOptions {
+                        schema_prefix: schema_prefix.clone(),
+                        sources: mysql_sources.clone(),
+                        password_env: None,
+                    };
+                    let report = mysql(&options.dir, url, &load).await.map_err(|e| e.to_string())?;
+                    show("MySQL", url, &report);
+                }
+                Ok(())
+            })
         }
         Command::Certs(command) => creditgate_certs::cli::run(command).map_err(|e| e.to_string()),
+        Command::Policy(_) | Command::Audit(_) => Err("handled by run".to_string()),
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use clap::Args;
 use creditgate_certs::ca::{DevCa, IssueRequest};
-use creditgate_connector::{Connector, ConnectorConfig, RunningConnector, TableConfig, TableFormat};
+use creditgate_connector::{Connector, ConnectorConfig, RunningConnector};
 use creditgate_datagen::{GenOptions, Manifest};
 use serde::Serialize;
 
@@ -39,6 +39,9 @@ pub struct DemoArgs {
     /// write DIR/endpoints.json.
     #[arg(long)]
     pub serve: bool,
+    /// Where the sources keep their data (`--backend mixed`: some on PostgreSQL, one on MariaDB).
+    #[command(flatten)]
+    pub storage: crate::demo_backend::BackendArgs,
 }
 
 /// The SPIFFE identity of the gateway towards connectors.
@@ -128,6 +131,8 @@ pub struct LabOptions {
     pub policy: Option<String>,
     /// Per-query memory limit of the gateway.
     pub memory_limit_bytes: usize,
+    /// Where each source keeps its data (Parquet by default).
+    pub backend: crate::demo_backend::BackendArgs,
 }
 
 /// The committed demo policy (`policy/core/examples/demo-policy.toml`).
@@ -143,6 +148,7 @@ impl LabOptions {
             deadlines_ms: (DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS, DEFAULT_TOTAL_TIMEOUT_MS),
             policy: None,
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
+            backend: crate::demo_backend::BackendArgs::default(),
         }
     }
 }
@@ -247,6 +253,7 @@ impl Lab {
         std::fs::create_dir_all(&connectors_dir).map_err(|e| io("cannot create", &connectors_dir, e))?;
         let mut connectors = BTreeMap::new();
         let mut connector_configs = BTreeMap::new();
+        let mut table_configs = crate::demo_backend::table_configs(&manifest, &data_dir, &options.backend).await?;
         for source in &manifest.sources {
             let (cert, key) = issue(
                 server(&format!("{}-connector", source.name.replace('_', "-"))),
@@ -264,17 +271,7 @@ impl Lab {
                 served_log: dir.join("logs").join(format!("served-{}.jsonl", source.name)),
                 memory_limit_bytes: creditgate_connector::DEFAULT_MEMORY_LIMIT_BYTES,
                 handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
-                tables: source
-                    .tables
-                    .iter()
-                    .map(|t| TableConfig {
-                        name: t.name.clone(),
-                        format: TableFormat::Parquet,
-                        path: data_dir.join(&t.file),
-                        source_table: None,
-                        columns: t.columns.clone(),
-                    })
-                    .collect(),
+                tables: table_configs.remove(&source.name).unwrap_or_default(),
             };
             let connector = Connector::open(config.clone()).await.map_err(|e| e.to_string())?;
             let running = connector.start().await.map_err(|e| e.to_string())?;
@@ -556,6 +553,7 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     println!("creditgate demo: building the federation in {}", args.dir.display());
     let mut options = LabOptions::new(&args.dir);
     options.scale = args.scale;
+    options.backend = args.storage.clone();
     let lab = Lab::start(options).await?;
     println!(
         "{} connectors and the gateway are up (Flight SQL {}, HTTP {})",

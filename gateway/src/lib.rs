@@ -4,16 +4,20 @@
 //! HTTP/JSON. Also home of the `creditgate` command line (`cli`) and the
 //! `demo` main job.
 
+pub mod audit;
+pub mod audit_api;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod demo_backend;
 pub mod encode;
 pub mod error;
 pub mod federation;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
+pub mod public;
 pub mod sql_gate;
 
 pub use config::GatewayConfig;

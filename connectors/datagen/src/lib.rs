@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod load;
 mod pools;
 mod rng;
 mod sink;
@@ -69,13 +70,7 @@ pub struct GenOptions {
 impl GenOptions {
     /// Options with scale 1, the default seed and no progress bar.
     pub fn new(dir: impl Into<PathBuf>, as_of: NaiveDate) -> GenOptions {
-        GenOptions {
-            dir: dir.into(),
-            scale: 1,
-            seed: DEFAULT_SEED,
-            as_of,
-            progress: false,
-        }
+        GenOptions { dir: dir.into(), scale: 1, seed: DEFAULT_SEED, as_of, progress: false }
     }
 }
 
@@ -98,10 +93,7 @@ pub struct Manifest {
 impl Manifest {
     /// The entry of table `table` of source `source`, if any.
     pub fn table(&self, source: &str, table: &str) -> Option<&TableManifest> {
-        self.sources
-            .iter()
-            .find(|s| s.name == source)
-            .and_then(|s| s.tables.iter().find(|t| t.name == table))
+        self.sources.iter().find(|s| s.name == source).and_then(|s| s.tables.iter().find(|t| t.name == table))
     }
 }
 
@@ -198,10 +190,7 @@ pub enum DatagenError {
 
 impl DatagenError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> DatagenError {
-        DatagenError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        DatagenError::Io { path: path.to_path_buf(), source }
     }
 }
 
@@ -230,9 +219,8 @@ pub fn generate(opts: &GenOptions) -> Result<Manifest, DatagenError> {
     let total_units: u64 = defs.iter().map(|d| (d.units)(&world)).sum();
     let bar = if opts.progress {
         let bar = ProgressBar::with_draw_target(Some(total_units), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}",
-        ) {
+        if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}")
+        {
             bar.set_style(style);
         }
         bar
@@ -247,10 +235,7 @@ pub fn generate(opts: &GenOptions) -> Result<Manifest, DatagenError> {
     let abort = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<TableResult, DatagenError>>>> =
         Mutex::new((0..defs.len()).map(|_| None).collect());
-    let threads = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1)
-        .min(defs.len());
+    let threads = std::thread::available_parallelism().map(usize::from).unwrap_or(1).min(defs.len());
 
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -282,24 +267,16 @@ pub fn generate(opts: &GenOptions) -> Result<Manifest, DatagenError> {
     });
     bar.finish_and_clear();
 
-    let results = results
-        .into_inner()
-        .map_err(|_| DatagenError::Internal("a table writer panicked".into()))?;
+    let results = results.into_inner().map_err(|_| DatagenError::Internal("a table writer panicked".into()))?;
 
-    let mut sources: Vec<SourceManifest> = tables::SOURCES
-        .iter()
-        .map(|s| SourceManifest {
-            name: (*s).to_owned(),
-            tables: Vec::new(),
-        })
-        .collect();
+    let mut sources: Vec<SourceManifest> =
+        tables::SOURCES.iter().map(|s| SourceManifest { name: (*s).to_owned(), tables: Vec::new() }).collect();
     let mut expired = Vec::new();
     let mut disputed = Vec::new();
     let mut blacklisted = Vec::new();
     for (def, result) in defs.iter().zip(results) {
-        let result = result.ok_or_else(|| {
-            DatagenError::Internal(format!("{}.{} was not written", def.source, def.name))
-        })??;
+        let result =
+            result.ok_or_else(|| DatagenError::Internal(format!("{}.{} was not written", def.source, def.name)))??;
         let source = sources
             .iter_mut()
             .find(|s| s.name == def.source)
@@ -377,9 +354,7 @@ fn write_table(
             bar.inc(pending_units);
             pending_units = 0;
             if abort.load(Ordering::Relaxed) {
-                return Err(DatagenError::Internal(
-                    "stopped after another table failed".into(),
-                ));
+                return Err(DatagenError::Internal("stopped after another table failed".into()));
             }
         }
     }
@@ -396,10 +371,7 @@ fn write_table(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "table written"
     );
-    Ok(TableResult {
-        rows,
-        notes: ctx.notes,
-    })
+    Ok(TableResult { rows, notes: ctx.notes })
 }
 
 /// Writes `DIR/manifest.json` through a temporary file.
@@ -407,10 +379,7 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), DatagenError> {
     let path = dir.join(MANIFEST_FILE);
     let tmp = dir.join(format!(".{MANIFEST_FILE}.tmp-{}", std::process::id()));
     let mut json =
-        serde_json::to_vec_pretty(manifest).map_err(|source| DatagenError::Manifest {
-            path: path.clone(),
-            source,
-        })?;
+        serde_json::to_vec_pretty(manifest).map_err(|source| DatagenError::Manifest { path: path.clone(), source })?;
     json.push(b'\n');
     std::fs::write(&tmp, json).map_err(|e| DatagenError::io(&tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| DatagenError::io(&path, e))?;

@@ -16,10 +16,7 @@ pub(crate) const fn mix64(mut z: u64) -> u64 {
 
 /// Hashes a seed, a tag naming what is derived, and an index into one value.
 pub(crate) const fn hash3(seed: u64, tag: u64, index: u64) -> u64 {
-    mix64(
-        mix64(seed ^ tag.wrapping_mul(GAMMA))
-            .wrapping_add(index.wrapping_mul(0xD6E8_FEB8_6659_FD93)),
-    )
+    mix64(mix64(seed ^ tag.wrapping_mul(GAMMA)).wrapping_add(index.wrapping_mul(0xD6E8_FEB8_6659_FD93)))
 }
 
 /// Tag for a derivation, from a short ASCII label (FNV-1a).
@@ -44,9 +41,7 @@ pub(crate) struct Rng {
 impl Rng {
     /// A stream for `(seed, label, index)`.
     pub(crate) fn new(seed: u64, label: &str, index: u64) -> Rng {
-        Rng {
-            state: hash3(seed, tag(label), index),
-        }
+        Rng { state: hash3(seed, tag(label), index) }
     }
 
     /// Next 64 random bits.

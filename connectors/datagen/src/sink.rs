@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -51,20 +50,12 @@ pub(crate) struct Col {
 
 /// A required column.
 pub(crate) const fn req(name: &'static str, kind: Kind) -> Col {
-    Col {
-        name,
-        kind,
-        nullable: false,
-    }
+    Col { name, kind, nullable: false }
 }
 
 /// A nullable column.
 pub(crate) const fn opt(name: &'static str, kind: Kind) -> Col {
-    Col {
-        name,
-        kind,
-        nullable: true,
-    }
+    Col { name, kind, nullable: true }
 }
 
 /// Builds the Arrow schema of a column list.
@@ -100,9 +91,7 @@ impl Builder {
         match kind {
             Kind::Text => Builder::Text(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16)),
             Kind::Date => Builder::Date(Date32Builder::with_capacity(BATCH_ROWS)),
-            Kind::Timestamp => {
-                Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS))
-            }
+            Kind::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS)),
             Kind::Float => Builder::Float(Float64Builder::with_capacity(BATCH_ROWS)),
             Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(BATCH_ROWS)),
             Kind::Int => Builder::Int(Int32Builder::with_capacity(BATCH_ROWS)),
@@ -162,10 +151,7 @@ impl RowSink {
 
     fn mismatch(&mut self, what: &str) {
         if self.fault.is_none() {
-            let col = self
-                .cols
-                .get(self.cursor)
-                .map_or("<past last column>", |c| c.name);
+            let col = self.cols.get(self.cursor).map_or("<past last column>", |c| c.name);
             self.fault = Some(format!("{}: {what} written to column {col}", self.table));
         }
     }
@@ -258,12 +244,8 @@ impl RowSink {
     /// Closes a row; every column must have received exactly one value.
     pub(crate) fn end_row(&mut self) {
         if self.cursor != self.cols.len() && self.fault.is_none() {
-            self.fault = Some(format!(
-                "{}: row has {} values for {} columns",
-                self.table,
-                self.cursor,
-                self.cols.len()
-            ));
+            self.fault =
+                Some(format!("{}: row has {} values for {} columns", self.table, self.cursor, self.cols.len()));
         }
         self.cursor = 0;
         self.rows += 1;
@@ -301,11 +283,7 @@ impl TableFile {
             .set_max_row_group_row_count(Some(BATCH_ROWS * 4))
             .build();
         let writer = ArrowWriter::try_new(file, schema, Some(props))?;
-        Ok(TableFile {
-            tmp_path,
-            final_path: final_path.to_path_buf(),
-            writer: Some(writer),
-        })
+        Ok(TableFile { tmp_path, final_path: final_path.to_path_buf(), writer: Some(writer) })
     }
 
     pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<(), DatagenError> {
@@ -317,16 +295,11 @@ impl TableFile {
 
     /// Flushes, closes and renames the file into place.
     pub(crate) fn commit(mut self) -> Result<(), DatagenError> {
-        let writer = self
-            .writer
-            .take()
-            .ok_or_else(|| DatagenError::Internal("file closed twice".into()))?;
+        let writer = self.writer.take().ok_or_else(|| DatagenError::Internal("file closed twice".into()))?;
         let file = writer.into_inner()?;
-        file.sync_all()
-            .map_err(|e| DatagenError::io(&self.tmp_path, e))?;
+        file.sync_all().map_err(|e| DatagenError::io(&self.tmp_path, e))?;
         drop(file);
-        std::fs::rename(&self.tmp_path, &self.final_path)
-            .map_err(|e| DatagenError::io(&self.final_path, e))?;
+        std::fs::rename(&self.tmp_path, &self.final_path).map_err(|e| DatagenError::io(&self.final_path, e))?;
         Ok(())
     }
 }

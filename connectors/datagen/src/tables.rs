@@ -13,16 +13,16 @@ use chrono::Datelike;
 
 use crate::DatagenError;
 use crate::pools::{
-    ABNORMAL_REASONS, BLACK_LIST_BASES, COMMITMENTS, COMPLAINT_CATEGORIES, COMPLAINT_PROBLEMS,
-    COMPLAINT_STATUS, COURIER_COMPLAINTS, COURIER_VIOLATIONS, DISTRICTS, FRAUD_CATEGORIES,
-    LICENCE_TYPES, MARKET_DEPARTMENTS, OBLIGATIONS, PENALTY_VIOLATIONS, PLATFORM_VIOLATIONS,
-    PRODUCTS, RED_LIST_BASES, REVIEWS, RISK_REASONS, SHOP_STATUS, TAX_VIOLATIONS,
+    ABNORMAL_REASONS, BLACK_LIST_BASES, COMMITMENTS, COMPLAINT_CATEGORIES, COMPLAINT_PROBLEMS, COMPLAINT_STATUS,
+    COURIER_COMPLAINTS, COURIER_VIOLATIONS, DISTRICTS, FRAUD_CATEGORIES, LICENCE_TYPES, MARKET_DEPARTMENTS,
+    OBLIGATIONS, PENALTY_VIOLATIONS, PLATFORM_VIOLATIONS, PRODUCTS, RED_LIST_BASES, REVIEWS, RISK_REASONS, SHOP_STATUS,
+    TAX_VIOLATIONS,
 };
 use crate::rng::Rng;
 use crate::sink::{Col, Kind, RowSink, opt, req};
 use crate::world::{
-    COURIER_COUNT, COURIER_FIRST, FEATURED_ENT, FEATURED_PERSON, NegDates, Owner, STAFF_COUNT,
-    World, date, gcd, non_empty,
+    COURIER_COUNT, COURIER_FIRST, FEATURED_ENT, FEATURED_PERSON, NegDates, Owner, STAFF_COUNT, World, date, gcd,
+    non_empty,
 };
 
 use Kind::{Bool, Date, Float, Int, Text, Timestamp};
@@ -141,13 +141,7 @@ fn negative(c: &mut Ctx<'_>, role: Role, ongoing: f64) -> (NegDates, bool) {
         Role::Disputed => (w.recent_dates(&mut c.rng), true),
         Role::Ongoing => {
             let d = w.recent_dates(&mut c.rng);
-            (
-                NegDates {
-                    start: d.start,
-                    end: None,
-                },
-                false,
-            )
+            (NegDates { start: d.start, end: None }, false)
         }
     }
 }
@@ -168,12 +162,7 @@ fn year_of(days: i32) -> i32 {
 
 /// Writes the subject columns (subject_type?, credit_code, resident_id,
 /// name) of an owner.
-fn subject_cols(
-    c: &mut Ctx<'_>,
-    o: Owner,
-    with_type: bool,
-    with_name: bool,
-) -> Result<(), DatagenError> {
+fn subject_cols(c: &mut Ctx<'_>, o: Owner, with_type: bool, with_name: bool) -> Result<(), DatagenError> {
     c.w.owner_keys_into(o, &mut c.a, &mut c.b, &mut c.c)?;
     if with_type {
         c.out.text(match o {
@@ -223,16 +212,10 @@ fn enterprises(c: &mut Ctx<'_>, i: u64) -> Result<(), DatagenError> {
     } else if individual {
         *c.rng.pick(&[1.0, 3.0, 5.0, 10.0, 20.0, 30.0, 50.0])
     } else {
-        *c.rng.pick(&[
-            10.0, 50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 2000.0, 5000.0,
-        ])
+        *c.rng.pick(&[10.0, 50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 2000.0, 5000.0])
     };
     c.out.float(capital);
-    let founded = if i == FEATURED_ENT {
-        w.as_of - 2900
-    } else {
-        w.as_of - c.rng.range(120, 25 * 365) as i32
-    };
+    let founded = if i == FEATURED_ENT { w.as_of - 2900 } else { w.as_of - c.rng.range(120, 25 * 365) as i32 };
     c.out.date(founded);
     c.out.text(w.ent_district(i).code);
     w.ent_address_into(i, &mut c.a);
@@ -257,19 +240,10 @@ const LICENCES: &[Col] = &[
 
 fn licences(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
     let w = c.w;
-    let ent = if u == 0 {
-        FEATURED_ENT
-    } else {
-        w.random_ent(&mut c.rng)
-    };
-    let (kind, prefix) = if u == 0 {
-        LICENCE_TYPES[0]
-    } else {
-        *c.rng.pick(&LICENCE_TYPES)
-    };
+    let ent = if u == 0 { FEATURED_ENT } else { w.random_ent(&mut c.rng) };
+    let (kind, prefix) = if u == 0 { LICENCE_TYPES[0] } else { *c.rng.pick(&LICENCE_TYPES) };
     let d = w.ent_district(ent);
-    c.out
-        .textf(format_args!("{prefix}1{}{:07}", d.code, 1_000_000 + u * 7));
+    c.out.textf(format_args!("{prefix}1{}{:07}", d.code, 1_000_000 + u * 7));
     w.ent_code_into(ent, &mut c.a)?;
     c.out.text(&c.a);
     c.out.text(kind);
@@ -313,16 +287,8 @@ fn penalties(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
     c.out.text(&c.id);
     w.ent_code_into(ent, &mut c.a)?;
     c.out.text(&c.a);
-    c.out.textf(format_args!(
-        "青市监罚〔{}〕{}号",
-        year_of(d.start),
-        1000 + u
-    ));
-    c.out.text(if role == Role::Normal {
-        c.rng.word(&PENALTY_VIOLATIONS)
-    } else {
-        PENALTY_VIOLATIONS[10]
-    });
+    c.out.textf(format_args!("青市监罚〔{}〕{}号", year_of(d.start), 1000 + u));
+    c.out.text(if role == Role::Normal { c.rng.word(&PENALTY_VIOLATIONS) } else { PENALTY_VIOLATIONS[10] });
     let amount = money(&mut c.rng, 2_000, 500_000, 100);
     c.out.float(amount);
     c.out.date(d.start);
@@ -393,17 +359,9 @@ fn dishonest_debtors(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
         _ => {
             let from_black = c.rng.chance(0.5);
             let o = if c.rng.chance(0.5) {
-                Owner::Ent(if from_black {
-                    *c.rng.pick(&w.black_ents[1..])
-                } else {
-                    w.random_ent(&mut c.rng)
-                })
+                Owner::Ent(if from_black { *c.rng.pick(&w.black_ents[1..]) } else { w.random_ent(&mut c.rng) })
             } else {
-                Owner::Person(if from_black {
-                    *c.rng.pick(&w.black_persons[1..])
-                } else {
-                    w.random_seller(&mut c.rng)
-                })
+                Owner::Person(if from_black { *c.rng.pick(&w.black_persons[1..]) } else { w.random_seller(&mut c.rng) })
             };
             (o, Role::Normal)
         }
@@ -414,13 +372,7 @@ fn dishonest_debtors(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
         Owner::Person(_) => c.rng.pick(&DISTRICTS),
     };
     c.id.clear();
-    let _ = write!(
-        c.id,
-        "({})鲁{}执{}号",
-        year_of(d.start),
-        district.court_code,
-        1000 + u
-    );
+    let _ = write!(c.id, "({})鲁{}执{}号", year_of(d.start), district.court_code, 1000 + u);
     c.out.text(&c.id);
     subject_cols(c, owner, true, true)?;
     c.out.text(district.court);
@@ -440,11 +392,7 @@ fn dishonest_debtors(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
 
 // ======================================================================== tax
 
-const CREDIT_RATINGS: &[Col] = &[
-    req("credit_code", Text),
-    req("year", Int),
-    req("rating", Text),
-];
+const CREDIT_RATINGS: &[Col] = &[req("credit_code", Text), req("year", Int), req("rating", Text)];
 
 /// Taxpayers with ratings (fixed).
 const RATED_TAXPAYERS: u64 = 400;
@@ -471,8 +419,7 @@ fn credit_ratings(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
         let rating = if ent == FEATURED_ENT {
             ["B", "C", "D"][k]
         } else {
-            c.rng
-                .weighted(&[("A", 15), ("B", 45), ("M", 20), ("C", 12), ("D", 8)])
+            c.rng.weighted(&[("A", 15), ("B", 45), ("M", 20), ("C", 12), ("D", 8)])
         };
         c.out.text(rating);
         c.out.end_row();
@@ -532,8 +479,7 @@ fn courier_companies(c: &mut Ctx<'_>, k: u64) -> Result<(), DatagenError> {
     c.out.text(&c.a);
     w.ent_name_into(ent, &mut c.a);
     c.out.text(&c.a);
-    c.out
-        .textf(format_args!("鲁{}{:03}", 2012 + k % 10, 100 + k));
+    c.out.textf(format_args!("鲁{}{:03}", 2012 + k % 10, 100 + k));
     c.out.text(w.courier_brand(ent));
     c.out.text(w.ent_district(ent).code);
     c.out.end_row();
@@ -564,11 +510,7 @@ fn staff(c: &mut Ctx<'_>, s: u64) -> Result<(), DatagenError> {
     w.ent_code_into(w.staff_company(s), &mut c.a)?;
     c.out.text(&c.a);
     c.out.date(w.as_of - c.rng.range(20, 8 * 365) as i32);
-    let score = if s == 0 {
-        58
-    } else {
-        c.rng.range(62, 100) as i32
-    };
+    let score = if s == 0 { 58 } else { c.rng.range(62, 100) as i32 };
     c.out.int(score);
     c.out.end_row();
     Ok(())
@@ -688,8 +630,7 @@ fn complaints_12315(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
         _ => Err(w.random_ent(&mut c.rng)),
     };
     let received = w.as_of - c.rng.range(1, 3 * 365) as i32;
-    c.out
-        .textf(format_args!("TS{}{:08}", year_of(received), u + 1));
+    c.out.textf(format_args!("TS{}{:08}", year_of(received), u + 1));
     match target {
         Ok((p, k)) => {
             w.owner_keys_into(w.shop_owner(p, k), &mut c.a, &mut c.b, &mut c.c)?;
@@ -728,11 +669,7 @@ fn complaints_12315(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
         c.c
     ));
     c.out.date(received);
-    let status = if w.as_of - received < 10 {
-        "已受理"
-    } else {
-        c.rng.weighted(&COMPLAINT_STATUS)
-    };
+    let status = if w.as_of - received < 10 { "已受理" } else { c.rng.weighted(&COMPLAINT_STATUS) };
     c.out.text(status);
     c.out.end_row();
     Ok(())
@@ -757,22 +694,14 @@ fn red_list(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
     let person = c.rng.chance(0.1);
     let mut owner = Owner::Ent(FEATURED_ENT);
     for _ in 0..16 {
-        owner = if person {
-            Owner::Person(w.random_seller(&mut c.rng))
-        } else {
-            Owner::Ent(w.random_ent(&mut c.rng))
-        };
+        owner = if person { Owner::Person(w.random_seller(&mut c.rng)) } else { Owner::Ent(w.random_ent(&mut c.rng)) };
         if !w.owner_blacklisted(owner) {
             break;
         }
     }
     c.out.textf(format_args!("XY-HON-{:08}", u + 1));
     subject_cols(c, owner, true, true)?;
-    let (basis, dept) = if person {
-        RED_LIST_BASES[2]
-    } else {
-        *c.rng.pick(&RED_LIST_BASES)
-    };
+    let (basis, dept) = if person { RED_LIST_BASES[2] } else { *c.rng.pick(&RED_LIST_BASES) };
     c.out.text(basis);
     c.out.text(dept);
     let listed = w.as_of - c.rng.range(10, 4 * 365) as i32;
@@ -860,24 +789,12 @@ const EVENTS: &[Col] = &[
     req("detail", Text),
 ];
 
-const EVENT_TYPES: [&str; 6] = [
-    "listed",
-    "sold",
-    "shipped",
-    "signed",
-    "reviewed",
-    "complained",
-];
+const EVENT_TYPES: [&str; 6] = ["listed", "sold", "shipped", "signed", "reviewed", "complained"];
 
 fn events(c: &mut Ctx<'_>, k: u64) -> Result<(), DatagenError> {
     let w = c.w;
     let p = w.product(k);
-    let len = if k < 3 {
-        6
-    } else {
-        c.rng
-            .weighted(&[(1usize, 5), (2, 5), (3, 10), (4, 25), (5, 40), (6, 15)])
-    };
+    let len = if k < 3 { 6 } else { c.rng.weighted(&[(1usize, 5), (2, 5), (3, 10), (4, 25), (5, 40), (6, 15)]) };
     w.barcode_into(k, &mut c.a);
     w.batch_no_into(k, &mut c.b);
     // The shop that lists the batch.
@@ -908,37 +825,26 @@ fn events(c: &mut Ctx<'_>, k: u64) -> Result<(), DatagenError> {
             1 => {
                 c.out.text(&c.c);
                 let order = c.rng.below(1_000_000_000_000);
-                c.out.textf(format_args!(
-                    "订单号 {order:012}，数量{}",
-                    c.rng.range(1, 5)
-                ));
+                c.out.textf(format_args!("订单号 {order:012}，数量{}", c.rng.range(1, 5)));
             }
             2 => {
                 w.ent_name_into(courier, &mut c.d);
                 c.out.text(&c.d);
                 let waybill = c.rng.below(10_000_000_000_000);
-                c.out.textf(format_args!(
-                    "运单号 {}{waybill:013}",
-                    courier_prefix(w.courier_brand(courier))
-                ));
+                c.out.textf(format_args!("运单号 {}{waybill:013}", courier_prefix(w.courier_brand(courier))));
             }
             3 => {
-                c.out.text(
-                    c.rng
-                        .word(&["本人签收", "快递柜代收", "驿站代收", "门卫代收"]),
-                );
+                c.out.text(c.rng.word(&["本人签收", "快递柜代收", "驿站代收", "门卫代收"]));
                 c.out.text("已签收");
             }
             4 => {
                 c.out.text("买家");
                 let stars = c.rng.range(1, 5);
-                c.out
-                    .textf(format_args!("{stars}星：{}", c.rng.pick(&REVIEWS)));
+                c.out.textf(format_args!("{stars}星：{}", c.rng.pick(&REVIEWS)));
             }
             _ => {
                 c.out.text("买家（12315投诉）");
-                c.out
-                    .textf(format_args!("投诉：{}", c.rng.pick(&COMPLAINT_PROBLEMS)));
+                c.out.textf(format_args!("投诉：{}", c.rng.pick(&COMPLAINT_PROBLEMS)));
             }
         }
         c.out.end_row();
@@ -978,17 +884,9 @@ fn merchant(c: &mut Ctx<'_>, black: f64) -> Owner {
     let w = c.w;
     let from_black = c.rng.chance(black);
     if c.rng.chance(0.5) {
-        Owner::Ent(if from_black {
-            *c.rng.pick(&w.black_ents[1..])
-        } else {
-            w.random_ent(&mut c.rng)
-        })
+        Owner::Ent(if from_black { *c.rng.pick(&w.black_ents[1..]) } else { w.random_ent(&mut c.rng) })
     } else {
-        Owner::Person(if from_black {
-            *c.rng.pick(&w.black_persons[1..])
-        } else {
-            w.random_seller(&mut c.rng)
-        })
+        Owner::Person(if from_black { *c.rng.pick(&w.black_persons[1..]) } else { w.random_seller(&mut c.rng) })
     }
 }
 
@@ -1031,11 +929,7 @@ fn merchant_risk(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
         _ => merchant(c, 0.25),
     };
     subject_cols(c, owner, false, false)?;
-    let level = if u < 2 {
-        "high"
-    } else {
-        c.rng.weighted(&[("low", 50), ("medium", 35), ("high", 15)])
-    };
+    let level = if u < 2 { "high" } else { c.rng.weighted(&[("low", 50), ("medium", 35), ("high", 15)]) };
     c.out.text(level);
     c.out.date(w.as_of - c.rng.range(1, 2 * 365) as i32);
     c.out.text(c.rng.word(&RISK_REASONS));
@@ -1074,17 +968,9 @@ fn shops<const P: usize>(c: &mut Ctx<'_>, k: u64) -> Result<(), DatagenError> {
     c.out.text(&c.a);
     c.out.date(w.shop_opened(P, k));
     let black = w.owner_blacklisted(owner);
-    let rating = if black {
-        c.rng.range(15, 38)
-    } else {
-        c.rng.range(35, 50)
-    };
+    let rating = if black { c.rng.range(15, 38) } else { c.rng.range(35, 50) };
     c.out.float(rating as f64 / 10.0);
-    c.out.text(if k < 2 {
-        "营业中"
-    } else {
-        c.rng.weighted(&SHOP_STATUS)
-    });
+    c.out.text(if k < 2 { "营业中" } else { c.rng.weighted(&SHOP_STATUS) });
     c.out.end_row();
     if black {
         c.notes.blacklisted_shops.push(c.id.clone());
@@ -1133,11 +1019,7 @@ fn platform_violations<const P: usize>(c: &mut Ctx<'_>, u: u64) -> Result<(), Da
     Ok(())
 }
 
-const COMMITMENT_COLS: &[Col] = &[
-    req("shop_id", Text),
-    req("commitment", Text),
-    req("signed_date", Date),
-];
+const COMMITMENT_COLS: &[Col] = &[req("shop_id", Text), req("commitment", Text), req("signed_date", Date)];
 
 fn commitments<const P: usize>(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
     let w = c.w;
@@ -1146,8 +1028,7 @@ fn commitments<const P: usize>(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenErr
     c.out.text(&c.a);
     c.out.text(c.rng.word(&COMMITMENTS));
     let opened = w.shop_opened(P, k);
-    c.out
-        .date(opened + c.rng.below((w.as_of - opened).max(1) as u64) as i32);
+    c.out.date(opened + c.rng.below((w.as_of - opened).max(1) as u64) as i32);
     c.out.end_row();
     Ok(())
 }
@@ -1170,110 +1051,26 @@ pub(crate) const SOURCES: [&str; 10] = [
 
 macro_rules! table {
     ($source:literal, $name:literal, $cols:expr, $units:expr, $emit:expr, $large:literal) => {
-        TableDef {
-            source: $source,
-            name: $name,
-            cols: $cols,
-            units: $units,
-            emit: $emit,
-            large: $large,
-        }
+        TableDef { source: $source, name: $name, cols: $cols, units: $units, emit: $emit, large: $large }
     };
 }
 
 /// Every table, in manifest order.
 pub(crate) fn all_tables() -> Vec<TableDef> {
     vec![
-        table!(
-            "market",
-            "enterprises",
-            ENTERPRISES,
-            |w| w.n_ent,
-            enterprises,
-            true
-        ),
+        table!("market", "enterprises", ENTERPRISES, |w| w.n_ent, enterprises, true),
         table!("market", "licences", LICENCES, |_| 1200, licences, false),
-        table!(
-            "market",
-            "penalties",
-            PENALTIES,
-            |w| 1000 * w.scale,
-            penalties,
-            true
-        ),
-        table!(
-            "market",
-            "abnormal_operations",
-            ABNORMAL,
-            |_| 300,
-            abnormal_operations,
-            false
-        ),
-        table!(
-            "court",
-            "dishonest_debtors",
-            DISHONEST,
-            |_| 400,
-            dishonest_debtors,
-            false
-        ),
-        table!(
-            "tax",
-            "credit_ratings",
-            CREDIT_RATINGS,
-            |_| RATED_TAXPAYERS,
-            credit_ratings,
-            false
-        ),
-        table!(
-            "tax",
-            "major_violations",
-            TAX_MAJOR,
-            |_| 250,
-            tax_major_violations,
-            false
-        ),
-        table!(
-            "courier",
-            "companies",
-            COURIER_COMPANIES,
-            |_| COURIER_COUNT,
-            courier_companies,
-            false
-        ),
+        table!("market", "penalties", PENALTIES, |w| 1000 * w.scale, penalties, true),
+        table!("market", "abnormal_operations", ABNORMAL, |_| 300, abnormal_operations, false),
+        table!("court", "dishonest_debtors", DISHONEST, |_| 400, dishonest_debtors, false),
+        table!("tax", "credit_ratings", CREDIT_RATINGS, |_| RATED_TAXPAYERS, credit_ratings, false),
+        table!("tax", "major_violations", TAX_MAJOR, |_| 250, tax_major_violations, false),
+        table!("courier", "companies", COURIER_COMPANIES, |_| COURIER_COUNT, courier_companies, false),
         table!("courier", "staff", STAFF, |_| STAFF_COUNT, staff, false),
-        table!(
-            "courier",
-            "violations",
-            COURIER_VIOLATION_COLS,
-            |_| 300,
-            courier_violations,
-            false
-        ),
-        table!(
-            "courier",
-            "complaints",
-            COURIER_COMPLAINT_COLS,
-            |_| 400,
-            courier_complaints,
-            false
-        ),
-        table!(
-            "complaints",
-            "complaints",
-            COMPLAINTS_12315,
-            |w| 1000 * w.scale,
-            complaints_12315,
-            true
-        ),
-        table!(
-            "credit_platform",
-            "red_list",
-            RED_LIST,
-            |_| 300,
-            red_list,
-            false
-        ),
+        table!("courier", "violations", COURIER_VIOLATION_COLS, |_| 300, courier_violations, false),
+        table!("courier", "complaints", COURIER_COMPLAINT_COLS, |_| 400, courier_complaints, false),
+        table!("complaints", "complaints", COMPLAINTS_12315, |w| 1000 * w.scale, complaints_12315, true),
+        table!("credit_platform", "red_list", RED_LIST, |_| 300, red_list, false),
         table!(
             "credit_platform",
             "black_list",
@@ -1282,85 +1079,15 @@ pub(crate) fn all_tables() -> Vec<TableDef> {
             black_list,
             false
         ),
-        table!(
-            "traceability",
-            "products",
-            PRODUCTS_COLS,
-            |w| w.n_products,
-            products,
-            true
-        ),
-        table!(
-            "traceability",
-            "events",
-            EVENTS,
-            |w| w.n_products,
-            events,
-            true
-        ),
-        table!(
-            "payment",
-            "fraud_reports",
-            FRAUD,
-            |_| 500,
-            fraud_reports,
-            false
-        ),
-        table!(
-            "payment",
-            "merchant_risk",
-            MERCHANT_RISK,
-            |_| 600,
-            merchant_risk,
-            false
-        ),
-        table!(
-            "platform_a",
-            "shops",
-            SHOPS,
-            |w| w.n_shops[0],
-            shops::<0>,
-            true
-        ),
-        table!(
-            "platform_a",
-            "violations",
-            PLATFORM_VIOLATION_COLS,
-            |_| 400,
-            platform_violations::<0>,
-            false
-        ),
-        table!(
-            "platform_a",
-            "commitments",
-            COMMITMENT_COLS,
-            |_| 500,
-            commitments::<0>,
-            false
-        ),
-        table!(
-            "platform_b",
-            "shops",
-            SHOPS,
-            |w| w.n_shops[1],
-            shops::<1>,
-            true
-        ),
-        table!(
-            "platform_b",
-            "violations",
-            PLATFORM_VIOLATION_COLS,
-            |_| 400,
-            platform_violations::<1>,
-            false
-        ),
-        table!(
-            "platform_b",
-            "commitments",
-            COMMITMENT_COLS,
-            |_| 500,
-            commitments::<1>,
-            false
-        ),
+        table!("traceability", "products", PRODUCTS_COLS, |w| w.n_products, products, true),
+        table!("traceability", "events", EVENTS, |w| w.n_products, events, true),
+        table!("payment", "fraud_reports", FRAUD, |_| 500, fraud_reports, false),
+        table!("payment", "merchant_risk", MERCHANT_RISK, |_| 600, merchant_risk, false),
+        table!("platform_a", "shops", SHOPS, |w| w.n_shops[0], shops::<0>, true),
+        table!("platform_a", "violations", PLATFORM_VIOLATION_COLS, |_| 400, platform_violations::<0>, false),
+        table!("platform_a", "commitments", COMMITMENT_COLS, |_| 500, commitments::<0>, false),
+        table!("platform_b", "shops", SHOPS, |w| w.n_shops[1], shops::<1>, true),
+        table!("platform_b", "violations", PLATFORM_VIOLATION_COLS, |_| 400, platform_violations::<1>, false),
+        table!("platform_b", "commitments", COMMITMENT_COLS, |_| 500, commitments::<1>, false),
     ]
 }

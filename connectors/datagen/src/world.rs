@@ -10,9 +10,9 @@ use creditgate_ident::{credit_code_check_char, resident_id_check_digit};
 
 use crate::DatagenError;
 use crate::pools::{
-    BIRTH_PLACES, COMPOUND_SURNAMES, COURIER_BRANDS, DISTRICTS, District, ENTERPRISE_STATUS,
-    FEATURED_ENTERPRISE_NAME, FEATURED_PERSON_NAME, GIVEN_FEMALE, GIVEN_MALE, INDUSTRIES,
-    MOBILE_PREFIXES, ORG_FORMS, SHOP_KINDS, SHOP_SUFFIXES, SURNAMES, TRADE_CHARS,
+    BIRTH_PLACES, COMPOUND_SURNAMES, COURIER_BRANDS, DISTRICTS, District, ENTERPRISE_STATUS, FEATURED_ENTERPRISE_NAME,
+    FEATURED_PERSON_NAME, GIVEN_FEMALE, GIVEN_MALE, INDUSTRIES, MOBILE_PREFIXES, ORG_FORMS, SHOP_KINDS, SHOP_SUFFIXES,
+    SURNAMES, TRADE_CHARS,
 };
 use crate::rng::{Rng, hash3, permute, tag};
 
@@ -134,8 +134,7 @@ impl World {
         let mut ents = vec![FEATURED_ENT];
         let mut ent_set: HashSet<u64> = ents.iter().copied().collect();
         while ents.len() < BLACK_LIST_PER_KIND {
-            let i =
-                COURIER_FIRST + COURIER_COUNT + rng.below(n_ent - COURIER_FIRST - COURIER_COUNT);
+            let i = COURIER_FIRST + COURIER_COUNT + rng.below(n_ent - COURIER_FIRST - COURIER_COUNT);
             if ent_set.insert(i) {
                 ents.push(i);
             }
@@ -190,10 +189,7 @@ impl World {
             end = self.retention_boundary - 10;
             start = start.min(end);
         }
-        NegDates {
-            start,
-            end: Some(end),
-        }
+        NegDates { start, end: Some(end) }
     }
 
     /// Dates of a negative record that is past retention (ended more than
@@ -201,20 +197,14 @@ impl World {
     pub(crate) fn expired_dates(&self, rng: &mut Rng) -> NegDates {
         let start = self.retention_boundary - rng.range(60, 900) as i32;
         let end = start + rng.range(0, 29) as i32;
-        NegDates {
-            start,
-            end: Some(end),
-        }
+        NegDates { start, end: Some(end) }
     }
 
     /// Dates of a recent negative record (ended within the last two years).
     pub(crate) fn recent_dates(&self, rng: &mut Rng) -> NegDates {
         let start = self.as_of - rng.range(40, 700) as i32;
         let end = (start + rng.range(0, 30) as i32).min(self.as_of - 1);
-        NegDates {
-            start,
-            end: Some(end),
-        }
+        NegDates { start, end: Some(end) }
     }
 
     /// Whether a record with these dates is past the retention period.
@@ -285,12 +275,7 @@ impl World {
             return;
         }
         if self.is_courier(i) {
-            let _ = write!(
-                buf,
-                "青岛{}{}快递服务有限公司",
-                self.ent_district(i).short,
-                self.courier_brand(i)
-            );
+            let _ = write!(buf, "青岛{}{}快递服务有限公司", self.ent_district(i).short, self.courier_brand(i));
             return;
         }
         let p = self.ent_name_pos(i);
@@ -307,11 +292,7 @@ impl World {
             if place > 0 {
                 buf.push_str(DISTRICTS[place - 1].short);
             }
-            let _ = write!(
-                buf,
-                "{c1}{c2}{}{}",
-                INDUSTRIES[industry].word, ORG_FORMS[form]
-            );
+            let _ = write!(buf, "{c1}{c2}{}{}", INDUSTRIES[industry].word, ORG_FORMS[form]);
         }
     }
 
@@ -347,19 +328,9 @@ impl World {
         let mut r = self.rng("ent.address", i);
         let (street, road) = *r.pick(&d.streets);
         buf.clear();
-        let _ = write!(
-            buf,
-            "山东省青岛市{}{street}{road}{}号",
-            d.name,
-            r.range(1, 388)
-        );
+        let _ = write!(buf, "山东省青岛市{}{street}{road}{}号", d.name, r.range(1, 388));
         if !self.ent_is_individual(i) && r.chance(0.6) {
-            let _ = write!(
-                buf,
-                "{}层{}室",
-                r.range(2, 28),
-                r.range(1, 20) * 100 + r.range(1, 12)
-            );
+            let _ = write!(buf, "{}层{}室", r.range(2, 28), r.range(1, 20) * 100 + r.range(1, 12));
         } else {
             buf.push_str("网点");
         }
@@ -419,13 +390,7 @@ impl World {
         let place = BIRTH_PLACES[((p / 1000 / BIRTH_DAYS) % BIRTH_PLACES.len() as u64) as usize];
         let birth = date(self.person_birth(j));
         buf.clear();
-        let _ = write!(
-            buf,
-            "{place}{:04}{:02}{:02}{seq:03}",
-            birth.year(),
-            birth.month(),
-            birth.day()
-        );
+        let _ = write!(buf, "{place}{:04}{:02}{:02}{seq:03}", birth.year(), birth.month(), birth.day());
         let check = resident_id_check_digit(buf)?;
         buf.push(check);
         Ok(())
@@ -446,11 +411,7 @@ impl World {
             let n = 1 + r.index(SURNAMES.len());
             buf.push_str(SURNAMES[r.index(n)]);
         }
-        let given: &[&str] = if self.person_is_male(j) {
-            &GIVEN_MALE
-        } else {
-            &GIVEN_FEMALE
-        };
+        let given: &[&str] = if self.person_is_male(j) { &GIVEN_MALE } else { &GIVEN_FEMALE };
         buf.push_str(r.word(given));
         if r.chance(0.7) {
             buf.push_str(r.word(given));
@@ -459,8 +420,7 @@ impl World {
 
     /// Writes the mobile number of person `j` into `buf` (unique per person).
     pub(crate) fn person_mobile_into(&self, j: u64, buf: &mut String) {
-        let prefix =
-            MOBILE_PREFIXES[(self.h("person.mobile", j) % MOBILE_PREFIXES.len() as u64) as usize];
+        let prefix = MOBILE_PREFIXES[(self.h("person.mobile", j) % MOBILE_PREFIXES.len() as u64) as usize];
         let rest = permute(j, 100_000_000, self.mobile_key);
         buf.clear();
         let _ = write!(buf, "{prefix}{rest:08}");
@@ -517,11 +477,7 @@ impl World {
     /// Writes the ID of shop `k` of platform `p` (0 = A, 1 = B).
     pub(crate) fn shop_id_into(&self, p: usize, k: u64, buf: &mut String) {
         buf.clear();
-        let (prefix, base) = if p == 0 {
-            ("PA", 10_000_001)
-        } else {
-            ("PB", 20_000_001)
-        };
+        let (prefix, base) = if p == 0 { ("PA", 10_000_001) } else { ("PB", 20_000_001) };
         let _ = write!(buf, "{prefix}{}", base + k);
     }
 
@@ -532,14 +488,7 @@ impl World {
             (0, 1) | (1, 0) => return Owner::Ent(FEATURED_ENT),
             _ => {}
         }
-        let mut r = self.rng(
-            if p == 0 {
-                "shop.a.owner"
-            } else {
-                "shop.b.owner"
-            },
-            k,
-        );
+        let mut r = self.rng(if p == 0 { "shop.a.owner" } else { "shop.b.owner" }, k);
         if let Ok(slot) = self.black_shop_slots[p].binary_search(&k) {
             return if slot % 2 == 0 {
                 Owner::Ent(*r.pick(&self.black_ents[1..]))
@@ -550,11 +499,8 @@ impl World {
         let want_ent = r.chance(0.4);
         let mut owner = Owner::Ent(FEATURED_ENT);
         for _ in 0..16 {
-            owner = if want_ent {
-                Owner::Ent(self.random_ent(&mut r))
-            } else {
-                Owner::Person(self.random_seller(&mut r))
-            };
+            owner =
+                if want_ent { Owner::Ent(self.random_ent(&mut r)) } else { Owner::Person(self.random_seller(&mut r)) };
             if !self.owner_blacklisted(owner) {
                 break;
             }
@@ -566,21 +512,11 @@ impl World {
     pub(crate) fn shop_name_into(&self, p: usize, k: u64, buf: &mut String) {
         buf.clear();
         if self.shop_owner(p, k) == Owner::Ent(FEATURED_ENT) {
-            buf.push_str(if p == 0 {
-                "澜屿优选官方旗舰店"
-            } else {
-                "澜屿优选生活馆"
-            });
+            buf.push_str(if p == 0 { "澜屿优选官方旗舰店" } else { "澜屿优选生活馆" });
             return;
         }
         let mut r = self.rng(if p == 0 { "shop.a.name" } else { "shop.b.name" }, k);
-        let _ = write!(
-            buf,
-            "{}{}{}",
-            r.pick(&TRADE_CHARS),
-            r.pick(&TRADE_CHARS),
-            r.pick(&SHOP_SUFFIXES)
-        );
+        let _ = write!(buf, "{}{}{}", r.pick(&TRADE_CHARS), r.pick(&TRADE_CHARS), r.pick(&SHOP_SUFFIXES));
     }
 
     /// Writes the identifier columns of an owner: (credit code, resident ID)
@@ -627,14 +563,7 @@ pub(crate) struct Product {
 impl World {
     /// Opening date of shop `k` of platform `p` (days since epoch).
     pub(crate) fn shop_opened(&self, p: usize, k: u64) -> i32 {
-        let mut r = self.rng(
-            if p == 0 {
-                "shop.a.opened"
-            } else {
-                "shop.b.opened"
-            },
-            k,
-        );
+        let mut r = self.rng(if p == 0 { "shop.a.opened" } else { "shop.b.opened" }, k);
         self.as_of - r.range(30, 10 * 365) as i32
     }
 
@@ -642,17 +571,9 @@ impl World {
     pub(crate) fn product(&self, k: u64) -> Product {
         let mut r = self.rng("product", k);
         let kind = r.index(crate::pools::PRODUCTS.len());
-        let producer = if k < 3 {
-            FEATURED_ENT
-        } else {
-            self.random_ent(&mut r)
-        };
+        let producer = if k < 3 { FEATURED_ENT } else { self.random_ent(&mut r) };
         let produced = self.as_of - r.range(60, 3 * 365) as i32;
-        Product {
-            kind,
-            producer,
-            produced,
-        }
+        Product { kind, producer, produced }
     }
 
     /// Writes the EAN-13 barcode of product batch `k` (Chinese GS1 prefix 690).
@@ -660,11 +581,7 @@ impl World {
         let body = permute(k, 1_000_000_000, self.barcode_key);
         buf.clear();
         let _ = write!(buf, "690{body:09}");
-        let sum: u32 = buf
-            .bytes()
-            .enumerate()
-            .map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 1 } else { 3 })
-            .sum();
+        let sum: u32 = buf.bytes().enumerate().map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 1 } else { 3 }).sum();
         let check = (10 - sum % 10) % 10;
         let _ = write!(buf, "{check}");
     }
@@ -674,14 +591,7 @@ impl World {
         let p = self.product(k);
         let d = date(p.produced);
         buf.clear();
-        let _ = write!(
-            buf,
-            "B{:04}{:02}{:02}-{:02}",
-            d.year(),
-            d.month(),
-            d.day(),
-            1 + k % 12
-        );
+        let _ = write!(buf, "B{:04}{:02}{:02}-{:02}", d.year(), d.month(), d.day(), 1 + k % 12);
     }
 }
 

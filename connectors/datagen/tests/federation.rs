@@ -29,33 +29,22 @@ fn gen_into(dir: &Path) -> Manifest {
 }
 
 fn read(dir: &Path, m: &Manifest, source: &str, table: &str) -> RecordBatch {
-    let t = m
-        .table(source, table)
-        .unwrap_or_else(|| panic!("{source}.{table} missing"));
+    let t = m.table(source, table).unwrap_or_else(|| panic!("{source}.{table} missing"));
     let file = File::open(dir.join(&t.file)).unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
     let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
     concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
 fn strings(b: &RecordBatch, col: &str) -> Vec<Option<String>> {
-    let a = b
-        .column_by_name(col)
-        .unwrap_or_else(|| panic!("no column {col}"));
+    let a = b.column_by_name(col).unwrap_or_else(|| panic!("no column {col}"));
     let a = a.as_string::<i32>();
-    (0..a.len())
-        .map(|i| a.is_valid(i).then(|| a.value(i).to_owned()))
-        .collect()
+    (0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i).to_owned())).collect()
 }
 
 fn dates(b: &RecordBatch, col: &str) -> Vec<Option<i32>> {
     let a = b.column_by_name(col).unwrap().as_primitive::<Date32Type>();
-    (0..a.len())
-        .map(|i| a.is_valid(i).then(|| a.value(i)))
-        .collect()
+    (0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect()
 }
 
 fn bools(b: &RecordBatch, col: &str) -> Vec<bool> {
@@ -100,12 +89,7 @@ fn manifest_matches_files() {
             assert_eq!(t.file, format!("{}/{}.parquet", s.name, t.name));
             let file = File::open(dir.path().join(&t.file)).unwrap();
             let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-            assert_eq!(
-                builder.metadata().file_metadata().num_rows() as u64,
-                t.rows,
-                "{}",
-                t.file
-            );
+            assert_eq!(builder.metadata().file_metadata().num_rows() as u64, t.rows, "{}", t.file);
             let schema = builder.schema();
             let cols: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             assert_eq!(cols, t.columns, "{}", t.file);
@@ -115,12 +99,7 @@ fn manifest_matches_files() {
                     assert_eq!(f.data_type(), &DataType::Date32, "{}.{}", t.file, f.name());
                 }
             }
-            assert!(
-                (30..=3000).contains(&t.rows),
-                "{} has {} rows",
-                t.file,
-                t.rows
-            );
+            assert!((30..=3000).contains(&t.rows), "{} has {} rows", t.file, t.rows);
             total += t.rows;
         }
     }
@@ -129,19 +108,12 @@ fn manifest_matches_files() {
     for s in &m.sources {
         for entry in std::fs::read_dir(dir.path().join(&s.name)).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
-            assert!(
-                name.ends_with(".parquet") && !name.starts_with('.'),
-                "stray file {name}"
-            );
+            assert!(name.ends_with(".parquet") && !name.starts_with('.'), "stray file {name}");
         }
     }
     let events = read(dir.path(), &m, "traceability", "events");
     assert_eq!(
-        events
-            .schema()
-            .field_with_name("event_time")
-            .unwrap()
-            .data_type(),
+        events.schema().field_with_name("event_time").unwrap().data_type(),
         &DataType::Timestamp(TimeUnit::Microsecond, None)
     );
 }
@@ -149,10 +121,7 @@ fn manifest_matches_files() {
 /// Rows of `source.table` whose `col` equals `value`.
 fn count_eq(dir: &Path, m: &Manifest, source: &str, table: &str, col: &str, value: &str) -> usize {
     let b = read(dir, m, source, table);
-    strings(&b, col)
-        .iter()
-        .filter(|v| v.as_deref() == Some(value))
-        .count()
+    strings(&b, col).iter().filter(|v| v.as_deref() == Some(value)).count()
 }
 
 #[test]
@@ -178,23 +147,15 @@ fn featured_subjects_appear_where_promised() {
         ("platform_a", "shops", "owner_credit_code"),
         ("platform_b", "shops", "owner_credit_code"),
     ] {
-        assert!(
-            count_eq(d, &m, source, table, col, code) > 0,
-            "featured enterprise missing from {source}.{table}"
-        );
+        assert!(count_eq(d, &m, source, table, col, code) > 0, "featured enterprise missing from {source}.{table}");
     }
     // Negative control: it is not a courier company.
-    assert_eq!(
-        count_eq(d, &m, "courier", "companies", "credit_code", code),
-        0
-    );
+    assert_eq!(count_eq(d, &m, "courier", "companies", "credit_code", code), 0);
     // The name is the registered name and is unique.
     let ents = read(d, &m, "market", "enterprises");
     let names = strings(&ents, "name");
     let codes = strings(&ents, "credit_code");
-    let hits: Vec<usize> = (0..names.len())
-        .filter(|&i| names[i].as_deref() == Some(&f.enterprise_name))
-        .collect();
+    let hits: Vec<usize> = (0..names.len()).filter(|&i| names[i].as_deref() == Some(&f.enterprise_name)).collect();
     assert_eq!(hits.len(), 1);
     assert_eq!(codes[hits[0]].as_deref(), Some(code));
 
@@ -207,10 +168,7 @@ fn featured_subjects_appear_where_promised() {
         ("payment", "fraud_reports", "merchant_resident_id"),
         ("complaints", "complaints", "merchant_resident_id"),
     ] {
-        assert!(
-            count_eq(d, &m, source, table, col, id) > 0,
-            "featured individual missing from {source}.{table}"
-        );
+        assert!(count_eq(d, &m, source, table, col, id) > 0, "featured individual missing from {source}.{table}");
     }
     let shops = read(d, &m, "platform_a", "shops");
     let owners = strings(&shops, "owner_resident_id");
@@ -221,35 +179,14 @@ fn featured_subjects_appear_where_promised() {
         }
     }
     let black = read(d, &m, "credit_platform", "black_list");
-    assert_eq!(
-        strings(&black, "name")
-            .iter()
-            .filter(|n| n.as_deref() == Some(f.individual_name.as_str()))
-            .count(),
-        1
-    );
+    assert_eq!(strings(&black, "name").iter().filter(|n| n.as_deref() == Some(f.individual_name.as_str())).count(), 1);
 
     let staff_id = f.courier_staff_resident_id.as_str();
-    assert_eq!(
-        count_eq(d, &m, "courier", "staff", "resident_id", staff_id),
-        1
-    );
-    assert!(
-        count_eq(
-            d,
-            &m,
-            "courier",
-            "violations",
-            "staff_resident_id",
-            staff_id
-        ) > 0
-    );
+    assert_eq!(count_eq(d, &m, "courier", "staff", "resident_id", staff_id), 1);
+    assert!(count_eq(d, &m, "courier", "violations", "staff_resident_id", staff_id) > 0);
     let staff = read(d, &m, "courier", "staff");
     let ids = strings(&staff, "resident_id");
-    let pos = ids
-        .iter()
-        .position(|v| v.as_deref() == Some(staff_id))
-        .unwrap();
+    let pos = ids.iter().position(|v| v.as_deref() == Some(staff_id)).unwrap();
     let sid = strings(&staff, "staff_id")[pos].clone().unwrap();
     assert!(count_eq(d, &m, "courier", "complaints", "staff_id", &sid) > 0);
 }
@@ -278,11 +215,7 @@ fn blacklisted_shops_are_exactly_those_with_black_listed_owners() {
         }
     }
     let got: BTreeSet<String> = m.featured.blacklisted_shop_ids.iter().cloned().collect();
-    assert_eq!(
-        got.len(),
-        m.featured.blacklisted_shop_ids.len(),
-        "duplicates"
-    );
+    assert_eq!(got.len(), m.featured.blacklisted_shop_ids.len(), "duplicates");
     assert_eq!(got, expected);
     assert!(got.len() >= 20, "only {} black-listed shops", got.len());
     assert!(got.iter().any(|s| s.starts_with("PA")) && got.iter().any(|s| s.starts_with("PB")));
@@ -301,10 +234,7 @@ fn identifiers_are_valid_and_keys_unique() {
             for col in &t.columns {
                 let kind = if col.ends_with("credit_code") {
                     1
-                } else if col.ends_with("resident_id")
-                    || col == "legal_rep_id"
-                    || col == "complainant_id"
-                {
+                } else if col.ends_with("resident_id") || col == "legal_rep_id" || col == "complainant_id" {
                     2
                 } else if col.ends_with("mobile") {
                     3
@@ -314,14 +244,12 @@ fn identifiers_are_valid_and_keys_unique() {
                 for v in strings(&b, col).into_iter().flatten() {
                     match kind {
                         1 => {
-                            let c = CreditCode::parse(&v)
-                                .unwrap_or_else(|e| panic!("{}.{col}: {e}", t.file));
+                            let c = CreditCode::parse(&v).unwrap_or_else(|e| panic!("{}.{col}: {e}", t.file));
                             assert!(c.division_code().starts_with("3702"), "{v}");
                             codes += 1;
                         }
                         2 => {
-                            ResidentId::parse_at(&v, today)
-                                .unwrap_or_else(|e| panic!("{}.{col}: {e}", t.file));
+                            ResidentId::parse_at(&v, today).unwrap_or_else(|e| panic!("{}.{col}: {e}", t.file));
                             ids += 1;
                         }
                         _ => {
@@ -333,34 +261,24 @@ fn identifiers_are_valid_and_keys_unique() {
             }
         }
     }
-    assert!(
-        codes > 5000 && ids > 3000 && mobiles > 2000,
-        "{codes} {ids} {mobiles}"
-    );
+    assert!(codes > 5000 && ids > 3000 && mobiles > 2000, "{codes} {ids} {mobiles}");
 
     // Phones are a Qingdao landline or a valid mobile.
     let ents = read(d, &m, "market", "enterprises");
     for p in strings(&ents, "phone").into_iter().flatten() {
-        assert!(
-            p.starts_with("0532-8") && p.len() == 13 || is_valid_mobile(&p),
-            "{p}"
-        );
+        assert!(p.starts_with("0532-8") && p.len() == 13 || is_valid_mobile(&p), "{p}");
     }
     for dc in strings(&ents, "district_code").into_iter().flatten() {
         assert!(dc.starts_with("3702") && dc.len() == 6);
     }
+    assert!(strings(&ents, "address").iter().flatten().all(|a| a.starts_with("山东省青岛市") && a.contains('号')));
+    // Compound surnames occur among legal representatives.
     assert!(
-        strings(&ents, "address")
+        strings(&ents, "legal_rep_name")
             .iter()
             .flatten()
-            .all(|a| a.starts_with("山东省青岛市") && a.contains('号'))
+            .any(|n| { ["欧阳", "司马", "诸葛", "上官", "东方", "慕容"].iter().any(|s| n.starts_with(s)) })
     );
-    // Compound surnames occur among legal representatives.
-    assert!(strings(&ents, "legal_rep_name").iter().flatten().any(|n| {
-        ["欧阳", "司马", "诸葛", "上官", "东方", "慕容"]
-            .iter()
-            .any(|s| n.starts_with(s))
-    }));
     let individual = bools(&ents, "is_individual");
     assert!(individual.iter().any(|&b| b) && individual.iter().any(|&b| !b));
     for (code, indiv) in strings(&ents, "credit_code").iter().zip(&individual) {
@@ -404,21 +322,11 @@ fn identifiers_are_valid_and_keys_unique() {
 /// (source, table, id column, end column) of every negative-record table.
 const NEGATIVE: [(&str, &str, &str, &str); 9] = [
     ("market", "penalties", "penalty_id", "event_end_date"),
-    (
-        "market",
-        "abnormal_operations",
-        "record_id",
-        "event_end_date",
-    ),
+    ("market", "abnormal_operations", "record_id", "event_end_date"),
     ("court", "dishonest_debtors", "case_no", "event_end_date"),
     ("tax", "major_violations", "case_id", "event_end_date"),
     ("courier", "violations", "violation_id", "event_end_date"),
-    (
-        "credit_platform",
-        "black_list",
-        "entry_id",
-        "event_end_date",
-    ),
+    ("credit_platform", "black_list", "entry_id", "event_end_date"),
     ("payment", "fraud_reports", "report_id", "event_end_date"),
     ("platform_a", "violations", "violation_id", "event_end_date"),
     ("platform_b", "violations", "violation_id", "event_end_date"),
@@ -431,18 +339,8 @@ fn expired_and_disputed_records_exist_and_are_listed_correctly() {
     let m = gen_into(d);
     let boundary = boundary();
     let as_of = days(as_of());
-    let mut expired_listed: HashSet<&str> = m
-        .featured
-        .expired_negative_record_ids
-        .iter()
-        .map(String::as_str)
-        .collect();
-    let mut disputed_listed: HashSet<&str> = m
-        .featured
-        .disputed_record_ids
-        .iter()
-        .map(String::as_str)
-        .collect();
+    let mut expired_listed: HashSet<&str> = m.featured.expired_negative_record_ids.iter().map(String::as_str).collect();
+    let mut disputed_listed: HashSet<&str> = m.featured.disputed_record_ids.iter().map(String::as_str).collect();
     for (source, table, id_col, end_col) in NEGATIVE {
         let b = read(d, &m, source, table);
         let ids = strings(&b, id_col);
@@ -455,10 +353,7 @@ fn expired_and_disputed_records_exist_and_are_listed_correctly() {
             let expired = ends[i].is_some_and(|e| e < boundary);
             if let Some(e) = ends[i] {
                 assert!(e < as_of, "{source}.{table}: event ends on or after as_of");
-                assert!(
-                    (e - boundary).abs() > 3,
-                    "{source}.{table}: end date on the retention boundary"
-                );
+                assert!((e - boundary).abs() > 3, "{source}.{table}: end date on the retention boundary");
             }
             n_expired += usize::from(expired);
             n_current += usize::from(!expired);
@@ -471,30 +366,18 @@ fn expired_and_disputed_records_exist_and_are_listed_correctly() {
         }
         assert!(n_expired > 0, "{source}.{table}: no expired record");
         assert!(n_current > 0, "{source}.{table}: no current record");
-        assert!(
-            disputed.iter().any(|&x| x),
-            "{source}.{table}: no disputed record"
-        );
+        assert!(disputed.iter().any(|&x| x), "{source}.{table}: no disputed record");
         assert!(disputed.iter().any(|&x| !x));
     }
-    assert!(
-        expired_listed.is_empty(),
-        "listed ids not found: {expired_listed:?}"
-    );
-    assert!(
-        disputed_listed.is_empty(),
-        "listed ids not found: {disputed_listed:?}"
-    );
+    assert!(expired_listed.is_empty(), "listed ids not found: {expired_listed:?}");
+    assert!(disputed_listed.is_empty(), "listed ids not found: {disputed_listed:?}");
     assert!(m.featured.expired_negative_record_ids.len() >= NEGATIVE.len());
     assert!(m.featured.disputed_record_ids.len() >= NEGATIVE.len());
 
     // A dishonest debtor is published after filing and not after the debt was met.
     let dd = read(d, &m, "court", "dishonest_debtors");
-    let (filed, published, ended) = (
-        dates(&dd, "filing_date"),
-        dates(&dd, "published_date"),
-        dates(&dd, "event_end_date"),
-    );
+    let (filed, published, ended) =
+        (dates(&dd, "filing_date"), dates(&dd, "published_date"), dates(&dd, "event_end_date"));
     for i in 0..filed.len() {
         assert!(published[i] >= filed[i]);
         if let Some(e) = ended[i] {
@@ -519,33 +402,17 @@ fn traceability_event_chains_are_ordered() {
     let d = dir.path();
     let m = gen_into(d);
     let products = read(d, &m, "traceability", "products");
-    let barcodes: HashSet<String> = strings(&products, "barcode")
-        .into_iter()
-        .flatten()
-        .collect();
+    let barcodes: HashSet<String> = strings(&products, "barcode").into_iter().flatten().collect();
     let events = read(d, &m, "traceability", "events");
     let codes = strings(&events, "barcode");
     let types = strings(&events, "event_type");
-    let times = events
-        .column_by_name("event_time")
-        .unwrap()
-        .as_primitive::<TimestampMicrosecondType>();
-    const ORDER: [&str; 6] = [
-        "listed",
-        "sold",
-        "shipped",
-        "signed",
-        "reviewed",
-        "complained",
-    ];
+    let times = events.column_by_name("event_time").unwrap().as_primitive::<TimestampMicrosecondType>();
+    const ORDER: [&str; 6] = ["listed", "sold", "shipped", "signed", "reviewed", "complained"];
     let mut chains: HashMap<String, Vec<(usize, i64)>> = HashMap::new();
     for i in 0..codes.len() {
         let code = codes[i].clone().unwrap();
         assert!(barcodes.contains(&code));
-        let step = ORDER
-            .iter()
-            .position(|t| Some(*t) == types[i].as_deref())
-            .unwrap();
+        let step = ORDER.iter().position(|t| Some(*t) == types[i].as_deref()).unwrap();
         chains.entry(code).or_default().push((step, times.value(i)));
     }
     assert_eq!(chains.len(), barcodes.len());
@@ -554,10 +421,7 @@ fn traceability_event_chains_are_ordered() {
         for (k, (step, _)) in chain.iter().enumerate() {
             assert_eq!(*step, k, "chain out of order");
         }
-        assert!(
-            chain.windows(2).all(|w| w[0].1 < w[1].1),
-            "times not increasing"
-        );
+        assert!(chain.windows(2).all(|w| w[0].1 < w[1].1), "times not increasing");
         lengths.insert(chain.len());
     }
     assert!(lengths.contains(&1) && lengths.contains(&6), "{lengths:?}");
@@ -565,20 +429,13 @@ fn traceability_event_chains_are_ordered() {
     for code in &barcodes {
         let digits: Vec<u32> = code.chars().map(|c| c.to_digit(10).unwrap()).collect();
         assert_eq!(digits.len(), 13);
-        let sum: u32 = digits
-            .iter()
-            .enumerate()
-            .map(|(i, v)| v * if i % 2 == 0 { 1 } else { 3 })
-            .sum();
+        let sum: u32 = digits.iter().enumerate().map(|(i, v)| v * if i % 2 == 0 { 1 } else { 3 }).sum();
         assert_eq!(sum % 10, 0, "{code}");
     }
 }
 
 fn file_bytes(dir: &Path, m: &Manifest) -> Vec<(String, Vec<u8>)> {
-    let mut out = vec![(
-        "manifest.json".to_owned(),
-        std::fs::read(dir.join("manifest.json")).unwrap(),
-    )];
+    let mut out = vec![("manifest.json".to_owned(), std::fs::read(dir.join("manifest.json")).unwrap())];
     for s in &m.sources {
         for t in &s.tables {
             out.push((t.file.clone(), std::fs::read(dir.join(&t.file)).unwrap()));
@@ -606,10 +463,7 @@ fn same_options_give_byte_identical_files() {
     let mut opts = GenOptions::new(c.path(), as_of());
     opts.seed = 7;
     let mc = generate(&opts).unwrap();
-    assert_ne!(
-        mc.featured.enterprise_credit_code,
-        ma.featured.enterprise_credit_code
-    );
+    assert_ne!(mc.featured.enterprise_credit_code, ma.featured.enterprise_credit_code);
     let fc = file_bytes(c.path(), &mc);
     assert_ne!(fa[1].1, fc[1].1);
 }
@@ -639,10 +493,7 @@ fn scale_multiplies_the_large_tables_only() {
     let ev1 = m1.table("traceability", "events").unwrap().rows as f64;
     let ev2 = m2.table("traceability", "events").unwrap().rows as f64;
     assert!((ev2 / ev1 - 2.0).abs() < 0.1);
-    assert_eq!(
-        m2.table("tax", "credit_ratings").unwrap().rows,
-        m1.table("tax", "credit_ratings").unwrap().rows
-    );
+    assert_eq!(m2.table("tax", "credit_ratings").unwrap().rows, m1.table("tax", "credit_ratings").unwrap().rows);
     // The featured enterprise keeps its identity across scales.
     assert_eq!(m2.featured.enterprise_name, m1.featured.enterprise_name);
 }
@@ -653,22 +504,13 @@ fn invalid_scale_is_refused() {
     let mut opts = GenOptions::new(dir.path(), as_of());
     opts.scale = 0;
     let err = generate(&opts).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "invalid options: scale must be between 1 and 10000, got 0"
-    );
-    assert!(
-        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
-        "nothing written"
-    );
+    assert_eq!(err.to_string(), "invalid options: scale must be between 1 and 10000, got 0");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing written");
 }
 
 #[test]
 fn missing_manifest_is_an_io_error() {
     let dir = tempfile::tempdir().unwrap();
     let err = read_manifest(dir.path()).unwrap_err();
-    assert!(
-        matches!(err, creditgate_datagen::DatagenError::Io { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, creditgate_datagen::DatagenError::Io { .. }), "{err}");
 }

@@ -2,6 +2,8 @@
 
 use tonic::Status;
 
+use crate::database::{SourceError, SourceErrorKind};
+
 /// Everything that can go wrong in a connector.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
@@ -34,6 +36,12 @@ pub enum ConnectorError {
     /// Execution failed.
     #[error("query failed: {0}")]
     Execution(String),
+    /// A database behind a table is down, or the table could not be opened.
+    #[error("source unavailable: {0}")]
+    SourceUnavailable(String),
+    /// A database behind a table did not answer within the table's timeout.
+    #[error("source timed out: {0}")]
+    SourceTimeout(String),
     /// The query exceeded the memory limit.
     #[error("query exceeded the connector's memory limit: {0}")]
     ResourcesExhausted(String),
@@ -53,6 +61,14 @@ impl From<ConnectorError> for Status {
             }
             ConnectorError::InvalidQuery(_) => Status::invalid_argument(message),
             ConnectorError::ResourcesExhausted(_) => Status::resource_exhausted(message),
+            ConnectorError::SourceUnavailable(_) => {
+                tracing::warn!(error = %message, "source unavailable");
+                Status::unavailable(message)
+            }
+            ConnectorError::SourceTimeout(_) => {
+                tracing::warn!(error = %message, "source timed out");
+                Status::deadline_exceeded(message)
+            }
             ConnectorError::Execution(_) => {
                 tracing::warn!(error = %message, "query failed");
                 Status::internal(message)
@@ -71,7 +87,17 @@ impl From<ConnectorError> for Status {
 /// Classifies a DataFusion error raised while planning or running a query.
 pub(crate) fn from_datafusion(error: datafusion::error::DataFusionError, planning: bool) -> ConnectorError {
     use datafusion::error::DataFusionError as E;
-    match error.find_root() {
+    let root = error.find_root();
+    if let E::External(inner) = root
+        && let Some(source) = inner.downcast_ref::<SourceError>()
+    {
+        return match source.kind {
+            SourceErrorKind::Unavailable => ConnectorError::SourceUnavailable(source.to_string()),
+            SourceErrorKind::Timeout => ConnectorError::SourceTimeout(source.to_string()),
+            SourceErrorKind::Failed => ConnectorError::Execution(source.to_string()),
+        };
+    }
+    match root {
         E::ResourcesExhausted(message) => ConnectorError::ResourcesExhausted(message.clone()),
         E::SQL(..) | E::Plan(..) | E::SchemaError(..) | E::NotImplemented(..) if planning => {
             ConnectorError::InvalidQuery(error.strip_backtrace())

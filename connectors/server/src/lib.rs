@@ -5,15 +5,24 @@
 //! A connector is the source's own control point: the department decides
 //! which tables and columns leave, and it keeps its own served-query log
 //! (who asked, the SQL, rows, bytes, duration) independent of the gateway.
+//!
+//! Tables come from Parquet, CSV or SQLite files, or from PostgreSQL and
+//! MySQL/MariaDB servers (see [`database`]), where projection, filters and
+//! limit run as SQL in the database.
 
 mod config;
+pub mod database;
+mod dburl;
 mod error;
 mod exposed;
 mod served_log;
 mod server;
 mod sources;
 
-pub use config::{ConnectorConfig, DEFAULT_MEMORY_LIMIT_BYTES, TableConfig, TableFormat};
+pub use config::{
+    ConnectorConfig, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_QUERY_TIMEOUT_MS, DatabaseSource, TableConfig, TableFormat,
+};
+pub use dburl::{DatabaseKind, DatabaseUrl};
 pub use error::ConnectorError;
 pub use exposed::ExposedTable;
 pub use served_log::{ServedLog, ServedRecord};

@@ -39,15 +39,18 @@ pub struct ConnectorCaller {
 }
 
 impl Connector {
-    /// Opens every configured table; fails naming the first table that cannot be opened.
+    /// Opens every configured table; fails naming the first file table that
+    /// cannot be opened (a database table that cannot be opened is served as
+    /// unavailable instead, see `database`).
     pub async fn open(config: ConnectorConfig) -> Result<Arc<Self>, ConnectorError> {
         config.validate()?;
         let runtime = locked_down_runtime(config.memory_limit_bytes)
             .map_err(|e| ConnectorError::Config(format!("memory_limit_bytes: {}", e.strip_backtrace())))?;
         let ctx = session(runtime, CATALOG, &config.name, false);
         let mut tables = Vec::with_capacity(config.tables.len());
+        let mut pools = crate::database::Pools::default();
         for table in &config.tables {
-            let provider = open_table(&ctx, table).await?;
+            let provider = open_table(&ctx, table, &mut pools).await?;
             tables.push(TableEntry {
                 catalog: CATALOG.to_string(),
                 schema: config.name.clone(),

@@ -14,21 +14,31 @@ use datafusion_table_providers::sql::db_connection_pool::sqlitepool::SqliteConne
 use datafusion_table_providers::sqlite::SqliteTableFactory;
 
 use crate::config::{TableConfig, TableFormat};
+use crate::database::{Pools, open_database_table};
 use crate::error::ConnectorError;
 use crate::exposed::ExposedTable;
 
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens one configured table, restricted to its exposed columns.
+///
+/// A file table that cannot be opened is a start-up error. A database table
+/// never is: it is served as [`crate::database::UnavailableTable`] (every
+/// query on it fails naming the table) and the connector serves the rest;
+/// database tables on the same connection share one pool from `pools`.
 pub(crate) async fn open_table(
     ctx: &SessionContext,
     table: &TableConfig,
+    pools: &mut Pools,
 ) -> Result<Arc<dyn TableProvider>, ConnectorError> {
     let fail = |message: String| ConnectorError::Table { table: table.name.clone(), message };
+    if !table.format.is_file() {
+        return Ok(open_database_table(table, pools).await);
+    }
     if !table.path.exists() {
         return Err(fail(format!("{} does not exist", table.path.display())));
     }
-    let inner: Arc<dyn TableProvider> = match table.format {
+    let inner: Arc<dyn TableProvider> = match &table.format {
         TableFormat::Parquet | TableFormat::Csv => {
             let path = table.path.to_str().ok_or_else(|| fail("path is not valid UTF-8".into()))?;
             let url = ListingTableUrl::parse(path).map_err(|e| fail(e.strip_backtrace()))?;
@@ -52,6 +62,7 @@ pub(crate) async fn open_table(
                 .await
                 .map_err(|e| fail(format!("cannot read table `{}`: {e}", table.source_table())))?
         }
+        TableFormat::Postgres(_) | TableFormat::Mysql(_) => return Ok(open_database_table(table, pools).await),
     };
     let exposed = ExposedTable::try_new(inner, &table.columns).map_err(|e| fail(e.strip_backtrace()))?;
     Ok(Arc::new(exposed))

@@ -32,9 +32,7 @@ use serde::{Deserialize, Serialize};
 pub const CREDIT_CODE_CHARSET: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
 
 /// Weights of positions 1–17 of a unified social credit code (3^(i−1) mod 31).
-pub const CREDIT_CODE_WEIGHTS: [u32; 17] = [
-    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
-];
+pub const CREDIT_CODE_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
 
 /// Weights of positions 1–17 of a resident ID (ISO 7064 MOD 11-2).
 pub const RESIDENT_ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
@@ -46,8 +44,7 @@ const RESIDENT_ID_CHECK: &[u8; 11] = b"10X98765432";
 const CREDIT_CODE_CHARSET_RULE: &str = "GB 32100-2015 uses 0-9 and A-Y without I, O, Z, S, V";
 
 /// Rule text quoted in messages about a resident ID character.
-const RESIDENT_ID_DIGIT_RULE: &str =
-    "GB 11643-1999 uses digits 0-9, with X allowed only as the last (check) character";
+const RESIDENT_ID_DIGIT_RULE: &str = "GB 11643-1999 uses digits 0-9, with X allowed only as the last (check) character";
 
 /// Rule text quoted in messages about a 15-digit resident ID character.
 const RESIDENT_ID_15_RULE: &str = "a 15-digit first-generation number has digits only";
@@ -146,9 +143,7 @@ fn check_message(kind: SubjectKind) -> &'static str {
 
 /// Value of a credit-code symbol (its index in [`CREDIT_CODE_CHARSET`]).
 fn credit_code_value(c: char) -> Option<u32> {
-    CREDIT_CODE_CHARSET
-        .find(c)
-        .and_then(|i| u32::try_from(i).ok())
+    CREDIT_CODE_CHARSET.find(c).and_then(|i| u32::try_from(i).ok())
 }
 
 /// Upper-cases and validates the characters of a (partial) credit code.
@@ -229,17 +224,12 @@ impl CreditCode {
         let s = s.trim();
         let len = s.chars().count();
         if len != 18 {
-            return Err(IdentError::Length {
-                kind: SubjectKind::CreditCode,
-                expected: "18 characters",
-                got: len,
-            });
+            return Err(IdentError::Length { kind: SubjectKind::CreditCode, expected: "18 characters", got: len });
         }
         let code = normalise_credit_chars(s)?;
         let expected = credit_code_check_char(&code[..17])?;
-        let warning = (!code.ends_with(expected)).then_some(IdentError::CheckCharacter {
-            kind: SubjectKind::CreditCode,
-        });
+        let warning =
+            (!code.ends_with(expected)).then_some(IdentError::CheckCharacter { kind: SubjectKind::CreditCode });
         Ok((CreditCode(code), warning))
     }
 
@@ -367,9 +357,7 @@ impl ResidentId {
                 }
                 let check = resident_id_check_digit(&id[..17])?;
                 if !id.ends_with(check) {
-                    return Err(IdentError::CheckCharacter {
-                        kind: SubjectKind::ResidentId,
-                    });
+                    return Err(IdentError::CheckCharacter { kind: SubjectKind::ResidentId });
                 }
                 Self::with_birth_date(id, today)
             }
@@ -417,17 +405,13 @@ impl ResidentId {
     /// check digit are already known to be right.
     fn with_birth_date(id: String, today: NaiveDate) -> Result<ResidentId, IdentError> {
         let digits = &id[6..14];
-        let invalid = || IdentError::BirthDateInvalid {
-            date: digits.to_owned(),
-        };
+        let invalid = || IdentError::BirthDateInvalid { date: digits.to_owned() };
         let year: i32 = digits[..4].parse().map_err(|_| invalid())?;
         let month: u32 = digits[4..6].parse().map_err(|_| invalid())?;
         let day: u32 = digits[6..].parse().map_err(|_| invalid())?;
         let birth_date = NaiveDate::from_ymd_opt(year, month, day).ok_or_else(invalid)?;
         if birth_date > today {
-            return Err(IdentError::BirthDateInFuture {
-                date: digits.to_owned(),
-            });
+            return Err(IdentError::BirthDateInFuture { date: digits.to_owned() });
         }
         Ok(ResidentId { id, birth_date })
     }
@@ -465,12 +449,7 @@ impl ResidentId {
 
 impl fmt::Debug for ResidentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "ResidentId(\"{}********{}\")",
-            &self.id[..6],
-            &self.id[14..]
-        )
+        write!(f, "ResidentId(\"{}********{}\")", &self.id[..6], &self.id[14..])
     }
 }
 
@@ -510,10 +489,7 @@ impl<'de> Deserialize<'de> for ResidentId {
 /// second digit 3–9. No trimming is done.
 pub fn is_valid_mobile(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 11
-        && b.iter().all(u8::is_ascii_digit)
-        && b[0] == b'1'
-        && (b'3'..=b'9').contains(&b[1])
+    b.len() == 11 && b.iter().all(u8::is_ascii_digit) && b[0] == b'1' && (b'3'..=b'9').contains(&b[1])
 }
 
 /// A validated subject: an enterprise (or other organisation) or an

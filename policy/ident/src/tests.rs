@@ -33,50 +33,29 @@ fn ref_resident_check(first17: &str) -> char {
         sum += u64::from(c.to_digit(10).unwrap()) * weight;
     }
     let c = (12 - sum % 11) % 11;
-    if c == 10 {
-        'X'
-    } else {
-        char::from_digit(c as u32, 10).unwrap()
-    }
+    if c == 10 { 'X' } else { char::from_digit(c as u32, 10).unwrap() }
 }
 
 const CHARSET: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
 
 fn credit_prefix() -> impl Strategy<Value = String> {
-    proptest::collection::vec(0usize..31, 17).prop_map(|v| {
-        v.into_iter()
-            .map(|i| CHARSET.as_bytes()[i] as char)
-            .collect()
-    })
+    proptest::collection::vec(0usize..31, 17)
+        .prop_map(|v| v.into_iter().map(|i| CHARSET.as_bytes()[i] as char).collect())
 }
 
 /// 17 digits: address code, a real past birth date, sequence.
 fn resident_prefix() -> impl Strategy<Value = String> {
-    (
-        100_000u32..=999_999,
-        1900i32..=2020,
-        1u32..=12,
-        1u32..=28,
-        0u32..=999,
-    )
+    (100_000u32..=999_999, 1900i32..=2020, 1u32..=12, 1u32..=28, 0u32..=999)
         .prop_map(|(addr, y, m, d, seq)| format!("{addr:06}{y:04}{m:02}{d:02}{seq:03}"))
 }
 
 /// Any printable ASCII character plus a few non-ASCII ones.
 fn replacement_char() -> impl Strategy<Value = char> {
-    prop_oneof![
-        (0x21u8..0x7f).prop_map(char::from),
-        Just('中'),
-        Just('Ｘ'),
-        Just(' '),
-    ]
+    prop_oneof![(0x21u8..0x7f).prop_map(char::from), Just('中'), Just('Ｘ'), Just(' '),]
 }
 
 fn replace_at(s: &str, pos: usize, c: char) -> String {
-    s.chars()
-        .enumerate()
-        .map(|(i, x)| if i == pos { c } else { x })
-        .collect()
+    s.chars().enumerate().map(|(i, x)| if i == pos { c } else { x }).collect()
 }
 
 proptest! {
@@ -172,10 +151,7 @@ fn credit_code_example_passes() {
     assert_eq!(code.division_code(), "350100");
     assert_eq!(code.to_string(), "91350100M000100Y43");
     assert_eq!(credit_code_check_char("91350100M000100Y4").unwrap(), '3');
-    assert_eq!(
-        CreditCode::complete("91350100m000100y4").unwrap().as_str(),
-        "91350100M000100Y43"
-    );
+    assert_eq!(CreditCode::complete("91350100m000100y4").unwrap().as_str(), "91350100M000100Y43");
     let (lenient, warning) = CreditCode::parse_lenient("91350100M000100Y43").unwrap();
     assert_eq!(lenient, code);
     assert!(warning.is_none());
@@ -194,21 +170,13 @@ fn credit_code_weights_are_powers_of_three() {
 fn resident_id_example_passes() {
     let id = ResidentId::parse_at("11010519491231002X", today()).unwrap();
     assert_eq!(id.as_str(), "11010519491231002X");
-    assert_eq!(
-        id.birth_date(),
-        NaiveDate::from_ymd_opt(1949, 12, 31).unwrap()
-    );
+    assert_eq!(id.birth_date(), NaiveDate::from_ymd_opt(1949, 12, 31).unwrap());
     assert!(!id.is_male());
     assert_eq!(id.address_code(), "110105");
     assert_eq!(id.age_on(today()), 76);
     assert_eq!(resident_id_check_digit("11010519491231002").unwrap(), 'X');
     // Lowercase x is normalised.
-    assert_eq!(
-        ResidentId::parse_at("11010519491231002x", today())
-            .unwrap()
-            .as_str(),
-        "11010519491231002X"
-    );
+    assert_eq!(ResidentId::parse_at("11010519491231002x", today()).unwrap().as_str(), "11010519491231002X");
     // `parse` uses today's date; 1949 is in the past.
     assert_eq!(ResidentId::parse("11010519491231002X").unwrap(), id);
     assert_eq!(ResidentId::complete("11010519491231002").unwrap(), id);
@@ -300,14 +268,8 @@ fn resident_err(s: &str) -> String {
 
 #[test]
 fn message_credit_code_length() {
-    assert_eq!(
-        credit_err("91350100M000100Y4"),
-        "unified social credit code: must be 18 characters, got 17"
-    );
-    assert_eq!(
-        credit_err("   "),
-        "unified social credit code: must be 18 characters, got 0"
-    );
+    assert_eq!(credit_err("91350100M000100Y4"), "unified social credit code: must be 18 characters, got 17");
+    assert_eq!(credit_err("   "), "unified social credit code: must be 18 characters, got 0");
 }
 
 #[test]
@@ -324,10 +286,7 @@ fn message_credit_code_character() {
 #[test]
 fn message_credit_code_check() {
     let msg = credit_err("91350100M000100Y44");
-    assert_eq!(
-        msg,
-        "unified social credit code: check character is wrong (GB 32100-2015, MOD 31)"
-    );
+    assert_eq!(msg, "unified social credit code: check character is wrong (GB 32100-2015, MOD 31)");
     assert!(!msg.contains("91350100M000100Y4"));
 }
 
@@ -343,30 +302,16 @@ fn message_credit_code_prefix_length() {
 fn lenient_credit_code() {
     let (code, warning) = CreditCode::parse_lenient("91350100M000100Y44").unwrap();
     assert_eq!(code.as_str(), "91350100M000100Y44");
-    assert_eq!(
-        warning,
-        Some(IdentError::CheckCharacter {
-            kind: SubjectKind::CreditCode
-        })
-    );
+    assert_eq!(warning, Some(IdentError::CheckCharacter { kind: SubjectKind::CreditCode }));
     // Shape errors still fail in lenient mode.
-    assert!(matches!(
-        CreditCode::parse_lenient("91350100M000100Y4"),
-        Err(IdentError::Length { .. })
-    ));
-    assert!(matches!(
-        CreditCode::parse_lenient("9135I100M000100Y43"),
-        Err(IdentError::Character { .. })
-    ));
+    assert!(matches!(CreditCode::parse_lenient("91350100M000100Y4"), Err(IdentError::Length { .. })));
+    assert!(matches!(CreditCode::parse_lenient("9135I100M000100Y43"), Err(IdentError::Character { .. })));
 }
 
 #[test]
 fn message_resident_id_check() {
     let msg = resident_err("110105194912310021");
-    assert_eq!(
-        msg,
-        "resident ID: check digit is wrong (GB 11643-1999, ISO 7064 MOD 11-2)"
-    );
+    assert_eq!(msg, "resident ID: check digit is wrong (GB 11643-1999, ISO 7064 MOD 11-2)");
     assert!(!msg.contains("11010519491231"));
 }
 
@@ -396,17 +341,11 @@ fn message_resident_id_character() {
 fn message_resident_id_birth_date_invalid() {
     let first17 = "11010519491331002";
     let id = format!("{first17}{}", resident_id_check_digit(first17).unwrap());
-    assert_eq!(
-        resident_err(&id),
-        "resident ID: birth date 19491331 is not a real date"
-    );
+    assert_eq!(resident_err(&id), "resident ID: birth date 19491331 is not a real date");
     // 29 February only in leap years.
     let first17 = "11010519490229002";
     let id = format!("{first17}{}", resident_id_check_digit(first17).unwrap());
-    assert_eq!(
-        resident_err(&id),
-        "resident ID: birth date 19490229 is not a real date"
-    );
+    assert_eq!(resident_err(&id), "resident ID: birth date 19490229 is not a real date");
     let first17 = "11010520000229002";
     let id = format!("{first17}{}", resident_id_check_digit(first17).unwrap());
     assert!(ResidentId::parse_at(&id, today()).is_ok());
@@ -416,10 +355,7 @@ fn message_resident_id_birth_date_invalid() {
 fn message_resident_id_birth_date_future() {
     let first17 = "11010520261129002";
     let id = format!("{first17}{}", resident_id_check_digit(first17).unwrap());
-    assert_eq!(
-        resident_err(&id),
-        "resident ID: birth date 20261129 is in the future"
-    );
+    assert_eq!(resident_err(&id), "resident ID: birth date 20261129 is in the future");
     // The day itself is allowed.
     let first17 = "11010520261128002";
     assert!(ResidentId::complete_at(first17, today()).is_ok());
@@ -428,15 +364,10 @@ fn message_resident_id_birth_date_future() {
 #[test]
 fn message_resident_prefix() {
     assert_eq!(
-        resident_id_check_digit("1101051949123100")
-            .unwrap_err()
-            .to_string(),
+        resident_id_check_digit("1101051949123100").unwrap_err().to_string(),
         "resident ID: must be 17 digits before the check digit, got 16"
     );
     assert!(
-        resident_id_check_digit("1101051949123100X")
-            .unwrap_err()
-            .to_string()
-            .contains("character 'X' at position 17")
+        resident_id_check_digit("1101051949123100X").unwrap_err().to_string().contains("character 'X' at position 17")
     );
 }

@@ -1,0 +1,585 @@
+//! Tables that live in PostgreSQL or MySQL/MariaDB.
+//!
+//! Built on `datafusion-table-providers`: the provider turns the scan's
+//! projection, filters and limit into one SQL statement that the database
+//! runs, so a lookup of one subject reads one subject's rows.
+//!
+//! Around the provider this module adds what a connector needs:
+//!
+//! * **One pool per distinct connection** ([`Pools`]): every table with the
+//!   same URL, password source and timeout shares it.
+//! * **A per-query timeout**: PostgreSQL's `statement_timeout`, and in any
+//!   case a deadline on the scan's stream ([`DatabaseScanExec`]).
+//! * **Errors that name the table** and say what went wrong
+//!   ([`SourceError`]), mapped to `UNAVAILABLE`/`DEADLINE_EXCEEDED` by the
+//!   connector's single error mapping.
+//! * **Plain Arrow types**: `LargeUtf8` → `Utf8`, nanosecond timestamps and
+//!   times → microseconds (both databases store microseconds), MySQL
+//!   `BOOLEAN` (`TINYINT(1)`) and `BIT(1)` → `Boolean`.
+//! * **Start-up that survives a broken source**: a table whose database is
+//!   down, or whose table or columns do not exist, is logged at `error` and
+//!   registered as an [`UnavailableTable`] with its configured columns (typed
+//!   `Null`); every query on it fails with that reason, naming the table,
+//!   while the connector keeps serving its other tables. Restart the
+//!   connector once the database is fixed.
+//!
+//! Passwords are read once, at start-up, from `password_env` or
+//! `password_file`; they are handed to the driver only and never logged.
+//! Logged URLs are [`DatabaseUrl`]'s `Display`, which has no password.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::TableReference;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning, PlanProperties,
+};
+use datafusion_table_providers::mysql::MySQLTableFactory;
+use datafusion_table_providers::postgres::PostgresTableFactory;
+use datafusion_table_providers::sql::db_connection_pool::mysqlpool::MySQLConnectionPool;
+use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
+use datafusion_table_providers::util::secrets::to_secret_map;
+use futures::Stream;
+
+use crate::config::{DatabaseSource, TableConfig, TableFormat};
+use crate::dburl::{DatabaseKind, DatabaseUrl};
+
+/// How long opening a pool (first connection included) may take at start-up.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections per pool.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+/// Longest database error text passed on to callers.
+const MAX_ERROR_CHARS: usize = 500;
+
+/// What went wrong with a database-backed table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceErrorKind {
+    /// The database cannot be reached, or the table could not be opened.
+    Unavailable,
+    /// The query ran past its timeout.
+    Timeout,
+    /// The database refused or failed the query.
+    Failed,
+}
+
+/// An error of a database-backed table; always names the table.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("table `{table}`: {message}")]
+pub struct SourceError {
+    /// The table callers use.
+    pub table: String,
+    /// What kind of failure.
+    pub kind: SourceErrorKind,
+    /// What went wrong (no password, no URL with credentials).
+    pub message: String,
+}
+
+impl SourceError {
+    fn new(table: &str, kind: SourceErrorKind, message: impl Into<String>) -> SourceError {
+        SourceError { table: table.to_string(), kind, message: message.into() }
+    }
+
+    fn into_datafusion(self) -> DataFusionError {
+        DataFusionError::External(Box::new(self))
+    }
+}
+
+/// One line, capped: provider errors come with multi-line hints.
+fn tidy(text: &str) -> String {
+    let flat = text.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+    match flat.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    url: DatabaseUrl,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Postgres(Arc<PostgresConnectionPool>),
+    Mysql(Arc<MySQLConnectionPool>),
+}
+
+/// The connection pools of one connector, keyed by connection; a failed
+/// connection attempt is remembered too, so ten tables on a dead server
+/// cost one timeout, not ten.
+#[derive(Debug, Default)]
+pub struct Pools {
+    pools: HashMap<PoolKey, std::result::Result<Pool, String>>,
+}
+
+impl Pools {
+    /// Number of distinct pools opened (tests).
+    pub fn len(&self) -> usize {
+        self.pools.values().filter(|p| p.is_ok()).count()
+    }
+
+    /// Whether no pool was opened.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    async fn get(&mut self, url: &DatabaseUrl, db: &DatabaseSource) -> std::result::Result<Pool, String> {
+        let key = PoolKey {
+            url: url.clone(),
+            password_env: db.password_env.clone(),
+            password_file: db.password_file.clone(),
+            timeout_ms: db.query_timeout_ms,
+        };
+        if let Some(pool) = self.pools.get(&key) {
+            return pool.clone();
+        }
+        let opened = match tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, open_pool(url, db)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no connection within {} s", DEFAULT_CONNECT_TIMEOUT.as_secs())),
+        };
+        match &opened {
+            Ok(_) => tracing::info!(database = %url, "database pool opened"),
+            Err(e) => tracing::error!(database = %url, error = %e, "cannot connect to database"),
+        }
+        self.pools.insert(key, opened.clone());
+        opened
+    }
+}
+
+fn read_password(db: &DatabaseSource) -> std::result::Result<Option<String>, String> {
+    if let Some(var) = &db.password_env {
+        return match std::env::var(var) {
+            Ok(value) => Ok(Some(value)),
+            Err(_) => Err(format!("password_env: environment variable `{var}` is not set")),
+        };
+    }
+    if let Some(file) = &db.password_file {
+        return match std::fs::read_to_string(file) {
+            Ok(text) => Ok(Some(text.trim_end_matches(['\n', '\r']).to_string())),
+            Err(e) => Err(format!("password_file {}: {}", file.display(), e.kind())),
+        };
+    }
+    Ok(None)
+}
+
+async fn open_pool(url: &DatabaseUrl, db: &DatabaseSource) -> std::result::Result<Pool, String> {
+    let password = read_password(db)?;
+    let mut params: HashMap<String, String> = HashMap::new();
+    params.insert("host".into(), url.host.clone());
+    params.insert("user".into(), url.user.clone());
+    params.insert("db".into(), url.database.clone());
+    params.insert("sslmode".into(), url.sslmode.clone());
+    if let Some(password) = password {
+        params.insert("pass".into(), password);
+    }
+    // Errors of the drivers never contain the password; they may name host and user.
+    match url.kind {
+        DatabaseKind::Postgres => {
+            params.insert("port".into(), url.port.to_string());
+            params.insert("connection_pool_size".into(), DEFAULT_POOL_SIZE.to_string());
+            params.insert("application_name".into(), "creditgate-connector".into());
+            params.insert(
+                "options".into(),
+                format!("-c statement_timeout={} -c default_transaction_read_only=on", db.query_timeout_ms),
+            );
+            let pool = PostgresConnectionPool::new(to_secret_map(params)).await.map_err(|e| tidy(&e.to_string()))?;
+            Ok(Pool::Postgres(Arc::new(pool)))
+        }
+        DatabaseKind::Mysql => {
+            params.insert("tcp_port".into(), url.port.to_string());
+            params.insert("pool_min".into(), "0".into());
+            params.insert("pool_max".into(), DEFAULT_POOL_SIZE.to_string());
+            let pool = MySQLConnectionPool::new(to_secret_map(params)).await.map_err(|e| tidy(&e.to_string()))?;
+            Ok(Pool::Mysql(Arc::new(pool)))
+        }
+    }
+}
+
+/// Opens a `postgres`/`mysql` table. Never fails: a table that cannot be
+/// opened becomes an [`UnavailableTable`] (logged at `error`), so one broken
+/// source table does not take the connector down.
+pub(crate) async fn open_database_table(table: &TableConfig, pools: &mut Pools) -> Arc<dyn TableProvider> {
+    match try_open(table, pools).await {
+        Ok(provider) => provider,
+        Err(reason) => {
+            tracing::error!(table = %table.name, error = %reason, "table unavailable; serving the other tables");
+            Arc::new(UnavailableTable::new(&table.name, &table.columns, reason))
+        }
+    }
+}
+
+async fn try_open(table: &TableConfig, pools: &mut Pools) -> std::result::Result<Arc<dyn TableProvider>, String> {
+    let (kind, db) = match &table.format {
+        TableFormat::Postgres(db) => (DatabaseKind::Postgres, db),
+        TableFormat::Mysql(db) => (DatabaseKind::Mysql, db),
+        TableFormat::Parquet | TableFormat::Csv | TableFormat::Sqlite => {
+            return Err("not a database table".to_string());
+        }
+    };
+    let url = DatabaseUrl::parse(kind, &db.connection).map_err(|e| format!("connection: {e}"))?;
+    let pool = pools.get(&url, db).await.map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    let reference = TableReference::partial(db.schema.as_str(), table.source_table());
+    let shown = format!("{}.{}", db.schema, table.source_table());
+    let (inner, booleans) = match pool {
+        Pool::Postgres(pool) => {
+            let inner = PostgresTableFactory::new(pool)
+                .table_provider(reference)
+                .await
+                .map_err(|e| format!("cannot open `{shown}` in {url}: {}", tidy(&e.to_string())))?;
+            (inner, Vec::new())
+        }
+        Pool::Mysql(pool) => {
+            let booleans = mysql_boolean_columns(&pool, &db.schema, table.source_table())
+                .await
+                .map_err(|e| format!("cannot read the columns of `{shown}` in {url}: {e}"))?;
+            let inner = MySQLTableFactory::new(pool)
+                .table_provider(reference)
+                .await
+                .map_err(|e| format!("cannot open `{shown}` in {url}: {}", tidy(&e.to_string())))?;
+            (inner, booleans)
+        }
+    };
+    let wrapped = DatabaseTable::new(&table.name, inner, &booleans, Duration::from_millis(db.query_timeout_ms));
+    let exposed = crate::exposed::ExposedTable::try_new(Arc::new(wrapped), &table.columns)
+        .map_err(|e| format!("`{shown}` in {url}: {}", e.strip_backtrace()))?;
+    Ok(Arc::new(exposed))
+}
+
+/// Columns declared `BOOLEAN` (= `TINYINT(1)`) or `BIT(1)`; the provider
+/// reads them as integers.
+async fn mysql_boolean_columns(
+    pool: &MySQLConnectionPool,
+    schema: &str,
+    table: &str,
+) -> std::result::Result<Vec<String>, String> {
+    use mysql_async::prelude::Queryable;
+    let connection = pool.connect_direct().await.map_err(|e| tidy(&e.to_string()))?;
+    let mut conn = connection.conn.lock().await;
+    let rows: Vec<(String, String)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (schema, table),
+        )
+        .await
+        .map_err(|e| tidy(&e.to_string()))?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, ty)| {
+            let ty = ty.to_ascii_lowercase();
+            ty.starts_with("tinyint(1)") || ty == "bit(1)"
+        })
+        .map(|(name, _)| name)
+        .collect())
+}
+
+fn plain_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+        DataType::LargeBinary | DataType::BinaryView => DataType::Binary,
+        DataType::Timestamp(TimeUnit::Nanosecond, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+        DataType::Time64(TimeUnit::Nanosecond) => DataType::Time64(TimeUnit::Microsecond),
+        DataType::Dictionary(_, value) => plain_type(value),
+        other => other.clone(),
+    }
+}
+
+/// A database table with plain Arrow types and guarded scans.
+#[derive(Debug)]
+pub struct DatabaseTable {
+    name: String,
+    inner: Arc<dyn TableProvider>,
+    schema: SchemaRef,
+    timeout: Duration,
+}
+
+impl DatabaseTable {
+    fn new(name: &str, inner: Arc<dyn TableProvider>, booleans: &[String], timeout: Duration) -> DatabaseTable {
+        let fields: Vec<Field> = inner
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                let target = if booleans.iter().any(|b| b == f.name()) && f.data_type().is_integer() {
+                    DataType::Boolean
+                } else {
+                    plain_type(f.data_type())
+                };
+                f.as_ref().clone().with_data_type(target)
+            })
+            .collect();
+        DatabaseTable { name: name.to_string(), inner, schema: Arc::new(Schema::new(fields)), timeout }
+    }
+}
+
+#[async_trait]
+impl TableProvider for DatabaseTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        // Same column order as the inner table: projection indices carry over.
+        let inner = self.inner.scan(state, projection, filters, limit).await.map_err(|e| {
+            SourceError::new(&self.name, SourceErrorKind::Failed, tidy(&e.strip_backtrace())).into_datafusion()
+        })?;
+        let schema = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => Arc::clone(&self.schema),
+        };
+        Ok(Arc::new(DatabaseScanExec::new(&self.name, inner, schema, self.timeout)))
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+}
+
+/// Runs the provider's SQL scan with a deadline, converts its batches to
+/// plain Arrow types and names the table in every error. Opaque: it has no
+/// children, so optimizer rules cannot rewrite the SQL scan inside it.
+#[derive(Debug)]
+pub struct DatabaseScanExec {
+    table: Arc<str>,
+    inner: Arc<dyn ExecutionPlan>,
+    schema: SchemaRef,
+    timeout: Duration,
+    properties: Arc<PlanProperties>,
+}
+
+impl DatabaseScanExec {
+    fn new(table: &str, inner: Arc<dyn ExecutionPlan>, schema: SchemaRef, timeout: Duration) -> DatabaseScanExec {
+        let partitions = inner.output_partitioning().partition_count();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        DatabaseScanExec { table: Arc::from(table), inner, schema, timeout, properties }
+    }
+}
+
+impl DisplayAs for DatabaseScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "DatabaseScanExec: table={} timeout={}ms", self.table, self.timeout.as_millis())
+    }
+}
+
+impl ExecutionPlan for DatabaseScanExec {
+    fn name(&self) -> &str {
+        "DatabaseScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let inner = self.inner.execute(partition, context).map_err(|e| classify(&self.table, &e).into_datafusion())?;
+        Ok(Box::pin(GuardedStream {
+            inner,
+            schema: Arc::clone(&self.schema),
+            table: Arc::clone(&self.table),
+            timeout: self.timeout,
+            deadline: Box::pin(tokio::time::sleep(self.timeout)),
+            done: false,
+        }))
+    }
+}
+
+/// A database error as a [`SourceError`]: PostgreSQL's statement timeout is
+/// a timeout, anything about connections means the database is unavailable,
+/// the rest (missing column, bad SQL, …) is a failure.
+fn classify(table: &str, error: &DataFusionError) -> SourceError {
+    let message = tidy(&error.strip_backtrace());
+    let lower = message.to_ascii_lowercase();
+    let kind = if lower.contains("statement timeout") || lower.contains("canceling statement") {
+        SourceErrorKind::Timeout
+    } else if lower.contains("connection") || lower.contains("connect ") || lower.contains("timed out") {
+        SourceErrorKind::Unavailable
+    } else {
+        SourceErrorKind::Failed
+    };
+    SourceError::new(table, kind, message)
+}
+
+struct GuardedStream {
+    inner: SendableRecordBatchStream,
+    schema: SchemaRef,
+    table: Arc<str>,
+    timeout: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    done: bool,
+}
+
+impl GuardedStream {
+    fn error(&mut self, kind: SourceErrorKind, message: String) -> Poll<Option<Result<RecordBatch>>> {
+        self.done = true;
+        Poll::Ready(Some(Err(SourceError::new(&self.table, kind, message).into_datafusion())))
+    }
+
+    fn convert(&self, batch: RecordBatch) -> std::result::Result<RecordBatch, String> {
+        if batch.schema().fields() == self.schema.fields() {
+            return Ok(batch);
+        }
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() {
+                    Ok(Arc::clone(column))
+                } else {
+                    cast(column, field.data_type())
+                        .map_err(|_| format!("column `{}`: cannot convert to {}", field.name(), field.data_type()))
+                }
+            })
+            .collect::<std::result::Result<Vec<_>, String>>()?;
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)
+            .map_err(|e| format!("unexpected batch from the database: {e}"))
+    }
+}
+
+impl Stream for GuardedStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            let message = format!("no complete answer from the database within {} ms", self.timeout.as_millis());
+            return self.error(SourceErrorKind::Timeout, message);
+        }
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(batch))) => match self.convert(batch) {
+                Ok(batch) => Poll::Ready(Some(Ok(batch))),
+                Err(message) => self.error(SourceErrorKind::Failed, message),
+            },
+            Poll::Ready(Some(Err(e))) => {
+                let error = classify(&self.table, &e);
+                self.error(error.kind, error.message)
+            }
+        }
+    }
+}
+
+impl RecordBatchStream for GuardedStream {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+}
+
+/// Stands in for a database table that could not be opened at start-up:
+/// the configured columns exist (typed `Null`), and every scan fails with
+/// the reason, naming the table.
+#[derive(Debug)]
+pub struct UnavailableTable {
+    name: String,
+    schema: SchemaRef,
+    reason: String,
+}
+
+impl UnavailableTable {
+    /// A placeholder for `name` with `columns`, failing with `reason`.
+    pub fn new(name: &str, columns: &[String], reason: String) -> UnavailableTable {
+        let fields: Vec<Field> = columns.iter().map(|c| Field::new(c, DataType::Null, true)).collect();
+        UnavailableTable { name: name.to_string(), schema: Arc::new(Schema::new(fields)), reason }
+    }
+}
+
+#[async_trait]
+impl TableProvider for UnavailableTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let message = format!("unavailable since start-up: {}", self.reason);
+        Err(SourceError::new(&self.name, SourceErrorKind::Unavailable, message).into_datafusion())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_types() {
+        assert_eq!(plain_type(&DataType::LargeUtf8), DataType::Utf8);
+        assert_eq!(
+            plain_type(&DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        assert_eq!(plain_type(&DataType::Decimal128(12, 2)), DataType::Decimal128(12, 2));
+    }
+
+    #[test]
+    fn tidy_flattens_and_caps() {
+        assert_eq!(tidy("a\n\n  b\n"), "a; b");
+        assert!(tidy(&"x".repeat(2_000)).chars().count() <= MAX_ERROR_CHARS + 1);
+    }
+}
