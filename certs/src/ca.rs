@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType,
+    SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
@@ -54,10 +54,7 @@ impl fmt::Debug for DevCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the key.
         f.debug_struct("DevCa")
-            .field(
-                "fingerprint",
-                &crate::identity::fingerprint_hex(&self.cert_der),
-            )
+            .field("fingerprint", &crate::identity::fingerprint_hex(&self.cert_der))
             .finish_non_exhaustive()
     }
 }
@@ -113,18 +110,8 @@ impl IssueRequest {
     /// A client certificate for organisation `org_id` (URI SAN
     /// `spiffe://<trust domain>/org/<org_id>`), subject `O=<org_name>`,
     /// `CN=<cn>`.
-    pub fn client(
-        org_id: impl Into<String>,
-        org_name: impl Into<String>,
-        cn: impl Into<String>,
-    ) -> Self {
-        Self::new(
-            CertKind::Client {
-                org_id: org_id.into(),
-                org_name: org_name.into(),
-            },
-            cn.into(),
-        )
+    pub fn client(org_id: impl Into<String>, org_name: impl Into<String>, cn: impl Into<String>) -> Self {
+        Self::new(CertKind::Client { org_id: org_id.into(), org_name: org_name.into() }, cn.into())
     }
 
     fn new(kind: CertKind, common_name: String) -> Self {
@@ -181,10 +168,7 @@ pub struct Issued {
 
 impl fmt::Debug for Issued {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Issued")
-            .field("serial", &self.serial)
-            .field("key_pem", &"<redacted>")
-            .finish_non_exhaustive()
+        f.debug_struct("Issued").field("serial", &self.serial).field("key_pem", &"<redacted>").finish_non_exhaustive()
     }
 }
 
@@ -197,29 +181,17 @@ impl Issued {
         fsutil::ensure_dir(dir)?;
         let cert_path = dir.join(format!("{stem}.pem"));
         let key_path = dir.join(format!("{stem}.key"));
-        fsutil::write_atomic(
-            &key_path,
-            self.key_pem.as_bytes(),
-            KEY_MODE,
-            Existing::Replace,
-        )?;
-        fsutil::write_atomic(
-            &cert_path,
-            self.cert_pem.as_bytes(),
-            PUBLIC_MODE,
-            Existing::Replace,
-        )?;
+        fsutil::write_atomic(&key_path, self.key_pem.as_bytes(), KEY_MODE, Existing::Replace)?;
+        fsutil::write_atomic(&cert_path, self.cert_pem.as_bytes(), PUBLIC_MODE, Existing::Replace)?;
         Ok((cert_path, key_path))
     }
 
     /// The certificate in DER form.
     pub fn cert_der(&self) -> Result<CertificateDer<'static>, CertError> {
         use rustls_pki_types::pem::PemObject;
-        CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).map_err(|e| {
-            CertError::InvalidCertificate {
-                source_name: "issued certificate".to_owned(),
-                reason: e.to_string(),
-            }
+        CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).map_err(|e| CertError::InvalidCertificate {
+            source_name: "issued certificate".to_owned(),
+            reason: e.to_string(),
         })
     }
 
@@ -240,24 +212,17 @@ impl DevCa {
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let now = SystemTime::now();
         params.not_before = to_offset(now - BACKDATE)?;
         params.not_after = to_offset(later(now, DAY * CA_VALIDITY_DAYS)?)?;
         params.serial_number = Some(random_serial()?);
         params.key_identifier_method = KeyIdMethod::Sha256;
-        let cert = params.self_signed(&key).map_err(|e| {
-            CertError::generate(format!("self-sign the CA certificate {name:?}"), e)
-        })?;
-        Ok(DevCa {
-            cert_pem: cert.pem(),
-            cert_der: cert.der().clone(),
-            issuer: Issuer::new(params, key),
-        })
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| CertError::generate(format!("self-sign the CA certificate {name:?}"), e))?;
+        Ok(DevCa { cert_pem: cert.pem(), cert_der: cert.der().clone(), issuer: Issuer::new(params, key) })
     }
 
     /// Generates a new CA and writes `dir/ca.pem` and `dir/ca.key` (mode
@@ -268,37 +233,22 @@ impl DevCa {
         let key_path = dir.join(CA_KEY_FILE);
         for existing in [&cert_path, &key_path] {
             if existing.exists() {
-                return Err(CertError::CaExists {
-                    dir: dir.into(),
-                    existing: existing.clone(),
-                });
+                return Err(CertError::CaExists { dir: dir.into(), existing: existing.clone() });
             }
         }
         let ca = Self::generate(name)?;
         fsutil::ensure_dir(dir)?;
         let exists = |e: &CertError, path: &PathBuf| match e {
-            CertError::Write { source, .. }
-                if source.kind() == std::io::ErrorKind::AlreadyExists =>
-            {
-                Some(CertError::CaExists {
-                    dir: dir.into(),
-                    existing: path.clone(),
-                })
+            CertError::Write { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                Some(CertError::CaExists { dir: dir.into(), existing: path.clone() })
             }
             _ => None,
         };
         let key_pem = ca.issuer.key().serialize_pem();
-        if let Err(e) =
-            fsutil::write_atomic(&key_path, key_pem.as_bytes(), KEY_MODE, Existing::Keep)
-        {
+        if let Err(e) = fsutil::write_atomic(&key_path, key_pem.as_bytes(), KEY_MODE, Existing::Keep) {
             return Err(exists(&e, &key_path).unwrap_or(e));
         }
-        if let Err(e) = fsutil::write_atomic(
-            &cert_path,
-            ca.cert_pem.as_bytes(),
-            PUBLIC_MODE,
-            Existing::Keep,
-        ) {
+        if let Err(e) = fsutil::write_atomic(&cert_path, ca.cert_pem.as_bytes(), PUBLIC_MODE, Existing::Keep) {
             // Do not leave a key without its certificate behind.
             let _ = std::fs::remove_file(&key_path);
             return Err(exists(&e, &cert_path).unwrap_or(e));
@@ -314,42 +264,27 @@ impl DevCa {
         let cert_der = load::certs_from_pem_file(&cert_path)?
             .into_iter()
             .next()
-            .ok_or_else(|| CertError::NoCertificates {
-                path: cert_path.clone(),
-            })?;
+            .ok_or_else(|| CertError::NoCertificates { path: cert_path.clone() })?;
         let key_pem = fsutil::read_to_string(&key_path)?;
         warn_if_key_readable_by_others(&key_path);
-        let key = KeyPair::from_pem(&key_pem).map_err(|e| CertError::Pem {
-            path: key_path.clone(),
-            reason: format!("not a usable CA key: {e}"),
-        })?;
+        let key = KeyPair::from_pem(&key_pem)
+            .map_err(|e| CertError::Pem { path: key_path.clone(), reason: format!("not a usable CA key: {e}") })?;
 
         let invalid = |reason: &str| CertError::InvalidCertificate {
             source_name: cert_path.display().to_string(),
             reason: reason.to_owned(),
         };
-        let (_, parsed) = X509Certificate::from_der(&cert_der)
-            .map_err(|_| invalid("not a valid X.509 certificate"))?;
+        let (_, parsed) = X509Certificate::from_der(&cert_der).map_err(|_| invalid("not a valid X.509 certificate"))?;
         if !parsed.is_ca() {
-            return Err(invalid(
-                "not a CA certificate (basicConstraints CA:TRUE missing)",
-            ));
+            return Err(invalid("not a CA certificate (basicConstraints CA:TRUE missing)"));
         }
         if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-            return Err(invalid(&format!(
-                "its public key does not match {}",
-                key_path.display()
-            )));
+            return Err(invalid(&format!("its public key does not match {}", key_path.display())));
         }
-        let issuer = Issuer::from_ca_cert_der(&cert_der, key).map_err(|e| {
-            CertError::generate(format!("use {} as an issuer", cert_path.display()), e)
-        })?;
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key)
+            .map_err(|e| CertError::generate(format!("use {} as an issuer", cert_path.display()), e))?;
         let cert_pem = fsutil::read_to_string(&cert_path)?;
-        Ok(DevCa {
-            cert_pem,
-            cert_der,
-            issuer,
-        })
+        Ok(DevCa { cert_pem, cert_der, issuer })
     }
 
     /// The CA certificate, PEM (the trust anchor to hand to peers).
@@ -366,11 +301,7 @@ impl DevCa {
     pub fn issue(&self, req: &IssueRequest) -> Result<Issued, CertError> {
         let cn = req.common_name.trim();
         if cn.is_empty() {
-            return Err(CertError::input(
-                "common name",
-                &req.common_name,
-                "must not be empty",
-            ));
+            return Err(CertError::input("common name", &req.common_name, "must not be empty"));
         }
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -397,38 +328,25 @@ impl DevCa {
                         .map_err(|_| CertError::input("DNS name", name, "not an ASCII DNS name"))?;
                     params.subject_alt_names.push(SanType::DnsName(ia5));
                 }
-                params
-                    .subject_alt_names
-                    .extend(ips.iter().copied().map(SanType::IpAddress));
+                params.subject_alt_names.extend(ips.iter().copied().map(SanType::IpAddress));
                 params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             }
             CertKind::Client { org_id, org_name } => {
                 validate_trust_domain(&req.trust_domain)?;
                 validate_org_id(org_id)?;
                 if org_name.trim().is_empty() {
-                    return Err(CertError::input(
-                        "organisation name",
-                        org_name,
-                        "must not be empty",
-                    ));
+                    return Err(CertError::input("organisation name", org_name, "must not be empty"));
                 }
                 let uri = spiffe_uri(&req.trust_domain, org_id);
-                let ia5 = uri
-                    .as_str()
-                    .try_into()
-                    .map_err(|_| CertError::input("SPIFFE URI", &uri, "not ASCII"))?;
+                let ia5 = uri.as_str().try_into().map_err(|_| CertError::input("SPIFFE URI", &uri, "not ASCII"))?;
                 params.subject_alt_names.push(SanType::URI(ia5));
-                params
-                    .distinguished_name
-                    .push(DnType::OrganizationName, org_name.as_str());
+                params.distinguished_name.push(DnType::OrganizationName, org_name.as_str());
                 params.distinguished_name.push(DnType::CommonName, cn);
                 params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             }
         }
 
-        let not_before = req
-            .not_before
-            .unwrap_or_else(|| SystemTime::now() - BACKDATE);
+        let not_before = req.not_before.unwrap_or_else(|| SystemTime::now() - BACKDATE);
         let not_after = match req.not_after {
             Some(t) => t,
             None => later(not_before, DAY * req.validity_days)?,
@@ -451,25 +369,16 @@ impl DevCa {
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|e| CertError::generate(format!("sign the certificate for {cn:?}"), e))?;
-        Ok(Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            serial: serial_hex,
-        })
+        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), serial: serial_hex })
     }
 
     /// CRL (PEM) revoking the given serials (hex, any of the forms
     /// [`normalize_serial`] accepts), signed by the CA, `thisUpdate` now and
     /// `nextUpdate` after `valid_for`. The CRL number is the current Unix
     /// time, so later CRLs have larger numbers.
-    pub fn crl_pem(
-        &self,
-        revoked_serials: &[String],
-        valid_for: Duration,
-    ) -> Result<String, CertError> {
+    pub fn crl_pem(&self, revoked_serials: &[String], valid_for: Duration) -> Result<String, CertError> {
         let now = SystemTime::now();
-        let entries: Vec<(String, SystemTime)> =
-            revoked_serials.iter().map(|s| (s.clone(), now)).collect();
+        let entries: Vec<(String, SystemTime)> = revoked_serials.iter().map(|s| (s.clone(), now)).collect();
         self.crl_pem_at(&entries, now, valid_for)
     }
 
@@ -497,8 +406,7 @@ impl DevCa {
         let mut revoked_certs = Vec::with_capacity(revoked.len());
         for (serial, when) in revoked {
             let normalized = normalize_serial(serial)?;
-            let bytes = hex::decode(&normalized)
-                .map_err(|e| CertError::input("serial", serial, e.to_string()))?;
+            let bytes = hex::decode(&normalized).map_err(|e| CertError::input("serial", serial, e.to_string()))?;
             revoked_certs.push(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&bytes),
                 revocation_time: to_offset(*when)?,
@@ -506,11 +414,7 @@ impl DevCa {
                 invalidity_date: None,
             });
         }
-        let crl_number = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(1)
-            .max(1);
+        let crl_number = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1).max(1);
         let params = CertificateRevocationListParams {
             this_update: to_offset(now)?,
             next_update: to_offset(later(now, valid_for)?)?,
@@ -519,11 +423,8 @@ impl DevCa {
             revoked_certs,
             key_identifier_method: KeyIdMethod::Sha256,
         };
-        let crl = params
-            .signed_by(&self.issuer)
-            .map_err(|e| CertError::generate("sign the CRL", e))?;
-        crl.pem()
-            .map_err(|e| CertError::generate("encode the CRL", e))
+        let crl = params.signed_by(&self.issuer).map_err(|e| CertError::generate("sign the CRL", e))?;
+        crl.pem().map_err(|e| CertError::generate("encode the CRL", e))
     }
 }
 
@@ -544,8 +445,7 @@ fn to_offset(t: SystemTime) -> Result<OffsetDateTime, CertError> {
 }
 
 fn later(t: SystemTime, by: Duration) -> Result<SystemTime, CertError> {
-    t.checked_add(by)
-        .ok_or_else(|| CertError::input("validity", format!("{by:?}"), "too long"))
+    t.checked_add(by).ok_or_else(|| CertError::input("validity", format!("{by:?}"), "too long"))
 }
 
 fn random_serial() -> Result<SerialNumber, CertError> {
@@ -553,9 +453,7 @@ fn random_serial() -> Result<SerialNumber, CertError> {
     let mut bytes = [0u8; SERIAL_LEN];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
-        .map_err(|_| CertError::Random {
-            action: "generating a serial number",
-        })?;
+        .map_err(|_| CertError::Random { action: "generating a serial number" })?;
     // Positive, and no leading zero byte: the DER encoding then equals these
     // bytes and the hex form is stable.
     bytes[0] = (bytes[0] & 0x7f).max(1);
@@ -564,11 +462,7 @@ fn random_serial() -> Result<SerialNumber, CertError> {
 
 fn validate_stem(stem: &str) -> Result<(), CertError> {
     if stem.is_empty() || stem.starts_with('.') || stem.contains(['/', '\\', '\0']) {
-        return Err(CertError::input(
-            "file stem",
-            stem,
-            "must be a plain file name (no '/', not starting with '.')",
-        ));
+        return Err(CertError::input("file stem", stem, "must be a plain file name (no '/', not starting with '.')"));
     }
     Ok(())
 }
@@ -582,17 +476,11 @@ fn validate_dns_name(name: &str) -> Result<(), CertError> {
 fn validate_trust_domain(td: &str) -> Result<(), CertError> {
     let ok = !td.is_empty()
         && td.len() <= 255
-        && td
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'));
+        && td.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'));
     if ok {
         Ok(())
     } else {
-        Err(CertError::input(
-            "trust domain",
-            td,
-            "must be 1-255 characters of a-z, 0-9, '.', '-', '_'",
-        ))
+        Err(CertError::input("trust domain", td, "must be 1-255 characters of a-z, 0-9, '.', '-', '_'"))
     }
 }
 
@@ -601,17 +489,11 @@ fn validate_org_id(org_id: &str) -> Result<(), CertError> {
         && org_id.len() <= 128
         && org_id != "."
         && org_id != ".."
-        && org_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        && org_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     if ok {
         Ok(())
     } else {
-        Err(CertError::input(
-            "org id",
-            org_id,
-            "must be 1-128 characters of A-Z, a-z, 0-9, '.', '-', '_'",
-        ))
+        Err(CertError::input("org id", org_id, "must be 1-128 characters of A-Z, a-z, 0-9, '.', '-', '_'"))
     }
 }
 
@@ -640,14 +522,9 @@ mod tests {
     #[test]
     fn client_certificate_carries_identity() {
         let ca = DevCa::generate("test CA").expect("ca");
-        let issued = ca
-            .issue(&IssueRequest::client("court-01", "City Court", "batch"))
-            .expect("issue");
+        let issued = ca.issue(&IssueRequest::client("court-01", "City Court", "batch")).expect("issue");
         let id = issued.identity().expect("identity");
-        assert_eq!(
-            id.uri.as_deref(),
-            Some("spiffe://credit.example/org/court-01")
-        );
+        assert_eq!(id.uri.as_deref(), Some("spiffe://credit.example/org/court-01"));
         assert_eq!(id.org_id.as_deref(), Some("court-01"));
         assert_eq!(id.organization.as_deref(), Some("City Court"));
         assert_eq!(id.common_name.as_deref(), Some("batch"));
@@ -655,9 +532,7 @@ mod tests {
         assert_eq!(id.serial.len(), SERIAL_LEN * 2);
         assert_eq!(id.fingerprint.len(), 64);
 
-        let other = ca
-            .issue(&IssueRequest::client("court-01", "City Court", "batch"))
-            .expect("issue");
+        let other = ca.issue(&IssueRequest::client("court-01", "City Court", "batch")).expect("issue");
         assert_ne!(other.serial, issued.serial, "serials are random");
     }
 
@@ -665,30 +540,18 @@ mod tests {
     fn invalid_requests_are_refused() {
         let ca = DevCa::generate("test CA").expect("ca");
         for bad in ["", "a/b", "..", "sp ace"] {
-            let err = ca
-                .issue(&IssueRequest::client(bad, "Org", "cn"))
-                .expect_err(bad);
+            let err = ca.issue(&IssueRequest::client(bad, "Org", "cn")).expect_err(bad);
             assert!(err.to_string().contains("org id"), "{err}");
         }
         let err = ca
             .issue(&IssueRequest::client("x", "Org", "cn").with_trust_domain("Bad Domain"))
             .expect_err("trust domain");
         assert!(err.to_string().contains("trust domain"), "{err}");
-        let err = ca
-            .issue(&IssueRequest::server("gw", vec![], vec![]))
-            .expect_err("no SANs");
+        let err = ca.issue(&IssueRequest::server("gw", vec![], vec![])).expect_err("no SANs");
         assert!(err.to_string().contains("at least one"), "{err}");
-        let err = ca
-            .issue(&IssueRequest::server(
-                "gw",
-                vec!["bad name!".to_owned()],
-                vec![],
-            ))
-            .expect_err("bad dns");
+        let err = ca.issue(&IssueRequest::server("gw", vec!["bad name!".to_owned()], vec![])).expect_err("bad dns");
         assert!(err.to_string().contains("DNS name"), "{err}");
-        let err = ca
-            .issue(&IssueRequest::client("x", "Org", "cn").with_validity_days(0))
-            .expect_err("zero days");
+        let err = ca.issue(&IssueRequest::client("x", "Org", "cn").with_validity_days(0)).expect_err("zero days");
         assert!(err.to_string().contains("validity"), "{err}");
         let err = ca
             .issue(&IssueRequest::client("x", "Org", "cn").with_validity_days(u32::MAX))
@@ -710,22 +573,11 @@ mod tests {
         let loaded = DevCa::load(&ca_dir).expect("load");
         assert_eq!(loaded.cert_pem(), ca.cert_pem());
         // The loaded CA can still issue and sign CRLs.
-        let issued = loaded
-            .issue(&IssueRequest::server(
-                "gw",
-                vec!["localhost".to_owned()],
-                vec![],
-            ))
-            .expect("issue");
+        let issued = loaded.issue(&IssueRequest::server("gw", vec!["localhost".to_owned()], vec![])).expect("issue");
         let (cert, key) = issued.write(dir.path(), "gw").expect("write");
         assert_eq!(mode(&key), 0o600);
         assert!(cert.ends_with("gw.pem"));
-        loaded
-            .crl_pem(
-                std::slice::from_ref(&issued.serial),
-                Duration::from_secs(3600),
-            )
-            .expect("crl");
+        loaded.crl_pem(std::slice::from_ref(&issued.serial), Duration::from_secs(3600)).expect("crl");
         // No temporary files are left behind.
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .expect("read_dir")
@@ -750,9 +602,7 @@ mod tests {
     #[test]
     fn debug_output_has_no_key() {
         let ca = DevCa::generate("test CA").expect("ca");
-        let issued = ca
-            .issue(&IssueRequest::client("o", "Org", "cn"))
-            .expect("issue");
+        let issued = ca.issue(&IssueRequest::client("o", "Org", "cn")).expect("issue");
         assert!(!format!("{issued:?}").contains("PRIVATE"));
         assert!(!format!("{ca:?}").contains("PRIVATE"));
     }

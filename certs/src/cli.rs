@@ -29,10 +29,7 @@ pub const DEFAULT_CRL_DAYS: u32 = 30;
 /// DNS names every CLI-issued server certificate carries unless `--no-loopback`.
 pub const LOOPBACK_DNS: &[&str] = &["localhost"];
 /// IP addresses every CLI-issued server certificate carries unless `--no-loopback`.
-pub const LOOPBACK_IPS: &[IpAddr] = &[
-    IpAddr::V4(Ipv4Addr::LOCALHOST),
-    IpAddr::V6(Ipv6Addr::LOCALHOST),
-];
+pub const LOOPBACK_IPS: &[IpAddr] = &[IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
 
 /// clap subcommands for `creditgate certs …`.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -159,10 +156,7 @@ pub fn run(cmd: CertsCommand) -> Result<(), CertError> {
     match cmd {
         CertsCommand::Init { dir, name } => {
             DevCa::init(&dir, &name)?;
-            say(format!(
-                "created CA {name:?}: {}",
-                dir.join(crate::ca::CA_CERT_FILE).display()
-            ));
+            say(format!("created CA {name:?}: {}", dir.join(crate::ca::CA_CERT_FILE).display()));
         }
         CertsCommand::Issue(args) => {
             let (cert, key, serial) = issue(&args)?;
@@ -175,10 +169,7 @@ pub fn run(cmd: CertsCommand) -> Result<(), CertError> {
             for serial in &added {
                 say(format!("revoked {serial}"));
             }
-            say(format!(
-                "CRL written: {}",
-                args.dir.join(CRL_FILE).display()
-            ));
+            say(format!("CRL written: {}", args.dir.join(CRL_FILE).display()));
         }
         CertsCommand::Crl { dir, crl_days } => {
             let ca = DevCa::load(&dir)?;
@@ -213,20 +204,16 @@ fn issue(args: &IssueArgs) -> Result<(PathBuf, PathBuf, String), CertError> {
             (IssueRequest::server(name.clone(), dns, ips), name.clone())
         }
         (None, Some(org_id)) => {
-            let org_name = args.org_name.clone().ok_or_else(|| {
-                CertError::input("arguments", "--client", "--org-name is required")
-            })?;
+            let org_name = args
+                .org_name
+                .clone()
+                .ok_or_else(|| CertError::input("arguments", "--client", "--org-name is required"))?;
             let cn = args.cn.clone().unwrap_or_else(|| org_id.clone());
-            let req = IssueRequest::client(org_id.clone(), org_name, cn)
-                .with_trust_domain(args.trust_domain.clone());
+            let req = IssueRequest::client(org_id.clone(), org_name, cn).with_trust_domain(args.trust_domain.clone());
             (req, format!("client-{org_id}"))
         }
         _ => {
-            return Err(CertError::input(
-                "arguments",
-                "issue",
-                "give exactly one of --server NAME or --client ORG_ID",
-            ));
+            return Err(CertError::input("arguments", "issue", "give exactly one of --server NAME or --client ORG_ID"));
         }
     };
     let issued = ca.issue(&req.with_validity_days(args.days))?;
@@ -253,22 +240,20 @@ fn dedup<T: PartialEq + Clone>(v: &mut Vec<T>) {
 fn revoke(args: &RevokeArgs) -> Result<Vec<String>, CertError> {
     let ca = DevCa::load(&args.dir)?;
     let ca_der = ca.cert_der();
-    let (_, ca_cert) =
-        X509Certificate::from_der(&ca_der).map_err(|e| CertError::InvalidCertificate {
-            source_name: args.dir.join(crate::ca::CA_CERT_FILE).display().to_string(),
-            reason: format!("not a valid X.509 certificate: {e}"),
-        })?;
+    let (_, ca_cert) = X509Certificate::from_der(&ca_der).map_err(|e| CertError::InvalidCertificate {
+        source_name: args.dir.join(crate::ca::CA_CERT_FILE).display().to_string(),
+        reason: format!("not a valid X.509 certificate: {e}"),
+    })?;
     let mut requested: Vec<(String, Option<String>)> = Vec::new();
     for serial in &args.serial {
         requested.push((normalize_serial(serial)?, None));
     }
     for file in &args.cert {
         let der = first_cert(file)?;
-        let (_, cert) =
-            X509Certificate::from_der(&der).map_err(|e| CertError::InvalidCertificate {
-                source_name: file.display().to_string(),
-                reason: format!("not a valid X.509 certificate: {e}"),
-            })?;
+        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| CertError::InvalidCertificate {
+            source_name: file.display().to_string(),
+            reason: format!("not a valid X.509 certificate: {e}"),
+        })?;
         // Raw DER comparison of the names: exact, no normalisation.
         if cert.tbs_certificate.issuer.as_raw() != ca_cert.tbs_certificate.subject.as_raw() {
             return Err(CertError::InvalidCertificate {
@@ -276,10 +261,7 @@ fn revoke(args: &RevokeArgs) -> Result<Vec<String>, CertError> {
                 reason: "was not issued by this CA".to_owned(),
             });
         }
-        requested.push((
-            identity::serial_hex(cert.raw_serial()),
-            Some(identity::display_name(cert.subject())),
-        ));
+        requested.push((identity::serial_hex(cert.raw_serial()), Some(identity::display_name(cert.subject()))));
     }
 
     let mut list = read_revoked(&args.dir)?;
@@ -289,34 +271,21 @@ fn revoke(args: &RevokeArgs) -> Result<Vec<String>, CertError> {
         if list.revoked.iter().any(|e| e.serial == serial) || added.contains(&serial) {
             continue;
         }
-        list.revoked.push(RevokedEntry {
-            serial: serial.clone(),
-            revoked_at: now,
-            subject,
-        });
+        list.revoked.push(RevokedEntry { serial: serial.clone(), revoked_at: now, subject });
         added.push(serial);
     }
     // CRL first: if signing fails, the JSON list is not ahead of the CRL.
     write_crl(&ca, &args.dir, &list, args.crl_days)?;
-    let json = serde_json::to_vec_pretty(&list).map_err(|source| CertError::Json {
-        path: args.dir.join(REVOKED_FILE),
-        source,
-    })?;
-    fsutil::write_atomic(
-        &args.dir.join(REVOKED_FILE),
-        &json,
-        PUBLIC_MODE,
-        Existing::Replace,
-    )?;
+    let json = serde_json::to_vec_pretty(&list)
+        .map_err(|source| CertError::Json { path: args.dir.join(REVOKED_FILE), source })?;
+    fsutil::write_atomic(&args.dir.join(REVOKED_FILE), &json, PUBLIC_MODE, Existing::Replace)?;
     Ok(added)
 }
 
 fn read_revoked(dir: &Path) -> Result<RevokedList, CertError> {
     let path = dir.join(REVOKED_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map_err(|source| CertError::Json { path, source })
-        }
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| CertError::Json { path, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RevokedList::default()),
         Err(e) => Err(CertError::read(path, e)),
     }
@@ -326,82 +295,41 @@ fn write_crl(ca: &DevCa, dir: &Path, list: &RevokedList, crl_days: u32) -> Resul
     if crl_days == 0 {
         return Err(CertError::input("--crl-days", "0", "must be at least 1"));
     }
-    let entries: Vec<(String, SystemTime)> = list
-        .revoked
-        .iter()
-        .map(|e| (e.serial.clone(), SystemTime::from(e.revoked_at)))
-        .collect();
-    let pem = ca.crl_pem_with_times(
-        &entries,
-        SystemTime::now(),
-        Duration::from_secs(u64::from(crl_days) * 24 * 60 * 60),
-    )?;
-    fsutil::write_atomic(
-        &dir.join(CRL_FILE),
-        pem.as_bytes(),
-        PUBLIC_MODE,
-        Existing::Replace,
-    )
+    let entries: Vec<(String, SystemTime)> =
+        list.revoked.iter().map(|e| (e.serial.clone(), SystemTime::from(e.revoked_at))).collect();
+    let pem =
+        ca.crl_pem_with_times(&entries, SystemTime::now(), Duration::from_secs(u64::from(crl_days) * 24 * 60 * 60))?;
+    fsutil::write_atomic(&dir.join(CRL_FILE), pem.as_bytes(), PUBLIC_MODE, Existing::Replace)
 }
 
 fn first_cert(file: &Path) -> Result<rustls_pki_types::CertificateDer<'static>, CertError> {
-    load::certs_from_pem_file(file)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| CertError::NoCertificates { path: file.into() })
+    load::certs_from_pem_file(file)?.into_iter().next().ok_or_else(|| CertError::NoCertificates { path: file.into() })
 }
 
 /// JSON describing the first certificate of `file`: the [`Identity`] fields,
 /// its config `name`, subject, issuer, validity and SANs.
 fn show(file: &Path) -> Result<String, CertError> {
     let der = first_cert(file)?;
-    let invalid = |reason: String| CertError::InvalidCertificate {
-        source_name: file.display().to_string(),
-        reason,
-    };
+    let invalid = |reason: String| CertError::InvalidCertificate { source_name: file.display().to_string(), reason };
     let id = Identity::from_der(&der).map_err(|e| invalid(e.to_string()))?;
     let (_, cert) = X509Certificate::from_der(&der).map_err(|e| invalid(e.to_string()))?;
     let sans: Vec<String> = cert
         .subject_alternative_name()
         .ok()
         .flatten()
-        .map(|ext| {
-            ext.value
-                .general_names
-                .iter()
-                .map(format_general_name)
-                .collect()
-        })
+        .map(|ext| ext.value.general_names.iter().map(format_general_name).collect())
         .unwrap_or_default();
-    let mut value = serde_json::to_value(&id).map_err(|source| CertError::Json {
-        path: file.into(),
-        source,
-    })?;
+    let mut value = serde_json::to_value(&id).map_err(|source| CertError::Json { path: file.into(), source })?;
     if let Some(obj) = value.as_object_mut() {
         obj.insert("name".into(), id.name().into());
-        obj.insert(
-            "subject".into(),
-            identity::display_name(cert.subject()).into(),
-        );
-        obj.insert(
-            "issuer".into(),
-            identity::display_name(cert.issuer()).into(),
-        );
-        obj.insert(
-            "not_before".into(),
-            rfc3339(cert.validity().not_before.timestamp()).into(),
-        );
-        obj.insert(
-            "not_after".into(),
-            rfc3339(cert.validity().not_after.timestamp()).into(),
-        );
+        obj.insert("subject".into(), identity::display_name(cert.subject()).into());
+        obj.insert("issuer".into(), identity::display_name(cert.issuer()).into());
+        obj.insert("not_before".into(), rfc3339(cert.validity().not_before.timestamp()).into());
+        obj.insert("not_after".into(), rfc3339(cert.validity().not_after.timestamp()).into());
         obj.insert("is_ca".into(), cert.is_ca().into());
         obj.insert("subject_alt_names".into(), sans.into());
     }
-    serde_json::to_string_pretty(&value).map_err(|source| CertError::Json {
-        path: file.into(),
-        source,
-    })
+    serde_json::to_string_pretty(&value).map_err(|source| CertError::Json { path: file.into(), source })
 }
 
 /// `DNS:x`, `IP:127.0.0.1`, `URI:spiffe://…` (openssl's spelling).
@@ -423,9 +351,7 @@ fn format_general_name(name: &x509_parser::extensions::GeneralName<'_>) -> Strin
 }
 
 fn rfc3339(unix: i64) -> String {
-    DateTime::<Utc>::from_timestamp(unix, 0)
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_else(|| unix.to_string())
+    DateTime::<Utc>::from_timestamp(unix, 0).map(|t| t.to_rfc3339()).unwrap_or_else(|| unix.to_string())
 }
 
 #[cfg(test)]
@@ -450,42 +376,10 @@ mod tests {
     #[test]
     fn argument_rules() {
         assert!(parse(&["issue", "--dir", "d"]).is_err(), "kind required");
-        assert!(
-            parse(&[
-                "issue",
-                "--dir",
-                "d",
-                "--server",
-                "a",
-                "--client",
-                "b",
-                "--org-name",
-                "B"
-            ])
-            .is_err()
-        );
-        assert!(
-            parse(&["issue", "--dir", "d", "--client", "b"]).is_err(),
-            "org name required"
-        );
-        assert!(
-            parse(&[
-                "issue",
-                "--dir",
-                "d",
-                "--client",
-                "b",
-                "--org-name",
-                "B",
-                "--dns",
-                "x"
-            ])
-            .is_err()
-        );
-        assert!(
-            parse(&["revoke", "--dir", "d"]).is_err(),
-            "serial or cert required"
-        );
+        assert!(parse(&["issue", "--dir", "d", "--server", "a", "--client", "b", "--org-name", "B"]).is_err());
+        assert!(parse(&["issue", "--dir", "d", "--client", "b"]).is_err(), "org name required");
+        assert!(parse(&["issue", "--dir", "d", "--client", "b", "--org-name", "B", "--dns", "x"]).is_err());
+        assert!(parse(&["revoke", "--dir", "d"]).is_err(), "serial or cert required");
         assert!(parse(&["issue", "--dir", "d", "--server", "gw", "--ip", "10.0.0.1"]).is_ok());
     }
 
@@ -497,24 +391,11 @@ mod tests {
         run_args(&["init", "--dir", d]).expect("init");
         assert!(run_args(&["init", "--dir", d]).is_err(), "no overwrite");
 
-        run_args(&[
-            "issue",
-            "--dir",
-            d,
-            "--server",
-            "gw.internal",
-            "--ip",
-            "10.1.2.3",
-        ])
-        .expect("server");
+        run_args(&["issue", "--dir", d, "--server", "gw.internal", "--ip", "10.1.2.3"]).expect("server");
         let shown = show(&dir.join("gw.internal.pem")).expect("show");
-        for expected in [
-            "\"DNS:gw.internal\"",
-            "\"DNS:localhost\"",
-            "\"IP:127.0.0.1\"",
-            "\"IP:::1\"",
-            "\"IP:10.1.2.3\"",
-        ] {
+        for expected in
+            ["\"DNS:gw.internal\"", "\"DNS:localhost\"", "\"IP:127.0.0.1\"", "\"IP:::1\"", "\"IP:10.1.2.3\""]
+        {
             assert!(shown.contains(expected), "{expected} missing in {shown}");
         }
 
@@ -532,8 +413,7 @@ mod tests {
             "tax",
         ])
         .expect("client");
-        let shown: serde_json::Value =
-            serde_json::from_str(&show(&dir.join("tax.pem")).expect("show")).expect("json");
+        let shown: serde_json::Value = serde_json::from_str(&show(&dir.join("tax.pem")).expect("show")).expect("json");
         assert_eq!(shown["uri"], "spiffe://credit.example/org/tax-01");
         assert_eq!(shown["org_id"], "tax-01");
         assert_eq!(shown["organization"], "Tax Bureau");
@@ -558,12 +438,9 @@ mod tests {
         assert_eq!(list.revoked[0].serial, serial);
 
         let crls = load::crls_from_pem_file(dir.join(CRL_FILE)).expect("crl");
-        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&crls[0])
-            .expect("parse crl");
-        let revoked: Vec<String> = crl
-            .iter_revoked_certificates()
-            .map(|r| identity::serial_hex(r.raw_serial()))
-            .collect();
+        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&crls[0]).expect("parse crl");
+        let revoked: Vec<String> =
+            crl.iter_revoked_certificates().map(|r| identity::serial_hex(r.raw_serial())).collect();
         assert!(revoked.contains(&serial), "{revoked:?}");
         assert_eq!(revoked.len(), 2);
 
@@ -577,18 +454,10 @@ mod tests {
         let b = tmp.path().join("b");
         DevCa::init(&a, "A").expect("a");
         let cb = DevCa::init(&b, "B").expect("b");
-        let issued = cb
-            .issue(&IssueRequest::client("x", "X", "x"))
-            .expect("issue");
+        let issued = cb.issue(&IssueRequest::client("x", "X", "x")).expect("issue");
         let (cert, _) = issued.write(tmp.path(), "foreign").expect("write");
-        let err = run_args(&[
-            "revoke",
-            "--dir",
-            a.to_str().expect("utf-8"),
-            "--cert",
-            cert.to_str().expect("utf-8"),
-        ])
-        .expect_err("foreign");
+        let err = run_args(&["revoke", "--dir", a.to_str().expect("utf-8"), "--cert", cert.to_str().expect("utf-8")])
+            .expect_err("foreign");
         assert!(err.to_string().contains("not issued by this CA"), "{err}");
     }
 }

@@ -146,35 +146,18 @@ pub enum CertError {
 
 impl CertError {
     pub(crate) fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Read {
-            path: path.into(),
-            source,
-        }
+        Self::Read { path: path.into(), source }
     }
 
     pub(crate) fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Write {
-            path: path.into(),
-            source,
-        }
+        Self::Write { path: path.into(), source }
     }
 
-    pub(crate) fn input(
-        what: &'static str,
-        value: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
-        Self::InvalidInput {
-            what,
-            value: value.into(),
-            reason: reason.into(),
-        }
+    pub(crate) fn input(what: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidInput { what, value: value.into(), reason: reason.into() }
     }
 
     pub(crate) fn generate(action: impl Into<String>, source: rcgen::Error) -> Self {
-        Self::Generate {
-            action: action.into(),
-            source,
-        }
+        Self::Generate { action: action.into(), source }
     }
 }

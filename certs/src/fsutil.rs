@@ -25,25 +25,14 @@ pub(crate) enum Existing {
 /// directory, created with `mode` (so a key is never readable by others, not
 /// even briefly), synced, then renamed (or hard-linked when `existing` is
 /// [`Existing::Keep`], which fails if the target exists).
-pub(crate) fn write_atomic(
-    path: &Path,
-    contents: &[u8],
-    mode: u32,
-    existing: Existing,
-) -> Result<(), CertError> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32, existing: Existing) -> Result<(), CertError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let file_name = path
         .file_name()
-        .ok_or_else(|| {
-            CertError::input(
-                "output path",
-                path.display().to_string(),
-                "has no file name",
-            )
-        })?
+        .ok_or_else(|| CertError::input("output path", path.display().to_string(), "has no file name"))?
         .to_string_lossy()
         .into_owned();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", random_suffix()));
@@ -65,14 +54,9 @@ pub(crate) fn write_atomic(
 }
 
 fn write_tmp(tmp: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(tmp)
-        .map_err(|e| CertError::write(tmp, e))?;
-    f.write_all(contents)
-        .map_err(|e| CertError::write(tmp, e))?;
+    let mut f =
+        OpenOptions::new().write(true).create_new(true).mode(mode).open(tmp).map_err(|e| CertError::write(tmp, e))?;
+    f.write_all(contents).map_err(|e| CertError::write(tmp, e))?;
     f.sync_all().map_err(|e| CertError::write(tmp, e))?;
     Ok(())
 }
@@ -83,11 +67,7 @@ fn random_suffix() -> String {
     if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
         // Uniqueness is still guaranteed by create_new; this only lowers the
         // odds of a collision with a concurrent writer.
-        b = std::process::id()
-            .to_le_bytes()
-            .repeat(2)
-            .try_into()
-            .unwrap_or([0; 8]);
+        b = std::process::id().to_le_bytes().repeat(2).try_into().unwrap_or([0; 8]);
     }
     hex::encode(b)
 }

@@ -43,26 +43,20 @@ impl Identity {
     /// certificate, a malformed SAN extension, more than one SPIFFE URI SAN,
     /// and subject O/CN values that are not strings.
     pub fn from_der(der: &[u8]) -> Result<Identity, CertError> {
-        let invalid = |reason: String| CertError::InvalidCertificate {
-            source_name: "peer certificate".to_owned(),
-            reason,
-        };
-        let (rest, cert) = X509Certificate::from_der(der)
-            .map_err(|e| invalid(format!("not a DER X.509 certificate: {e}")))?;
+        let invalid =
+            |reason: String| CertError::InvalidCertificate { source_name: "peer certificate".to_owned(), reason };
+        let (rest, cert) =
+            X509Certificate::from_der(der).map_err(|e| invalid(format!("not a DER X.509 certificate: {e}")))?;
         if !rest.is_empty() {
             return Err(invalid("trailing data after the certificate".to_owned()));
         }
 
-        let sans = cert
-            .subject_alternative_name()
-            .map_err(|e| invalid(format!("bad subjectAltName extension: {e}")))?;
-        let mut spiffe = sans
-            .iter()
-            .flat_map(|ext| ext.value.general_names.iter())
-            .filter_map(|name| match name {
-                GeneralName::URI(uri) if uri.starts_with(SPIFFE_SCHEME) => Some(*uri),
-                _ => None,
-            });
+        let sans =
+            cert.subject_alternative_name().map_err(|e| invalid(format!("bad subjectAltName extension: {e}")))?;
+        let mut spiffe = sans.iter().flat_map(|ext| ext.value.general_names.iter()).filter_map(|name| match name {
+            GeneralName::URI(uri) if uri.starts_with(SPIFFE_SCHEME) => Some(*uri),
+            _ => None,
+        });
         let uri = spiffe.next().map(str::to_owned);
         if spiffe.next().is_some() {
             return Err(invalid("more than one SPIFFE URI SAN".to_owned()));
@@ -148,24 +142,16 @@ pub fn serial_hex(raw: &[u8]) -> String {
 /// bytes (RFC 5280's limit).
 pub fn normalize_serial(input: &str) -> Result<String, CertError> {
     let trimmed = input.trim();
-    let body = trimmed
-        .strip_prefix("0x")
-        .or_else(|| trimmed.strip_prefix("0X"))
-        .unwrap_or(trimmed);
+    let body = trimmed.strip_prefix("0x").or_else(|| trimmed.strip_prefix("0X")).unwrap_or(trimmed);
     let mut digits: String = body.chars().filter(|c| *c != ':').collect();
     digits.make_ascii_lowercase();
     if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(CertError::input(
-            "serial",
-            input,
-            "expected hexadecimal digits",
-        ));
+        return Err(CertError::input("serial", input, "expected hexadecimal digits"));
     }
     if digits.len() % 2 == 1 {
         digits.insert(0, '0');
     }
-    let bytes =
-        hex::decode(&digits).map_err(|e| CertError::input("serial", input, e.to_string()))?;
+    let bytes = hex::decode(&digits).map_err(|e| CertError::input("serial", input, e.to_string()))?;
     let normalized = serial_hex(&bytes);
     if normalized.len() > 40 {
         return Err(CertError::input("serial", input, "longer than 20 bytes"));
@@ -189,10 +175,9 @@ fn first_attr<'a>(
 ) -> Result<Option<String>, String> {
     match values.next() {
         None => Ok(None),
-        Some(attr) => attr
-            .as_str()
-            .map(|s| Some(s.to_owned()))
-            .map_err(|e| format!("subject {label} is not a string: {e}")),
+        Some(attr) => {
+            attr.as_str().map(|s| Some(s.to_owned())).map_err(|e| format!("subject {label} is not a string: {e}"))
+        }
     }
 }
 
@@ -209,16 +194,11 @@ fn escape(value: &str) -> String {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
 }
 
 fn normalize_fingerprint(hex_in: &str) -> Option<String> {
-    let digits: String = hex_in
-        .chars()
-        .filter(|c| *c != ':')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
+    let digits: String = hex_in.chars().filter(|c| *c != ':').map(|c| c.to_ascii_lowercase()).collect();
     (digits.len() == 64 && digits.chars().all(|c| c.is_ascii_hexdigit())).then_some(digits)
 }
 

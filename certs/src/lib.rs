@@ -34,9 +34,7 @@ pub use error::CertError;
 /// ring CryptoProvider, shared. Library code uses `builder_with_provider(provider())`.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
-        .clone()
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
 }
 
 /// Installs ring as the process default (idempotent; call at top of main).
@@ -45,9 +43,7 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// allows one per process); this crate never relies on the default anyway.
 pub fn install_default_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none()
-        && rustls::crypto::ring::default_provider()
-            .install_default()
-            .is_err()
+        && rustls::crypto::ring::default_provider().install_default().is_err()
     {
         tracing::debug!("a rustls CryptoProvider was installed concurrently; keeping it");
     }

@@ -13,9 +13,7 @@ use crate::CertError;
 /// Reads every `CERTIFICATE` section of a PEM file, in order (leaf first for a
 /// chain file). A file without any certificate is an error
 /// ("no certificates in …"), as is an unreadable or malformed file.
-pub fn certs_from_pem_file(
-    path: impl AsRef<Path>,
-) -> Result<Vec<CertificateDer<'static>>, CertError> {
+pub fn certs_from_pem_file(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let path = path.as_ref();
     let certs = read_all::<CertificateDer<'static>>(path)?;
     if certs.is_empty() {
@@ -46,9 +44,7 @@ pub fn key_from_pem_bytes(path: &Path, bytes: &[u8]) -> Result<PrivateKeyDer<'st
 
 /// Reads every `X509 CRL` section of a PEM file. A file without any CRL is an
 /// error, as is an unreadable or malformed file.
-pub fn crls_from_pem_file(
-    path: impl AsRef<Path>,
-) -> Result<Vec<CertificateRevocationListDer<'static>>, CertError> {
+pub fn crls_from_pem_file(path: impl AsRef<Path>) -> Result<Vec<CertificateRevocationListDer<'static>>, CertError> {
     let path = path.as_ref();
     let crls = read_all::<CertificateRevocationListDer<'static>>(path)?;
     if crls.is_empty() {
@@ -59,9 +55,7 @@ pub fn crls_from_pem_file(
 
 fn read_all<T: PemObject>(path: &Path) -> Result<Vec<T>, CertError> {
     let bytes = std::fs::read(path).map_err(|e| CertError::read(path, e))?;
-    T::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<T>, _>>()
-        .map_err(|e| pem_error(path, e))
+    T::pem_slice_iter(&bytes).collect::<Result<Vec<T>, _>>().map_err(|e| pem_error(path, e))
 }
 
 /// Maps a PEM parse error to a message that names the file but never echoes
@@ -75,10 +69,7 @@ fn pem_error(path: &Path, e: pem::Error) -> CertError {
         pem::Error::NoItemsFound => "no PEM sections of the expected type",
         _ => "malformed PEM",
     };
-    CertError::Pem {
-        path: path.into(),
-        reason: reason.to_owned(),
-    }
+    CertError::Pem { path: path.into(), reason: reason.to_owned() }
 }
 
 #[cfg(test)]
@@ -91,10 +82,7 @@ mod tests {
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "").expect("write");
         let err = certs_from_pem_file(&empty).expect_err("empty file");
-        assert_eq!(
-            err.to_string(),
-            format!("no certificates in {}", empty.display())
-        );
+        assert_eq!(err.to_string(), format!("no certificates in {}", empty.display()));
 
         let missing = dir.path().join("missing.pem");
         let err = certs_from_pem_file(&missing).expect_err("missing file");
@@ -104,21 +92,15 @@ mod tests {
         assert!(err.to_string().starts_with("no private key in"), "{err}");
 
         let err = crls_from_pem_file(&empty).expect_err("no crl");
-        assert!(
-            err.to_string().contains("no certificate revocation lists"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("no certificate revocation lists"), "{err}");
     }
 
     #[test]
     fn malformed_pem_does_not_echo_content() {
         let dir = tempfile::tempdir().expect("tempdir");
         let bad = dir.path().join("bad.key");
-        std::fs::write(
-            &bad,
-            "-----BEGIN PRIVATE KEY-----\nSECRETSECRET!!!\n-----END PRIVATE KEY-----\n",
-        )
-        .expect("write");
+        std::fs::write(&bad, "-----BEGIN PRIVATE KEY-----\nSECRETSECRET!!!\n-----END PRIVATE KEY-----\n")
+            .expect("write");
         let err = key_from_pem_file(&bad).expect_err("bad base64");
         let msg = err.to_string();
         assert!(msg.contains("bad.key"), "{msg}");

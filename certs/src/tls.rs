@@ -64,11 +64,7 @@ pub struct ClientTrust {
 impl ClientTrust {
     /// Trust `ca_file`, no CRLs.
     pub fn new(ca_file: impl Into<PathBuf>) -> Self {
-        Self {
-            ca_file: ca_file.into(),
-            crl_files: Vec::new(),
-            enforce_crl_expiry: false,
-        }
+        Self { ca_file: ca_file.into(), crl_files: Vec::new(), enforce_crl_expiry: false }
     }
 
     /// Adds a CRL file.
@@ -91,10 +87,7 @@ pub fn root_store(ca_file: &Path) -> Result<RootCertStore, CertError> {
     for (i, cert) in certs.into_iter().enumerate() {
         roots.add(cert).map_err(|e| CertError::InvalidCertificate {
             source_name: ca_file.display().to_string(),
-            reason: format!(
-                "CA certificate #{} is not a usable trust anchor: {e}",
-                i + 1
-            ),
+            reason: format!("CA certificate #{} is not a usable trust anchor: {e}", i + 1),
         })?;
     }
     Ok(roots)
@@ -116,13 +109,7 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, CertError> {
     let chain = load::certs_from_pem_file(cert_file)?;
     let key = load::key_from_pem_file(key_file)?;
-    let context = || {
-        format!(
-            "certificate {}, key {}",
-            cert_file.display(),
-            key_file.display()
-        )
-    };
+    let context = || format!("certificate {}, key {}", cert_file.display(), key_file.display());
 
     let verifier = match client_trust {
         None => WebPkiClientVerifier::no_client_auth(),
@@ -130,41 +117,27 @@ pub fn server_config(
     };
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|source| CertError::Tls {
-            context: context(),
-            source,
-        })?
+        .map_err(|source| CertError::Tls { context: context(), source })?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|source| CertError::Tls {
-            context: context(),
-            source,
-        })?;
+        .map_err(|source| CertError::Tls { context: context(), source })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 
-fn client_verifier(
-    trust: &ClientTrust,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, CertError> {
+fn client_verifier(trust: &ClientTrust) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, CertError> {
     let roots = root_store(&trust.ca_file)?;
     let mut crls = Vec::new();
     for file in &trust.crl_files {
         crls.extend(load::crls_from_pem_file(file)?);
     }
-    let mut builder =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).with_crls(crls);
+    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).with_crls(crls);
     if trust.enforce_crl_expiry {
         builder = builder.enforce_revocation_expiration();
     }
     builder.build().map_err(|source| CertError::ClientTrust {
         ca_file: trust.ca_file.clone(),
-        crl_files: trust
-            .crl_files
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
+        crl_files: trust.crl_files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
         source,
     })
 }
@@ -179,26 +152,17 @@ pub fn client_config(
     let roots = root_store(ca_file)?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|source| CertError::Tls {
-            context: format!("client trusting {}", ca_file.display()),
-            source,
-        })?
+        .map_err(|source| CertError::Tls { context: format!("client trusting {}", ca_file.display()), source })?
         .with_root_certificates(roots);
     let mut config = match client_cert {
         None => builder.with_no_client_auth(),
         Some((cert_file, key_file)) => {
             let chain = load::certs_from_pem_file(cert_file)?;
             let key = load::key_from_pem_file(key_file)?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|source| CertError::Tls {
-                    context: format!(
-                        "client certificate {}, key {}",
-                        cert_file.display(),
-                        key_file.display()
-                    ),
-                    source,
-                })?
+            builder.with_client_auth_cert(chain, key).map_err(|source| CertError::Tls {
+                context: format!("client certificate {}, key {}", cert_file.display(), key_file.display()),
+                source,
+            })?
         }
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -247,21 +211,13 @@ impl TlsConn {
 }
 
 impl AsyncRead for TlsConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TlsConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -326,14 +282,7 @@ pub fn incoming(
     config: Arc<ServerConfig>,
     handshake_timeout: Duration,
 ) -> impl Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
-    incoming_with_options(
-        listener,
-        config,
-        IncomingOptions {
-            handshake_timeout,
-            ..IncomingOptions::default()
-        },
-    )
+    incoming_with_options(listener, config, IncomingOptions { handshake_timeout, ..IncomingOptions::default() })
 }
 
 /// [`incoming`] with all options.
@@ -344,12 +293,7 @@ pub fn incoming_with_options(
 ) -> impl Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
     let start = async move {
-        tokio::spawn(accept_loop(
-            listener,
-            TlsAcceptor::from(config),
-            options,
-            tx,
-        ));
+        tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), options, tx));
         ReceiverStream::new(rx)
     };
     futures::stream::once(start).flatten().map(Ok)
@@ -377,10 +321,7 @@ async fn accept_loop(
         let (tcp, remote_addr) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                if !matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-                ) {
+                if !matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset) {
                     tracing::warn!(error = %e, "accepting a TCP connection failed; retrying");
                     tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                 }
@@ -394,9 +335,7 @@ async fn accept_loop(
         let tx = tx.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Some(conn) =
-                handshake(acceptor, tcp, remote_addr, options.handshake_timeout).await
-            {
+            if let Some(conn) = handshake(acceptor, tcp, remote_addr, options.handshake_timeout).await {
                 // The receiver is gone only when the server stopped.
                 let _ = tx.send(conn).await;
             }
@@ -416,10 +355,7 @@ async fn handshake(
             return None;
         }
         Ok(Err(e)) => {
-            match e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
+            match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
                 Some(tls_error) => tracing::info!(
                     peer.addr = %remote_addr,
                     reason = %tls_error,
@@ -461,13 +397,7 @@ async fn handshake(
             tracing::debug!(peer.addr = %remote_addr, "TLS connection accepted without client certificate")
         }
     }
-    Some(TlsConn {
-        stream,
-        info: ConnInfo {
-            remote_addr,
-            identity,
-        },
-    })
+    Some(TlsConn { stream, info: ConnInfo { remote_addr, identity } })
 }
 
 /// A lazily-connecting tonic Channel to `addr` (e.g. "127.0.0.1:4455") over
@@ -485,9 +415,8 @@ pub fn channel(
     connect_timeout: Duration,
 ) -> Result<tonic::transport::Channel, CertError> {
     validate_addr(addr)?;
-    let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
-        CertError::input("server name", server_name, "not a DNS name or IP address")
-    })?;
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|_| CertError::input("server name", server_name, "not a DNS name or IP address"))?;
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| CertError::input("server address", addr, e.to_string()))?
         .connect_timeout(connect_timeout)
@@ -514,16 +443,7 @@ pub fn channel(
 
 /// `host:port` with a numeric port (`[v6]:port` for IPv6 literals).
 fn validate_addr(addr: &str) -> Result<(), CertError> {
-    let ok = addr
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
-    if ok {
-        Ok(())
-    } else {
-        Err(CertError::input(
-            "server address",
-            addr,
-            "expected host:port",
-        ))
-    }
+    let ok =
+        addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+    if ok { Ok(()) } else { Err(CertError::input("server address", addr, "expected host:port")) }
 }

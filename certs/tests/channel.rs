@@ -52,22 +52,14 @@ impl Service<http::Request<Body>> for WhoAmI {
 }
 
 async fn start_server(pki: &Pki) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let config = tls::server_config(
-        &pki.server_cert,
-        &pki.server_key,
-        Some(&ClientTrust::new(&pki.ca_file)),
-        &[ALPN_H2],
-    )
-    .unwrap();
+    let config =
+        tls::server_config(&pki.server_cert, &pki.server_key, Some(&ClientTrust::new(&pki.ca_file)), &[ALPN_H2])
+            .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let incoming = tls::incoming(listener, config, Duration::from_secs(5));
     let task = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(WhoAmI)
-            .serve_with_incoming(incoming)
-            .await
-            .unwrap();
+        tonic::transport::Server::builder().add_service(WhoAmI).serve_with_incoming(incoming).await.unwrap();
     });
     (addr, task)
 }
@@ -87,20 +79,11 @@ async fn channel_reaches_tonic_server_over_mtls() {
     let pki = Pki::new();
     let (addr, server) = start_server(&pki).await;
 
-    let config = tls::client_config(
-        &pki.ca_file,
-        Some((&pki.client_cert, &pki.client_key)),
-        &[ALPN_H2],
-    )
-    .unwrap();
+    let config = tls::client_config(&pki.ca_file, Some((&pki.client_cert, &pki.client_key)), &[ALPN_H2]).unwrap();
     for server_name in ["localhost", "127.0.0.1"] {
-        let mut channel =
-            tls::channel(&addr.to_string(), server_name, config.clone(), STEP).unwrap();
+        let mut channel = tls::channel(&addr.to_string(), server_name, config.clone(), STEP).unwrap();
         let resp =
-            tokio::time::timeout(STEP, async { channel.ready().await?.call(request()).await })
-                .await
-                .unwrap()
-                .unwrap();
+            tokio::time::timeout(STEP, async { channel.ready().await?.call(request()).await }).await.unwrap().unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(
             resp.headers().get("x-identity").unwrap(),
@@ -118,13 +101,8 @@ async fn channel_without_client_certificate_fails() {
 
     let config = tls::client_config(&pki.ca_file, None, &[ALPN_H2]).unwrap();
     let mut channel = tls::channel(&addr.to_string(), "localhost", config, STEP).unwrap();
-    let result = tokio::time::timeout(STEP, async { channel.ready().await?.call(request()).await })
-        .await
-        .unwrap();
-    assert!(
-        result.is_err(),
-        "request without a client certificate must fail"
-    );
+    let result = tokio::time::timeout(STEP, async { channel.ready().await?.call(request()).await }).await.unwrap();
+    assert!(result.is_err(), "request without a client certificate must fail");
     server.abort();
 }
 
@@ -132,21 +110,10 @@ async fn channel_without_client_certificate_fails() {
 async fn channel_refuses_wrong_server_name() {
     let pki = Pki::new();
     let (addr, server) = start_server(&pki).await;
-    let config = tls::client_config(
-        &pki.ca_file,
-        Some((&pki.client_cert, &pki.client_key)),
-        &[ALPN_H2],
-    )
-    .unwrap();
-    let mut channel =
-        tls::channel(&addr.to_string(), "not-the-gateway.example", config, STEP).unwrap();
-    let result = tokio::time::timeout(STEP, async { channel.ready().await?.call(request()).await })
-        .await
-        .unwrap();
-    assert!(
-        result.is_err(),
-        "server certificate does not name not-the-gateway.example"
-    );
+    let config = tls::client_config(&pki.ca_file, Some((&pki.client_cert, &pki.client_key)), &[ALPN_H2]).unwrap();
+    let mut channel = tls::channel(&addr.to_string(), "not-the-gateway.example", config, STEP).unwrap();
+    let result = tokio::time::timeout(STEP, async { channel.ready().await?.call(request()).await }).await.unwrap();
+    assert!(result.is_err(), "server certificate does not name not-the-gateway.example");
     server.abort();
 }
 

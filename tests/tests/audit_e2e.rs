@@ -11,7 +11,9 @@ fn records(lab: &Lab) -> Vec<AuditRecord> {
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("audit dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("audit-") && n.ends_with(".jsonl")))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("audit-") && n.ends_with(".jsonl"))
+        })
         .collect();
     files.sort();
     files
@@ -47,10 +49,20 @@ async fn every_request_is_recorded_with_subjects_hashed_and_the_officer_can_sear
 
     let mut samr = lab.flight_client("samr").expect("client");
     samr.query(&format!("SELECT name FROM market.enterprises WHERE credit_code = '{code}'")).await.expect("allowed");
-    samr.query(&format!("SELECT shop_id FROM platform_a.shops WHERE owner_resident_id = '{person}'")).await.expect("allowed");
+    samr.query(&format!("SELECT shop_id FROM platform_a.shops WHERE owner_resident_id = '{person}'"))
+        .await
+        .expect("allowed");
     let refused = lab
-        .http("credit_agency", "POST", "/v1/query", &[("x-creditgate-purpose", "marketing")],
-            Some(serde_json::json!({"sql": format!("SELECT name FROM market.enterprises WHERE credit_code = '{code}'")}).to_string()))
+        .http(
+            "credit_agency",
+            "POST",
+            "/v1/query",
+            &[("x-creditgate-purpose", "marketing")],
+            Some(
+                serde_json::json!({"sql": format!("SELECT name FROM market.enterprises WHERE credit_code = '{code}'")})
+                    .to_string(),
+            ),
+        )
         .await
         .expect("http");
     assert_eq!(refused.status, 403);
@@ -168,7 +180,13 @@ async fn when_the_audit_log_cannot_be_written_nothing_is_released() {
     assert!(text.contains("CG-AUD-001") && text.contains("audit log is unavailable"), "{text}");
     lab.gateway_handle.auditor().log().inject_write_failures(1);
     let response = lab
-        .http("samr", "POST", "/v1/query", &[], Some(serde_json::json!({"sql": "SELECT name FROM market.enterprises LIMIT 1"}).to_string()))
+        .http(
+            "samr",
+            "POST",
+            "/v1/query",
+            &[],
+            Some(serde_json::json!({"sql": "SELECT name FROM market.enterprises LIMIT 1"}).to_string()),
+        )
         .await
         .expect("http");
     assert_eq!(response.status, 503, "{}", String::from_utf8_lossy(&response.body));

@@ -45,24 +45,9 @@ impl Pki {
             ))
             .unwrap();
         let (server_cert, server_key) = server.write(dir.path(), "server").unwrap();
-        let client = ca
-            .issue(&IssueRequest::client(
-                "court-01",
-                "City Court",
-                "batch-client",
-            ))
-            .unwrap();
+        let client = ca.issue(&IssueRequest::client("court-01", "City Court", "batch-client")).unwrap();
         let (client_cert, client_key) = client.write(dir.path(), "client").unwrap();
-        Pki {
-            dir,
-            ca,
-            ca_file,
-            server_cert,
-            server_key,
-            client,
-            client_cert,
-            client_key,
-        }
+        Pki { dir, ca, ca_file, server_cert, server_key, client, client_cert, client_key }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -91,10 +76,7 @@ impl Drop for EchoServer {
     }
 }
 
-pub async fn echo_server(
-    config: Arc<rustls::ServerConfig>,
-    handshake_timeout: Duration,
-) -> EchoServer {
+pub async fn echo_server(config: Arc<rustls::ServerConfig>, handshake_timeout: Duration) -> EchoServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, accepted) = mpsc::unbounded_channel();
@@ -118,11 +100,7 @@ pub async fn echo_server(
             });
         }
     });
-    EchoServer {
-        addr,
-        accepted,
-        task,
-    }
+    EchoServer { addr, accepted, task }
 }
 
 /// Connects, writes "ping" and reads the echo. Returns the echoed bytes or
@@ -132,21 +110,16 @@ pub async fn ping(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::i
     let step = async {
         let tcp = TcpStream::connect(addr).await?;
         let connector = tokio_rustls::TlsConnector::from(config);
-        let mut tls = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await?;
+        let mut tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
         tls.write_all(b"ping").await?;
         tls.flush().await?;
         let mut buf = [0u8; 4];
         tls.read_exact(&mut buf).await?;
         Ok(buf.to_vec())
     };
-    tokio::time::timeout(STEP, step).await.unwrap_or_else(|_| {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "test step timed out",
-        ))
-    })
+    tokio::time::timeout(STEP, step)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "test step timed out")))
 }
 
 pub fn client_config(ca: &Path, cert: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
