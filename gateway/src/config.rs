@@ -38,6 +38,9 @@ pub struct GatewayConfig {
     /// Audit log settings.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Consent issuers whose signed artefacts this gateway accepts (none: no consent-based lookups).
+    #[serde(default)]
+    pub consent_issuers: Vec<creditgate_consent::IssuerConfig>,
 }
 
 /// The gateway's state directory and deployment secret.
@@ -239,6 +242,11 @@ impl GatewayConfig {
         fix(&mut self.upstream.client_cert);
         fix(&mut self.upstream.client_key);
         fix(&mut self.policy);
+        for issuer in &mut self.consent_issuers {
+            if let Some(file) = issuer.public_key_file.as_mut() {
+                fix(file);
+            }
+        }
         fix(&mut self.state.dir);
         if let Some(secret) = self.state.secret_file.as_mut() {
             fix(secret);

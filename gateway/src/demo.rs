@@ -46,6 +46,9 @@ pub struct DemoArgs {
 
 /// The SPIFFE identity of the gateway towards connectors.
 pub const GATEWAY_ORG: &str = "creditgate-gateway";
+/// The demo's consent issuer (the public credit platform).
+pub const CONSENT_ISSUER: &str = "credit-platform";
+
 /// Server name all loopback certificates carry.
 pub const SERVER_NAME: &str = "localhost";
 
@@ -171,6 +174,8 @@ pub struct Lab {
     pub gateway_config: GatewayConfig,
     /// The running gateway.
     pub gateway: RunningGateway,
+    /// The consent issuer's signing key (the public credit platform).
+    pub consent_key: Arc<creditgate_consent::IssuerKey>,
     /// The gateway object (for in-process inspection in tests).
     pub gateway_handle: Arc<Gateway>,
 }
@@ -281,6 +286,10 @@ impl Lab {
             connector_configs.insert(source.name.clone(), config);
         }
 
+        // The consent issuer (the public credit platform signs data subjects' consents).
+        let (consent_key, _) = creditgate_consent::IssuerKey::load_or_create(&certs.join("consent-issuer.key"))
+            .map_err(|e| e.to_string())?;
+
         // Gateway.
         let policy_file = dir.join("policy.toml");
         std::fs::write(&policy_file, options.policy.as_deref().unwrap_or(DEMO_POLICY))
@@ -326,6 +335,11 @@ impl Lab {
             policy: policy_file,
             state: StateConfig { dir: dir.join("state"), secret_file: None },
             audit: AuditConfig::default(),
+            consent_issuers: vec![creditgate_consent::IssuerConfig {
+                id: CONSENT_ISSUER.to_string(),
+                public_key: Some(consent_key.public_key_b64()),
+                public_key_file: None,
+            }],
         };
         write_toml(&dir.join("gateway.toml"), &gateway_config)?;
         let gateway_handle = Gateway::new(gateway_config.clone()).await.map_err(|e| e.to_string())?;
@@ -340,6 +354,7 @@ impl Lab {
             gateway_config,
             gateway,
             gateway_handle,
+            consent_key: Arc::new(consent_key),
         })
     }
 
@@ -391,6 +406,35 @@ impl Lab {
         let addr = self.gateway.public_addr.ok_or("the public listener is off")?;
         let who = ClientIdentity { ca: &self.ca_file, cert: None };
         http_request(&addr.to_string(), SERVER_NAME, &who, "GET", path, &[], None).await
+    }
+
+    /// A consent signed by the demo issuer: `subject` (resident ID or credit
+    /// code) consents to `grantee` (an org id) using `datasets` for `purposes`.
+    pub fn consent(
+        &self,
+        subject: creditgate_consent::SubjectRef,
+        grantee: &str,
+        purposes: &[&str],
+        datasets: &[&str],
+        max_uses: u32,
+    ) -> Result<serde_json::Value, String> {
+        let now = chrono::Utc::now();
+        let draft = creditgate_consent::ConsentDraft {
+            consent_id: None,
+            issuer: CONSENT_ISSUER.to_string(),
+            subject,
+            grantee: grantee.to_string(),
+            purposes: purposes.iter().map(|p| p.to_string()).collect(),
+            datasets: datasets.iter().map(|d| d.to_string()).collect(),
+            columns: None,
+            data_from: None,
+            data_to: None,
+            valid_from: now - chrono::Duration::minutes(1),
+            valid_until: now + chrono::Duration::days(30),
+            max_uses,
+        };
+        let artefact = creditgate_consent::issue(&self.consent_key, draft).map_err(|e| e.to_string())?;
+        serde_json::to_value(&artefact).map_err(|e| e.to_string())
     }
 
     /// Writes DIR/endpoints.json for people connecting by hand.
@@ -544,6 +588,75 @@ async fn tour(lab: &Lab) -> Result<(), String> {
     );
     if response.status != 200 {
         return Err(format!("public disclosure failed: {value}"));
+    }
+
+    heading("6. Subject lookup: market regulation asks for everything about the company (statutory duty)");
+    let body = serde_json::json!({"subject": {"type": "credit_code", "id": company}, "purpose": "supervision"});
+    let response = lab.http("samr", "POST", "/v1/lookup", &[], Some(body.to_string())).await?;
+    let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
+    if response.status != 200 {
+        return Err(format!("lookup failed: {value}"));
+    }
+    println!("legal basis {} | incomplete: {}", value["legal_basis"], value["incomplete"]);
+    if let Some(datasets) = value["datasets"].as_object() {
+        for (name, result) in datasets {
+            let rows = result["rows"].as_array().map(|r| r.len()).unwrap_or(0);
+            if rows > 0 || result["status"] != "ok" {
+                println!("  {name:<32} {:<8} {rows} rows", result["status"].as_str().unwrap_or("?"));
+            }
+        }
+    }
+
+    let person = &lab.manifest.featured.individual_resident_id;
+    heading(&format!(
+        "7. A credit agency looks up an individual seller ({}) without consent",
+        lab.manifest.featured.individual_name
+    ));
+    let datasets = ["court.dishonest_debtors", "credit_platform.black_list"];
+    let ask = |consent: Option<&serde_json::Value>| {
+        let mut body = serde_json::json!({
+            "subject": {"type": "resident_id", "id": person},
+            "purpose": "credit_report",
+            "datasets": datasets,
+        });
+        if let Some(c) = consent {
+            body["consent"] = c.clone();
+        }
+        body.to_string()
+    };
+    let response = lab.http("credit_agency", "POST", "/v1/lookup", &[], Some(ask(None))).await?;
+    println!("-> {} {}", response.status, String::from_utf8_lossy(&response.body));
+    if response.status != 403 {
+        return Err("a lookup of an individual without consent was not refused".to_string());
+    }
+
+    heading("8. The same with the seller's signed consent (issued by the public credit platform)");
+    let subject = creditgate_consent::SubjectRef::parse(creditgate_ident::SubjectKind::ResidentId, person)
+        .map_err(|e| e.to_string())?;
+    let consent = lab.consent(subject, "credit-agency", &["credit_report"], &datasets, 5)?;
+    println!("consent {} for {:?}, valid until {}", consent["consent_id"], datasets, consent["valid_until"]);
+    let response = lab.http("credit_agency", "POST", "/v1/lookup", &[], Some(ask(Some(&consent)))).await?;
+    let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
+    if response.status != 200 {
+        return Err(format!("consented lookup failed: {value}"));
+    }
+    println!("legal basis {} | consent uses {}", value["legal_basis"], value["consent"]["uses"]);
+    for name in datasets {
+        let result = &value["datasets"][name];
+        println!("-- {name} ({}), masks: {}", result["status"], result["masks"]);
+        for row in result["rows"].as_array().into_iter().flatten().take(3) {
+            println!("   {row}");
+        }
+    }
+
+    heading("9. Market regulation revokes the consent; the next use is refused");
+    let id = consent["consent_id"].as_str().unwrap_or_default();
+    let response = lab.http("samr", "POST", &format!("/v1/consents/{id}/revoke"), &[], Some("{}".into())).await?;
+    println!("revoke -> {} {}", response.status, String::from_utf8_lossy(&response.body));
+    let response = lab.http("credit_agency", "POST", "/v1/lookup", &[], Some(ask(Some(&consent)))).await?;
+    println!("lookup -> {} {}", response.status, String::from_utf8_lossy(&response.body));
+    if response.status != 403 {
+        return Err("a revoked consent was accepted".to_string());
     }
     Ok(())
 }

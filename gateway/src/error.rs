@@ -24,6 +24,22 @@ pub enum GatewayError {
     /// The policy refuses the request (purpose, licence, role); the message says why.
     #[error("refused by policy: {0}")]
     PolicyRefused(String),
+    /// A consent artefact was refused; the message names the failed check.
+    #[error("consent refused ({code}): {message}")]
+    ConsentRefused {
+        /// Stable refusal code, e.g. `consent.expired`.
+        code: &'static str,
+        /// What failed, for the caller.
+        message: String,
+    },
+    /// Over a rate limit or daily quota.
+    #[error("over the {what}; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Which limit.
+        what: String,
+        /// Seconds until a retry can succeed.
+        retry_after_secs: u64,
+    },
     /// The request is malformed (bad body, missing field).
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -74,6 +90,8 @@ impl GatewayError {
             GatewayError::Unauthenticated => ("CG-AUTH-001", 401, Code::Unauthenticated, false),
             GatewayError::UnknownCaller(_) => ("CG-AUTH-002", 403, Code::PermissionDenied, false),
             GatewayError::PolicyRefused(_) => ("CG-POL-001", 403, Code::PermissionDenied, false),
+            GatewayError::ConsentRefused { .. } => ("CG-CON-001", 403, Code::PermissionDenied, false),
+            GatewayError::RateLimited { .. } => ("CG-RATE-001", 429, Code::ResourceExhausted, true),
             GatewayError::BadRequest(_) => ("CG-REQ-001", 400, Code::InvalidArgument, false),
             GatewayError::InvalidQuery(_) => ("CG-REQ-002", 400, Code::InvalidArgument, false),
             GatewayError::NotFound(_) => ("CG-REQ-003", 404, Code::NotFound, false),
@@ -104,7 +122,11 @@ impl GatewayError {
     pub fn log(&self) {
         let code = self.code();
         match self {
-            GatewayError::Unauthenticated | GatewayError::UnknownCaller(_) | GatewayError::PolicyRefused(_) => {
+            GatewayError::Unauthenticated
+            | GatewayError::UnknownCaller(_)
+            | GatewayError::PolicyRefused(_)
+            | GatewayError::ConsentRefused { .. }
+            | GatewayError::RateLimited { .. } => {
                 tracing::info!(error.code = code.code, reason = %self, "request refused");
             }
             GatewayError::BadRequest(_)
@@ -188,6 +210,11 @@ impl From<GatewayError> for Status {
         let mut status = Status::new(code.grpc, format!("{}: {}", code.code, error.client_message()));
         if let Ok(value) = code.code.parse() {
             status.metadata_mut().insert("x-creditgate-error-code", value);
+        }
+        if let GatewayError::RateLimited { retry_after_secs, .. } = &error {
+            if let Ok(value) = retry_after_secs.to_string().parse() {
+                status.metadata_mut().insert("retry-after", value);
+            }
         }
         status
     }

@@ -62,7 +62,7 @@ impl Frontend {
         }
     }
 
-    fn audit(self) -> creditgate_audit::Frontend {
+    pub(crate) fn audit(self) -> creditgate_audit::Frontend {
         match self {
             Frontend::Flight => creditgate_audit::Frontend::Flight,
             Frontend::Http => creditgate_audit::Frontend::Http,
@@ -94,7 +94,12 @@ impl Caller {
         &self.principal.name
     }
 
-    fn audit_caller(&self) -> creditgate_audit::Caller {
+    /// Milliseconds since the request arrived.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn audit_caller(&self) -> creditgate_audit::Caller {
         creditgate_audit::Caller {
             fingerprint: self.identity.as_ref().map(|i| i.fingerprint.clone()).unwrap_or_default(),
             name: self.principal.name.clone(),
@@ -132,6 +137,8 @@ pub struct Gateway {
     masks: Arc<MaskUdfs>,
     auditor: Auditor,
     catalogs: Mutex<HashMap<String, CachedCatalog>>,
+    limits: crate::limits::Limits,
+    consents: Option<crate::lookup::Consents>,
 }
 
 /// Reads the deployment secret, creating 32 random bytes (hex, mode 0600) if missing.
@@ -195,6 +202,18 @@ impl Gateway {
             .await
             .map_err(|e| GatewayError::Server(format!("opening the audit log: {e}")))?
             .map_err(|e| GatewayError::Config(format!("audit log: {e}")))?;
+        let consents = if config.consent_issuers.is_empty() {
+            None
+        } else {
+            let issuers = creditgate_consent::TrustedIssuers::from_config(&config.consent_issuers, None)
+                .map_err(|e| GatewayError::Config(format!("consent_issuers: {e}")))?;
+            let store = creditgate_consent::ConsentStore::open(
+                &config.state.dir.join("consents"),
+                &derive(&secret, "creditgate consent subject v1"),
+            )
+            .map_err(|e| GatewayError::Config(format!("consent store: {e}")))?;
+            Some(crate::lookup::Consents { issuers, store })
+        };
         let metrics = Arc::new(Metrics::default());
         let federation = Arc::new(Federation::new(&config, Arc::clone(&metrics))?);
         warn_about_policy_coverage(&policy, &federation);
@@ -214,6 +233,8 @@ impl Gateway {
             masks: Arc::new(masks),
             auditor: Auditor::new(Arc::new(log), Arc::new(hasher)),
             catalogs: Mutex::new(HashMap::new()),
+            limits: crate::limits::Limits::default(),
+            consents,
         }))
     }
 
@@ -230,6 +251,16 @@ impl Gateway {
     /// The audit side.
     pub fn auditor(&self) -> &Auditor {
         &self.auditor
+    }
+
+    /// Consent issuers and store, when consents are configured.
+    pub fn consents(&self) -> Option<&crate::lookup::Consents> {
+        self.consents.as_ref()
+    }
+
+    /// The mask functions (keyed with the deployment secret).
+    pub fn masks(&self) -> &MaskUdfs {
+        &self.masks
     }
 
     /// The current policy.
@@ -309,14 +340,14 @@ impl Gateway {
         })
     }
 
-    /// Purpose and licence checks every data request passes first.
+    /// Purpose, licence, rate-limit and quota checks every data request passes first.
     pub fn authorize_data(&self, caller: &Caller) -> Result<(), GatewayError> {
         let policy = self.policy();
         policy
             .check_purpose(&caller.principal, caller.purpose.as_deref())
             .map_err(|e| GatewayError::PolicyRefused(e.to_string()))?;
         policy.check_licence(&caller.principal, today()).map_err(|e| GatewayError::PolicyRefused(e.to_string()))?;
-        Ok(())
+        self.limits.admit(&caller.principal, today())
     }
 
     /// The caller's secure views (cached per principal; rebuilt when the
@@ -375,6 +406,13 @@ impl Gateway {
             let _ = catalog.register_schema(&name, provider);
         }
         (catalog, grants)
+    }
+
+    /// A locked-down engine session (own memory limit, no disk) with an empty catalog.
+    pub fn engine(&self) -> Result<SessionContext, GatewayError> {
+        let runtime = locked_down_runtime(self.config.server.memory_limit_bytes)
+            .map_err(|e| GatewayError::Internal(format!("runtime: {}", e.strip_backtrace())))?;
+        Ok(session(runtime, CATALOG, "public", false))
     }
 
     /// A fresh session whose catalog holds only the caller's secure views, with
@@ -460,6 +498,17 @@ impl Gateway {
         subjects: Vec<String>,
         error: &GatewayError,
     ) -> Result<(), GatewayError> {
+        self.audit_refusal(caller, RecordedQuery::Sql(redacted), subjects, error).await
+    }
+
+    /// Audits a refused or failed request of any kind (fails closed if it cannot).
+    pub async fn audit_refusal(
+        &self,
+        caller: &Caller,
+        query: RecordedQuery,
+        subjects: Vec<String>,
+        error: &GatewayError,
+    ) -> Result<(), GatewayError> {
         self.metrics.request(caller.frontend.label(), error.code().code, caller.started.elapsed());
         let mut record = refusal_record(
             &caller.request_id,
@@ -470,7 +519,7 @@ impl Gateway {
             error,
             caller.started,
         );
-        record.query = RecordedQuery::Sql(redacted);
+        record.query = query;
         record.subject_hashes = subjects;
         if let GatewayError::Source(e) = error {
             record.sources = vec![creditgate_audit::SourceStatus {
@@ -846,5 +895,34 @@ impl QueryBackend for Gateway {
 
     async fn tables(&self, caller: &FlightCaller) -> Result<Vec<TableEntry>, GatewayError> {
         Ok(self.tables_for(&caller.caller).await)
+    }
+
+    fn custom_actions(&self) -> Vec<(String, String)> {
+        vec![(
+            crate::lookup::LOOKUP_ACTION.to_string(),
+            "Subject lookup: body is the JSON of POST /v1/lookup; the result is the JSON lookup document".to_string(),
+        )]
+    }
+
+    async fn custom_action(
+        &self,
+        caller: &FlightCaller,
+        action_type: &str,
+        body: &[u8],
+    ) -> Option<Result<Vec<u8>, GatewayError>> {
+        if action_type != crate::lookup::LOOKUP_ACTION {
+            return None;
+        }
+        let run = async {
+            let request: crate::lookup::LookupRequest =
+                serde_json::from_slice(body).map_err(|e| GatewayError::BadRequest(format!("lookup body: {e}")))?;
+            let mut caller = caller.caller.clone();
+            if request.purpose.is_some() {
+                caller.purpose = request.purpose.clone();
+            }
+            let document = self.lookup(&caller, request).await?;
+            serde_json::to_vec(&document).map_err(|e| GatewayError::Internal(format!("encoding the lookup: {e}")))
+        };
+        Some(run.instrument(caller.span.clone()).await)
     }
 }

@@ -142,7 +142,45 @@ async fn route(
             let path = p.to_string();
             crate::audit_api::route(gateway, &caller, &method, &path, req.uri().query()).await
         }
-        ("/healthz" | "/metrics" | "/openapi.json" | "/v1/query" | "/v1/catalog", _) => {
+        ("/v1/lookup", &Method::POST) => {
+            let mut caller = gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
+            let span = tracing::info_span!(
+                "request",
+                request.id = %caller.request_id,
+                client.name = %caller.name(),
+                frontend = "http"
+            );
+            async {
+                let request: crate::lookup::LookupRequest = read_json(
+                    req,
+                    "{\"subject\": {\"type\": \"credit_code\"|\"resident_id\", \"id\": \"…\"}, \"purpose\": \"…\"}",
+                )
+                .await?;
+                if request.purpose.is_some() {
+                    caller.purpose = request.purpose.clone();
+                }
+                let document = gateway.lookup(&caller, request).await?;
+                Ok(json_response(StatusCode::OK, document))
+            }
+            .instrument(span)
+            .await
+        }
+        (p, m) if p.starts_with("/v1/consents/") => {
+            let caller = gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
+            let rest = &p["/v1/consents/".len()..];
+            match (rest.strip_suffix("/revoke"), m) {
+                (Some(id), &Method::POST) => {
+                    let id = crate::audit_api::percent_decode(id);
+                    Ok(json_response(StatusCode::OK, gateway.revoke_consent(&caller, &id).await?))
+                }
+                (None, &Method::GET) if !rest.contains('/') => {
+                    let id = crate::audit_api::percent_decode(rest);
+                    Ok(json_response(StatusCode::OK, gateway.consent_status(&id)?))
+                }
+                _ => Err(GatewayError::MethodNotAllowed(format!("{m} {p}"))),
+            }
+        }
+        ("/healthz" | "/metrics" | "/openapi.json" | "/v1/query" | "/v1/catalog" | "/v1/lookup", _) => {
             Err(GatewayError::MethodNotAllowed(format!("{method} {}", req.uri().path())))
         }
         (path, _) => Err(GatewayError::NotFound(path.chars().take(200).collect())),
@@ -343,8 +381,14 @@ pub fn error_response(error: &GatewayError) -> Response<Body> {
     error.log();
     let code = error.code();
     let status = StatusCode::from_u16(code.http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(
+    let mut response = json_response(
         status,
         serde_json::json!({"error": {"code": code.code, "message": error.client_message(), "retryable": code.retryable}}),
-    )
+    );
+    if let GatewayError::RateLimited { retry_after_secs, .. } = error {
+        if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    response
 }

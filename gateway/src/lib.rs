@@ -16,6 +16,8 @@ pub mod error;
 pub mod federation;
 pub mod gateway;
 pub mod http;
+pub mod limits;
+pub mod lookup;
 pub mod metrics;
 pub mod public;
 pub mod sql_gate;

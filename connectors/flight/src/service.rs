@@ -92,6 +92,21 @@ pub trait QueryBackend: Send + Sync + 'static {
 
     /// The tables `caller` may see.
     async fn tables(&self, caller: &Self::Caller) -> Result<Vec<TableEntry>, Self::Error>;
+
+    /// Custom Flight actions this backend offers: (type, description).
+    fn custom_actions(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// Runs a custom action; `None` when `action_type` is not one of [`QueryBackend::custom_actions`].
+    async fn custom_action(
+        &self,
+        _caller: &Self::Caller,
+        _action_type: &str,
+        _body: &[u8],
+    ) -> Option<Result<Vec<u8>, Self::Error>> {
+        None
+    }
 }
 
 /// Static facts the front end reports through `GetSqlInfo`.
@@ -444,6 +459,35 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         message: Any,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         Err(Status::unimplemented(format!("unsupported ticket type {}", cap_message(&message.type_url))))
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let caller = self.caller(&request).await?;
+        let action = request.into_inner();
+        match self.backend.custom_action(&caller, &action.r#type, &action.body).await {
+            Some(Ok(body)) => {
+                let result = arrow_flight::Result { body: body.into() };
+                Ok(Response::new(Box::pin(futures::stream::once(async move { Ok(result) }))))
+            }
+            Some(Err(error)) => Err(error.into()),
+            None => Err(Status::invalid_argument(format!(
+                "unknown action `{}`; see ListActions",
+                cap_message(&action.r#type)
+            ))),
+        }
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<arrow_flight::ActionType, Status>>> {
+        let actions = self.backend.custom_actions();
+        (!actions.is_empty()).then(|| {
+            actions
+                .into_iter()
+                .map(|(r#type, description)| Ok(arrow_flight::ActionType { r#type, description }))
+                .collect()
+        })
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

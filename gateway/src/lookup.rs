@@ -1,0 +1,484 @@
+//! Subject lookups: "everything about this company / this seller", for one
+//! subject, across every relevant source, in parallel.
+//!
+//! The identifier is validated before anything else (nothing reaches a source
+//! for a bad one). The legal basis is decided from the caller's role, the
+//! purpose and the subject: statutory duty (agency), licence (credit agency,
+//! enterprise subject), consent (credit agency or platform, individual subject;
+//! always for individuals), or public data (platform, enterprise subject).
+//! Each dataset is then read with the subject-key equality applied at the
+//! source — the one raw-key predicate a connector may see — under the caller's
+//! row policy and masks. Every source reports its own status; a failed or slow
+//! source makes the answer `incomplete`, never a hang.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use creditgate_audit::RecordedQuery;
+use creditgate_consent::{CheckContext, ConsentArtefact, ConsentStore, SubjectRef, TrustedIssuers, VerifiedConsent};
+use creditgate_ident::SubjectKind;
+use creditgate_policy::{DatasetGrant, Role};
+use creditgate_remote::RemoteTable;
+use datafusion::logical_expr::{col, lit};
+use serde::Deserialize;
+
+use crate::encode::batches_to_json;
+use crate::error::GatewayError;
+use crate::gateway::{Caller, Gateway};
+
+/// The Flight action type of a lookup.
+pub const LOOKUP_ACTION: &str = "creditgate.lookup";
+
+/// Largest number of datasets one lookup may name.
+pub const MAX_LOOKUP_DATASETS: usize = 64;
+
+/// The body of `POST /v1/lookup` (and of the Flight action `creditgate.lookup`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupRequest {
+    /// Who is looked up.
+    pub subject: SubjectRequest,
+    /// The purpose code (overrides the header).
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// The subject's consent artefact, when the legal basis is consent.
+    #[serde(default)]
+    pub consent: Option<serde_json::Value>,
+    /// Datasets to read; all the caller may see when absent.
+    #[serde(default)]
+    pub datasets: Option<Vec<String>>,
+}
+
+/// The subject of a lookup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectRequest {
+    /// `credit_code` or `resident_id`.
+    #[serde(rename = "type")]
+    pub kind: SubjectKind,
+    /// The identifier.
+    pub id: String,
+}
+
+/// Trusted consent issuers and the store of revocations and use counts.
+pub struct Consents {
+    /// Issuer public keys.
+    pub issuers: TrustedIssuers,
+    /// Revocations and use counts.
+    pub store: ConsentStore,
+}
+
+/// Why a lookup was allowed.
+#[derive(Debug, Clone)]
+enum Basis {
+    Duty(String),
+    Licence(String),
+    Consent(VerifiedConsent),
+    PublicData,
+}
+
+impl Basis {
+    fn label(&self) -> String {
+        match self {
+            Basis::Duty(code) => format!("duty:{code}"),
+            Basis::Licence(number) => format!("licence:{number}"),
+            Basis::Consent(c) => c.legal_basis(),
+            Basis::PublicData => "public-data".to_string(),
+        }
+    }
+}
+
+fn key_column(grant: &DatasetGrant, kind: SubjectKind) -> Option<&str> {
+    match kind {
+        SubjectKind::CreditCode => grant.subject_keys.credit_code.as_deref(),
+        SubjectKind::ResidentId => grant.subject_keys.resident_id.as_deref(),
+    }
+}
+
+fn consent_error(refusal: creditgate_consent::ConsentRefusal) -> GatewayError {
+    GatewayError::ConsentRefused { code: refusal.code(), message: refusal.to_string() }
+}
+
+impl Gateway {
+    /// Runs a lookup and returns the JSON document. One audit record covers
+    /// the whole lookup and is durable before the document is returned.
+    pub async fn lookup(&self, caller: &Caller, request: LookupRequest) -> Result<serde_json::Value, GatewayError> {
+        // 1. The identifier, before anything else.
+        let field = match request.subject.kind {
+            SubjectKind::CreditCode => "subject.id (credit_code)",
+            SubjectKind::ResidentId => "subject.id (resident_id)",
+        };
+        let subject = SubjectRef::parse(request.subject.kind, &request.subject.id)
+            .map_err(|e| GatewayError::BadRequest(format!("{field}: {e}")))?;
+        let audit_key = match request.subject.kind {
+            SubjectKind::CreditCode => creditgate_audit::SubjectKey::CreditCode(subject.id().to_string()),
+            SubjectKind::ResidentId => creditgate_audit::SubjectKey::ResidentId(subject.id().to_string()),
+        };
+        let subject_hash = self.auditor().hasher().hash(&audit_key);
+        let consent_id = request.consent.as_ref().and_then(|c| c.get("consent_id")).and_then(|v| v.as_str());
+        let recorded = RecordedQuery::Lookup(serde_json::json!({
+            "subject": {"type": request.subject.kind, "hash": subject_hash},
+            "purpose": caller.purpose,
+            "datasets": request.datasets,
+            "consent_id": consent_id,
+        }));
+        match self.lookup_inner(caller, &request, &subject).await {
+            Ok((document, touched, grants, basis, sources, rows)) => {
+                let columns = crate::audit::column_accesses(&touched, |dataset, column| {
+                    grants.get(dataset).and_then(|g| g.column(column)).map(|c| c.mask.to_string()).unwrap_or_default()
+                });
+                let record = creditgate_audit::NewRecord {
+                    request_id: caller.request_id.clone(),
+                    caller: caller.audit_caller(),
+                    frontend: caller.frontend.audit(),
+                    purpose: caller.purpose.clone(),
+                    legal_basis: Some(basis.label()),
+                    query: recorded,
+                    datasets: touched.keys().cloned().collect(),
+                    columns,
+                    subject_hashes: vec![subject_hash],
+                    row_count: Some(rows),
+                    sources,
+                    outcome: creditgate_audit::Outcome::Allowed,
+                    refusal_reason: None,
+                    duration_ms: caller.elapsed_ms(),
+                };
+                self.auditor().append(record).await?;
+                self.metrics().request(caller.frontend.label(), "ok", Duration::from_millis(caller.elapsed_ms()));
+                Ok(document)
+            }
+            Err(error) => {
+                self.audit_refusal(caller, recorded, vec![subject_hash], &error).await?;
+                Err(error)
+            }
+        }
+    }
+
+    async fn lookup_inner(
+        &self,
+        caller: &Caller,
+        request: &LookupRequest,
+        subject: &SubjectRef,
+    ) -> Result<
+        (
+            serde_json::Value,
+            BTreeMap<String, Vec<String>>,
+            Arc<BTreeMap<String, DatasetGrant>>,
+            Basis,
+            Vec<creditgate_audit::SourceStatus>,
+            u64,
+        ),
+        GatewayError,
+    > {
+        self.authorize_data(caller)?;
+        let purpose = caller.purpose.clone().unwrap_or_default();
+        let (_, grants) = self.catalog_for(caller);
+        let requested: Option<Vec<String>> = request.datasets.clone();
+        if requested.as_ref().is_some_and(|d| d.len() > MAX_LOOKUP_DATASETS) {
+            return Err(GatewayError::BadRequest(format!("datasets: at most {MAX_LOOKUP_DATASETS} may be named")));
+        }
+
+        // 2. The legal basis.
+        let principal = &caller.principal;
+        let individual = subject.kind() == SubjectKind::ResidentId;
+        let basis = match (principal.role, individual, &request.consent) {
+            (Role::Agency, _, _) => {
+                if !principal.duty_codes.iter().any(|d| d == &purpose) {
+                    return Err(GatewayError::PolicyRefused(format!(
+                        "purpose \"{purpose}\" is not one of {}'s statutory duties ({})",
+                        principal.name,
+                        principal.duty_codes.join(", ")
+                    )));
+                }
+                Basis::Duty(purpose.clone())
+            }
+            (Role::CreditAgency | Role::Platform, _, Some(artefact)) => {
+                Basis::Consent(self.verify_consent(caller, artefact, subject, &purpose, requested.as_deref())?)
+            }
+            (Role::CreditAgency | Role::Platform, true, None) => {
+                return Err(GatewayError::PolicyRefused(
+                    "looking up an individual requires the individual's written consent for this purpose \
+                     (credit-industry regulation Art. 18, PIPL §23): send the signed consent artefact as `consent`"
+                        .to_string(),
+                ));
+            }
+            (Role::CreditAgency, false, None) => match &principal.licence {
+                Some(licence) => Basis::Licence(licence.number.clone()),
+                None => {
+                    return Err(GatewayError::PolicyRefused(
+                        "credit agencies need a licence to look up enterprises".into(),
+                    ));
+                }
+            },
+            (Role::Platform, false, None) => Basis::PublicData,
+            (Role::PrivacyOfficer | Role::Public, _, _) => {
+                return Err(GatewayError::PolicyRefused(format!(
+                    "role {} may not look up subjects",
+                    principal.role.as_str()
+                )));
+            }
+        };
+
+        // 3. Which datasets, each with its status.
+        let consented: Option<Vec<String>> = match &basis {
+            Basis::Consent(c) => Some(c.datasets().to_vec()),
+            _ => None,
+        };
+        let mut plan: Vec<(String, Result<(DatasetGrant, String), &'static str>)> = Vec::new();
+        let names: Vec<String> = match &requested {
+            Some(list) => list.clone(),
+            None => grants.keys().cloned().collect(),
+        };
+        for name in names {
+            let entry = match grants.get(&name) {
+                None => Err("not granted to this caller"),
+                Some(grant) => match key_column(grant, subject.kind()) {
+                    None => Err("has no key column for this kind of subject"),
+                    Some(_) if consented.as_ref().is_some_and(|c| !c.contains(&name)) => {
+                        Err("not covered by the consent")
+                    }
+                    Some(column) => Ok((grant.clone(), column.to_string())),
+                },
+            };
+            // Datasets chosen by default that do not concern this kind of subject are simply skipped.
+            if requested.is_none() && matches!(entry, Err(reason) if reason != "not covered by the consent") {
+                continue;
+            }
+            plan.push((name, entry));
+        }
+
+        // A consent use is counted once the lookup is going ahead.
+        let consent_status = match (&basis, self.consents()) {
+            (Basis::Consent(verified), Some(consents)) => {
+                let uses = consents.store.try_use_verified(verified).map_err(|e| match e.refusal() {
+                    Some(refusal) => consent_error(refusal.clone()),
+                    None => {
+                        tracing::error!(error = %e, "consent store failure");
+                        GatewayError::Internal("consent store".to_string())
+                    }
+                })?;
+                Some(serde_json::json!({"id": verified.consent_id(), "uses": uses, "max_uses": verified.max_uses()}))
+            }
+            _ => None,
+        };
+
+        // 4. Fan out in parallel, each dataset with the subject key applied at the source.
+        let today = chrono::Local::now().date_naive();
+        let key_value = subject.id().to_string();
+        let futures = plan.iter().map(|(name, entry)| {
+            let key_value = key_value.clone();
+            async move {
+                let (grant, column) = match entry {
+                    Ok(x) => x,
+                    Err(reason) => return (name.clone(), Err(("denied", (*reason).to_string()))),
+                };
+                let result = self.read_subject(grant, column, &key_value, today).await;
+                (name.clone(), result)
+            }
+        });
+        let results = futures::future::join_all(futures).await;
+
+        let mut datasets = serde_json::Map::new();
+        let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut sources = Vec::new();
+        let mut incomplete = false;
+        let mut total_rows = 0u64;
+        for (name, result) in results {
+            let grant = grants.get(&name);
+            let masks: serde_json::Map<String, serde_json::Value> = grant
+                .map(|g| g.columns.iter().map(|c| (c.name.clone(), c.mask.to_string().into())).collect())
+                .unwrap_or_default();
+            let source = self.federation().datasets().iter().find(|d| d.name == name).map(|d| d.source.clone());
+            let (status, body) = match result {
+                Ok(batches) => {
+                    let rows = batches_to_json(&batches)?;
+                    total_rows += rows.len() as u64;
+                    touched.insert(
+                        name.clone(),
+                        grant.map(|g| g.columns.iter().map(|c| c.name.clone()).collect()).unwrap_or_default(),
+                    );
+                    ("ok", serde_json::json!({"status": "ok", "rows": rows, "masks": masks}))
+                }
+                Err((status, message)) => {
+                    if status != "denied" {
+                        incomplete = true;
+                    }
+                    (status, serde_json::json!({"status": status, "error": message, "rows": [], "masks": masks}))
+                }
+            };
+            if let Some(source) = source {
+                sources.push(creditgate_audit::SourceStatus { source, status: status.to_string() });
+            }
+            datasets.insert(name, body);
+        }
+        let document = serde_json::json!({
+            "request_id": caller.request_id,
+            "subject": {"type": subject.kind(), "id_masked": mask_subject(subject)},
+            "purpose": purpose,
+            "legal_basis": basis.label(),
+            "consent": consent_status,
+            "incomplete": incomplete,
+            "datasets": datasets,
+        });
+        Ok((document, touched, grants, basis, sources, total_rows))
+    }
+
+    fn verify_consent(
+        &self,
+        caller: &Caller,
+        artefact: &serde_json::Value,
+        subject: &SubjectRef,
+        purpose: &str,
+        datasets: Option<&[String]>,
+    ) -> Result<VerifiedConsent, GatewayError> {
+        let Some(consents) = self.consents() else {
+            return Err(GatewayError::PolicyRefused("this gateway trusts no consent issuer".to_string()));
+        };
+        let artefact = ConsentArtefact::from_value(artefact.clone()).map_err(consent_error)?;
+        let caller_org = caller.identity.as_ref().and_then(|i| i.org_id.clone()).unwrap_or_default();
+        let context = CheckContext {
+            issuers: &consents.issuers,
+            ledger: &consents.store,
+            caller_org: &caller_org,
+            subject,
+            purpose,
+            datasets: datasets.unwrap_or(&[]),
+            now: chrono::Utc::now(),
+        };
+        creditgate_consent::verify(&artefact, &context).map_err(consent_error)
+    }
+
+    /// Reads one dataset for one subject: row policy and key equality at the
+    /// source, masks in the view, the source's own deadlines.
+    async fn read_subject(
+        &self,
+        grant: &DatasetGrant,
+        key_column: &str,
+        key_value: &str,
+        today: chrono::NaiveDate,
+    ) -> Result<Vec<arrow::array::RecordBatch>, (&'static str, String)> {
+        let Some((dataset, schema)) = self.federation().available().into_iter().find(|(d, _)| d.name == grant.dataset)
+        else {
+            return Err(("error", "the source has not been reached yet".to_string()));
+        };
+        let Some(source) = self.federation().source(&dataset.source).cloned() else {
+            return Err(("error", "unknown source".to_string()));
+        };
+        let deadline = source.deadlines().total.min(source.deadlines().first_batch * 2);
+        let predicate = grant.row_predicate(today).map_err(|e| ("error", e.to_string()))?;
+        let key = col(key_column).eq(lit(key_value.to_string()));
+        let mandatory = Some(match predicate {
+            Some(p) => p.and(key),
+            None => key,
+        });
+        let remote = RemoteTable::new(source, dataset.remote_table.clone(), schema)
+            .with_mandatory_filter(mandatory)
+            .with_raw_columns(grant.raw_columns());
+        let view = creditgate_policy::secure_view(Arc::new(remote), grant, self.masks())
+            .map_err(|e| ("error", e.to_string()))?;
+        let work = async {
+            let ctx = self.engine()?;
+            let frame = ctx.read_table(view).map_err(|e| GatewayError::from_datafusion(e, true))?;
+            frame.collect().await.map_err(|e| GatewayError::from_datafusion(e, false))
+        };
+        match tokio::time::timeout(deadline, work).await {
+            Ok(Ok(batches)) => Ok(batches),
+            Ok(Err(GatewayError::Source(e))) => {
+                Err((if e.status_label() == "timeout" { "timeout" } else { "error" }, e.to_string()))
+            }
+            Ok(Err(e)) => Err(("error", e.client_message())),
+            Err(_) => Err(("timeout", format!("no answer within {} ms", deadline.as_millis()))),
+        }
+    }
+}
+
+impl Gateway {
+    /// Revokes a consent. Allowed for agencies and for the issuing organisation.
+    pub async fn revoke_consent(&self, caller: &Caller, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
+        let recorded = RecordedQuery::Lookup(serde_json::json!({"consent_revoke": consent_id}));
+        let result = self.revoke_inner(caller, consent_id);
+        match result {
+            Ok(document) => {
+                let record = creditgate_audit::NewRecord {
+                    request_id: caller.request_id.clone(),
+                    caller: caller.audit_caller(),
+                    frontend: caller.frontend.audit(),
+                    purpose: caller.purpose.clone(),
+                    legal_basis: Some(format!("consent:{consent_id}")),
+                    query: recorded,
+                    datasets: Vec::new(),
+                    columns: Vec::new(),
+                    subject_hashes: Vec::new(),
+                    row_count: None,
+                    sources: Vec::new(),
+                    outcome: creditgate_audit::Outcome::Allowed,
+                    refusal_reason: None,
+                    duration_ms: caller.elapsed_ms(),
+                };
+                self.auditor().append(record).await?;
+                Ok(document)
+            }
+            Err(error) => {
+                self.audit_refusal(caller, recorded, Vec::new(), &error).await?;
+                Err(error)
+            }
+        }
+    }
+
+    fn revoke_inner(&self, caller: &Caller, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
+        let consents = self.consents().ok_or_else(|| GatewayError::NotFound("consents are not configured".into()))?;
+        let org = caller.identity.as_ref().and_then(|i| i.org_id.clone()).unwrap_or_default();
+        let is_issuer = consents.issuers.issuer_ids().any(|id| id == org);
+        if caller.principal.role != Role::Agency && !is_issuer {
+            return Err(GatewayError::PolicyRefused(
+                "only the consent's issuer or a government agency may revoke a consent".to_string(),
+            ));
+        }
+        let newly = consents.store.revoke(consent_id, &caller.principal.name, None).map_err(|e| match e.refusal() {
+            Some(refusal) => consent_error(refusal.clone()),
+            None => match &e {
+                creditgate_consent::ConsentError::InvalidInput { field, reason } => {
+                    GatewayError::BadRequest(format!("{field}: {reason}"))
+                }
+                _ => {
+                    tracing::error!(error = %e, "consent store failure");
+                    GatewayError::Internal("consent store".to_string())
+                }
+            },
+        })?;
+        Ok(serde_json::json!({"consent_id": consent_id, "revoked": true, "newly_revoked": newly}))
+    }
+
+    /// Use count and revocation state of a consent.
+    pub fn consent_status(&self, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
+        let consents = self.consents().ok_or_else(|| GatewayError::NotFound("consents are not configured".into()))?;
+        match consents.store.status(consent_id) {
+            Some(status) => Ok(serde_json::json!({
+                "consent_id": consent_id,
+                "uses": status.uses,
+                "max_uses": status.max_uses,
+                "revoked": status.revoked.is_some(),
+                "first_use": status.first_use,
+                "last_use": status.last_use,
+            })),
+            None => Ok(
+                serde_json::json!({"consent_id": consent_id, "uses": 0, "revoked": consents.store.is_revoked(consent_id)}),
+            ),
+        }
+    }
+}
+
+fn mask_subject(subject: &SubjectRef) -> String {
+    let id: Vec<char> = subject.id().chars().collect();
+    let keep = |n: usize| id.iter().take(n).collect::<String>();
+    match subject.kind() {
+        SubjectKind::CreditCode => subject.id().to_string(),
+        SubjectKind::ResidentId => format!(
+            "{}{}{}",
+            keep(6),
+            "*".repeat(id.len().saturating_sub(10)),
+            id[id.len().saturating_sub(4)..].iter().collect::<String>()
+        ),
+    }
+}
