@@ -16,12 +16,22 @@ use crate::error::GatewayError;
 pub struct Auditor {
     log: Arc<AuditLog>,
     hasher: Arc<SubjectHasher>,
+    enabled: bool,
 }
 
 impl Auditor {
     /// An auditor writing to `log`, hashing subjects with `hasher`.
     pub fn new(log: Arc<AuditLog>, hasher: Arc<SubjectHasher>) -> Self {
-        Self { log, hasher }
+        Self { log, hasher, enabled: true }
+    }
+
+    /// Benchmarking only: an auditor that records nothing.
+    pub fn disabled(mut self) -> Self {
+        tracing::warn!(
+            "THE AUDIT LOG IS DISABLED (audit.enabled = false): requests are not recorded; benchmarking only"
+        );
+        self.enabled = false;
+        self
     }
 
     /// The log (for the privacy-officer API).
@@ -37,6 +47,9 @@ impl Auditor {
     /// Appends `record`; returns only once it is durable. Any failure is a
     /// refusal of the request (fail closed).
     pub async fn append(&self, record: NewRecord) -> Result<(), GatewayError> {
+        if !self.enabled {
+            return Ok(());
+        }
         let log = Arc::clone(&self.log);
         let result = tokio::task::spawn_blocking(move || log.append(record)).await;
         match result {

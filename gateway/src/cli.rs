@@ -26,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the guided demo: certificates, data, connectors, gateway, a tour of queries.
     Demo(crate::demo::DemoArgs),
+    /// Measure the gateway against its baselines; writes BENCHMARKS.md.
+    Bench(crate::bench::BenchArgs),
     /// Run the gateway.
     Gateway {
         /// Gateway config file (TOML).
@@ -189,6 +191,7 @@ pub fn run(cli: Cli) -> Result<i32, String> {
 fn run_main(command: Command) -> Result<(), String> {
     match command {
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
+        Command::Bench(args) => runtime()?.block_on(crate::bench::run(args)),
         Command::Gateway { config } => runtime()?.block_on(async move {
             let config = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
             let gateway = Gateway::new(config).await.map_err(|e| e.to_string())?;

@@ -61,6 +61,42 @@ impl FlightClient {
         Ok(batches)
     }
 
+    /// Runs a statement query and streams the result, counting rows and
+    /// in-memory bytes without keeping the batches.
+    pub async fn query_count(&mut self, sql: &str) -> Result<(u64, u64), FlightError> {
+        use futures::StreamExt;
+        let info = self.inner.execute(sql.to_string(), None).await?;
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        for endpoint in info.endpoint {
+            let ticket = endpoint.ticket.ok_or_else(|| FlightError::ProtocolError("no ticket".into()))?;
+            let mut stream = self.inner.do_get(ticket).await?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows() as u64;
+                bytes += batch.get_array_memory_size() as u64;
+            }
+        }
+        Ok((rows, bytes))
+    }
+
+    /// Runs the `creditgate.lookup` Flight action with a JSON body.
+    pub async fn lookup(&mut self, body: &serde_json::Value) -> Result<serde_json::Value, FlightError> {
+        let action = arrow_flight::Action {
+            r#type: crate::lookup::LOOKUP_ACTION.to_string(),
+            body: body.to_string().into_bytes().into(),
+        };
+        let mut results =
+            self.inner.inner_mut().do_action(action).await.map_err(|s| FlightError::Tonic(Box::new(s)))?.into_inner();
+        use futures::StreamExt;
+        match results.next().await {
+            Some(Ok(result)) => {
+                serde_json::from_slice(&result.body).map_err(|e| FlightError::ProtocolError(e.to_string()))
+            }
+            Some(Err(status)) => Err(FlightError::Tonic(Box::new(status))),
+            None => Err(FlightError::ProtocolError("empty lookup result".into())),
+        }
+    }
+
     /// The underlying arrow-flight client, for metadata calls.
     pub fn inner_mut(&mut self) -> &mut FlightSqlServiceClient<Channel> {
         &mut self.inner

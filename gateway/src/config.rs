@@ -82,6 +82,14 @@ pub struct AuditConfig {
     /// Records older than this are pruned (at least 183 days).
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// Benchmarking only: `false` turns the audit log off (a loud warning at
+    /// start-up; never do this in production — requests are then unrecorded).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for AuditConfig {
@@ -90,6 +98,7 @@ impl Default for AuditConfig {
             checkpoint_every_records: DEFAULT_AUDIT_CHECKPOINT_RECORDS,
             checkpoint_every_seconds: DEFAULT_AUDIT_CHECKPOINT_SECONDS,
             retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
+            enabled: true,
         }
     }
 }

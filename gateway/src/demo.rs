@@ -136,6 +136,8 @@ pub struct LabOptions {
     pub memory_limit_bytes: usize,
     /// Where each source keeps its data (Parquet by default).
     pub backend: crate::demo_backend::BackendArgs,
+    /// Audit log on (always, except in benchmarks comparing with it off).
+    pub audit_enabled: bool,
 }
 
 /// The committed demo policy (`policy/core/examples/demo-policy.toml`).
@@ -152,6 +154,7 @@ impl LabOptions {
             policy: None,
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
             backend: crate::demo_backend::BackendArgs::default(),
+            audit_enabled: true,
         }
     }
 }
@@ -334,7 +337,7 @@ impl Lab {
                 .collect(),
             policy: policy_file,
             state: StateConfig { dir: dir.join("state"), secret_file: None },
-            audit: AuditConfig::default(),
+            audit: AuditConfig { enabled: options.audit_enabled, ..AuditConfig::default() },
             consent_issuers: vec![creditgate_consent::IssuerConfig {
                 id: CONSENT_ISSUER.to_string(),
                 public_key: Some(consent_key.public_key_b64()),

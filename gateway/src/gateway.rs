@@ -224,6 +224,7 @@ impl Gateway {
             tracing::warn!(source = %failure.source_name, "source not available at start-up; will retry");
         }
         federation.spawn_refresher(SOURCE_RETRY_INTERVAL);
+        let audit_enabled = config.audit.enabled;
         Ok(Arc::new(Self {
             config,
             federation,
@@ -231,7 +232,10 @@ impl Gateway {
             policy: RwLock::new(Arc::new(policy)),
             policy_generation: AtomicU64::new(0),
             masks: Arc::new(masks),
-            auditor: Auditor::new(Arc::new(log), Arc::new(hasher)),
+            auditor: {
+                let auditor = Auditor::new(Arc::new(log), Arc::new(hasher));
+                if audit_enabled { auditor } else { auditor.disabled() }
+            },
             catalogs: Mutex::new(HashMap::new()),
             limits: crate::limits::Limits::default(),
             consents,

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod audit_api;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -506,6 +506,13 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
     // Nothing overflows the viewport sideways.
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.ok(overflow <= 0, `the page is ${overflow}px wider than the window`);
+    // ... and at this width no table needs a horizontal scroll bar.
+    const clipped = await page.evaluate(() =>
+      [...document.querySelectorAll(".table-wrap")]
+        .filter((w) => w.offsetParent !== null && w.scrollWidth > w.clientWidth)
+        .map((w) => `${w.querySelector("table").id} (${w.scrollWidth - w.clientWidth}px)`),
+    );
+    assert.deepEqual(clipped, [], "tables wider than their card");
   });
 
   step("shows a tampered log as not verified, with the finding", async () => {

@@ -1,0 +1,480 @@
+//! `creditgate bench`: side-by-side measurements on this machine, printed as
+//! a table and written to BENCHMARKS.md. Every figure is a ratio of two runs
+//! made in the same process, one after the other, so a noisy shared machine
+//! affects both sides alike.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::client::{ClientIdentity, FlightClient};
+use crate::demo::{DEMO_POLICY, Lab, LabOptions, SERVER_NAME};
+
+/// Arguments of `creditgate bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Working directory (data, certificates, state).
+    #[arg(long, default_value = "bench")]
+    pub dir: PathBuf,
+    /// Scale of the large federation (1000 ≈ 1M rows in the large tables).
+    #[arg(long, default_value_t = 1000)]
+    pub scale: u32,
+    /// Scale of the small federation (10 ≈ 10k rows).
+    #[arg(long, default_value_t = 10)]
+    pub small_scale: u32,
+    /// Lookups per latency measurement.
+    #[arg(long, default_value_t = 300)]
+    pub lookups: usize,
+    /// Where to write the report.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    pub out: PathBuf,
+}
+
+/// The bench policy: the demo policy without rate limits or quotas (they
+/// would throttle the load), and `samr` seeing `market.enterprises` unmasked
+/// (the unmasked side of the policy-overhead comparison).
+fn bench_policy() -> String {
+    let mut text: String = DEMO_POLICY
+        .lines()
+        .filter(|l| !l.starts_with("rate_limit") && !l.starts_with("daily_quota"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    text.push_str(
+        "\n[[rules]]\nprincipal = \"samr\"\ndataset = \"market.enterprises\"\n\
+         masks = { legal_rep_name = \"none\", legal_rep_id = \"none\", address = \"none\", phone = \"none\" }\n",
+    );
+    text
+}
+
+struct Row {
+    name: String,
+    ours: String,
+    baseline: String,
+    ratio: String,
+    note: String,
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort();
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[index.min(samples.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn start(dir: &Path, scale: u32, audit: bool) -> Result<Lab, String> {
+    let mut options = LabOptions::new(dir);
+    options.scale = scale;
+    options.policy = Some(bench_policy());
+    options.audit_enabled = audit;
+    Lab::start(options).await
+}
+
+fn direct_client(lab: &Lab, source: &str) -> Result<FlightClient, String> {
+    let addr = lab.connector_configs.get(source).ok_or("no such source")?.listen.to_string();
+    let certs = lab.dir.join("certs");
+    let (cert, key) = (certs.join("gateway-client.pem"), certs.join("gateway-client.key"));
+    FlightClient::connect(&addr, SERVER_NAME, &ClientIdentity { ca: &lab.ca_file, cert: Some((&cert, &key)) })
+}
+
+async fn timed_stream(client: &mut FlightClient, sql: &str) -> Result<(u64, u64, Duration), String> {
+    let started = Instant::now();
+    let (rows, bytes) = client.query_count(sql).await.map_err(|e| crate::client::flight_error_text(&e))?;
+    Ok((rows, bytes, started.elapsed()))
+}
+
+fn lookup_body(code: &str, datasets: Option<Vec<String>>) -> serde_json::Value {
+    let mut body = serde_json::json!({"subject": {"type": "credit_code", "id": code}, "purpose": "supervision"});
+    if let Some(d) = datasets {
+        body["datasets"] = serde_json::json!(d);
+    }
+    body
+}
+
+async fn lookup_latencies(lab: &Lab, n: usize, datasets: Option<Vec<String>>) -> Result<Vec<Duration>, String> {
+    let mut client = lab.flight_client("samr")?;
+    client.set_header(crate::gateway::PURPOSE_HEADER, "supervision");
+    let code = lab.manifest.featured.enterprise_credit_code.clone();
+    let body = lookup_body(&code, datasets);
+    client.lookup(&body).await.map_err(|e| crate::client::flight_error_text(&e))?; // warm-up
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let doc = client.lookup(&body).await.map_err(|e| crate::client::flight_error_text(&e))?;
+        samples.push(started.elapsed());
+        if doc["incomplete"] == true {
+            return Err(format!("incomplete lookup during the benchmark: {doc}"));
+        }
+    }
+    Ok(samples)
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok()))
+        .map(|kib| format!("{:.0} GiB", kib as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    format!(
+        "{cores} cores ({cpu}), {mem} RAM, {}",
+        if cfg!(debug_assertions) { "DEBUG build (numbers not representative)" } else { "release build" }
+    )
+}
+
+/// Runs every benchmark and writes the report.
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    let mut rows: Vec<Row> = Vec::new();
+    let report = |rows: &mut Vec<Row>, name: &str, ours: String, baseline: String, ratio: String, note: &str| {
+        println!("{name:<48} {ours:>22} {baseline:>22} {ratio:>10}  {note}");
+        rows.push(Row { name: name.into(), ours, baseline, ratio, note: note.into() });
+    };
+    println!("{:<48} {:>22} {:>22} {:>10}", "benchmark", "creditgate", "baseline", "ratio");
+
+    // ---- Small federation: lookups, concurrency, handshakes, audit on/off, source scaling.
+    let small = start(&args.dir.join("small"), args.small_scale, true).await?;
+    let code = small.manifest.featured.enterprise_credit_code.clone();
+
+    // 2. Fan-out lookup vs the slowest single source queried directly.
+    let mut through = lookup_latencies(&small, args.lookups, None).await?;
+    let mut slowest: Option<(String, Vec<Duration>)> = None;
+    for source in small.manifest.sources.iter().map(|s| s.name.clone()) {
+        let mut client = direct_client(&small, &source)?;
+        let table = match source.as_str() {
+            "market" => "enterprises WHERE credit_code",
+            "court" => "dishonest_debtors WHERE credit_code",
+            "tax" => "credit_ratings WHERE credit_code",
+            "courier" => "companies WHERE credit_code",
+            "complaints" => "complaints WHERE merchant_credit_code",
+            "credit_platform" => "black_list WHERE credit_code",
+            "traceability" => "products WHERE producer_credit_code",
+            "payment" => "fraud_reports WHERE merchant_credit_code",
+            _ => "shops WHERE owner_credit_code",
+        };
+        let sql = format!("SELECT * FROM {table} = '{code}'");
+        let mut samples = Vec::with_capacity(args.lookups / 3);
+        for _ in 0..(args.lookups / 3).max(20) {
+            let started = Instant::now();
+            client.query(&sql).await.map_err(|e| crate::client::flight_error_text(&e))?;
+            samples.push(started.elapsed());
+        }
+        let p50 = percentile(&mut samples, 0.5);
+        if slowest.as_ref().is_none_or(|(_, s)| percentile(&mut s.clone(), 0.5) < p50) {
+            slowest = Some((source, samples));
+        }
+    }
+    let (slow_name, mut slow) = slowest.ok_or("no sources")?;
+    let (p50, p99) = (percentile(&mut through, 0.5), percentile(&mut through, 0.99));
+    let (s50, s99) = (percentile(&mut slow, 0.5), percentile(&mut slow, 0.99));
+    report(
+        &mut rows,
+        "lookup, all sources: p50",
+        ms(p50),
+        ms(s50),
+        format!("{:.2}×", p50.as_secs_f64() / s50.as_secs_f64()),
+        &format!("baseline: slowest source ({slow_name}) queried directly; aim ≤ 2×"),
+    );
+    report(
+        &mut rows,
+        "lookup, all sources: p99",
+        ms(p99),
+        ms(s99),
+        format!("{:.2}×", p99.as_secs_f64() / s99.as_secs_f64()),
+        "",
+    );
+
+    // 3. Concurrency over kept-alive mTLS connections.
+    for callers in [1usize, 8, 32, 128] {
+        let per = (args.lookups * 2 / callers).max(4);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..callers {
+            let mut client = small.flight_client("samr")?;
+            client.set_header(crate::gateway::PURPOSE_HEADER, "supervision");
+            let body = lookup_body(&code, None);
+            tasks.push(tokio::spawn(async move {
+                let mut errors = 0usize;
+                let mut first: Option<String> = None;
+                for _ in 0..per {
+                    match client.lookup(&body).await {
+                        Ok(doc) if doc["incomplete"] != true => {}
+                        Ok(doc) => {
+                            errors += 1;
+                            first.get_or_insert_with(|| format!("incomplete: {}", doc["datasets"]));
+                        }
+                        Err(e) => {
+                            errors += 1;
+                            first.get_or_insert_with(|| crate::client::flight_error_text(&e));
+                        }
+                    }
+                }
+                (errors, first)
+            }));
+        }
+        let mut errors = 0;
+        for t in tasks {
+            let (n, first) = t.await.map_err(|e| e.to_string())?;
+            if let Some(first) = first.filter(|_| errors == 0) {
+                eprintln!("first error at {callers} callers: {}", first.chars().take(600).collect::<String>());
+            }
+            errors += n;
+        }
+        let total = callers * per;
+        let rate = total as f64 / started.elapsed().as_secs_f64();
+        report(
+            &mut rows,
+            &format!("lookups/s, {callers} concurrent callers"),
+            format!("{rate:.0}/s"),
+            "-".into(),
+            "-".into(),
+            &format!("{total} lookups, {errors} errors"),
+        );
+    }
+
+    // 4. New mTLS handshakes per second on the HTTP listener.
+    {
+        let samr = small.caller("samr").ok_or("no samr")?;
+        let config =
+            creditgate_certs::tls::client_config(&small.ca_file, Some((&samr.cert, &samr.key)), &[b"http/1.1"])
+                .map_err(|e| e.to_string())?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
+        let addr = small.gateway.http_addr;
+        let n = 300;
+        let started = Instant::now();
+        for _ in 0..n {
+            let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).map_err(|e| e.to_string())?;
+            let _tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+        }
+        let rate = n as f64 / started.elapsed().as_secs_f64();
+        report(
+            &mut rows,
+            "new mTLS handshakes/s (sequential client)",
+            format!("{rate:.0}/s"),
+            "-".into(),
+            "-".into(),
+            "ECDSA P-256 certificates, TLS 1.3, ring",
+        );
+    }
+
+    // 6a. Federation size: lookup over the first k sources.
+    let names: Vec<String> = small.manifest.sources.iter().map(|s| s.name.clone()).collect();
+    let policy = creditgate_policy::Policy::parse(&bench_policy(), "bench").map_err(|e| e.to_string())?;
+    let principal = policy.principal("samr").ok_or("no samr")?.clone();
+    let grants = policy.grants_for(&principal);
+    let mut one_source = Duration::ZERO;
+    for k in [1usize, 2, 4, 8] {
+        let chosen: Vec<String> = grants
+            .iter()
+            .filter(|g| g.subject_keys.credit_code.is_some())
+            .map(|g| g.dataset.clone())
+            .filter(|d| names.iter().take(k).any(|s| d.starts_with(&format!("{s}."))))
+            .collect();
+        let mut samples = lookup_latencies(&small, args.lookups / 2, Some(chosen.clone())).await?;
+        let p50 = percentile(&mut samples, 0.5);
+        if k == 1 {
+            one_source = p50;
+        }
+        report(
+            &mut rows,
+            &format!("lookup p50, {k} source(s), {} datasets", chosen.len()),
+            ms(p50),
+            ms(one_source),
+            format!("{:.2}×", p50.as_secs_f64() / one_source.as_secs_f64()),
+            "baseline: 1 source",
+        );
+    }
+
+    // 5. Audit: lookup p99 with the audit log on vs off; raw append throughput.
+    let quiet = start(&args.dir.join("small-noaudit"), args.small_scale, false).await?;
+    let mut on = lookup_latencies(&small, args.lookups, None).await?;
+    let mut off = lookup_latencies(&quiet, args.lookups, None).await?;
+    let (on99, off99) = (percentile(&mut on, 0.99), percentile(&mut off, 0.99));
+    report(
+        &mut rows,
+        "lookup p99, audit log on vs off",
+        ms(on99),
+        ms(off99),
+        format!("{:.2}×", on99.as_secs_f64() / off99.as_secs_f64()),
+        "aim ≤ 1.2×",
+    );
+    quiet.stop().await?;
+    {
+        let dir = args.dir.join("audit-bench");
+        let _ = std::fs::remove_dir_all(&dir);
+        let log = Arc::new(
+            creditgate_audit::AuditLog::open(&dir, creditgate_audit::AuditOptions::new(dir.join("key.pem")))
+                .map_err(|e| e.to_string())?,
+        );
+        let threads = 32;
+        let per = 200;
+        let started = Instant::now();
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        let record = creditgate_audit::NewRecord {
+                            request_id: format!("{t}-{i}"),
+                            caller: creditgate_audit::Caller {
+                                fingerprint: "f".into(),
+                                name: "bench".into(),
+                                organization: "bench".into(),
+                                role: "agency".into(),
+                            },
+                            frontend: creditgate_audit::Frontend::Http,
+                            purpose: Some("supervision".into()),
+                            legal_basis: Some("duty:supervision".into()),
+                            query: creditgate_audit::RecordedQuery::Sql("SELECT 1".into()),
+                            datasets: vec!["market.enterprises".into()],
+                            columns: Vec::new(),
+                            subject_hashes: Vec::new(),
+                            row_count: Some(1),
+                            sources: Vec::new(),
+                            outcome: creditgate_audit::Outcome::Allowed,
+                            refusal_reason: None,
+                            duration_ms: 1,
+                        };
+                        let _ = log.append(record);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            let _ = h.join();
+        }
+        let elapsed = started.elapsed();
+        let records = threads * per;
+        report(
+            &mut rows,
+            "audit appends/s, 32 writers, group commit",
+            format!("{:.0}/s", records as f64 / elapsed.as_secs_f64()),
+            format!("{} fsyncs", log.fsync_count()),
+            format!("{:.1} rec/fsync", records as f64 / log.fsync_count().max(1) as f64),
+            "every append durable before it returns",
+        );
+        let _ = log.close();
+    }
+    let mut small_point = lookup_latencies(&small, args.lookups, Some(vec!["market.enterprises".into()])).await?;
+    let small_p50 = percentile(&mut small_point, 0.5);
+    small.stop().await?;
+
+    // ---- Large federation: bulk streaming, policy overhead, table-size scaling.
+    let big = start(&args.dir.join("large"), args.scale, true).await?;
+    let table_rows = big.manifest.table("market", "enterprises").map(|t| t.rows).unwrap_or(0);
+    let mut agency = big.flight_client("credit_agency")?;
+    let mut unmasked = big.flight_client("samr")?;
+    let mut direct = direct_client(&big, "market")?;
+    let (r1, b1, through) = timed_stream(&mut agency, "SELECT * FROM market.enterprises").await?;
+    let (r2, _, direct_t) = timed_stream(&mut direct, "SELECT * FROM enterprises").await?;
+    if r1 != r2 || r1 != table_rows {
+        return Err(format!("row counts differ: gateway {r1}, direct {r2}, table {table_rows}"));
+    }
+    let through_rate = r1 as f64 / through.as_secs_f64();
+    let direct_rate = r2 as f64 / direct_t.as_secs_f64();
+    report(
+        &mut rows,
+        &format!("bulk masked SELECT *, {r1} rows"),
+        format!("{:.0} rows/s", through_rate),
+        format!("{:.0} rows/s", direct_rate),
+        format!("{:.2}", through_rate / direct_rate),
+        &format!("{:.0} MiB through the gateway; baseline: connector directly; aim ≥ 0.8", b1 as f64 / 1048576.0),
+    );
+    let (_, _, masked_t) = timed_stream(&mut agency, "SELECT * FROM market.enterprises").await?;
+    let (_, _, plain_t) = timed_stream(&mut unmasked, "SELECT * FROM market.enterprises").await?;
+    report(
+        &mut rows,
+        "policy overhead: masked vs unmasked SELECT *",
+        format!("{:.2} s", masked_t.as_secs_f64()),
+        format!("{:.2} s", plain_t.as_secs_f64()),
+        format!("{:.2}×", masked_t.as_secs_f64() / plain_t.as_secs_f64()),
+        "4 masked columns (name, resident ID, address, phone); aim ≤ 1.15×",
+    );
+    let mut big_point = lookup_latencies(&big, args.lookups, Some(vec!["market.enterprises".into()])).await?;
+    let big_p50 = percentile(&mut big_point, 0.5);
+    report(
+        &mut rows,
+        &format!("point lookup p50, {table_rows} vs small table"),
+        ms(big_p50),
+        ms(small_p50),
+        format!("{:.2}×", big_p50.as_secs_f64() / small_p50.as_secs_f64()),
+        "pushdown: should not grow with table size",
+    );
+
+    // Peak memory of a gateway process streaming the whole table.
+    {
+        let mut config = big.gateway_config.clone();
+        config.state.dir = args.dir.join("large-process-state");
+        config.server.public_listen = None;
+        let path = args.dir.join("large-process-gateway.toml");
+        std::fs::write(&path, toml::to_string(&config).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = std::process::Command::new(exe)
+            .args(["gateway", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let flight = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("flight sql:").map(|a| a.trim().to_string()))
+            .ok_or("the gateway did not start")?;
+        let before = peak_rss_kib(child.id()).unwrap_or(0);
+        let who = big.caller("credit_agency").ok_or("no caller")?;
+        let mut client = FlightClient::connect(&flight, SERVER_NAME, &big.identity_of(who))?;
+        client.set_header(crate::gateway::PURPOSE_HEADER, "credit_report");
+        let (_, bytes, _) = timed_stream(&mut client, "SELECT * FROM market.enterprises").await?;
+        let peak = peak_rss_kib(child.id()).unwrap_or(0);
+        let _ = child.kill();
+        let _ = child.wait();
+        report(
+            &mut rows,
+            "gateway peak RSS while streaming the table",
+            format!("{:.0} MiB", peak as f64 / 1024.0),
+            format!("{:.0} MiB result", bytes as f64 / 1048576.0),
+            format!("{:.2}", peak as f64 * 1024.0 / bytes.max(1) as f64),
+            &format!("RSS before the query: {:.0} MiB; aim < 256 MiB for 1 GB", before as f64 / 1024.0),
+        );
+    }
+    big.stop().await?;
+
+    let mut text = format!(
+        "# creditgate benchmarks\n\nMeasured by `creditgate bench` ({} , scale {} and {}), {}.\n\
+         Machine: {}.\nEvery ratio compares two measurements made one after the other in the same run.\n\n\
+         | benchmark | creditgate | baseline | ratio | note |\n|---|---:|---:|---:|---|\n",
+        env!("CARGO_PKG_VERSION"),
+        args.small_scale,
+        args.scale,
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine()
+    );
+    for r in &rows {
+        text.push_str(&format!("| {} | {} | {} | {} | {} |\n", r.name, r.ours, r.baseline, r.ratio, r.note));
+    }
+    std::fs::write(&args.out, text).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    println!("\nwritten to {}", args.out.display());
+    Ok(())
+}
