@@ -139,6 +139,9 @@ pub struct Gateway {
     catalogs: Mutex<HashMap<String, CachedCatalog>>,
     limits: crate::limits::Limits,
     consents: Option<crate::lookup::Consents>,
+    /// Functions, optimizer rules and settings, built once; each request
+    /// session starts from a copy with its own memory pool.
+    base_state: datafusion::execution::SessionState,
 }
 
 /// Reads the deployment secret, creating 32 random bytes (hex, mode 0600) if missing.
@@ -218,8 +221,9 @@ impl Gateway {
         let federation = Arc::new(Federation::new(&config, Arc::clone(&metrics))?);
         warn_about_policy_coverage(&policy, &federation);
         // Checked once here; every request then gets its own runtime with this limit.
-        locked_down_runtime(config.server.memory_limit_bytes)
+        let runtime = locked_down_runtime(config.server.memory_limit_bytes)
             .map_err(|e| GatewayError::Config(format!("server.memory_limit_bytes: {}", e.strip_backtrace())))?;
+        let base_state = session(runtime, CATALOG, "public", true).state();
         for failure in federation.refresh().await {
             tracing::warn!(source = %failure.source_name, "source not available at start-up; will retry");
         }
@@ -239,6 +243,7 @@ impl Gateway {
             catalogs: Mutex::new(HashMap::new()),
             limits: crate::limits::Limits::default(),
             consents,
+            base_state,
         }))
     }
 
@@ -416,7 +421,10 @@ impl Gateway {
     pub fn engine(&self) -> Result<SessionContext, GatewayError> {
         let runtime = locked_down_runtime(self.config.server.memory_limit_bytes)
             .map_err(|e| GatewayError::Internal(format!("runtime: {}", e.strip_backtrace())))?;
-        Ok(session(runtime, CATALOG, "public", false))
+        let state = datafusion::execution::SessionStateBuilder::new_from_existing(self.base_state.clone())
+            .with_runtime_env(runtime)
+            .build();
+        Ok(SessionContext::new_with_state(state))
     }
 
     /// A fresh session whose catalog holds only the caller's secure views, with
@@ -426,9 +434,7 @@ impl Gateway {
         caller: &Caller,
     ) -> Result<(SessionContext, Arc<BTreeMap<String, DatasetGrant>>), GatewayError> {
         let (catalog, grants) = self.catalog_for(caller);
-        let runtime = locked_down_runtime(self.config.server.memory_limit_bytes)
-            .map_err(|e| GatewayError::Internal(format!("runtime: {}", e.strip_backtrace())))?;
-        let ctx = session(runtime, CATALOG, "public", true);
+        let ctx = self.engine()?;
         ctx.register_catalog(CATALOG, catalog);
         Ok((ctx, grants))
     }

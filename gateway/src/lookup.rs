@@ -266,14 +266,18 @@ impl Gateway {
         // 4. Fan out in parallel, each dataset with the subject key applied at the source.
         let today = chrono::Local::now().date_naive();
         let key_value = subject.id().to_string();
+        let engine = self.engine()?;
+        let available: BTreeMap<String, (crate::federation::Dataset, arrow::datatypes::SchemaRef)> =
+            self.federation().available().into_iter().map(|(d, s)| (d.name.clone(), (d, s))).collect();
         let futures = plan.iter().map(|(name, entry)| {
             let key_value = key_value.clone();
+            let (engine, available) = (&engine, &available);
             async move {
                 let (grant, column) = match entry {
                     Ok(x) => x,
                     Err(reason) => return (name.clone(), Err(("denied", (*reason).to_string()))),
                 };
-                let result = self.read_subject(grant, column, &key_value, today).await;
+                let result = self.read_subject(engine, available, grant, column, &key_value, today).await;
                 (name.clone(), result)
             }
         });
@@ -353,13 +357,14 @@ impl Gateway {
     /// source, masks in the view, the source's own deadlines.
     async fn read_subject(
         &self,
+        engine: &datafusion::prelude::SessionContext,
+        available: &BTreeMap<String, (crate::federation::Dataset, arrow::datatypes::SchemaRef)>,
         grant: &DatasetGrant,
         key_column: &str,
         key_value: &str,
         today: chrono::NaiveDate,
     ) -> Result<Vec<arrow::array::RecordBatch>, (&'static str, String)> {
-        let Some((dataset, schema)) = self.federation().available().into_iter().find(|(d, _)| d.name == grant.dataset)
-        else {
+        let Some((dataset, schema)) = available.get(&grant.dataset).cloned() else {
             return Err(("error", "the source has not been reached yet".to_string()));
         };
         let Some(source) = self.federation().source(&dataset.source).cloned() else {
@@ -378,8 +383,7 @@ impl Gateway {
         let view = creditgate_policy::secure_view(Arc::new(remote), grant, self.masks())
             .map_err(|e| ("error", e.to_string()))?;
         let work = async {
-            let ctx = self.engine()?;
-            let frame = ctx.read_table(view).map_err(|e| GatewayError::from_datafusion(e, true))?;
+            let frame = engine.read_table(view).map_err(|e| GatewayError::from_datafusion(e, true))?;
             frame.collect().await.map_err(|e| GatewayError::from_datafusion(e, false))
         };
         match tokio::time::timeout(deadline, work).await {

@@ -20,6 +20,20 @@ use crate::DatagenError;
 /// Rows per record batch (and per Parquet row group at most).
 pub(crate) const BATCH_ROWS: usize = 64 * 1024;
 
+/// Columns holding subject keys (credit codes, resident IDs): written with bloom filters.
+pub(crate) const SUBJECT_KEY_COLUMNS: &[&str] = &[
+    "credit_code",
+    "owner_credit_code",
+    "merchant_credit_code",
+    "producer_credit_code",
+    "company_credit_code",
+    "resident_id",
+    "owner_resident_id",
+    "merchant_resident_id",
+    "legal_rep_id",
+    "staff_resident_id",
+];
+
 /// The Arrow type of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -278,10 +292,15 @@ impl TableFile {
         name.push(format!(".tmp-{}", std::process::id()));
         let tmp_path = dir.join(format!(".{}", name.to_string_lossy()));
         let file = File::create(&tmp_path).map_err(|e| DatagenError::io(&tmp_path, e))?;
-        let props = WriterProperties::builder()
+        // Row groups of one batch, with bloom filters on the subject keys, so a
+        // point lookup of one company or person reads one row group, not the file.
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(BATCH_ROWS * 4))
-            .build();
+            .set_max_row_group_row_count(Some(BATCH_ROWS));
+        for column in SUBJECT_KEY_COLUMNS {
+            props = props.set_column_bloom_filter_enabled(parquet::schema::types::ColumnPath::from(*column), true);
+        }
+        let props = props.build();
         let writer = ArrowWriter::try_new(file, schema, Some(props))?;
         Ok(TableFile { tmp_path, final_path: final_path.to_path_buf(), writer: Some(writer) })
     }
