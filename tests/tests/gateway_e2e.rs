@@ -174,7 +174,6 @@ async fn callers_without_a_valid_known_certificate_are_refused_on_both_front_end
     assert!(http_request(&http, SERVER_NAME, &impostor, "POST", "/v1/query", &[], body()).await.is_err());
 
     // Right CA, identity not in the gateway config.
-    let stranger = lab.caller("stranger").expect("stranger");
     let mut client = lab.flight_client("stranger").expect("client");
     let error = client.query(sql).await.expect_err("unknown identity refused");
     let text = creditgate_gateway::client::flight_error_text(&error);
@@ -303,5 +302,30 @@ async fn flight_metadata_prepared_statements_and_caller_bound_tickets() {
     };
     let text = creditgate_gateway::client::flight_error_text(&error);
     assert!(text.contains("PermissionDenied"), "{text}");
+    lab.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_breaker_stops_hammering_a_dead_source_and_the_gateway_recovers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut lab = start_lab(tmp.path()).await;
+    let mut client = lab.flight_client("samr").expect("client");
+    let sql = "SELECT COUNT(*) FROM tax.credit_ratings";
+    client.query(sql).await.expect("healthy");
+    let tax = lab.connectors.remove("tax").expect("tax");
+    tax.stop().await.expect("stop");
+    let before = creditgate_tests::served(&lab, "tax").len();
+    let mut last = String::new();
+    for _ in 0..creditgate_remote::CIRCUIT_FAILURE_THRESHOLD + 1 {
+        last = creditgate_gateway::client::flight_error_text(&client.query(sql).await.expect_err("dead"));
+    }
+    assert!(last.contains("source `tax`") && last.contains("times in a row"), "{last}");
+    // The source comes back on the same address; after the open window the gateway uses it again.
+    let config = lab.connector_configs.get("tax").expect("config").clone();
+    let revived = creditgate_connector::Connector::open(config).await.expect("open").start().await.expect("start");
+    tokio::time::sleep(creditgate_remote::CIRCUIT_OPEN_FOR + Duration::from_millis(200)).await;
+    client.query(sql).await.expect("recovered");
+    assert!(creditgate_tests::served(&lab, "tax").len() > before);
+    revived.stop().await.expect("stop");
     lab.stop().await.expect("stop");
 }

@@ -16,5 +16,5 @@ mod table;
 pub use error::{SourceError, SourceErrorKind};
 pub use pushdown::{filter_to_sql, is_pushable};
 pub use scan::RemoteScanExec;
-pub use source::{Deadlines, RemoteSource, RemoteTableInfo};
+pub use source::{CIRCUIT_FAILURE_THRESHOLD, CIRCUIT_OPEN_FOR, Deadlines, RemoteSource, RemoteTableInfo};
 pub use table::RemoteTable;

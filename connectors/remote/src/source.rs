@@ -60,6 +60,50 @@ pub struct RemoteTableInfo {
     pub schema: SchemaRef,
 }
 
+/// Consecutive connection failures or timeouts after which the circuit opens.
+pub const CIRCUIT_FAILURE_THRESHOLD: u32 = 5;
+/// How long an open circuit refuses calls before letting one through again.
+pub const CIRCUIT_OPEN_FOR: Duration = Duration::from_secs(5);
+
+/// A circuit breaker: after [`CIRCUIT_FAILURE_THRESHOLD`] consecutive
+/// unavailable/timeout failures, calls fail at once for [`CIRCUIT_OPEN_FOR`]
+/// instead of hammering a dead source; then one call is let through (half-open).
+#[derive(Debug, Default)]
+struct Circuit {
+    failures: std::sync::atomic::AtomicU32,
+    open_until: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Circuit {
+    fn check(&self) -> Result<(), Duration> {
+        let mut open = self.open_until.lock().unwrap_or_else(|p| p.into_inner());
+        match *open {
+            Some(until) if Instant::now() < until => Err(until - Instant::now()),
+            Some(_) => {
+                // Half-open: let this call through; a failure re-opens at once.
+                *open = None;
+                self.failures.store(CIRCUIT_FAILURE_THRESHOLD - 1, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn record(&self, error: Option<&SourceError>) {
+        use std::sync::atomic::Ordering;
+        match error {
+            None => self.failures.store(0, Ordering::SeqCst),
+            Some(e) if matches!(e.kind, SourceErrorKind::Unavailable(_) | SourceErrorKind::Timeout { .. }) => {
+                if self.failures.fetch_add(1, Ordering::SeqCst) + 1 >= CIRCUIT_FAILURE_THRESHOLD {
+                    *self.open_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Instant::now() + CIRCUIT_OPEN_FOR);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}
+
 /// Called after each remote query with the source, a status label and the duration.
 pub type SourceObserver = Arc<dyn Fn(&str, &'static str, Duration) + Send + Sync>;
 
@@ -69,6 +113,7 @@ pub struct RemoteSource {
     client: FlightSqlServiceClient<Channel>,
     deadlines: Deadlines,
     observer: Option<SourceObserver>,
+    circuit: Circuit,
 }
 
 impl std::fmt::Debug for RemoteSource {
@@ -83,7 +128,13 @@ impl RemoteSource {
         let inner = FlightServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Self { name: name.into(), client: FlightSqlServiceClient::new_from_inner(inner), deadlines, observer: None }
+        Self {
+            name: name.into(),
+            client: FlightSqlServiceClient::new_from_inner(inner),
+            deadlines,
+            observer: None,
+            circuit: Circuit::default(),
+        }
     }
 
     /// Reports each query's status and duration to `observer` (metrics).
@@ -170,6 +221,13 @@ impl RemoteSource {
         let expected_for_stream = Arc::clone(&expected);
 
         let opened = async move {
+            if let Err(wait) = source.circuit.check() {
+                let e = source.error(SourceErrorKind::Unavailable(format!(
+                    "it failed {CIRCUIT_FAILURE_THRESHOLD} times in a row; not retried for another {} ms",
+                    wait.as_millis()
+                )));
+                return Err(e);
+            }
             let open = source.open(sql);
             let (first, rest) = match tokio::time::timeout(first_deadline, open).await {
                 Ok(Ok(pair)) => pair,
@@ -212,6 +270,7 @@ impl RemoteSource {
     }
 
     fn observe_failure(&self, error: SourceError, started: Instant) -> SourceError {
+        self.circuit.record(Some(&error));
         if let Some(observer) = &self.observer {
             observer(&self.name, error.status_label(), started.elapsed());
         }
@@ -249,6 +308,7 @@ impl Tail {
         match item {
             None => {
                 self.done = true;
+                self.source.circuit.record(None);
                 if let Some(observer) = &self.source.observer {
                     observer(&self.source.name, "ok", self.started.elapsed());
                 }
@@ -310,4 +370,39 @@ async fn fetch_all(
     info: FlightInfo,
 ) -> Result<Vec<RecordBatch>, FlightError> {
     endpoint_stream(client.clone(), info).try_collect().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unavailable() -> SourceError {
+        SourceError { source_name: "court".into(), kind: SourceErrorKind::Unavailable("refused".into()) }
+    }
+
+    #[test]
+    fn circuit_opens_after_consecutive_failures_and_half_opens_later() {
+        let circuit = Circuit::default();
+        for _ in 0..CIRCUIT_FAILURE_THRESHOLD - 1 {
+            circuit.record(Some(&unavailable()));
+            assert!(circuit.check().is_ok(), "still closed below the threshold");
+        }
+        circuit.record(Some(&unavailable()));
+        assert!(circuit.check().is_err(), "open at the threshold");
+        // A query error (not an outage) does not count.
+        let other = Circuit::default();
+        for _ in 0..10 {
+            other.record(Some(&SourceError {
+                source_name: "x".into(),
+                kind: SourceErrorKind::Failed("bad sql".into()),
+            }));
+        }
+        assert!(other.check().is_ok());
+        // Half-open after the window: one call goes through; success closes it.
+        *circuit.open_until.lock().expect("lock") = Some(Instant::now() - Duration::from_millis(1));
+        assert!(circuit.check().is_ok());
+        circuit.record(None);
+        circuit.record(Some(&unavailable()));
+        assert!(circuit.check().is_ok(), "a success reset the count");
+    }
 }
