@@ -38,6 +38,8 @@ use crate::metrics::Metrics;
 
 /// How often sources that have not answered yet are retried.
 pub const SOURCE_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How often audit records past retention are pruned.
+pub const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// The call header (Flight) / HTTP header carrying the purpose code.
 pub const PURPOSE_HEADER: &str = "x-creditgate-purpose";
 
@@ -771,6 +773,28 @@ impl Gateway {
                 crate::http::serve(gateway, incoming, rx.clone(), Frontend::Public)
                     .instrument(tracing::info_span!("public", addr = %bound)),
             ));
+        }
+        {
+            // Retention: prune the audit log once a day (a signed checkpoint anchors the new start).
+            let log = Arc::clone(self.auditor.log());
+            let mut rx = rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(AUDIT_PRUNE_INTERVAL) => {}
+                        _ = rx.wait_for(|stop| *stop) => break,
+                    }
+                    let log = Arc::clone(&log);
+                    match tokio::task::spawn_blocking(move || log.prune(chrono::Utc::now())).await {
+                        Ok(Ok(report)) if report.removed_records > 0 => {
+                            tracing::info!(records = report.removed_records, "audit records past retention pruned");
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "audit pruning failed"),
+                        Err(e) => tracing::error!(error = %e, "audit pruning task failed"),
+                    }
+                }
+            });
         }
         tracing::info!(%flight_addr, %http_addr, public = ?public_addr, "gateway listening");
         Ok(RunningGateway { flight_addr, http_addr, public_addr, stop: tx, handles, gateway: self })
