@@ -111,3 +111,17 @@ pub async fn stall_server(listener: tokio::net::TcpListener, cert: &Path, key: &
         }
     })
 }
+
+/// Binds `addr` again after its server stopped. The old listener is released
+/// by a background task, so the first attempts may still find it in use.
+pub async fn rebind(addr: std::net::SocketAddr) -> tokio::net::TcpListener {
+    let mut last = None;
+    for _ in 0..100 {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot rebind {addr}: {last:?}");
+}

@@ -118,7 +118,7 @@ async fn a_dead_or_stalled_source_is_named_promptly_on_both_front_ends() {
     assert!(body["error"]["message"].as_str().unwrap_or("").contains("source `court`"));
 
     // Stalled: something accepts TLS on the court port and never answers.
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind the court port");
+    let listener = creditgate_tests::rebind(addr).await;
     let config = lab.connector_configs.get("court").expect("court config");
     let _stall = stall_server(listener, &config.cert, &config.key).await;
     let error =
@@ -322,7 +322,18 @@ async fn a_circuit_breaker_stops_hammering_a_dead_source_and_the_gateway_recover
     assert!(last.contains("source `tax`") && last.contains("times in a row"), "{last}");
     // The source comes back on the same address; after the open window the gateway uses it again.
     let config = lab.connector_configs.get("tax").expect("config").clone();
-    let revived = creditgate_connector::Connector::open(config).await.expect("open").start().await.expect("start");
+    // Its old listener is released in the background: retry the bind briefly.
+    let mut revived = None;
+    for _ in 0..100 {
+        match creditgate_connector::Connector::open(config.clone()).await.expect("open").start().await {
+            Ok(running) => {
+                revived = Some(running);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let revived = revived.expect("the tax connector restarts on its address");
     tokio::time::sleep(creditgate_remote::CIRCUIT_OPEN_FOR + Duration::from_millis(200)).await;
     client.query(sql).await.expect("recovered");
     assert!(creditgate_tests::served(&lab, "tax").len() > before);

@@ -213,7 +213,7 @@ async fn a_dead_or_stalled_source_makes_the_lookup_incomplete_not_stuck() {
     assert_eq!(doc["datasets"]["market.enterprises"]["status"], "ok");
     assert_eq!(doc["datasets"]["market.enterprises"]["rows"].as_array().map(|r| r.len()), Some(1));
 
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
+    let listener = creditgate_tests::rebind(addr).await;
     let config = lab.connector_configs.get("court").expect("court config");
     let _stall = stall_server(listener, &config.cert, &config.key).await;
     let (status, doc) = tokio::time::timeout(Duration::from_secs(60), lookup(&lab, "samr", body))

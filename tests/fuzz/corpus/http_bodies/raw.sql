@@ -1,0 +1,1 @@
+SELECT s.shop_id FROM platform_a.shops s JOIN credit_platform.black_list b ON s.owner_credit_code = b.credit_code

@@ -1,0 +1,4 @@
+//! libFuzzer entry point; the harness is [`creditgate_fuzz::check_policy_file`].
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| creditgate_fuzz::check_policy_file(data));
