@@ -14,7 +14,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 /// Deadlines used by the tests (connect, first batch, total), in ms: short, so
 /// failure tests finish quickly, but far above what a healthy loopback query needs.
-pub const TEST_DEADLINES_MS: (u64, u64, u64) = (2_000, 3_000, 60_000);
+pub const TEST_DEADLINES_MS: (u64, u64, u64) = (2_000, 5_000, 60_000);
 
 /// Starts a federation in `dir` (scale 1).
 pub async fn start_lab(dir: &Path) -> Lab {
