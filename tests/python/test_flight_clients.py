@@ -12,13 +12,16 @@ def _caller(info, name):
     return next(c for c in info["callers"] if c["name"] == name)
 
 
-def _adbc(uri, info, cert, key):
+def _adbc(uri, info, cert, key, purpose=None):
     options = {
         adbc_driver_flightsql.DatabaseOptions.TLS_ROOT_CERTS.value: Path(info["ca_file"]).read_text(),
         adbc_driver_flightsql.DatabaseOptions.MTLS_CERT_CHAIN.value: Path(cert).read_text(),
         adbc_driver_flightsql.DatabaseOptions.MTLS_PRIVATE_KEY.value: Path(key).read_text(),
         adbc_driver_flightsql.DatabaseOptions.TLS_OVERRIDE_HOSTNAME.value: info["server_name"],
     }
+    if purpose:
+        # Every data request names its purpose in a call header.
+        options[adbc_driver_flightsql.DatabaseOptions.RPC_CALL_HEADER_PREFIX.value + "x-creditgate-purpose"] = purpose
     return flightsql.connect(uri, db_kwargs=options)
 
 
@@ -43,7 +46,7 @@ def _statement_query_command(sql: str) -> bytes:
 
 def test_adbc_queries_the_gateway_with_a_client_certificate(federation):
     samr = _caller(federation, "samr")
-    with _adbc(federation["flight_sql"], federation, samr["cert"], samr["key"]) as conn:
+    with _adbc(federation["flight_sql"], federation, samr["cert"], samr["key"], "supervision") as conn:
         cur = conn.cursor()
         cur.execute(
             "SELECT s.shop_id, b.listing_department FROM platform_a.shops s "
@@ -71,6 +74,16 @@ def test_adbc_queries_the_gateway_with_a_client_certificate(federation):
         cur.close()
 
 
+def test_a_known_caller_without_a_purpose_is_refused(federation):
+    samr = _caller(federation, "samr")
+    with pytest.raises(Exception) as refused:
+        with _adbc(federation["flight_sql"], federation, samr["cert"], samr["key"]) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT name FROM market.enterprises LIMIT 1")
+            cur.fetchall()
+    assert "a purpose is required" in str(refused.value)
+
+
 def test_an_unknown_caller_is_refused(federation):
     stranger = _caller(federation, "stranger")
     with pytest.raises(Exception) as refused:
@@ -91,9 +104,10 @@ def test_pyarrow_flight_client_with_mtls(federation):
         override_hostname=federation["server_name"],
     )
     command = _statement_query_command("SELECT rating, COUNT(*) AS n FROM tax.credit_ratings GROUP BY rating ORDER BY rating")
-    info = client.get_flight_info(flight.FlightDescriptor.for_command(command))
+    options = flight.FlightCallOptions(headers=[(b"x-creditgate-purpose", b"credit_report")])
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(command), options)
     assert info.schema.names == ["rating", "n"]
-    table = client.do_get(info.endpoints[0].ticket).read_all()
+    table = client.do_get(info.endpoints[0].ticket, options).read_all()
     assert sorted(table.column("rating").to_pylist()) == table.column("rating").to_pylist()
     assert set(table.column("rating").to_pylist()) <= {"A", "B", "M", "C", "D"}
     assert sum(table.column("n").to_pylist()) > 0
