@@ -145,6 +145,9 @@ fn spawn_policy_reloader(gateway: Arc<Gateway>) {
     let _ = gateway;
 }
 
+/// Stack size of the runtime's worker threads.
+pub const WORKER_STACK_BYTES: usize = 32 * 1024 * 1024;
+
 /// Waits for Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     #[cfg(unix)]

@@ -481,6 +481,14 @@ impl Gateway {
     /// stream is returned; a refusal or failure is audited too.
     pub async fn query(&self, caller: &Caller, sql: &str) -> Result<SendableRecordBatchStream, GatewayError> {
         tracing::debug!(sql = %sql, "query");
+        if sql.len() > crate::sql_gate::MAX_SQL_BYTES {
+            // Refused before anything else; the record keeps the size, not the text.
+            let error =
+                crate::sql_gate::parse_query(sql).err().unwrap_or(GatewayError::InvalidQuery("too long".into()));
+            let summary = format!("<{} bytes of SQL, over the limit>", sql.len());
+            self.record_failure(caller, summary, Vec::new(), &error).await?;
+            return Err(error);
+        }
         let (redacted, subjects) = self.auditor.redact_sql(sql);
         match self.query_inner(caller, sql, &redacted, &subjects).await {
             Ok(stream) => Ok(stream),

@@ -162,9 +162,7 @@ fn normalize_identity(identity: &str) -> Result<String, String> {
         }
         return Ok(identity.to_owned());
     }
-    if identity.len() >= FINGERPRINT_PREFIX.len()
-        && identity[..FINGERPRINT_PREFIX.len()].eq_ignore_ascii_case(FINGERPRINT_PREFIX)
-    {
+    if identity.get(..FINGERPRINT_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(FINGERPRINT_PREFIX)) {
         let hex: String = identity[FINGERPRINT_PREFIX.len()..]
             .chars()
             .filter(|c| *c != ':')
