@@ -351,13 +351,18 @@ impl Gateway {
         })
     }
 
-    /// Purpose, licence, rate-limit and quota checks every data request passes first.
+    /// Purpose and licence checks every data request (and every plan) passes first.
     pub fn authorize_data(&self, caller: &Caller) -> Result<(), GatewayError> {
         let policy = self.policy();
         policy
             .check_purpose(&caller.principal, caller.purpose.as_deref())
             .map_err(|e| GatewayError::PolicyRefused(e.to_string()))?;
-        policy.check_licence(&caller.principal, today()).map_err(|e| GatewayError::PolicyRefused(e.to_string()))?;
+        policy.check_licence(&caller.principal, today()).map_err(|e| GatewayError::PolicyRefused(e.to_string()))
+    }
+
+    /// Rate limit and daily quota: counted once per executed request (a Flight
+    /// `GetFlightInfo` that only plans does not count; its `DoGet` does).
+    pub fn admit(&self, caller: &Caller) -> Result<(), GatewayError> {
         self.limits.admit(&caller.principal, today())
     }
 
@@ -557,6 +562,7 @@ impl Gateway {
         redacted: &str,
         subjects: &[String],
     ) -> Result<SendableRecordBatchStream, GatewayError> {
+        self.admit(caller)?;
         let (frame, grants) = self.plan(caller, sql).await?;
         let touched = datasets_and_columns(frame.logical_plan());
         let columns = column_accesses(&touched, |dataset, column| {
@@ -680,6 +686,7 @@ impl Gateway {
         ),
         GatewayError,
     > {
+        self.admit(caller)?;
         let mut results = Vec::with_capacity(parts.len());
         let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut all_grants = Arc::new(BTreeMap::new());

@@ -172,6 +172,7 @@ impl Gateway {
         GatewayError,
     > {
         self.authorize_data(caller)?;
+        self.admit(caller)?;
         let purpose = caller.purpose.clone().unwrap_or_default();
         let (_, grants) = self.catalog_for(caller);
         let requested: Option<Vec<String>> = request.datasets.clone();
