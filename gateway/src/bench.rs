@@ -175,7 +175,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         let mut samples = Vec::with_capacity(args.lookups / 3);
         for _ in 0..(args.lookups / 3).max(20) {
             let started = Instant::now();
-            client.query(&sql).await.map_err(|e| crate::client::flight_error_text(&e))?;
+            client.query_direct(&sql).await.map_err(|e| crate::client::flight_error_text(&e))?;
             samples.push(started.elapsed());
         }
         let p50 = percentile(&mut samples, 0.5);
@@ -202,6 +202,44 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         format!("{:.2}×", p99.as_secs_f64() / s99.as_secs_f64()),
         "",
     );
+
+    // 2b. The same fan-out sent straight to the connectors, concurrently, with
+    // no gateway: what the sources themselves cost on this machine (they share
+    // its cores with the gateway), so the gateway's own share can be read off.
+    {
+        let policy = creditgate_policy::Policy::parse(&bench_policy(), "bench").map_err(|e| e.to_string())?;
+        let principal = policy.principal("samr").ok_or("no samr")?.clone();
+        let mut clients = Vec::new();
+        for grant in policy.grants_for(&principal) {
+            let Some(key) = grant.subject_keys.credit_code.clone() else { continue };
+            let Some((source, table)) = grant.dataset.split_once('.') else { continue };
+            let columns: Vec<&str> = grant.columns.iter().map(|c| c.name.as_str()).collect();
+            let sql = format!("SELECT {} FROM {table} WHERE {key} = '{code}'", columns.join(", "));
+            clients.push((direct_client(&small, source)?, sql));
+        }
+        let mut samples = Vec::with_capacity(args.lookups);
+        for round in 0..=args.lookups {
+            let started = Instant::now();
+            let results =
+                futures::future::join_all(clients.iter_mut().map(|(client, sql)| client.query_direct(sql))).await;
+            if let Some(e) = results.into_iter().find_map(Result::err) {
+                return Err(crate::client::flight_error_text(&e));
+            }
+            if round > 0 {
+                samples.push(started.elapsed()); // round 0 warms up
+            }
+        }
+        let (d50, d99) = (percentile(&mut samples, 0.5), percentile(&mut samples.clone(), 0.99));
+        report(
+            &mut rows,
+            &format!("lookup p50 vs the same {} reads sent directly", clients.len()),
+            ms(p50),
+            ms(d50),
+            format!("{:.2}×", p50.as_secs_f64() / d50.as_secs_f64()),
+            "baseline: every source read of the lookup sent straight to the connectors, concurrently",
+        );
+        report(&mut rows, "… p99", ms(p99), ms(d99), format!("{:.2}×", p99.as_secs_f64() / d99.as_secs_f64()), "");
+    }
 
     // 3. Concurrency over kept-alive mTLS connections.
     for callers in [1usize, 8, 32, 128] {

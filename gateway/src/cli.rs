@@ -78,6 +78,9 @@ pub enum Command {
     /// The audit log: verify the chain, export a checkpoint for a witness.
     #[command(subcommand)]
     Audit(creditgate_audit::cli::AuditCommand),
+    /// Consent issuers: make a signing key, issue and inspect consent artefacts.
+    #[command(subcommand)]
+    Consent(creditgate_consent::cli::ConsentCommand),
 }
 
 /// `creditgate policy …`.
@@ -279,6 +282,7 @@ fn run_main(command: Command) -> Result<(), String> {
             })
         }
         Command::Certs(command) => creditgate_certs::cli::run(command).map_err(|e| e.to_string()),
+        Command::Consent(command) => creditgate_consent::cli::run(command).map_err(|e| e.to_string()),
         Command::Policy(_) | Command::Audit(_) => Err("handled by run".to_string()),
     }
 }

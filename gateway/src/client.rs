@@ -61,6 +61,17 @@ impl FlightClient {
         Ok(batches)
     }
 
+    /// Runs a statement query in one round trip: the `CommandStatementQuery`
+    /// goes as the DoGet ticket itself (accepted by creditgate's Flight SQL
+    /// services; what the gateway does towards its connectors).
+    pub async fn query_direct(&mut self, sql: &str) -> Result<Vec<RecordBatch>, FlightError> {
+        use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
+        use prost::Message;
+        let ticket = CommandStatementQuery { query: sql.to_string(), transaction_id: None }.as_any().encode_to_vec();
+        let stream = self.inner.do_get(arrow_flight::Ticket::new(ticket)).await?;
+        stream.try_collect().await
+    }
+
     /// Runs a statement query and streams the result, counting rows and
     /// in-memory bytes without keeping the batches.
     pub async fn query_count(&mut self, sql: &str) -> Result<(u64, u64), FlightError> {

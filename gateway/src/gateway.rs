@@ -447,21 +447,21 @@ impl Gateway {
     }
 
     /// Checks the request and plans `sql` against the caller's views.
-    pub async fn plan(
-        &self,
-        caller: &Caller,
-        sql: &str,
-    ) -> Result<(DataFrame, Arc<BTreeMap<String, DatasetGrant>>), GatewayError> {
+    pub async fn plan(&self, caller: &Caller, sql: &str) -> Result<Planned, GatewayError> {
         self.authorize_data(caller)?;
-        let statement = crate::sql_gate::parse_query(sql)?;
+        let parsed = crate::sql_gate::parse_query(sql)?;
+        let deep = parsed.needs_deep_stack();
         let (ctx, grants) = self.session_for(caller)?;
         let state = ctx.state();
-        let plan = match state.statement_to_plan(statement).await {
+        let planning_state = state.clone();
+        let planned =
+            on_stack_for(deep, async move { planning_state.statement_to_plan(parsed.statement).await }).await?;
+        let plan = match planned {
             Ok(plan) => plan,
             Err(error) => return Err(self.planning_error(sql, error)),
         };
         read_only_sql_options().verify_plan(&plan).map_err(|e| GatewayError::InvalidQuery(e.strip_backtrace()))?;
-        Ok((DataFrame::new(state, plan), grants))
+        Ok(Planned { frame: DataFrame::new(state, plan), grants, deep })
     }
 
     fn planning_error(&self, sql: &str, error: DataFusionError) -> GatewayError {
@@ -490,11 +490,11 @@ impl Gateway {
             // Refused before anything else; the record keeps the size, not the text.
             let error =
                 crate::sql_gate::parse_query(sql).err().unwrap_or(GatewayError::InvalidQuery("too long".into()));
-            let summary = format!("<{} bytes of SQL, over the limit>", sql.len());
+            let (summary, _) = self.recorded_sql(sql);
             self.record_failure(caller, summary, Vec::new(), &error).await?;
             return Err(error);
         }
-        let (redacted, subjects) = self.auditor.redact_sql(sql);
+        let (redacted, subjects) = self.recorded_sql(sql);
         match self.query_inner(caller, sql, &redacted, &subjects).await {
             Ok(stream) => Ok(stream),
             Err(GatewayError::AuditUnavailable) => Err(GatewayError::AuditUnavailable),
@@ -512,8 +512,18 @@ impl Gateway {
         sql: &str,
         error: &GatewayError,
     ) -> Result<(), GatewayError> {
-        let (redacted, subjects) = self.auditor.redact_sql(sql);
+        let (redacted, subjects) = self.recorded_sql(sql);
         self.record_failure(caller, redacted, subjects, error).await
+    }
+
+    /// What the audit record keeps of `sql`: the text with subject keys
+    /// replaced by keyed hashes, or only its size when it is over the limit
+    /// (a refused request must not grow the log by what the caller sent).
+    fn recorded_sql(&self, sql: &str) -> (String, Vec<String>) {
+        if sql.len() > crate::sql_gate::MAX_SQL_BYTES {
+            return (format!("<{} bytes of SQL, over the limit>", sql.len()), Vec::new());
+        }
+        self.auditor.redact_sql(sql)
     }
 
     async fn record_failure(
@@ -563,7 +573,7 @@ impl Gateway {
         subjects: &[String],
     ) -> Result<SendableRecordBatchStream, GatewayError> {
         self.admit(caller)?;
-        let (frame, grants) = self.plan(caller, sql).await?;
+        let Planned { frame, grants, deep } = self.plan(caller, sql).await?;
         let touched = datasets_and_columns(frame.logical_plan());
         let columns = column_accesses(&touched, |dataset, column| {
             grants
@@ -577,7 +587,8 @@ impl Gateway {
             .filter_map(|d| self.federation.datasets().iter().find(|x| &x.name == d))
             .map(|d| creditgate_audit::SourceStatus { source: d.source.clone(), status: "queried".to_string() })
             .collect();
-        let stream = frame.execute_stream().await.map_err(|e| GatewayError::from_datafusion(e, false))?;
+        let stream =
+            on_stack_for(deep, frame.execute_stream()).await?.map_err(|e| GatewayError::from_datafusion(e, false))?;
         let record = NewRecord {
             request_id: caller.request_id.clone(),
             caller: caller.audit_caller(),
@@ -691,7 +702,7 @@ impl Gateway {
         let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut all_grants = Arc::new(BTreeMap::new());
         for (label, sql) in parts {
-            let (frame, grants) = self.plan(caller, sql).await?;
+            let Planned { frame, grants, .. } = self.plan(caller, sql).await?;
             for (dataset, columns) in datasets_and_columns(frame.logical_plan()) {
                 let entry = touched.entry(dataset).or_default();
                 for c in columns {
@@ -925,7 +936,7 @@ impl QueryBackend for Gateway {
     async fn plan(&self, caller: &FlightCaller, sql: &str) -> Result<SchemaRef, GatewayError> {
         let result = Gateway::plan(self, &caller.caller, sql).instrument(caller.span.clone()).await;
         match result {
-            Ok((frame, _)) => Ok(Arc::new(frame.schema().as_arrow().clone())),
+            Ok(planned) => Ok(Arc::new(planned.frame.schema().as_arrow().clone())),
             // Refusals at planning are audited like any other.
             Err(error) => {
                 self.audit_sql_failure(&caller.caller, sql, &error).await?;
@@ -974,4 +985,44 @@ impl QueryBackend for Gateway {
         };
         Some(run.instrument(caller.span.clone()).await)
     }
+}
+
+/// A query planned against a caller's views.
+pub struct Planned {
+    /// The logical plan, ready to execute.
+    pub frame: DataFrame,
+    /// The caller's grants the plan was made under.
+    pub grants: Arc<BTreeMap<String, DatasetGrant>>,
+    /// Whether its expressions nest deeply enough to need [`PLANNER_STACK_BYTES`].
+    pub deep: bool,
+}
+
+/// Stack of the threads that plan deeply nested queries. DataFusion's
+/// planner, optimiser and physical planner recurse over the expression tree;
+/// an async worker's stack (2 MiB by default) is not enough for a few hundred
+/// chained operators in a debug build.
+pub const PLANNER_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// Runs `work` to completion: in place when `deep` is false, otherwise on a
+/// fresh thread with a [`PLANNER_STACK_BYTES`] stack (the memory is reserved,
+/// not committed, and the thread ends with the work). The thread keeps the
+/// runtime's context, so I/O and spawned tasks work as usual.
+async fn on_stack_for<F>(deep: bool, work: F) -> Result<F::Output, GatewayError>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if !deep {
+        return Ok(work.await);
+    }
+    let handle = tokio::runtime::Handle::current();
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("creditgate-deep-plan".to_string())
+        .stack_size(PLANNER_STACK_BYTES)
+        .spawn(move || {
+            let _ = done.send(handle.block_on(work));
+        })
+        .map_err(|e| GatewayError::Internal(format!("cannot start a planning thread: {e}")))?;
+    result.await.map_err(|_| GatewayError::Internal("the planning thread stopped without an answer".to_string()))
 }

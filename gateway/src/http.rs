@@ -15,7 +15,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use futures::{Stream, StreamExt};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -175,7 +175,7 @@ async fn route(
                 }
                 (None, &Method::GET) if !rest.contains('/') => {
                     let id = crate::audit_api::percent_decode(rest);
-                    Ok(json_response(StatusCode::OK, gateway.consent_status(&id)?))
+                    Ok(json_response(StatusCode::OK, gateway.consent_status(&caller, &id).await?))
                 }
                 _ => Err(GatewayError::MethodNotAllowed(format!("{m} {p}"))),
             }
@@ -244,16 +244,70 @@ impl Format {
     }
 }
 
-/// Reads a JSON request body of at most [`MAX_BODY_BYTES`].
+/// How much of an oversized body is read and thrown away before the refusal
+/// is sent, so a client still writing its body gets to read the answer
+/// instead of a reset connection ("lingering close").
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+/// How long an oversized body is drained at most.
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`]. An oversized body is
+/// refused; the rest of it is drained (bounded in bytes and time, nothing
+/// kept) first, so the client can read the refusal.
+pub(crate) async fn read_body(req: Request<Incoming>) -> Result<Bytes, GatewayError> {
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        GatewayError::BadRequest(format!(
+            "the request body is larger than the limit of {MAX_BODY_BYTES} bytes; send shorter SQL or fewer datasets"
+        ))
+    };
+    let mut body = req.into_body();
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        drain(body).await;
+        return Err(too_large());
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| GatewayError::BadRequest(format!("cannot read the request body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > MAX_BODY_BYTES {
+                drain(body).await;
+                return Err(too_large());
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and discards what is left of `body`, up to [`DRAIN_BYTES`] and
+/// [`DRAIN_FOR`]; whatever remains after that is cut off with the connection.
+async fn drain(mut body: Incoming) {
+    let _ = tokio::time::timeout(DRAIN_FOR, async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads a JSON object request body of at most [`MAX_BODY_BYTES`]. Only a
+/// JSON object is accepted (serde would otherwise take an array as the
+/// struct's fields in order).
 pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
     shape: &str,
 ) -> Result<T, GatewayError> {
-    let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|e| GatewayError::BadRequest(format!("cannot read the request body: {e}")))?
-        .to_bytes();
+    let body = read_body(req).await?;
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(GatewayError::BadRequest(format!("body must be JSON: an object {shape}")));
+    }
     serde_json::from_slice(&body).map_err(|e| GatewayError::BadRequest(format!("body must be JSON {shape}: {e}")))
 }
 

@@ -22,6 +22,7 @@ use creditgate_policy::{DatasetGrant, Role};
 use creditgate_remote::RemoteTable;
 use datafusion::logical_expr::{col, lit};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::encode::batches_to_json;
 use crate::error::GatewayError;
@@ -383,11 +384,21 @@ impl Gateway {
             .with_raw_columns(grant.raw_columns());
         let view = creditgate_policy::secure_view(Arc::new(remote), grant, self.masks())
             .map_err(|e| ("error", e.to_string()))?;
-        let work = async {
-            let frame = engine.read_table(view).map_err(|e| GatewayError::from_datafusion(e, true))?;
-            frame.collect().await.map_err(|e| GatewayError::from_datafusion(e, false))
-        };
-        match tokio::time::timeout(deadline, work).await {
+        // Planned and run on a task of its own, so the datasets of one lookup
+        // plan in parallel on every core; aborted if the deadline passes.
+        let engine = engine.clone();
+        let work = tokio::spawn(
+            async move {
+                let frame = engine.read_table(view).map_err(|e| GatewayError::from_datafusion(e, true))?;
+                frame.collect().await.map_err(|e| GatewayError::from_datafusion(e, false))
+            }
+            .in_current_span(),
+        );
+        let mut work = AbortOnDrop(work);
+        let outcome = tokio::time::timeout(deadline, &mut work.0).await.map(|joined| {
+            joined.unwrap_or_else(|e| Err(GatewayError::Internal(format!("a dataset read stopped: {e}"))))
+        });
+        match outcome {
             Ok(Ok(batches)) => Ok(batches),
             Ok(Err(GatewayError::Source(e))) => {
                 Err((if e.status_label() == "timeout" { "timeout" } else { "error" }, e.to_string()))
@@ -455,8 +466,44 @@ impl Gateway {
         Ok(serde_json::json!({"consent_id": consent_id, "revoked": true, "newly_revoked": newly}))
     }
 
-    /// Use count and revocation state of a consent.
-    pub fn consent_status(&self, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
+    /// Use count and revocation state of a consent, for callers who work with
+    /// consents (not the public role). Every read is audited.
+    pub async fn consent_status(&self, caller: &Caller, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
+        let recorded = RecordedQuery::Lookup(serde_json::json!({"consent_status": consent_id}));
+        let result = if caller.principal.role == Role::Public {
+            Err(GatewayError::PolicyRefused("the public role may not read consent records".to_string()))
+        } else {
+            self.consent_status_inner(consent_id)
+        };
+        match result {
+            Ok(document) => {
+                let record = creditgate_audit::NewRecord {
+                    request_id: caller.request_id.clone(),
+                    caller: caller.audit_caller(),
+                    frontend: caller.frontend.audit(),
+                    purpose: caller.purpose.clone(),
+                    legal_basis: None,
+                    query: recorded,
+                    datasets: Vec::new(),
+                    columns: Vec::new(),
+                    subject_hashes: Vec::new(),
+                    row_count: None,
+                    sources: Vec::new(),
+                    outcome: creditgate_audit::Outcome::Allowed,
+                    refusal_reason: None,
+                    duration_ms: caller.elapsed_ms(),
+                };
+                self.auditor().append(record).await?;
+                Ok(document)
+            }
+            Err(error) => {
+                self.audit_refusal(caller, recorded, Vec::new(), &error).await?;
+                Err(error)
+            }
+        }
+    }
+
+    fn consent_status_inner(&self, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
         let consents = self.consents().ok_or_else(|| GatewayError::NotFound("consents are not configured".into()))?;
         match consents.store.status(consent_id) {
             Some(status) => Ok(serde_json::json!({
@@ -471,6 +518,15 @@ impl Gateway {
                 serde_json::json!({"consent_id": consent_id, "uses": 0, "revoked": consents.store.is_revoked(consent_id)}),
             ),
         }
+    }
+}
+
+/// Aborts the task when dropped (a lookup past its deadline stops its reads).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -7,14 +7,90 @@
 
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::error::GatewayError;
 
 /// Largest SQL text accepted, in bytes.
 pub const MAX_SQL_BYTES: usize = 64 * 1024;
 
+/// Longest chain of operators a query may nest (see [`operator_depth`]).
+/// DataFusion plans, optimises and evaluates expressions recursively, so a
+/// left-deep `a OR b OR …`, `1 + 1 + …` or `UNION ALL` chain of thousands of
+/// terms would exhaust a thread's stack; such a query is refused by name.
+pub const MAX_OPERATOR_DEPTH: usize = 512;
+
+/// Above this operator depth a query is planned on a thread with a large
+/// stack rather than on the async worker that received it.
+pub const SHALLOW_OPERATOR_DEPTH: usize = 64;
+
+/// A query that passed the gate.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The single read-only statement.
+    pub statement: Statement,
+    /// Its operator depth (see [`operator_depth`]).
+    pub depth: usize,
+}
+
+impl Parsed {
+    /// Whether planning it needs more stack than an async worker has.
+    pub fn needs_deep_stack(&self) -> bool {
+        self.depth > SHALLOW_OPERATOR_DEPTH
+    }
+}
+
+/// An upper bound on how deeply `sql`'s expressions and set operations nest:
+/// over every path of parentheses, the sum of the chaining operators (`AND`,
+/// `OR`, `+`, `-`, `*`, `/`, `%`, `||`, `CASE`, `UNION`, `INTERSECT`,
+/// `EXCEPT`) written directly inside each enclosing pair. Comma-separated
+/// lists (`IN (…)`, select lists) are flat and do not count. Computed from the
+/// tokens, without building the tree whose depth it bounds.
+pub fn operator_depth(sql: &str) -> Result<usize, GatewayError> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map_err(|e| GatewayError::InvalidQuery(format!("cannot read the SQL text: {e}")))?;
+    // One frame per open parenthesis: (operators directly inside, deepest child path).
+    let mut frames: Vec<(usize, usize)> = vec![(0, 0)];
+    for token in &tokens {
+        match token {
+            Token::LParen => frames.push((0, 0)),
+            Token::RParen if frames.len() > 1 => {
+                let (ops, child) = frames.pop().unwrap_or_default();
+                if let Some(parent) = frames.last_mut() {
+                    parent.1 = parent.1.max(ops + child);
+                }
+            }
+            Token::Plus | Token::Minus | Token::Mul | Token::Div | Token::Mod | Token::StringConcat => {
+                if let Some(top) = frames.last_mut() {
+                    top.0 += 1;
+                }
+            }
+            Token::Word(word)
+                if matches!(
+                    word.keyword,
+                    Keyword::AND | Keyword::OR | Keyword::CASE | Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT
+                ) =>
+            {
+                if let Some(top) = frames.last_mut() {
+                    top.0 += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    // Unclosed parentheses (the parser refuses them later) fold into their parents.
+    let mut depth = 0;
+    while let Some((ops, child)) = frames.pop() {
+        depth = ops + child.max(depth);
+    }
+    Ok(depth)
+}
+
 /// Parses `sql` and returns its single query statement.
-pub fn parse_query(sql: &str) -> Result<Statement, GatewayError> {
+pub fn parse_query(sql: &str) -> Result<Parsed, GatewayError> {
     if sql.len() > MAX_SQL_BYTES {
         return Err(GatewayError::InvalidQuery(format!(
             "the SQL text is {} bytes; the limit is {MAX_SQL_BYTES}",
@@ -23,6 +99,13 @@ pub fn parse_query(sql: &str) -> Result<Statement, GatewayError> {
     }
     if sql.trim().is_empty() {
         return Err(GatewayError::InvalidQuery("the SQL text is empty".to_string()));
+    }
+    let depth = operator_depth(sql)?;
+    if depth > MAX_OPERATOR_DEPTH {
+        return Err(GatewayError::InvalidQuery(format!(
+            "the query chains {depth} operators (AND, OR, +, ||, UNION, …) inside one another; the limit is \
+             {MAX_OPERATOR_DEPTH}: use IN (…) for long lists of alternatives, or split the query"
+        )));
     }
     let mut statements = DFParser::parse_sql(sql).map_err(|e| GatewayError::InvalidQuery(e.strip_backtrace()))?;
     if statements.len() != 1 {
@@ -35,7 +118,9 @@ pub fn parse_query(sql: &str) -> Result<Statement, GatewayError> {
         return Err(GatewayError::InvalidQuery("the SQL text is empty".to_string()));
     };
     match &statement {
-        Statement::Statement(inner) if matches!(inner.as_ref(), ast::Statement::Query(_)) => Ok(statement),
+        Statement::Statement(inner) if matches!(inner.as_ref(), ast::Statement::Query(_)) => {
+            Ok(Parsed { statement, depth })
+        }
         // `DESCRIBE <table>` shows the caller's view of a table (granted columns only).
         Statement::Statement(inner)
             if matches!(
@@ -46,7 +131,7 @@ pub fn parse_query(sql: &str) -> Result<Statement, GatewayError> {
                 }
             ) =>
         {
-            Ok(statement)
+            Ok(Parsed { statement, depth })
         }
         other => Err(GatewayError::InvalidQuery(format!(
             "only read-only queries (SELECT … / WITH …) are allowed; `{}` statements are refused",
@@ -106,5 +191,42 @@ mod tests {
         assert!(parse_query("   ").is_err());
         let huge = format!("SELECT '{}'", "x".repeat(MAX_SQL_BYTES));
         assert!(parse_query(&huge).expect_err("huge").to_string().contains("limit"));
+    }
+
+    fn depth(sql: &str) -> usize {
+        operator_depth(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    #[test]
+    fn operator_depth_follows_chains_and_parentheses() {
+        assert_eq!(depth("SELECT 1"), 0);
+        assert_eq!(depth("SELECT a FROM t WHERE a = 1 AND b = 2 OR c = 3"), 2);
+        // Commas are flat: a long IN list or select list does not nest.
+        assert_eq!(depth(&format!("SELECT a FROM t WHERE a IN ({})", vec!["1"; 5000].join(", "))), 0);
+        // Parentheses add the chains along a path, not across siblings.
+        assert_eq!(depth("SELECT (1 + (2 + 3)) * 4"), 3);
+        assert_eq!(depth("SELECT (1 + 2 + 3), (4 + 5 + 6)"), 2);
+        // Words and strings that merely contain the operators do not count.
+        assert_eq!(depth("SELECT 'a AND b + c' AS \"x OR y\", band FROM t"), 0);
+        assert_eq!(depth("SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3"), 2);
+    }
+
+    #[test]
+    fn long_chains_are_refused_by_name_before_parsing() {
+        let ors = (0..600).map(|i| format!("a = {i}")).collect::<Vec<_>>().join(" OR ");
+        let message = parse_query(&format!("SELECT a FROM t WHERE {ors}")).expect_err("600 ORs").to_string();
+        assert!(message.contains("599 operators") && message.contains("512"), "{message}");
+        // 513 terms are 512 operators: at the limit, answered; one more is over.
+        let sum = vec!["1"; 513].join(" + ");
+        assert_eq!(parse_query(&format!("SELECT {sum}")).map(|p| p.depth).ok(), Some(512));
+        let parsed = parse_query(&format!("SELECT ({sum}) - 1")).map(|p| p.depth);
+        assert!(parsed.is_err(), "513 terms plus one more operator is over: {parsed:?}");
+        let parsed = parse_query(&format!("SELECT 1 - ({sum})")).map(|p| p.depth);
+        assert!(parsed.is_err(), "nesting adds up along the path: {parsed:?}");
+        let sum = vec!["1"; 500].join(" + ");
+        let parsed = parse_query(&format!("SELECT {sum}")).expect("500 terms");
+        assert_eq!(parsed.depth, 499);
+        assert!(parsed.needs_deep_stack());
+        assert!(!parse_query("SELECT 1 + 2").expect("short").needs_deep_stack());
     }
 }

@@ -159,12 +159,30 @@ async fn serves_the_allowed_identity_and_refuses_everyone_else() {
     let error = rows(&mut f.client("other_org"), sql).await.expect_err("identity not allowed");
     assert!(error.contains("PermissionDenied") && error.contains("spiffe://credit.example/org/samr"), "{error}");
 
+    // A direct statement ticket (one round trip, as the gateway sends) is
+    // authenticated exactly like GetFlightInfo: refused for an unlisted identity…
+    let error = f.client("other_org").query_direct(sql).await.map_err(|e| flight_error_text(&e));
+    let error = error.expect_err("direct ticket from an identity not allowed");
+    assert!(error.contains("PermissionDenied"), "{error}");
+    let error = f.client("revoked").query_direct(sql).await.map_err(|e| flight_error_text(&e));
+    assert!(error.is_err(), "direct ticket with a revoked certificate");
+
     // Nothing was served to any refused caller.
     let log = ServedLog::read_all(&f.log).expect("log");
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].caller, GATEWAY);
+    // …and served, and logged, for the allowed one.
+    let direct = gateway.query_direct(sql).await.map_err(|e| flight_error_text(&e)).expect("direct ticket served");
+    assert_eq!(creditgate_tests::sorted_rows(&direct).len(), 1);
+    let log = ServedLog::read_all(&f.log).expect("log");
+    assert_eq!(log.len(), 2, "the direct statement is in the served log");
+    assert_eq!(log[1].sql, sql);
     // And the allowed caller is still served after all that.
     assert_eq!(rows(&mut gateway, sql).await.expect("still served").len(), 1);
+    // A ticket of a kind the service does not issue is refused by name.
+    let bogus = arrow_flight::Ticket::new(b"not a ticket".to_vec());
+    let error = gateway.inner_mut().do_get(bogus).await.map(|_| ()).map_err(|e| flight_error_text(&e));
+    assert!(error.is_err(), "a malformed ticket must be refused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,10 @@ use crate::DatagenError;
 /// Rows per record batch (and per Parquet row group at most).
 pub(crate) const BATCH_ROWS: usize = 64 * 1024;
 
+/// Rows per Parquet data page at most. With each row group sorted by its
+/// subject key, the page index narrows a point lookup to one page per column.
+pub(crate) const PAGE_ROWS: usize = 1024;
+
 /// Columns holding subject keys (credit codes, resident IDs): written with bloom filters.
 pub(crate) const SUBJECT_KEY_COLUMNS: &[&str] = &[
     "credit_code",
@@ -292,11 +296,15 @@ impl TableFile {
         name.push(format!(".tmp-{}", std::process::id()));
         let tmp_path = dir.join(format!(".{}", name.to_string_lossy()));
         let file = File::create(&tmp_path).map_err(|e| DatagenError::io(&tmp_path, e))?;
-        // Row groups of one batch, with bloom filters on the subject keys, so a
-        // point lookup of one company or person reads one row group, not the file.
+        // Row groups of one batch, each sorted by its first subject key, with
+        // bloom filters on the subject keys and small pages: a point lookup of
+        // one company or person reads one row group (bloom filters) and in it
+        // one page per column (page index), however large the table.
         let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(BATCH_ROWS));
+            .set_max_row_group_row_count(Some(BATCH_ROWS))
+            .set_data_page_row_count_limit(PAGE_ROWS)
+            .set_write_batch_size(PAGE_ROWS);
         for column in SUBJECT_KEY_COLUMNS {
             props = props.set_column_bloom_filter_enabled(parquet::schema::types::ColumnPath::from(*column), true);
         }
@@ -305,9 +313,11 @@ impl TableFile {
         Ok(TableFile { tmp_path, final_path: final_path.to_path_buf(), writer: Some(writer) })
     }
 
+    /// Writes one batch as (at most) one row group, sorted by its first subject key.
     pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<(), DatagenError> {
+        let sorted = sorted_by_subject_key(batch)?;
         match self.writer.as_mut() {
-            Some(w) => Ok(w.write(batch)?),
+            Some(w) => Ok(w.write(&sorted)?),
             None => Err(DatagenError::Internal("write after close".into())),
         }
     }
@@ -321,6 +331,16 @@ impl TableFile {
         std::fs::rename(&self.tmp_path, &self.final_path).map_err(|e| DatagenError::io(&self.final_path, e))?;
         Ok(())
     }
+}
+
+/// `batch` sorted (deterministically) by the first of [`SUBJECT_KEY_COLUMNS`] it has, or unchanged.
+fn sorted_by_subject_key(batch: &RecordBatch) -> Result<RecordBatch, DatagenError> {
+    let schema = batch.schema();
+    let Some(key) = SUBJECT_KEY_COLUMNS.iter().find_map(|name| schema.index_of(name).ok()) else {
+        return Ok(batch.clone());
+    };
+    let order = arrow::compute::sort_to_indices(batch.column(key), None, None)?;
+    Ok(arrow::compute::take_record_batch(batch, &order)?)
 }
 
 impl Drop for TableFile {

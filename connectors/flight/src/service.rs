@@ -453,11 +453,24 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         Ok(())
     }
 
+    /// Besides the tickets it issues, the service accepts a `CommandStatementQuery`
+    /// packed as the DoGet ticket itself ("direct statement"): one round trip
+    /// instead of GetFlightInfo + DoGet, used by the gateway towards its
+    /// connectors. It grants nothing more than GetFlightInfo would: the caller
+    /// is authenticated on this call and the statement runs as its own.
     async fn do_get_fallback(
         &self,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
         message: Any,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        if message.is::<CommandStatementQuery>() {
+            let caller = self.caller(&request).await?;
+            let query = message
+                .unpack::<CommandStatementQuery>()
+                .map_err(|e| Status::invalid_argument(format!("malformed statement ticket: {e}")))?
+                .ok_or_else(|| Status::invalid_argument("malformed statement ticket"))?;
+            return self.stream_sql(caller, &query.query).await;
+        }
         Err(Status::unimplemented(format!("unsupported ticket type {}", cap_message(&message.type_url))))
     }
 

@@ -8,13 +8,14 @@ use arrow::array::{Array, BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
-use arrow_flight::sql::CommandGetTables;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use arrow_flight::{FlightInfo, IpcMessage};
+use arrow_flight::sql::{CommandGetTables, CommandStatementQuery, ProstMessageExt};
+use arrow_flight::{FlightInfo, IpcMessage, Ticket};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use prost::Message;
 use tonic::transport::Channel;
 
 use crate::error::{SourceError, SourceErrorKind};
@@ -257,14 +258,16 @@ impl RemoteSource {
         Box::pin(RecordBatchStreamAdapter::new(expected, stream))
     }
 
-    /// Sends the query and waits for the first batch.
+    /// Sends the query and waits for the first batch. The statement goes as a
+    /// direct DoGet ticket (one round trip; creditgate connectors accept a
+    /// packed `CommandStatementQuery` there) rather than GetFlightInfo + DoGet.
     async fn open(
         &self,
         sql: String,
     ) -> Result<(Option<RecordBatch>, BoxStream<'static, Result<RecordBatch, FlightError>>), SourceError> {
         let mut client = self.client.clone();
-        let info = client.execute(sql, None).await.map_err(|e| self.flight_error(e))?;
-        let mut rest = endpoint_stream(client, info);
+        let ticket = CommandStatementQuery { query: sql, transaction_id: None }.as_any().encode_to_vec();
+        let mut rest = client.do_get(Ticket::new(ticket)).await.map_err(|e| self.flight_error(e))?.boxed();
         let first = rest.next().await.transpose().map_err(|e| self.flight_error(e))?;
         Ok((first, rest))
     }
