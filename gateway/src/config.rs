@@ -142,6 +142,11 @@ pub struct ServerConfig {
     /// Memory limit of one query in bytes (an operator needing more fails; nothing spills to disk).
     #[serde(default = "default_memory_limit")]
     pub memory_limit_bytes: usize,
+    /// On shutdown, how long in-flight requests may take to finish (ms);
+    /// then the listeners are closed regardless and the final audit
+    /// checkpoint is written.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_ms: u64,
 }
 
 /// The gateway's client certificate for connecting to connectors.
@@ -207,6 +212,11 @@ fn default_handshake_timeout() -> u64 {
 }
 fn default_memory_limit() -> usize {
     DEFAULT_MEMORY_LIMIT_BYTES
+}
+/// Default of `server.shutdown_grace_ms`.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+fn default_shutdown_grace() -> u64 {
+    DEFAULT_SHUTDOWN_GRACE_MS
 }
 fn default_connect_timeout() -> u64 {
     DEFAULT_CONNECT_TIMEOUT_MS

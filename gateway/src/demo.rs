@@ -310,6 +310,7 @@ impl Lab {
                 enforce_crl_expiry: false,
                 handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
                 memory_limit_bytes: options.memory_limit_bytes,
+                shutdown_grace_ms: crate::config::DEFAULT_SHUTDOWN_GRACE_MS,
             },
             upstream: UpstreamConfig { client_cert: gw_client_cert, client_key: gw_client_key },
             connectors: connector_configs

@@ -424,11 +424,15 @@ impl Gateway {
         (catalog, grants)
     }
 
-    /// A locked-down engine session (own memory limit, no disk) with an empty catalog.
+    /// A locked-down engine session (own memory limit, no disk) with an empty
+    /// catalog list of its own. The list must be new: a cloned `SessionState`
+    /// shares its catalog list, so registering one caller's views in it would
+    /// replace them under every other request being planned at that moment.
     pub fn engine(&self) -> Result<SessionContext, GatewayError> {
         let runtime = locked_down_runtime(self.config.server.memory_limit_bytes)
             .map_err(|e| GatewayError::Internal(format!("runtime: {}", e.strip_backtrace())))?;
         let state = datafusion::execution::SessionStateBuilder::new_from_existing(self.base_state.clone())
+            .with_catalog_list(Arc::new(datafusion::catalog::MemoryCatalogProviderList::new()))
             .with_runtime_env(runtime)
             .build();
         Ok(SessionContext::new_with_state(state))
@@ -886,16 +890,28 @@ pub struct RunningGateway {
 }
 
 impl RunningGateway {
-    /// Stops accepting, lets in-flight requests finish, writes a final audit
-    /// checkpoint, and waits.
+    /// Stops accepting, lets in-flight requests finish for up to
+    /// `server.shutdown_grace_ms` (a client that stopped reading cannot hold
+    /// the shutdown up: after the grace period the listeners are closed
+    /// regardless), writes a final audit checkpoint, and returns.
     pub async fn stop(self) -> Result<(), GatewayError> {
         let _ = self.stop.send(true);
+        let grace = Duration::from_millis(self.gateway.config.server.shutdown_grace_ms);
+        let deadline = tokio::time::Instant::now() + grace;
         let mut result = Ok(());
-        for handle in self.handles {
-            match handle.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => result = Err(e),
-                Err(e) => result = Err(GatewayError::Server(format!("listener task failed: {e}"))),
+        for mut handle in self.handles {
+            match tokio::time::timeout_at(deadline, &mut handle).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => result = Err(e),
+                Ok(Err(e)) => result = Err(GatewayError::Server(format!("listener task failed: {e}"))),
+                Err(_) => {
+                    tracing::warn!(
+                        grace_ms = grace.as_millis() as u64,
+                        "in-flight requests outlived the shutdown grace; closing their connections"
+                    );
+                    handle.abort();
+                    let _ = handle.await;
+                }
             }
         }
         let gateway = Arc::clone(&self.gateway);

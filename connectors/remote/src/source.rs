@@ -229,7 +229,7 @@ impl RemoteSource {
                 )));
                 return Err(e);
             }
-            let open = source.open(sql);
+            let open = source.open(sql, &expected_for_stream);
             let (first, rest) = match tokio::time::timeout(first_deadline, open).await {
                 Ok(Ok(pair)) => pair,
                 Ok(Err(e)) => return Err(source.observe_failure(e, started)),
@@ -264,12 +264,19 @@ impl RemoteSource {
     async fn open(
         &self,
         sql: String,
+        expected: &SchemaRef,
     ) -> Result<(Option<RecordBatch>, BoxStream<'static, Result<RecordBatch, FlightError>>), SourceError> {
         let mut client = self.client.clone();
         let ticket = CommandStatementQuery { query: sql, transaction_id: None }.as_any().encode_to_vec();
-        let mut rest = client.do_get(Ticket::new(ticket)).await.map_err(|e| self.flight_error(e))?.boxed();
-        let first = rest.next().await.transpose().map_err(|e| self.flight_error(e))?;
-        Ok((first, rest))
+        let mut stream = client.do_get(Ticket::new(ticket)).await.map_err(|e| self.flight_error(e))?;
+        let first = stream.next().await.transpose().map_err(|e| self.flight_error(e))?;
+        if first.is_none() {
+            // No rows: the schema message is all there is to check.
+            if let Some(Err(message)) = stream.schema().map(|schema| check_fields(schema, expected)) {
+                return Err(self.error(SourceErrorKind::SchemaMismatch(message)));
+            }
+        }
+        Ok((first, stream.boxed()))
     }
 
     fn observe_failure(&self, error: SourceError, started: Instant) -> SourceError {
@@ -337,7 +344,11 @@ impl Tail {
 }
 
 fn check_schema(batch: &RecordBatch, expected: &SchemaRef) -> Result<(), String> {
-    let got = batch.schema();
+    check_fields(&batch.schema(), expected)
+}
+
+/// Whether `got` has the expected number of columns and their types.
+fn check_fields(got: &SchemaRef, expected: &SchemaRef) -> Result<(), String> {
     if got.fields().len() != expected.fields().len() {
         return Err(format!("expected {} columns, got {}", expected.fields().len(), got.fields().len()));
     }

@@ -29,6 +29,16 @@ pub fn write_stars<W: Write>(out: &mut W, mut count: usize) -> fmt::Result {
 /// keep_last`), every character is replaced: a short value is not shown in
 /// clear just because the mask cannot hide its middle.
 pub fn write_partial<W: Write>(out: &mut W, value: &str, keep_first: usize, keep_last: usize) -> fmt::Result {
+    if value.is_ascii() {
+        // Identifiers and phone numbers: byte offsets are character offsets.
+        let len = value.len();
+        if len <= keep_first.saturating_add(keep_last) {
+            return write_stars(out, len);
+        }
+        out.write_str(&value[..keep_first])?;
+        write_stars(out, len - keep_first - keep_last)?;
+        return out.write_str(&value[len - keep_last..]);
+    }
     let len = value.chars().count();
     if len <= keep_first.saturating_add(keep_last) {
         return write_stars(out, len);
@@ -109,6 +119,9 @@ mod tests {
         assert_eq!(partial("青岛市市南区香港中路", 3, 2), "青岛市*****中路");
         assert_eq!(partial("abc", 0, 0), "***");
         assert_eq!(partial(&"x".repeat(200), 0, 0), "*".repeat(200));
+        // Mixed ASCII and CJK goes by characters, not bytes.
+        assert_eq!(partial("A栋1203室", 1, 1), "A*****室");
+        assert_eq!(partial("ab", 1, 1), "**");
     }
 
     #[test]
