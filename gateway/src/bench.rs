@@ -500,7 +500,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     big.stop().await?;
 
     let mut text = format!(
-        "# creditgate benchmarks\n\nMeasured by `creditgate bench` ({} , scale {} and {}), {}.\n\
+        "# creditgate benchmarks\n\nMeasured by `creditgate bench` ({}, scale {} and {}), {}.\n\
          Machine: {}.\nEvery ratio compares two measurements made one after the other in the same run.\n\n\
          | benchmark | creditgate | baseline | ratio | note |\n|---|---:|---:|---:|---|\n",
         env!("CARGO_PKG_VERSION"),

@@ -79,7 +79,14 @@ impl Stream for ObservedStream {
         match this.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(batch))) => {
                 this.rows += batch.num_rows() as u64;
-                this.bytes += batch.get_array_memory_size() as u64;
+                // The data the batch holds as sliced, not the capacity of
+                // buffers it shares with others (a 1-row result of a filtered
+                // page would otherwise count the whole page).
+                this.bytes += batch
+                    .columns()
+                    .iter()
+                    .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+                    .sum::<u64>();
                 Poll::Ready(Some(Ok(batch)))
             }
             Poll::Ready(Some(Err(error))) => {
