@@ -73,7 +73,7 @@ impl FlightClient {
     }
 
     /// Runs a statement query and streams the result, counting rows and
-    /// bytes (the data the batches hold, see [`batch_bytes`]) without keeping
+    /// bytes (the data the batches hold, see [`creditgate_flight::batch_data_bytes`]) without keeping
     /// the batches.
     pub async fn query_count(&mut self, sql: &str) -> Result<(u64, u64), FlightError> {
         use futures::StreamExt;
@@ -85,7 +85,7 @@ impl FlightClient {
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 rows += batch.num_rows() as u64;
-                bytes += batch_bytes(&batch);
+                bytes += creditgate_flight::batch_data_bytes(&batch);
             }
         }
         Ok((rows, bytes))
@@ -172,11 +172,4 @@ pub async fn http_request(
     let request_id = header("x-request-id");
     let body = response.into_body().collect().await.map_err(|e| format!("HTTP body: {e}"))?.to_bytes();
     Ok(HttpResponse { status, content_type, request_id, body })
-}
-
-/// The bytes of data `batch` holds: the sum of its columns' buffers as sliced
-/// (not the capacity of shared or over-allocated buffers), about what it
-/// takes in Arrow IPC.
-pub fn batch_bytes(batch: &RecordBatch) -> u64 {
-    batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64).sum()
 }

@@ -414,6 +414,18 @@ impl Gateway {
     pub async fn revoke_consent(&self, caller: &Caller, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
         let recorded = RecordedQuery::Lookup(serde_json::json!({"consent_revoke": consent_id}));
         let result = self.revoke_inner(caller, consent_id);
+        self.audit_consent_operation(caller, recorded, Some(format!("consent:{consent_id}")), result).await
+    }
+
+    /// Writes the one audit record of a consent operation (allowed or refused)
+    /// and returns its result; fails closed if the record cannot be written.
+    async fn audit_consent_operation(
+        &self,
+        caller: &Caller,
+        recorded: RecordedQuery,
+        legal_basis: Option<String>,
+        result: Result<serde_json::Value, GatewayError>,
+    ) -> Result<serde_json::Value, GatewayError> {
         match result {
             Ok(document) => {
                 let record = creditgate_audit::NewRecord {
@@ -421,7 +433,7 @@ impl Gateway {
                     caller: caller.audit_caller(),
                     frontend: caller.frontend.audit(),
                     purpose: caller.purpose.clone(),
-                    legal_basis: Some(format!("consent:{consent_id}")),
+                    legal_basis,
                     query: recorded,
                     datasets: Vec::new(),
                     columns: Vec::new(),
@@ -475,32 +487,7 @@ impl Gateway {
         } else {
             self.consent_status_inner(consent_id)
         };
-        match result {
-            Ok(document) => {
-                let record = creditgate_audit::NewRecord {
-                    request_id: caller.request_id.clone(),
-                    caller: caller.audit_caller(),
-                    frontend: caller.frontend.audit(),
-                    purpose: caller.purpose.clone(),
-                    legal_basis: None,
-                    query: recorded,
-                    datasets: Vec::new(),
-                    columns: Vec::new(),
-                    subject_hashes: Vec::new(),
-                    row_count: None,
-                    sources: Vec::new(),
-                    outcome: creditgate_audit::Outcome::Allowed,
-                    refusal_reason: None,
-                    duration_ms: caller.elapsed_ms(),
-                };
-                self.auditor().append(record).await?;
-                Ok(document)
-            }
-            Err(error) => {
-                self.audit_refusal(caller, recorded, Vec::new(), &error).await?;
-                Err(error)
-            }
-        }
+        self.audit_consent_operation(caller, recorded, None, result).await
     }
 
     fn consent_status_inner(&self, consent_id: &str) -> Result<serde_json::Value, GatewayError> {

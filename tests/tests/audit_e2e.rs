@@ -2,26 +2,9 @@
 //! listener) before release, subjects only as keyed hashes, the
 //! privacy-officer API, concurrency, and failing closed.
 
-use creditgate_audit::{AuditRecord, SubjectHasher, SubjectKey};
+use creditgate_audit::{SubjectHasher, SubjectKey};
 use creditgate_gateway::demo::Lab;
-use creditgate_tests::start_lab;
-
-fn records(lab: &Lab) -> Vec<AuditRecord> {
-    let dir = lab.dir.join("state").join("audit");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("audit dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("audit-") && n.ends_with(".jsonl"))
-        })
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| std::fs::read_to_string(f).expect("segment").lines().map(str::to_string).collect::<Vec<_>>())
-        .map(|line| AuditRecord::from_line(line.as_bytes()).expect("record"))
-        .collect()
-}
+use creditgate_tests::{audit_records as records, start_lab};
 
 fn raw_log(lab: &Lab) -> String {
     let dir = lab.dir.join("state").join("audit");

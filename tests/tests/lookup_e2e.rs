@@ -135,14 +135,10 @@ async fn every_consent_check_refuses_with_its_reason_and_a_valid_consent_passes(
     assert_eq!(value["uses"], 1);
     assert_eq!(value["revoked"], true);
     // Reading a consent's state is audited like any other access.
-    let audit_dir = lab.dir.join("state").join("audit");
-    let log: String = std::fs::read_dir(&audit_dir)
-        .expect("audit dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .map(|p| std::fs::read_to_string(p).expect("segment"))
-        .collect();
-    let status_reads = log.lines().filter(|l| l.contains("consent_status") && l.contains(&cid)).count();
+    let status_reads = creditgate_tests::audit_records(&lab)
+        .iter()
+        .filter(|r| serde_json::to_string(&r.query).is_ok_and(|q| q.contains("consent_status") && q.contains(&cid)))
+        .count();
     assert_eq!(status_reads, 1, "one audit record for the consent status read");
     let (status, doc) = lookup(&lab, "credit_agency", person_request(&lab, Some(consent))).await;
     assert_eq!(status, 403);

@@ -20,7 +20,7 @@ mod service;
 mod ticket;
 
 pub use normalize::{normalize_batch, normalize_schema};
-pub use observe::{ObservedStream, StreamOutcome, StreamReport};
+pub use observe::{ObservedStream, StreamOutcome, StreamReport, batch_data_bytes};
 pub use service::{
     DEFAULT_MAX_MESSAGE_BYTES, FlightSqlFront, FrontConfig, QueryBackend, RequestContext, ServeError, TableEntry, serve,
 };

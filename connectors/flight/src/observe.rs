@@ -71,6 +71,13 @@ impl ObservedStream {
     }
 }
 
+/// The bytes of data `batch` holds: its columns' buffers as sliced, not the
+/// capacity of buffers it shares with others (a 1-row result of a filtered
+/// page would otherwise count the whole page); about its Arrow IPC size.
+pub fn batch_data_bytes(batch: &RecordBatch) -> u64 {
+    batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64).sum()
+}
+
 impl Stream for ObservedStream {
     type Item = Result<RecordBatch, DataFusionError>;
 
@@ -79,14 +86,7 @@ impl Stream for ObservedStream {
         match this.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(batch))) => {
                 this.rows += batch.num_rows() as u64;
-                // The data the batch holds as sliced, not the capacity of
-                // buffers it shares with others (a 1-row result of a filtered
-                // page would otherwise count the whole page).
-                this.bytes += batch
-                    .columns()
-                    .iter()
-                    .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
-                    .sum::<u64>();
+                this.bytes += batch_data_bytes(&batch);
                 Poll::Ready(Some(Ok(batch)))
             }
             Poll::Ready(Some(Err(error))) => {
