@@ -414,7 +414,26 @@ pub fn channel(
     config: Arc<ClientConfig>,
     connect_timeout: Duration,
 ) -> Result<tonic::transport::Channel, CertError> {
+    channel_to(addr, server_name, None, config, connect_timeout)
+}
+
+/// [`channel`], also requiring the server's (verified) certificate to carry
+/// `identity` as its subject CN or URI SAN. One CA often signs every
+/// department's connector with the same host name pattern; this tells them
+/// apart, so a connector cannot answer in another's place. A mismatch fails
+/// the connection with an error naming both identities.
+pub fn channel_to(
+    addr: &str,
+    server_name: &str,
+    identity: Option<&str>,
+    config: Arc<ClientConfig>,
+    connect_timeout: Duration,
+) -> Result<tonic::transport::Channel, CertError> {
     validate_addr(addr)?;
+    if identity.is_some_and(|i| i.trim().is_empty()) {
+        return Err(CertError::input("server identity", addr, "must not be empty when set"));
+    }
+    let expected: Option<Arc<str>> = identity.map(Arc::from);
     let name = ServerName::try_from(server_name.to_owned())
         .map_err(|_| CertError::input("server name", server_name, "not a DNS name or IP address"))?;
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -431,14 +450,38 @@ pub fn channel(
         let connector = connector.clone();
         let name = name.clone();
         let addr = addr.clone();
+        let expected = expected.clone();
         async move {
             let tcp = TcpStream::connect(&addr).await?;
             tcp.set_nodelay(true)?;
             let tls = connector.connect(name, tcp).await?;
+            if let Some(expected) = expected.as_deref() {
+                check_server_identity(&addr, expected, tls.get_ref().1.peer_certificates())?;
+            }
             Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(tls))
         }
     });
     Ok(endpoint.connect_with_connector_lazy(service))
+}
+
+/// Checks that the verified leaf certificate of `addr` carries `expected` as
+/// its CN or URI SAN.
+fn check_server_identity(addr: &str, expected: &str, chain: Option<&[CertificateDer<'_>]>) -> io::Result<()> {
+    let leaf = chain
+        .and_then(|c| c.first())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::PermissionDenied, format!("{addr} presented no certificate")))?;
+    let identity = Identity::from_der(leaf.as_ref())
+        .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, format!("{addr}: {e}")))?;
+    if identity.common_name.as_deref() == Some(expected) || identity.uri.as_deref() == Some(expected) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "{addr} is not the expected server: its certificate names {} but {expected} was expected",
+            identity.uri.or(identity.common_name).unwrap_or_else(|| "nobody".to_owned())
+        ),
+    ))
 }
 
 /// `host:port` with a numeric port (`[v6]:port` for IPv6 literals).

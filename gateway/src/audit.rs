@@ -47,13 +47,20 @@ impl Auditor {
     /// Appends `record`; returns only once it is durable. Any failure is a
     /// refusal of the request (fail closed).
     pub async fn append(&self, record: NewRecord) -> Result<(), GatewayError> {
+        self.append_receipt(record).await.map(|_| ())
+    }
+
+    /// [`append`](Self::append), returning the record's sequence number (0
+    /// when the log is disabled for benchmarking).
+    pub async fn append_receipt(&self, mut record: NewRecord) -> Result<u64, GatewayError> {
         if !self.enabled {
-            return Ok(());
+            return Ok(0);
         }
+        record.refusal_reason = record.refusal_reason.map(|reason| self.redact_text(&reason));
         let log = Arc::clone(&self.log);
         let result = tokio::task::spawn_blocking(move || log.append(record)).await;
         match result {
-            Ok(Ok(_receipt)) => Ok(()),
+            Ok(Ok(receipt)) => Ok(receipt.seq),
             Ok(Err(error)) => {
                 tracing::error!(%error, "audit log append failed; refusing the request");
                 Err(GatewayError::AuditUnavailable)
@@ -63,6 +70,50 @@ impl Auditor {
                 Err(GatewayError::AuditUnavailable)
             }
         }
+    }
+
+    /// Appends `record` in the background, for what is known only after the
+    /// release (a stream's end). A failure is logged; the request it
+    /// completes was already recorded before anything left.
+    pub fn append_detached(&self, record: NewRecord) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("no runtime to append a stream-end audit record");
+            return;
+        };
+        let auditor = self.clone();
+        handle.spawn(async move {
+            if let Err(error) = auditor.append(record).await {
+                tracing::error!(%error, "appending a stream-end audit record failed");
+            }
+        });
+    }
+
+    /// Replaces every word of `text` that is a valid unified social credit
+    /// code or resident ID (quoted or not, e.g. echoed by a parser error)
+    /// by `subject:<hash>`, and every word shaped like one that fails its
+    /// check by `<identifier withheld>`, so refusal reasons and recorded
+    /// paths never carry an identifier.
+    pub fn redact_text(&self, text: &str) -> String {
+        let is_word = |c: char| c.is_ascii_alphanumeric();
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find(is_word) {
+            out.push_str(&rest[..start]);
+            let word_len = rest[start..].find(|c: char| !is_word(c)).unwrap_or(rest.len() - start);
+            let word = &rest[start..start + word_len];
+            if !identifier_shaped(word) {
+                out.push_str(word);
+            } else if let Some(key) = self.subject_of(word) {
+                out.push_str("subject:");
+                out.push_str(&self.hasher.hash(&key));
+            } else {
+                // A near-miss (a typo of a real identifier) is personal data too.
+                out.push_str("<identifier withheld>");
+            }
+            rest = &rest[start + word_len..];
+        }
+        out.push_str(rest);
+        out
     }
 
     /// Replaces every string literal in `sql` that is a valid unified social
@@ -109,6 +160,14 @@ impl Auditor {
         }
         None
     }
+}
+
+/// Whether `word` has the shape of a credit code or resident ID: 15 or 18
+/// characters, digits and capital letters only, mostly digits.
+fn identifier_shaped(word: &str) -> bool {
+    (word.len() == 15 || word.len() == 18)
+        && word.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        && word.bytes().filter(u8::is_ascii_digit).count() >= 8
 }
 
 /// Datasets read by a plan, with the columns fetched from each (in plan order).

@@ -90,8 +90,9 @@ fn time_param(
     }
     let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map_err(|_| GatewayError::BadRequest(format!("{name}: expected a date (YYYY-MM-DD) or an RFC 3339 time")))?;
-    let time = if name == "to" { day.and_hms_opt(23, 59, 59) } else { day.and_hms_opt(0, 0, 0) };
-    Ok(time.map(|t| t.and_utc()))
+    // `to` is exclusive: a date-only `to` includes that whole day, to the last millisecond.
+    let start = if name == "to" { day.succ_opt().unwrap_or(day) } else { day };
+    Ok(start.and_hms_opt(0, 0, 0).map(|t| t.and_utc()))
 }
 
 fn number_param(params: &BTreeMap<String, String>, name: &str, default: usize) -> Result<usize, GatewayError> {
@@ -125,7 +126,7 @@ pub async fn route(
         return Err(GatewayError::MethodNotAllowed(format!("{method} {path}")));
     }
     if let Err(refusal) = require_officer(caller) {
-        gateway.audit_api_access(caller, path, Vec::new(), Some(&refusal)).await?;
+        gateway.audit_api_access(caller, path, None, Vec::new(), Some(&refusal)).await?;
         return Err(refusal);
     }
     let params = query_params(query);
@@ -137,7 +138,7 @@ pub async fn route(
     let mut subjects = Vec::new();
     let body = match path {
         "/console" => {
-            gateway.audit_api_access(caller, path, subjects, None).await?;
+            gateway.audit_api_access(caller, path, None, subjects, None).await?;
             return Ok(text_response("text/html; charset=utf-8", CONSOLE_HTML.to_string()));
         }
         "/v1/audit/verify" => {
@@ -157,7 +158,10 @@ pub async fn route(
                 Some("allowed") => Some(Outcome::Allowed),
                 Some("refused") => Some(Outcome::Refused),
                 Some("failed") => Some(Outcome::Failed),
-                Some(_) => return Err(GatewayError::BadRequest("outcome: one of allowed, refused, failed".into())),
+                Some("cancelled") => Some(Outcome::Cancelled),
+                Some(_) => {
+                    return Err(GatewayError::BadRequest("outcome: one of allowed, refused, failed, cancelled".into()));
+                }
             };
             let text = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
             let search = AuditQuery {
@@ -180,8 +184,14 @@ pub async fn route(
         }
         "/v1/audit/stats" => {
             let today = chrono::Utc::now().date_naive();
+            // Statistics are per day, both ends inclusive.
             let from = time_param(&params, "from")?.map(|t| t.date_naive()).unwrap_or(today - chrono::Days::new(30));
-            let to = time_param(&params, "to")?.map(|t| t.date_naive()).unwrap_or(today);
+            let to = match time_param(&params, "to")? {
+                // `to` is an exclusive end: at midnight, the day before is the last.
+                Some(t) if t.time() == chrono::NaiveTime::MIN => t.date_naive().pred_opt().unwrap_or(today),
+                Some(t) => t.date_naive(),
+                None => today,
+            };
             if from > to {
                 return Err(GatewayError::BadRequest("from: must not be after to".into()));
             }
@@ -209,31 +219,36 @@ pub async fn route(
         }
         other => return Err(GatewayError::NotFound(other.chars().take(200).collect())),
     };
-    gateway.audit_api_access(caller, path, subjects, None).await?;
+    let mut filters = params;
+    filters.remove("subject");
+    gateway.audit_api_access(caller, path, Some(filters), subjects, None).await?;
     Ok(json_response(StatusCode::OK, body))
 }
 
 impl Gateway {
-    /// Audits an access to the audit API itself.
+    /// Audits an access to the audit API itself: the path (identifiers in it
+    /// replaced by their keyed hashes) and the search filters (the subject
+    /// filter only as its hash, in `subject_hashes`).
     pub async fn audit_api_access(
         &self,
         caller: &Caller,
         path: &str,
+        filters: Option<BTreeMap<String, String>>,
         subject_hashes: Vec<String>,
         refusal: Option<&GatewayError>,
     ) -> Result<(), GatewayError> {
+        let path = self.auditor().redact_text(path);
+        let query = match filters {
+            Some(filters) if !filters.is_empty() => serde_json::json!({"audit_api": path, "filters": filters}),
+            _ => serde_json::json!({"audit_api": path}),
+        };
         let record = NewRecord {
             request_id: caller.request_id.clone(),
-            caller: creditgate_audit::Caller {
-                fingerprint: caller.identity.as_ref().map(|i| i.fingerprint.clone()).unwrap_or_default(),
-                name: caller.principal.name.clone(),
-                organization: caller.principal.organization.clone(),
-                role: caller.principal.role.as_str().to_string(),
-            },
+            caller: caller.audit_caller(),
             frontend: creditgate_audit::Frontend::Http,
             purpose: caller.purpose.clone(),
             legal_basis: Some("oversight".to_string()),
-            query: RecordedQuery::Lookup(serde_json::json!({"audit_api": path})),
+            query: RecordedQuery::Lookup(query),
             datasets: Vec::new(),
             columns: Vec::new(),
             subject_hashes,
@@ -241,8 +256,8 @@ impl Gateway {
             sources: Vec::new(),
             outcome: if refusal.is_some() { Outcome::Refused } else { Outcome::Allowed },
             refusal_reason: refusal.map(|e| format!("{}: {}", e.code().code, e.client_message())),
-            duration_ms: 0,
+            duration_ms: caller.elapsed_ms(),
         };
-        self.auditor().append(record).await
+        self.record(caller, record).await.map(|_| ())
     }
 }

@@ -51,6 +51,10 @@ pub enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 20261128)]
         seed: u64,
+        /// Reference date of the data (every date is relative to it); default
+        /// today. The same seed, scale and date give byte-identical files.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        as_of: Option<chrono::NaiveDate>,
         /// Also load the federation into this PostgreSQL database, one schema
         /// per source (URL without password; `PGPASSWORD` supplies one).
         #[arg(long, value_name = "URL")]
@@ -68,6 +72,10 @@ pub enum Command {
         /// Prefix of the schema (database) each source is loaded into.
         #[arg(long, default_value = creditgate_datagen::load::DEFAULT_SCHEMA_PREFIX)]
         schema_prefix: String,
+        /// File holding the database password (trailing newline ignored), for
+        /// URLs without one; replaces `PGPASSWORD` / `MYSQL_PWD`.
+        #[arg(long, value_name = "FILE")]
+        db_password_file: Option<PathBuf>,
     },
     /// Certificates: dev CA, issuing, revocation.
     #[command(subcommand)]
@@ -224,26 +232,35 @@ fn run_main(command: Command) -> Result<(), String> {
             dir,
             scale,
             seed,
+            as_of,
             load_postgres,
             load_mysql,
             postgres_sources,
             mysql_sources,
             schema_prefix,
+            db_password_file,
         } => {
             let options = creditgate_datagen::GenOptions {
                 dir,
                 scale,
                 seed,
-                as_of: chrono::Local::now().date_naive(),
+                as_of: as_of.unwrap_or_else(|| chrono::Local::now().date_naive()),
                 progress: true,
             };
+            let started = std::time::Instant::now();
             let manifest = creditgate_datagen::generate(&options).map_err(|e| e.to_string())?;
+            let took = started.elapsed().as_secs_f64();
             let tables: usize = manifest.sources.iter().map(|s| s.tables.len()).sum();
             let rows: u64 = manifest.sources.iter().flat_map(|s| &s.tables).map(|t| t.rows).sum();
             println!(
-                "wrote {} sources, {tables} tables, {rows} rows to {}",
+                "wrote {} sources, {tables} tables, {rows} rows (as of {}, seed {}, scale {}) to {} \
+                 in {took:.2} s ({:.0} rows/s)",
                 manifest.sources.len(),
-                options.dir.display()
+                manifest.as_of,
+                manifest.seed,
+                manifest.scale,
+                options.dir.display(),
+                rows as f64 / took.max(1e-9)
             );
             if load_postgres.is_none() && load_mysql.is_none() {
                 return Ok(());
@@ -265,6 +282,7 @@ fn run_main(command: Command) -> Result<(), String> {
                         schema_prefix: schema_prefix.clone(),
                         sources: postgres_sources.clone(),
                         password_env: None,
+                        password_file: db_password_file.clone(),
                     };
                     let report = pg(&options.dir, url, &load).await.map_err(|e| e.to_string())?;
                     show("PostgreSQL", url, &report);
@@ -274,6 +292,7 @@ fn run_main(command: Command) -> Result<(), String> {
                         schema_prefix: schema_prefix.clone(),
                         sources: mysql_sources.clone(),
                         password_env: None,
+                        password_file: db_password_file.clone(),
                     };
                     let report = mysql(&options.dir, url, &load).await.map_err(|e| e.to_string())?;
                     show("MySQL", url, &report);

@@ -167,8 +167,13 @@ pub struct ConnectorRef {
     pub name: String,
     /// `host:port` of its Flight SQL endpoint.
     pub endpoint: String,
-    /// The identity its certificate must carry: a DNS name or IP address (SAN).
+    /// The name its certificate must carry: a DNS name or IP address (SAN).
     pub server_name: String,
+    /// The connector's own identity: its certificate's subject CN or URI SAN
+    /// must equal this. Set it whenever one CA signs several connectors, so
+    /// one department's connector cannot answer in another's place.
+    #[serde(default)]
+    pub identity: Option<String>,
     /// CA bundle that signs the connector's certificate.
     pub ca: PathBuf,
     /// Connect deadline in milliseconds.
@@ -333,6 +338,12 @@ mod tests {
         assert_eq!(config.server.client_ca, PathBuf::from("/srv/creditgate/certs/ca.pem"));
         assert_eq!(config.state.secret_path(), PathBuf::from("/srv/creditgate/state/secret.key"));
         assert_eq!(config.policy, PathBuf::from("/srv/creditgate/policy.toml"));
+        assert_eq!(config.consent_issuers.len(), 1, "the example shows a consent issuer");
+        assert_eq!(config.consent_issuers[0].id, "credit-platform");
+        assert_eq!(
+            config.consent_issuers[0].public_key_file,
+            Some(PathBuf::from("/srv/creditgate/keys/credit-platform.key.pub"))
+        );
     }
 
     #[test]

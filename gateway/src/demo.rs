@@ -140,6 +140,11 @@ pub struct LabOptions {
     pub audit_enabled: bool,
 }
 
+/// The identity (certificate CN) of the demo connector of `source`.
+pub fn connector_identity(source: &str) -> String {
+    format!("{}-connector", source.replace('_', "-"))
+}
+
 /// The committed demo policy (`policy/core/examples/demo-policy.toml`).
 pub const DEMO_POLICY: &str = include_str!("../../policy/core/examples/demo-policy.toml");
 
@@ -263,10 +268,7 @@ impl Lab {
         let mut connector_configs = BTreeMap::new();
         let mut table_configs = crate::demo_backend::table_configs(&manifest, &data_dir, &options.backend).await?;
         for source in &manifest.sources {
-            let (cert, key) = issue(
-                server(&format!("{}-connector", source.name.replace('_', "-"))),
-                &format!("connector-{}", source.name),
-            )?;
+            let (cert, key) = issue(server(&connector_identity(&source.name)), &format!("connector-{}", source.name))?;
             let mut config = ConnectorConfig {
                 name: source.name.clone(),
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -319,6 +321,8 @@ impl Lab {
                     name: c.name.clone(),
                     endpoint: c.listen.to_string(),
                     server_name: SERVER_NAME.to_string(),
+                    // Every demo connector is `localhost`: its certificate's CN tells them apart.
+                    identity: Some(connector_identity(&c.name)),
                     ca: ca_file.clone(),
                     connect_timeout_ms: connect,
                     first_batch_timeout_ms: first_batch,
@@ -483,8 +487,65 @@ fn heading(text: &str) {
     println!("\n\x1b[1m== {text}\x1b[0m");
 }
 
-/// What the tour shows for the featured company, per dataset: (dataset, key column, columns).
-const COMPANY_VIEW: &[(&str, &str, &str)] = &[
+/// The cells of column `column` of `batches`, as displayed.
+fn column_text(batches: &[RecordBatch], column: usize) -> Vec<String> {
+    let options = arrow::util::display::FormatOptions::default();
+    let mut out = Vec::new();
+    for batch in batches {
+        let Ok(formatter) = arrow::util::display::ArrayFormatter::try_new(batch.column(column).as_ref(), &options)
+        else {
+            continue;
+        };
+        out.extend((0..batch.num_rows()).map(|row| formatter.value(row).to_string()));
+    }
+    out
+}
+
+/// Prints the rows of a `POST /v1/query` JSON document as a table, columns in
+/// the document's order.
+fn print_json_rows(document: &serde_json::Value) {
+    use arrow::array::{ArrayRef, StringArray};
+    let names: Vec<String> = document["columns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect();
+    let rows = document["rows"].as_array().cloned().unwrap_or_default();
+    let columns: Vec<ArrayRef> = names
+        .iter()
+        .map(|name| {
+            let cells = rows.iter().map(|row| match &row[name.as_str()] {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(text) => Some(text.clone()),
+                other => Some(other.to_string()),
+            });
+            std::sync::Arc::new(cells.collect::<StringArray>()) as ArrayRef
+        })
+        .collect();
+    let fields: Vec<_> =
+        names.iter().map(|n| arrow::datatypes::Field::new(n, arrow::datatypes::DataType::Utf8, true)).collect();
+    match RecordBatch::try_new(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)), columns) {
+        Ok(batch) => print_batches(&[batch]),
+        Err(e) => println!("  (cannot print: {e})"),
+    }
+}
+
+/// `STATUS CODE: message` of a JSON error response (the raw body if it is not one).
+fn error_line(status: u16, body: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) if v["error"]["code"].is_string() => format!(
+            "{status} {}: {}",
+            v["error"]["code"].as_str().unwrap_or_default(),
+            v["error"]["message"].as_str().unwrap_or_default()
+        ),
+        _ => format!("{status} {}", String::from_utf8_lossy(body)),
+    }
+}
+
+/// What the tour's first step shows for the featured company: every dataset
+/// with a credit code column, as (dataset, key column, columns shown).
+pub const COMPANY_VIEW: &[(&str, &str, &str)] = &[
     ("market.enterprises", "credit_code", "credit_code, name, legal_rep_name, status, established_date"),
     ("market.licences", "credit_code", "licence_no, licence_type, issuer, expiry_date"),
     ("market.penalties", "credit_code", "decision_no, violation, amount, decision_date, disputed"),
@@ -492,12 +553,34 @@ const COMPANY_VIEW: &[(&str, &str, &str)] = &[
     ("court.dishonest_debtors", "credit_code", "case_no, court, amount, published_date"),
     ("tax.credit_ratings", "credit_code", "year, rating"),
     ("tax.major_violations", "credit_code", "violation_type, amount, decision_date"),
+    ("courier.companies", "credit_code", "name, brand, licence_no, district_code"),
+    ("courier.staff", "company_credit_code", "staff_id, name, hired_date"),
+    ("courier.violations", "credit_code", "violation_id, violation, decision_date, disputed"),
+    ("courier.complaints", "company_credit_code", "complaint_id, category, received_date, resolved"),
+    ("complaints.complaints", "merchant_credit_code", "complaint_id, category, received_date, status"),
+    ("credit_platform.red_list", "credit_code", "basis, listing_department, listed_date, expiry_date"),
     ("credit_platform.black_list", "credit_code", "basis, listing_department, listed_date"),
     ("traceability.products", "producer_credit_code", "barcode, product_name, produced_date"),
     ("payment.fraud_reports", "merchant_credit_code", "category, amount, reported_date"),
+    ("payment.merchant_risk", "merchant_credit_code", "risk_level, flagged_date, reason"),
     ("platform_a.shops", "owner_credit_code", "shop_id, shop_name, rating, status"),
+    ("platform_a.violations", "owner_credit_code", "violation_id, shop_id, violation, decision_date, disputed"),
     ("platform_b.shops", "owner_credit_code", "shop_id, shop_name, rating, status"),
+    ("platform_b.violations", "owner_credit_code", "violation_id, shop_id, violation, decision_date, disputed"),
 ];
+
+/// The tour's joint-punishment check (as market regulation): Platform A's
+/// shops whose owner company is on the black list, flagged when the company
+/// is also a dishonest judgment debtor, with its number of court cases.
+pub const JOINT_PUNISHMENT_SQL: &str = "\
+    SELECT s.shop_id, s.shop_name, e.name AS company, b.listing_department AS black_listed_by, \
+           d.cases IS NOT NULL AS dishonest_debtor, COALESCE(d.cases, 0) AS court_cases \
+    FROM platform_a.shops s \
+    JOIN credit_platform.black_list b ON s.owner_credit_code = b.credit_code \
+    JOIN market.enterprises e ON e.credit_code = s.owner_credit_code \
+    LEFT JOIN (SELECT credit_code, COUNT(*) AS cases FROM court.dishonest_debtors \
+               WHERE credit_code IS NOT NULL GROUP BY credit_code) d ON d.credit_code = s.owner_credit_code \
+    ORDER BY dishonest_debtor DESC, s.shop_id";
 
 async fn tour(lab: &Lab) -> Result<(), String> {
     let company = &lab.manifest.featured.enterprise_credit_code;
@@ -505,28 +588,64 @@ async fn tour(lab: &Lab) -> Result<(), String> {
         "1. Market regulation (agency, purpose: supervision) looks up {} ({}) across every source",
         lab.manifest.featured.enterprise_name, company
     ));
+    println!("Records per dataset (one federated query), then the records:");
     let mut samr = lab.flight_client("samr")?;
     samr.set_header(crate::gateway::PURPOSE_HEADER, "supervision");
+    // One federated query counts the company's records in every source…
+    let counts: Vec<String> = COMPANY_VIEW
+        .iter()
+        .enumerate()
+        .map(|(i, (dataset, key, _))| {
+            format!(
+                "SELECT {i} AS n, '{dataset}' AS dataset, COUNT(*) AS records FROM {dataset} WHERE {key} = '{company}'"
+            )
+        })
+        .collect();
+    let sql = format!("SELECT dataset, records FROM ({}) ORDER BY n", counts.join(" UNION ALL "));
+    let summary = samr.query(&sql).await.map_err(|e| format!("record counts: {}", flight_error_text(&e)))?;
+    print_batches(&summary);
+    // …then shows the records of each source that has some.
+    let found: BTreeMap<String, String> = column_text(&summary, 0).into_iter().zip(column_text(&summary, 1)).collect();
     for (dataset, key, columns) in COMPANY_VIEW {
+        let records: u64 = found.get(*dataset).and_then(|n| n.parse().ok()).unwrap_or(0);
+        if records == 0 {
+            continue;
+        }
         let sql = format!("SELECT {columns} FROM {dataset} WHERE {key} = '{company}' LIMIT 5");
-        println!("-- {dataset}");
+        let first = if records > 5 { ", the first 5" } else { "" };
+        println!("-- {dataset} ({records} record{}{first})", if records == 1 { "" } else { "s" });
         match samr.query(&sql).await {
             Ok(batches) => print_batches(&batches),
             Err(e) => return Err(format!("{dataset}: {}", flight_error_text(&e))),
         }
     }
 
-    heading("2. Platform A (merchant onboarding): its shops whose owner company is on the black list");
+    heading(
+        "2. Platform A's shops against the black list (the platform, merchant onboarding) \
+         and the dishonest-debtor list (market regulation, joint punishment)",
+    );
+    println!("Platform A: its shops whose owner company is on the black list");
     let mut platform = lab.flight_client("platform_a")?;
     let sql = "\
         SELECT s.shop_id, s.shop_name, e.name AS company, b.basis, b.listing_department, b.disputed \
         FROM platform_a.shops s \
         JOIN credit_platform.black_list b ON s.owner_credit_code = b.credit_code \
         JOIN market.enterprises e ON e.credit_code = s.owner_credit_code \
-        ORDER BY s.shop_id LIMIT 10";
+        ORDER BY s.shop_id LIMIT 5";
     match platform.query(sql).await {
         Ok(batches) => print_batches(&batches),
         Err(e) => return Err(format!("join: {}", flight_error_text(&e))),
+    }
+    println!(
+        "Market regulation (purpose: joint_punishment) flags those on the court's dishonest-debtor list \
+         (a list the platform's policy does not grant it):"
+    );
+    let mut joint = lab.flight_client("samr")?;
+    joint.set_header(crate::gateway::PURPOSE_HEADER, "joint_punishment");
+    let sql = format!("{JOINT_PUNISHMENT_SQL} LIMIT 10");
+    match joint.query(&sql).await {
+        Ok(batches) => print_batches(&batches),
+        Err(e) => return Err(format!("join with the dishonest debtors: {}", flight_error_text(&e))),
     }
 
     heading("3. Credit agency over HTTP/JSON (purpose: credit_report): the same company, personal data masked");
@@ -545,12 +664,12 @@ async fn tour(lab: &Lab) -> Result<(), String> {
             Some(serde_json::json!({ "sql": sql, "purpose": "credit_report" }).to_string()),
         )
         .await?;
-    println!("POST /v1/query -> {}", response.status);
     let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
-    println!("{}", serde_json::to_string_pretty(&value["rows"]).unwrap_or_default());
     if response.status != 200 {
-        return Err(format!("HTTP query failed: {value}"));
+        return Err(format!("HTTP query failed: {}", error_line(response.status, &response.body)));
     }
+    println!("POST /v1/query -> {} (application/json, {} row(s))", response.status, value["row_count"]);
+    print_json_rows(&value);
 
     heading("4. Refusals: a purpose the caller may not use, and a certificate whose organisation is not a caller");
     let response = lab
@@ -562,7 +681,7 @@ async fn tour(lab: &Lab) -> Result<(), String> {
             Some(serde_json::json!({"sql": "SELECT name FROM market.enterprises LIMIT 1"}).to_string()),
         )
         .await?;
-    println!("purpose `marketing`: {} {}", response.status, String::from_utf8_lossy(&response.body));
+    println!("purpose `marketing`: {}", error_line(response.status, &response.body));
     if response.status != 403 {
         return Err("a purpose outside the caller's allowed set was not refused".to_string());
     }
@@ -574,7 +693,7 @@ async fn tour(lab: &Lab) -> Result<(), String> {
     let response = lab
         .http("stranger", "POST", "/v1/query", &[], Some(serde_json::json!({"sql": "SELECT 1"}).to_string()))
         .await?;
-    println!("unknown organisation over HTTP: {} {}", response.status, String::from_utf8_lossy(&response.body));
+    println!("unknown organisation over HTTP: {}", error_line(response.status, &response.body));
     if response.status != 403 {
         return Err("the unknown caller was not refused over HTTP".to_string());
     }

@@ -53,7 +53,8 @@ impl Federation {
                 first_batch: Duration::from_millis(c.first_batch_timeout_ms),
                 total: Duration::from_millis(c.total_timeout_ms),
             };
-            let channel = tls::channel(&c.endpoint, &c.server_name, client_config, deadlines.connect)?;
+            let channel =
+                tls::channel_to(&c.endpoint, &c.server_name, c.identity.as_deref(), client_config, deadlines.connect)?;
             let observer_metrics = Arc::clone(&metrics);
             let source = RemoteSource::new(c.name.clone(), channel, deadlines).with_observer(Arc::new(
                 move |source: &str, status: &'static str, took: Duration| {

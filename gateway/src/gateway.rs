@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -88,9 +88,16 @@ pub struct Caller {
     /// The declared purpose code.
     pub purpose: Option<String>,
     started: Instant,
+    /// Set once this request has its audit record (shared by clones).
+    audited: Arc<AtomicBool>,
 }
 
 impl Caller {
+    /// Whether this request already has its audit record.
+    pub fn was_audited(&self) -> bool {
+        self.audited.load(Ordering::Acquire)
+    }
+
     /// The principal's name.
     pub fn name(&self) -> &str {
         &self.principal.name
@@ -264,6 +271,51 @@ impl Gateway {
         &self.auditor
     }
 
+    /// Appends `caller`'s record for this request; returns once it is durable
+    /// (fails closed) with the record's sequence number.
+    pub(crate) async fn record(&self, caller: &Caller, record: NewRecord) -> Result<u64, GatewayError> {
+        let seq = self.auditor.append_receipt(record).await?;
+        caller.audited.store(true, Ordering::Release);
+        Ok(seq)
+    }
+
+    /// Audits a request that ended in `error` before any record was written
+    /// for it (a malformed body, an unknown route, a bad identifier…), so
+    /// every request leaves a record. Does nothing if it already has one.
+    pub async fn audit_unrecorded(
+        &self,
+        caller: &Caller,
+        what: RecordedQuery,
+        error: &GatewayError,
+    ) -> Result<(), GatewayError> {
+        if caller.was_audited() {
+            return Ok(());
+        }
+        self.audit_refusal(caller, what, Vec::new(), error).await
+    }
+
+    /// Audits an allowed request that releases no data rows (e.g. the
+    /// caller's own catalog).
+    pub async fn audit_allowed(&self, caller: &Caller, what: RecordedQuery) -> Result<(), GatewayError> {
+        let record = NewRecord {
+            request_id: caller.request_id.clone(),
+            caller: caller.audit_caller(),
+            frontend: caller.frontend.audit(),
+            purpose: caller.purpose.clone(),
+            legal_basis: caller.legal_basis(),
+            query: what,
+            datasets: Vec::new(),
+            columns: Vec::new(),
+            subject_hashes: Vec::new(),
+            row_count: None,
+            sources: Vec::new(),
+            outcome: Outcome::Allowed,
+            refusal_reason: None,
+            duration_ms: caller.elapsed_ms(),
+        };
+        self.record(caller, record).await.map(|_| ())
+    }
+
     /// Consent issuers and store, when consents are configured.
     pub fn consents(&self) -> Option<&crate::lookup::Consents> {
         self.consents.as_ref()
@@ -318,6 +370,7 @@ impl Gateway {
                 frontend,
                 purpose,
                 started,
+                audited: Arc::default(),
             }),
             None => {
                 let error = GatewayError::UnknownCaller(identity.name());
@@ -348,6 +401,7 @@ impl Gateway {
             frontend: Frontend::Public,
             purpose: principal.purposes.first().cloned(),
             started: Instant::now(),
+            audited: Arc::default(),
         })
     }
 
@@ -548,7 +602,14 @@ impl Gateway {
         subjects: Vec<String>,
         error: &GatewayError,
     ) -> Result<(), GatewayError> {
-        self.metrics.request(caller.frontend.label(), error.code().code, caller.started.elapsed());
+        let code = error.code();
+        self.metrics.request(caller.frontend.label(), code.code, caller.started.elapsed());
+        if matches!(code.http, 401 | 403 | 429) {
+            self.metrics.denial(caller.frontend.label(), code.code);
+        }
+        let span = tracing::Span::current();
+        span.record("duration_ms", caller.elapsed_ms());
+        span.record("outcome", code.code);
         let mut record = refusal_record(
             &caller.request_id,
             caller.audit_caller(),
@@ -566,7 +627,7 @@ impl Gateway {
                 status: e.status_label().to_string(),
             }];
         }
-        self.auditor.append(record).await
+        self.record(caller, record).await.map(|_| ())
     }
 
     async fn query_inner(
@@ -586,11 +647,19 @@ impl Gateway {
                 .map(|c| c.mask.to_string())
                 .unwrap_or_else(|| "withheld".to_string())
         });
-        let sources: Vec<creditgate_audit::SourceStatus> = touched
+        let mut source_names: Vec<String> = touched
             .keys()
             .filter_map(|d| self.federation.datasets().iter().find(|x| &x.name == d))
-            .map(|d| creditgate_audit::SourceStatus { source: d.source.clone(), status: "queried".to_string() })
+            .map(|d| d.source.clone())
             .collect();
+        source_names.sort();
+        source_names.dedup();
+        let sources: Vec<creditgate_audit::SourceStatus> = source_names
+            .iter()
+            .map(|s| creditgate_audit::SourceStatus { source: s.clone(), status: "queried".to_string() })
+            .collect();
+        let span = tracing::Span::current();
+        span.record("sources", source_names.join(",").as_str());
         let stream =
             on_stack_for(deep, frame.execute_stream()).await?.map_err(|e| GatewayError::from_datafusion(e, false))?;
         let record = NewRecord {
@@ -610,22 +679,58 @@ impl Gateway {
             duration_ms: caller.started.elapsed().as_millis() as u64,
         };
         // Audit before release: nothing leaves until this record is durable.
-        self.auditor.append(record).await?;
+        let released_by = self.record(caller, record).await?;
+        // Its stream-end record: rows delivered, each source's final status, how it ended.
+        let mut end = NewRecord {
+            request_id: caller.request_id.clone(),
+            caller: caller.audit_caller(),
+            frontend: caller.frontend.audit(),
+            purpose: caller.purpose.clone(),
+            legal_basis: caller.legal_basis(),
+            query: RecordedQuery::StreamEnd(released_by),
+            datasets: touched.keys().cloned().collect(),
+            columns: Vec::new(),
+            subject_hashes: Vec::new(),
+            row_count: None,
+            sources: Vec::new(),
+            outcome: Outcome::Allowed,
+            refusal_reason: None,
+            duration_ms: 0,
+        };
+        let auditor = self.auditor.clone();
         let metrics = Arc::clone(&self.metrics);
         let frontend = caller.frontend.label();
         let started = caller.started;
-        let span = tracing::Span::current();
         Ok(Box::pin(ObservedStream::new(stream, move |report| {
             let _entered = span.enter();
+            let duration_ms = started.elapsed().as_millis() as u64;
             metrics.request(frontend, report.outcome.label(), started.elapsed());
+            span.record("rows", report.rows);
+            span.record("duration_ms", duration_ms);
+            span.record("outcome", report.outcome.label());
             tracing::info!(
                 rows = report.rows,
                 bytes = report.bytes,
-                duration_ms = started.elapsed().as_millis() as u64,
+                duration_ms,
                 outcome = report.outcome.label(),
                 "query finished"
             );
+            end.row_count = Some(report.rows);
+            end.duration_ms = duration_ms;
+            (end.outcome, end.refusal_reason, end.sources) = stream_end(&report.outcome, &source_names);
+            auditor.append_detached(end);
         })))
+    }
+
+    /// `ok` for the source of each of `datasets` (a collected result: every read finished).
+    fn sources_ok<'a>(&self, datasets: impl Iterator<Item = &'a String>) -> Vec<creditgate_audit::SourceStatus> {
+        let mut names: Vec<String> = datasets
+            .filter_map(|d| self.federation.datasets().iter().find(|x| &x.name == d))
+            .map(|d| d.source.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names.into_iter().map(|source| creditgate_audit::SourceStatus { source, status: "ok".to_string() }).collect()
     }
 
     /// Runs several small queries for one composite request (a disclosure page,
@@ -661,29 +766,17 @@ impl Gateway {
                     columns,
                     subject_hashes,
                     row_count: Some(rows as u64),
-                    sources: Vec::new(),
+                    sources: self.sources_ok(touched.keys()),
                     outcome: Outcome::Allowed,
                     refusal_reason: None,
                     duration_ms: caller.started.elapsed().as_millis() as u64,
                 };
-                self.auditor.append(record).await?;
+                self.record(caller, record).await?;
                 self.metrics.request(caller.frontend.label(), "ok", caller.started.elapsed());
                 Ok(results)
             }
             Err(error) => {
-                let mut record = refusal_record(
-                    &caller.request_id,
-                    caller.audit_caller(),
-                    caller.frontend,
-                    caller.purpose.clone(),
-                    caller.legal_basis(),
-                    &error,
-                    caller.started,
-                );
-                record.query = query;
-                record.subject_hashes = subject_hashes;
-                self.metrics.request(caller.frontend.label(), error.code().code, caller.started.elapsed());
-                self.auditor.append(record).await?;
+                self.audit_refusal(caller, query, subject_hashes, &error).await?;
                 Err(error)
             }
         }
@@ -722,19 +815,62 @@ impl Gateway {
         Ok((results, touched, all_grants))
     }
 
-    /// The tables a caller may see, with the columns as the caller sees them.
+    /// The tables a caller may see, with the columns as the caller sees them
+    /// (Flight SQL `GetTables`).
+    ///
+    /// Each field of a table's schema explains itself with Arrow field
+    /// metadata, from the caller's grants (the same facts as `GET /v1/catalog`):
+    ///
+    /// - `creditgate.mask`: the mask applied (`none`, `resident_id`,
+    ///   `partial(6,0)`, `range_bucket(100000)`, …);
+    /// - `creditgate.class`: the column's class (`public`, `restricted`,
+    ///   `personal`, `sensitive`);
+    /// - `creditgate.dispute_flag` = `true` on the dataset's dispute-flag column.
+    ///
+    /// Only this listing carries the metadata: query results keep plain schemas,
+    /// and the keys stay outside the `ARROW:` namespace, so Flight SQL clients
+    /// (ADBC, JDBC, pyarrow) read the types as before and ignore the extra keys.
+    /// Columns not granted and datasets not granted are absent. A view without
+    /// its grant (they are built together, so this cannot happen) is left out
+    /// rather than listed without an explanation.
     pub async fn tables_for(&self, caller: &Caller) -> Vec<TableEntry> {
-        let (catalog, _) = self.catalog_for(caller);
+        const MASK_KEY: &str = "creditgate.mask";
+        const CLASS_KEY: &str = "creditgate.class";
+        const DISPUTE_FLAG_KEY: &str = "creditgate.dispute_flag";
+        let (catalog, grants) = self.catalog_for(caller);
         let mut out = Vec::new();
         for schema_name in catalog.schema_names() {
             let Some(schema) = catalog.schema(&schema_name) else { continue };
-            for table in schema.table_names() {
+            'tables: for table in schema.table_names() {
                 let Ok(Some(provider)) = schema.table(&table).await else { continue };
+                let dataset = format!("{schema_name}.{table}");
+                let Some(grant) = grants.get(&dataset) else {
+                    tracing::error!(%dataset, "a secure view without its grant; not listed");
+                    continue;
+                };
+                let view_schema = provider.schema();
+                let mut fields = Vec::with_capacity(view_schema.fields().len());
+                for field in view_schema.fields() {
+                    let Some(granted) = grant.column(field.name()) else {
+                        tracing::error!(%dataset, column = %field.name(), "a view column without a grant; not listed");
+                        continue 'tables;
+                    };
+                    let mut metadata = field.metadata().clone();
+                    metadata.insert(MASK_KEY.to_string(), granted.mask.to_string());
+                    metadata.insert(CLASS_KEY.to_string(), granted.class.as_str().to_string());
+                    if grant.dispute_column.as_deref() == Some(granted.name.as_str()) {
+                        metadata.insert(DISPUTE_FLAG_KEY.to_string(), "true".to_string());
+                    }
+                    fields.push(field.as_ref().clone().with_metadata(metadata));
+                }
                 out.push(TableEntry {
                     catalog: CATALOG.to_string(),
                     schema: schema_name.clone(),
                     table,
-                    arrow_schema: provider.schema(),
+                    arrow_schema: Arc::new(arrow::datatypes::Schema::new_with_metadata(
+                        fields,
+                        view_schema.metadata().clone(),
+                    )),
                 });
             }
         }
@@ -805,14 +941,19 @@ impl Gateway {
             ));
         }
         {
-            // Retention: prune the audit log once a day (a signed checkpoint anchors the new start).
+            // Retention: prune the audit log at start and then once a day (a
+            // signed checkpoint anchors the new start), so a gateway restarted
+            // more often than daily still prunes.
             let log = Arc::clone(self.auditor.log());
             let mut rx = rx.clone();
             tokio::spawn(async move {
+                let mut first = true;
                 loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(AUDIT_PRUNE_INTERVAL) => {}
-                        _ = rx.wait_for(|stop| *stop) => break,
+                    if !std::mem::take(&mut first) {
+                        tokio::select! {
+                            _ = tokio::time::sleep(AUDIT_PRUNE_INTERVAL) => {}
+                            _ = rx.wait_for(|stop| *stop) => break,
+                        }
                     }
                     let log = Arc::clone(&log);
                     match tokio::task::spawn_blocking(move || log.prune(chrono::Utc::now())).await {
@@ -834,6 +975,46 @@ impl Gateway {
     pub fn close(&self) {
         if let Err(e) = self.auditor.log().close() {
             tracing::error!(error = %e, "closing the audit log failed");
+        }
+    }
+}
+
+/// How a released stream ended, for its stream-end record: the outcome, the
+/// reason (if it failed) and each source's final status. A failure names its
+/// source (`source `x` …`), which is then `error` or `timeout`; the others
+/// delivered what was asked (`ok`) or were stopped with the stream
+/// (`cancelled`).
+fn stream_end(
+    outcome: &creditgate_flight::StreamOutcome,
+    sources: &[String],
+) -> (Outcome, Option<String>, Vec<creditgate_audit::SourceStatus>) {
+    use creditgate_flight::StreamOutcome;
+    let status = |source: &str| -> &'static str {
+        match outcome {
+            StreamOutcome::Complete => "ok",
+            StreamOutcome::Cancelled => "cancelled",
+            StreamOutcome::Failed(message) if message.contains(&format!("source `{source}`")) => {
+                if message.contains("deadline") || message.contains("timed out") { "timeout" } else { "error" }
+            }
+            StreamOutcome::Failed(_) => "cancelled",
+        }
+    };
+    let statuses = sources
+        .iter()
+        .map(|s| creditgate_audit::SourceStatus { source: s.clone(), status: status(s).to_string() })
+        .collect();
+    match outcome {
+        StreamOutcome::Complete => (Outcome::Allowed, None, statuses),
+        StreamOutcome::Cancelled => {
+            (Outcome::Cancelled, Some("the caller closed the stream before its end".to_string()), statuses)
+        }
+        StreamOutcome::Failed(_) => {
+            let failed = statuses.iter().find(|s| s.status != "cancelled").map(|s| s.source.clone());
+            let reason = match failed {
+                Some(source) => format!("the stream failed after release: source `{source}` failed"),
+                None => "the stream failed after release".to_string(),
+            };
+            (Outcome::Failed, Some(reason), statuses)
         }
     }
 }
@@ -920,6 +1101,23 @@ impl RunningGateway {
     }
 }
 
+/// The one span of a request: caller, request id and front end at once;
+/// sources, rows, duration and outcome are recorded as the request runs. No
+/// personal data: SQL text and subjects stay at `debug`.
+pub(crate) fn request_span(caller: &Caller) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        request.id = %caller.request_id,
+        client.name = %caller.name(),
+        client.organization = %caller.principal.organization,
+        frontend = caller.frontend.label(),
+        sources = tracing::field::Empty,
+        rows = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
+}
+
 /// What the Flight front end keeps per call: the caller and its span.
 pub struct FlightCaller {
     caller: Caller,
@@ -934,12 +1132,7 @@ impl QueryBackend for Gateway {
     async fn authenticate(&self, ctx: &RequestContext) -> Result<FlightCaller, GatewayError> {
         let purpose = ctx.metadata.get(PURPOSE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
         let caller = Gateway::authenticate(self, ctx.conn.as_ref(), Frontend::Flight, purpose).await?;
-        let span = tracing::info_span!(
-            "request",
-            request.id = %caller.request_id,
-            client.name = %caller.name(),
-            frontend = "flight"
-        );
+        let span = request_span(&caller);
         Ok(FlightCaller { caller, span })
     }
 
@@ -999,7 +1192,14 @@ impl QueryBackend for Gateway {
             let document = self.lookup(&caller, request).await?;
             serde_json::to_vec(&document).map_err(|e| GatewayError::Internal(format!("encoding the lookup: {e}")))
         };
-        Some(run.instrument(caller.span.clone()).await)
+        let result = run.instrument(caller.span.clone()).await;
+        if let Err(error) = &result {
+            let what = RecordedQuery::Request(format!("DoAction {action_type}"));
+            if let Err(audit) = self.audit_unrecorded(&caller.caller, what, error).await {
+                return Some(Err(audit));
+            }
+        }
+        Some(result)
     }
 }
 
@@ -1041,4 +1241,71 @@ where
         })
         .map_err(|e| GatewayError::Internal(format!("cannot start a planning thread: {e}")))?;
     result.await.map_err(|_| GatewayError::Internal("the planning thread stopped without an answer".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use creditgate_flight::StreamOutcome;
+
+    use super::*;
+
+    fn statuses(list: &[creditgate_audit::SourceStatus]) -> Vec<(&str, &str)> {
+        list.iter().map(|s| (s.source.as_str(), s.status.as_str())).collect()
+    }
+
+    #[test]
+    fn a_stream_end_names_the_source_that_failed_and_how_the_stream_ended() {
+        let sources = vec!["court".to_string(), "market".to_string()];
+        let (outcome, reason, list) = stream_end(&StreamOutcome::Complete, &sources);
+        assert_eq!((outcome, reason), (Outcome::Allowed, None));
+        assert_eq!(statuses(&list), [("court", "ok"), ("market", "ok")]);
+
+        let (outcome, reason, list) = stream_end(&StreamOutcome::Cancelled, &sources);
+        assert_eq!(outcome, Outcome::Cancelled);
+        assert!(reason.is_some_and(|r| r.contains("closed the stream")));
+        assert_eq!(statuses(&list), [("court", "cancelled"), ("market", "cancelled")]);
+
+        let failed = StreamOutcome::Failed("source `market` did not answer within the total deadline".into());
+        let (outcome, reason, list) = stream_end(&failed, &sources);
+        assert_eq!(outcome, Outcome::Failed);
+        assert!(reason.is_some_and(|r| r.contains("source `market`")));
+        assert_eq!(statuses(&list), [("court", "cancelled"), ("market", "timeout")]);
+
+        let failed = StreamOutcome::Failed("source `court` failed: connection reset".into());
+        let (_, _, list) = stream_end(&failed, &sources);
+        assert_eq!(statuses(&list), [("court", "error"), ("market", "cancelled")]);
+
+        // A failure in the gateway itself names no source.
+        let (outcome, reason, list) = stream_end(&StreamOutcome::Failed("memory".into()), &sources);
+        assert_eq!(outcome, Outcome::Failed);
+        assert_eq!(reason.as_deref(), Some("the stream failed after release"));
+        assert!(list.iter().all(|s| s.status == "cancelled"));
+    }
+
+    #[test]
+    fn refusal_reasons_and_paths_lose_their_identifiers() {
+        let hasher = Arc::new(SubjectHasher::new(b"a test deployment secret, long enough").expect("hasher"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = AuditLog::open(dir.path().join("audit"), AuditOptions::new(dir.path().join("k.pk8"))).expect("log");
+        let auditor = Auditor::new(Arc::new(log), Arc::clone(&hasher));
+        let code = creditgate_ident::CreditCode::complete("91350100M000100Y4").expect("code");
+        let person = creditgate_ident::ResidentId::complete("11010119900307777").expect("id");
+        let text = format!(
+            "sql parser error: Expected: end of statement, found: {} at Line: 1; path /v1/audit/subjects/{}/report",
+            code.as_str(),
+            person.as_str()
+        );
+        let redacted = auditor.redact_text(&text);
+        assert!(!redacted.contains(code.as_str()) && !redacted.contains(person.as_str()), "{redacted}");
+        let code_hash = hasher.hash(&creditgate_audit::SubjectKey::CreditCode(code.as_str().to_string()));
+        assert!(redacted.contains(&format!("subject:{code_hash}")), "{redacted}");
+        assert!(redacted.starts_with("sql parser error: Expected: end of statement, found: subject:"));
+        assert!(redacted.ends_with("/report"), "{redacted}");
+        // A near-miss (wrong check character) is withheld, not hashed.
+        let near = format!("{}{}", &code.as_str()[..17], if code.as_str().ends_with('0') { '1' } else { '0' });
+        assert_eq!(auditor.redact_text(&format!("/x/{near}/y")), "/x/<identifier withheld>/y");
+        // Other words, hashes and request ids are left alone.
+        let plain = "no identifiers here: 12345 CG-REQ-001 6f1c2a9e0b7d4c3f8a1e5d2b9c0f7a6e req-01HZX3";
+        assert_eq!(auditor.redact_text(plain), plain);
+    }
 }

@@ -112,61 +112,61 @@ async fn route(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    if (path.as_str(), &method) == ("/openapi.json", &Method::GET) {
+        return Ok(text_response("application/json", OPENAPI.to_string()));
+    }
     let purpose = purpose_header(&req);
-    match (req.uri().path(), &method) {
-        ("/healthz", &Method::GET) => {
-            gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
-            Ok(json_response(StatusCode::OK, health(gateway)))
-        }
-        ("/metrics", &Method::GET) => {
-            gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
-            Ok(text_response("text/plain; version=0.0.4", gateway.metrics().render()))
-        }
-        ("/openapi.json", &Method::GET) => Ok(text_response("application/json", OPENAPI.to_string())),
+    let caller = gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
+    let span = crate::gateway::request_span(&caller);
+    let result = dispatch(gateway, caller.clone(), req, &method, &path).instrument(span).await;
+    // Every request leaves a record: one refused before its own record was
+    // written (a malformed body, an unknown route, a bad parameter) gets one here.
+    if let Err(error) = &result {
+        let what = creditgate_audit::RecordedQuery::Request(format!(
+            "{method} {}",
+            gateway.auditor().redact_text(&crate::audit_api::percent_decode(&path))
+        ));
+        gateway.audit_unrecorded(&caller, what, error).await?;
+    }
+    result
+}
+
+/// The routes of the mTLS HTTP listener, for an authenticated caller.
+/// `/healthz` and `/metrics` are operational and release no data; they are
+/// not audited when they succeed.
+async fn dispatch(
+    gateway: &Arc<Gateway>,
+    mut caller: Caller,
+    req: Request<Incoming>,
+    method: &Method,
+    path: &str,
+) -> Result<Response<Body>, GatewayError> {
+    match (path, method) {
+        ("/healthz", &Method::GET) => Ok(json_response(StatusCode::OK, health(gateway))),
+        ("/metrics", &Method::GET) => Ok(text_response("text/plain; version=0.0.4", gateway.metrics().render())),
         ("/v1/catalog", &Method::GET) => {
-            let caller = gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
+            let what = creditgate_audit::RecordedQuery::Request(format!("{method} {path}"));
+            gateway.audit_allowed(&caller, what).await?;
             Ok(json_response(StatusCode::OK, catalog(gateway, &caller)))
         }
-        ("/v1/query", &Method::POST) => {
-            let caller = gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
-            let span = tracing::info_span!(
-                "request",
-                request.id = %caller.request_id,
-                client.name = %caller.name(),
-                frontend = "http"
-            );
-            query(gateway, caller, req).instrument(span).await
-        }
+        ("/v1/query", &Method::POST) => query(gateway, caller, req).await,
         (p, _) if p == "/console" || p.starts_with("/v1/audit/") => {
-            let caller = gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
-            let path = p.to_string();
-            crate::audit_api::route(gateway, &caller, &method, &path, req.uri().query()).await
+            crate::audit_api::route(gateway, &caller, method, p, req.uri().query()).await
         }
         ("/v1/lookup", &Method::POST) => {
-            let mut caller = gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
-            let span = tracing::info_span!(
-                "request",
-                request.id = %caller.request_id,
-                client.name = %caller.name(),
-                frontend = "http"
-            );
-            async {
-                let request: crate::lookup::LookupRequest = read_json(
-                    req,
-                    "{\"subject\": {\"type\": \"credit_code\"|\"resident_id\", \"id\": \"…\"}, \"purpose\": \"…\"}",
-                )
-                .await?;
-                if request.purpose.is_some() {
-                    caller.purpose = request.purpose.clone();
-                }
-                let document = gateway.lookup(&caller, request).await?;
-                Ok(json_response(StatusCode::OK, document))
+            let request: crate::lookup::LookupRequest = read_json(
+                req,
+                "{\"subject\": {\"type\": \"credit_code\"|\"resident_id\", \"id\": \"…\"}, \"purpose\": \"…\"}",
+            )
+            .await?;
+            if request.purpose.is_some() {
+                caller.purpose = request.purpose.clone();
             }
-            .instrument(span)
-            .await
+            let document = gateway.lookup(&caller, request).await?;
+            Ok(json_response(StatusCode::OK, document))
         }
         (p, m) if p.starts_with("/v1/consents/") => {
-            let caller = gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
             let rest = &p["/v1/consents/".len()..];
             match (rest.strip_suffix("/revoke"), m) {
                 (Some(id), &Method::POST) => {
@@ -181,7 +181,7 @@ async fn route(
             }
         }
         ("/healthz" | "/metrics" | "/openapi.json" | "/v1/query" | "/v1/catalog" | "/v1/lookup", _) => {
-            Err(GatewayError::MethodNotAllowed(format!("{method} {}", req.uri().path())))
+            Err(GatewayError::MethodNotAllowed(format!("{method} {path}")))
         }
         (path, _) => Err(GatewayError::NotFound(path.chars().take(200).collect())),
     }

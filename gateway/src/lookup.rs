@@ -20,7 +20,7 @@ use creditgate_consent::{CheckContext, ConsentArtefact, ConsentStore, SubjectRef
 use creditgate_ident::SubjectKind;
 use creditgate_policy::{DatasetGrant, Role};
 use creditgate_remote::RemoteTable;
-use datafusion::logical_expr::{col, lit};
+use datafusion::logical_expr::{Expr, col, lit};
 use serde::Deserialize;
 use tracing::Instrument;
 
@@ -97,6 +97,63 @@ fn key_column(grant: &DatasetGrant, kind: SubjectKind) -> Option<&str> {
     }
 }
 
+/// One dataset a lookup will read, as the caller's grant and the consent
+/// (if any) allow it.
+struct Planned {
+    /// The grant as read: columns outside the consent's column list removed.
+    grant: DatasetGrant,
+    /// The subject-key column the key equality is applied to.
+    key_column: String,
+    /// The consent's data date range on the dataset's record date, applied
+    /// at the source with the subject key.
+    range: Option<Expr>,
+    /// Granted columns the consent does not cover: not read, not returned.
+    withheld: Vec<String>,
+    /// The date range as reported to the caller.
+    range_info: Option<serde_json::Value>,
+}
+
+impl Planned {
+    /// A dataset read under the caller's grant alone.
+    fn unrestricted(grant: &DatasetGrant, key_column: &str) -> Planned {
+        Planned {
+            grant: grant.clone(),
+            key_column: key_column.to_string(),
+            range: None,
+            withheld: Vec::new(),
+            range_info: None,
+        }
+    }
+
+    /// A dataset read under a consent: the consent's column list (if it has
+    /// one for this dataset) narrows the grant — a granted column it does not
+    /// name is withheld, except the dispute flag, which the policy always
+    /// shows with a record so a disputed record is never passed off as
+    /// undisputed — and its data date range (if any) restricts rows by the
+    /// dataset's record date. The error says why the dataset cannot be read
+    /// under this consent.
+    fn under_consent(grant: &DatasetGrant, key_column: &str, consent: &VerifiedConsent) -> Result<Planned, String> {
+        let mut planned = Planned::unrestricted(grant, key_column);
+        if let Some(allowed) = consent.columns(&grant.dataset) {
+            let dispute = grant.dispute_column.as_deref();
+            let (kept, withheld): (Vec<_>, Vec<_>) = std::mem::take(&mut planned.grant.columns)
+                .into_iter()
+                .partition(|c| allowed.contains(&c.name) || dispute == Some(c.name.as_str()));
+            if !kept.iter().any(|c| dispute != Some(c.name.as_str())) {
+                return Err("none of the columns granted to this caller is covered by the consent".to_string());
+            }
+            planned.grant.columns = kept;
+            planned.withheld = withheld.into_iter().map(|c| c.name).collect();
+        }
+        let (from, to) = consent.data_range();
+        planned.range = grant.date_range_predicate(from, to).map_err(|e| e.to_string())?;
+        if planned.range.is_some() {
+            planned.range_info = Some(serde_json::json!({"column": grant.date_column, "from": from, "to": to}));
+        }
+        Ok(planned)
+    }
+}
+
 fn consent_error(refusal: creditgate_consent::ConsentRefusal) -> GatewayError {
     GatewayError::ConsentRefused { code: refusal.code(), message: refusal.to_string() }
 }
@@ -110,8 +167,20 @@ impl Gateway {
             SubjectKind::CreditCode => "subject.id (credit_code)",
             SubjectKind::ResidentId => "subject.id (resident_id)",
         };
-        let subject = SubjectRef::parse(request.subject.kind, &request.subject.id)
-            .map_err(|e| GatewayError::BadRequest(format!("{field}: {e}")))?;
+        let subject = match SubjectRef::parse(request.subject.kind, &request.subject.id) {
+            Ok(subject) => subject,
+            Err(e) => {
+                // Refused before anything is sent to a source; recorded without the identifier.
+                let error = GatewayError::BadRequest(format!("{field}: {e}"));
+                let recorded = RecordedQuery::Lookup(serde_json::json!({
+                    "subject": {"type": request.subject.kind, "hash": null, "invalid": true},
+                    "purpose": caller.purpose,
+                    "datasets": request.datasets,
+                }));
+                self.audit_refusal(caller, recorded, Vec::new(), &error).await?;
+                return Err(error);
+            }
+        };
         let audit_key = match request.subject.kind {
             SubjectKind::CreditCode => creditgate_audit::SubjectKey::CreditCode(subject.id().to_string()),
             SubjectKind::ResidentId => creditgate_audit::SubjectKey::ResidentId(subject.id().to_string()),
@@ -126,6 +195,8 @@ impl Gateway {
         }));
         match self.lookup_inner(caller, &request, &subject).await {
             Ok((document, touched, grants, basis, sources, rows)) => {
+                let source_list: Vec<&str> = sources.iter().map(|s| s.source.as_str()).collect();
+                tracing::Span::current().record("sources", source_list.join(",").as_str());
                 let columns = crate::audit::column_accesses(&touched, |dataset, column| {
                     grants.get(dataset).and_then(|g| g.column(column)).map(|c| c.mask.to_string()).unwrap_or_default()
                 });
@@ -145,7 +216,11 @@ impl Gateway {
                     refusal_reason: None,
                     duration_ms: caller.elapsed_ms(),
                 };
-                self.auditor().append(record).await?;
+                let span = tracing::Span::current();
+                span.record("rows", rows);
+                span.record("duration_ms", caller.elapsed_ms());
+                span.record("outcome", "ok");
+                self.record(caller, record).await?;
                 self.metrics().request(caller.frontend.label(), "ok", Duration::from_millis(caller.elapsed_ms()));
                 Ok(document)
             }
@@ -227,24 +302,27 @@ impl Gateway {
             Basis::Consent(c) => Some(c.datasets().to_vec()),
             _ => None,
         };
-        let mut plan: Vec<(String, Result<(DatasetGrant, String), &'static str>)> = Vec::new();
+        let mut plan: Vec<(String, Result<Planned, String>)> = Vec::new();
         let names: Vec<String> = match &requested {
             Some(list) => list.clone(),
             None => grants.keys().cloned().collect(),
         };
         for name in names {
             let entry = match grants.get(&name) {
-                None => Err("not granted to this caller"),
-                Some(grant) => match key_column(grant, subject.kind()) {
-                    None => Err("has no key column for this kind of subject"),
-                    Some(_) if consented.as_ref().is_some_and(|c| !c.contains(&name)) => {
-                        Err("not covered by the consent")
+                None => Err("not granted to this caller".to_string()),
+                Some(grant) => match (key_column(grant, subject.kind()), &basis) {
+                    (None, _) => Err("has no key column for this kind of subject".to_string()),
+                    (Some(_), _) if consented.as_ref().is_some_and(|c| !c.contains(&name)) => {
+                        Err("not covered by the consent".to_string())
                     }
-                    Some(column) => Ok((grant.clone(), column.to_string())),
+                    (Some(column), Basis::Consent(consent)) => Planned::under_consent(grant, column, consent),
+                    (Some(column), _) => Ok(Planned::unrestricted(grant, column)),
                 },
             };
-            // Datasets chosen by default that do not concern this kind of subject are simply skipped.
-            if requested.is_none() && matches!(entry, Err(reason) if reason != "not covered by the consent") {
+            // Datasets chosen by default that do not concern this caller or
+            // this kind of subject are simply skipped.
+            let irrelevant = grants.get(&name).is_none_or(|g| key_column(g, subject.kind()).is_none());
+            if requested.is_none() && irrelevant {
                 continue;
             }
             plan.push((name, entry));
@@ -271,16 +349,16 @@ impl Gateway {
         let engine = self.engine()?;
         let available: BTreeMap<String, (crate::federation::Dataset, arrow::datatypes::SchemaRef)> =
             self.federation().available().into_iter().map(|(d, s)| (d.name.clone(), (d, s))).collect();
-        let futures = plan.iter().map(|(name, entry)| {
+        let futures = plan.iter().map(|(_, entry)| {
             let key_value = key_value.clone();
             let (engine, available) = (&engine, &available);
             async move {
-                let (grant, column) = match entry {
-                    Ok(x) => x,
-                    Err(reason) => return (name.clone(), Err(("denied", (*reason).to_string()))),
+                let planned = match entry {
+                    Ok(planned) => planned,
+                    Err(reason) => return Err(("denied", reason.clone())),
                 };
-                let result = self.read_subject(engine, available, grant, column, &key_value, today).await;
-                (name.clone(), result)
+                let (grant, column, range) = (&planned.grant, &planned.key_column, planned.range.as_ref());
+                self.read_subject(engine, available, grant, column, &key_value, range, today).await
             }
         });
         let results = futures::future::join_all(futures).await;
@@ -290,10 +368,22 @@ impl Gateway {
         let mut sources = Vec::new();
         let mut incomplete = false;
         let mut total_rows = 0u64;
-        for (name, result) in results {
-            let grant = grants.get(&name);
-            let masks: serde_json::Map<String, serde_json::Value> = grant
-                .map(|g| g.columns.iter().map(|c| (c.name.clone(), c.mask.to_string().into())).collect())
+        for ((name, entry), result) in plan.into_iter().zip(results) {
+            let planned = entry.as_ref().ok();
+            let withheld = planned.map(|p| p.withheld.as_slice()).unwrap_or_default();
+            // How each granted column is shown; `withheld` for one the consent does not cover.
+            let masks: serde_json::Map<String, serde_json::Value> = grants
+                .get(&name)
+                .map(|g| {
+                    g.columns
+                        .iter()
+                        .map(|c| {
+                            let shown =
+                                if withheld.contains(&c.name) { "withheld".to_string() } else { c.mask.to_string() };
+                            (c.name.clone(), shown.into())
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             let source = self.federation().datasets().iter().find(|d| d.name == name).map(|d| d.source.clone());
             let (status, body) = match result {
@@ -302,9 +392,13 @@ impl Gateway {
                     total_rows += rows.len() as u64;
                     touched.insert(
                         name.clone(),
-                        grant.map(|g| g.columns.iter().map(|c| c.name.clone()).collect()).unwrap_or_default(),
+                        planned.map(|p| p.grant.columns.iter().map(|c| c.name.clone()).collect()).unwrap_or_default(),
                     );
-                    ("ok", serde_json::json!({"status": "ok", "rows": rows, "masks": masks}))
+                    let mut body = serde_json::json!({"status": "ok", "rows": rows, "masks": masks});
+                    if let Some(range) = planned.and_then(|p| p.range_info.clone()) {
+                        body["data_range"] = range;
+                    }
+                    ("ok", body)
                 }
                 Err((status, message)) => {
                     if status != "denied" {
@@ -355,8 +449,10 @@ impl Gateway {
         creditgate_consent::verify(&artefact, &context).map_err(consent_error)
     }
 
-    /// Reads one dataset for one subject: row policy and key equality at the
-    /// source, masks in the view, the source's own deadlines.
+    /// Reads one dataset for one subject: row policy, key equality and the
+    /// consent's data date range (`range`, if any) at the source, as one
+    /// mandatory predicate; masks in the view; the source's own deadlines.
+    #[allow(clippy::too_many_arguments)]
     async fn read_subject(
         &self,
         engine: &datafusion::prelude::SessionContext,
@@ -364,6 +460,7 @@ impl Gateway {
         grant: &DatasetGrant,
         key_column: &str,
         key_value: &str,
+        range: Option<&Expr>,
         today: chrono::NaiveDate,
     ) -> Result<Vec<arrow::array::RecordBatch>, (&'static str, String)> {
         let Some((dataset, schema)) = available.get(&grant.dataset).cloned() else {
@@ -375,10 +472,14 @@ impl Gateway {
         let deadline = source.deadlines().total.min(source.deadlines().first_batch * 2);
         let predicate = grant.row_predicate(today).map_err(|e| ("error", e.to_string()))?;
         let key = col(key_column).eq(lit(key_value.to_string()));
-        let mandatory = Some(match predicate {
+        let mut mandatory = match predicate {
             Some(p) => p.and(key),
             None => key,
-        });
+        };
+        if let Some(range) = range {
+            mandatory = mandatory.and(range.clone());
+        }
+        let mandatory = Some(mandatory);
         let remote = RemoteTable::new(source, dataset.remote_table.clone(), schema)
             .with_mandatory_filter(mandatory)
             .with_raw_columns(grant.raw_columns());
@@ -410,7 +511,8 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// Revokes a consent. Allowed for agencies and for the issuing organisation.
+    /// Revokes a consent: allowed for its issuer and for an agency overseeing
+    /// consents about its kind of subject (see `revoke_inner`).
     pub async fn revoke_consent(&self, caller: &Caller, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
         let recorded = RecordedQuery::Lookup(serde_json::json!({"consent_revoke": consent_id}));
         let result = self.revoke_inner(caller, consent_id);
@@ -444,7 +546,7 @@ impl Gateway {
                     refusal_reason: None,
                     duration_ms: caller.elapsed_ms(),
                 };
-                self.auditor().append(record).await?;
+                self.record(caller, record).await?;
                 Ok(document)
             }
             Err(error) => {
@@ -454,16 +556,22 @@ impl Gateway {
         }
     }
 
+    /// Who may revoke (in this order):
+    ///
+    /// 1. the consent's issuer: a caller whose organisation (the `org` of its
+    ///    SPIFFE identity) is a trusted consent issuer revokes *its own*
+    ///    consent with this id — recorded under that issuer, whether or not
+    ///    the consent was used here;
+    /// 2. the subject's oversight agency: an agency principal whose policy
+    ///    entry lists the consent's kind of subject under
+    ///    `consent_oversight`. The gateway knows a consent's issuer and kind
+    ///    of subject from its first use here, so an agency can revoke only a
+    ///    consent this gateway has seen (before that, only its issuer can).
+    ///
+    /// Anyone else is refused (403) with a message naming who may revoke.
     fn revoke_inner(&self, caller: &Caller, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
         let consents = self.consents().ok_or_else(|| GatewayError::NotFound("consents are not configured".into()))?;
-        let org = caller.identity.as_ref().and_then(|i| i.org_id.clone()).unwrap_or_default();
-        let is_issuer = consents.issuers.issuer_ids().any(|id| id == org);
-        if caller.principal.role != Role::Agency && !is_issuer {
-            return Err(GatewayError::PolicyRefused(
-                "only the consent's issuer or a government agency may revoke a consent".to_string(),
-            ));
-        }
-        let newly = consents.store.revoke(consent_id, &caller.principal.name, None).map_err(|e| match e.refusal() {
+        let store_error = |e: creditgate_consent::ConsentError| match e.refusal() {
             Some(refusal) => consent_error(refusal.clone()),
             None => match &e {
                 creditgate_consent::ConsentError::InvalidInput { field, reason } => {
@@ -474,8 +582,102 @@ impl Gateway {
                     GatewayError::Internal("consent store".to_string())
                 }
             },
-        })?;
-        Ok(serde_json::json!({"consent_id": consent_id, "revoked": true, "newly_revoked": newly}))
+        };
+        if !creditgate_consent::is_consent_id(consent_id) {
+            return Err(GatewayError::BadRequest(
+                "consent_id: must be 1-128 characters from A-Z a-z 0-9 . _ -".to_string(),
+            ));
+        }
+        let org = caller.identity.as_ref().and_then(|i| i.org_id.clone()).unwrap_or_default();
+        let known = consents.store.statuses(consent_id);
+
+        // 1. The issuer, for its own consent.
+        if let Some(issuer) = consents.issuers.issuer_ids().find(|id| *id == org) {
+            let newly =
+                consents.store.revoke(Some(issuer), consent_id, &caller.principal.name, None).map_err(store_error)?;
+            tracing::info!(consent.id = %consent_id, consent.issuer = %issuer, client.name = %caller.name(), "consent revoked by its issuer");
+            return Ok(serde_json::json!({
+                "consent_id": consent_id, "issuer": issuer, "revoked": true, "newly_revoked": newly, "revoked_as": "issuer",
+            }));
+        }
+
+        // 2. An agency overseeing consents about this kind of subject.
+        let policy = self.policy();
+        let oversight = policy.consent_oversight(&caller.principal);
+        let kinds_label =
+            |kinds: &mut dyn Iterator<Item = SubjectKind>| kinds.map(|k| k.field_name()).collect::<Vec<_>>().join(", ");
+        let refuse = |why: String| {
+            let overseers = |kind: SubjectKind| {
+                let names: Vec<&str> = policy.consent_overseers(kind).map(|p| p.name.as_str()).collect();
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            };
+            let kind = match known.as_slice() {
+                [one] => one.subject_type,
+                _ => None,
+            };
+            let agencies = match kind {
+                Some(kind) => format!("for {} subjects: {}", kind.field_name(), overseers(kind)),
+                None => format!(
+                    "for credit_code subjects: {}; for resident_id subjects: {}",
+                    overseers(SubjectKind::CreditCode),
+                    overseers(SubjectKind::ResidentId)
+                ),
+            };
+            let issuer = match known.as_slice() {
+                [one] if one.issuer.is_some() => format!("organisation {}", one.issuer.as_deref().unwrap_or_default()),
+                _ => format!(
+                    "one of the trusted issuers {}",
+                    consents.issuers.issuer_ids().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            GatewayError::PolicyRefused(format!(
+                "consent {consent_id} may be revoked only by its issuer ({issuer}) or by an agency whose statutory \
+                 duty covers consent oversight for the consent's kind of subject ({agencies}); {why}"
+            ))
+        };
+        if oversight.is_empty() {
+            return Err(refuse(format!("{} is neither", caller.name())));
+        }
+        let target = match known.as_slice() {
+            [] => {
+                return Err(refuse(format!(
+                    "it has not been used at this gateway, so its subject is not known here and only its issuer can \
+                     revoke it (an oversight agency can once it has been used); {} oversees {} subjects",
+                    caller.name(),
+                    kinds_label(&mut oversight.iter().copied())
+                )));
+            }
+            [one] => one,
+            several => {
+                let issuers: Vec<&str> = several.iter().filter_map(|s| s.issuer.as_deref()).collect();
+                return Err(GatewayError::BadRequest(format!(
+                    "consent id {consent_id} is recorded for several issuers ({}); ask the issuer to revoke it",
+                    issuers.join(", ")
+                )));
+            }
+        };
+        // An entry from before the store recorded subject kinds: only an
+        // agency overseeing every kind can be sure it covers it.
+        let covered = match target.subject_type {
+            Some(kind) => oversight.contains(&kind),
+            None => [SubjectKind::CreditCode, SubjectKind::ResidentId].iter().all(|k| oversight.contains(k)),
+        };
+        if !covered {
+            return Err(refuse(format!(
+                "{} oversees consents about {} subjects only",
+                caller.name(),
+                kinds_label(&mut oversight.iter().copied())
+            )));
+        }
+        let newly = consents
+            .store
+            .revoke(target.issuer.as_deref(), consent_id, &caller.principal.name, None)
+            .map_err(store_error)?;
+        tracing::info!(consent.id = %consent_id, client.name = %caller.name(), "consent revoked by an oversight agency");
+        Ok(serde_json::json!({
+            "consent_id": consent_id, "issuer": target.issuer, "revoked": true, "newly_revoked": newly,
+            "revoked_as": "oversight",
+        }))
     }
 
     /// Use count and revocation state of a consent, for callers who work with
@@ -492,19 +694,28 @@ impl Gateway {
 
     fn consent_status_inner(&self, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
         let consents = self.consents().ok_or_else(|| GatewayError::NotFound("consents are not configured".into()))?;
-        match consents.store.status(consent_id) {
-            Some(status) => Ok(serde_json::json!({
+        let describe = |status: &creditgate_consent::ConsentStatus| {
+            serde_json::json!({
                 "consent_id": consent_id,
+                "issuer": status.issuer,
                 "uses": status.uses,
                 "max_uses": status.max_uses,
                 "revoked": status.revoked.is_some(),
                 "first_use": status.first_use,
                 "last_use": status.last_use,
-            })),
-            None => Ok(
-                serde_json::json!({"consent_id": consent_id, "uses": 0, "revoked": consents.store.is_revoked(consent_id)}),
-            ),
-        }
+            })
+        };
+        Ok(match consents.store.statuses(consent_id).as_slice() {
+            [] => serde_json::json!({"consent_id": consent_id, "uses": 0, "revoked": false}),
+            [one] => describe(one),
+            // The same id from several issuers: one record each, and in sum.
+            several => serde_json::json!({
+                "consent_id": consent_id,
+                "uses": several.iter().map(|s| u64::from(s.uses)).sum::<u64>(),
+                "revoked": several.iter().all(|s| s.revoked.is_some()),
+                "by_issuer": several.iter().map(describe).collect::<Vec<_>>(),
+            }),
+        })
     }
 }
 

@@ -9,10 +9,11 @@ use creditgate_audit::{RecordedQuery, SubjectKey};
 use creditgate_ident::CreditCode;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use crate::encode::batches_to_json;
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
+use crate::gateway::{Caller, Gateway};
 use crate::http::{Body, OPENAPI, json_response, text_response};
 
 /// Path prefix of the enterprise disclosure endpoint.
@@ -24,7 +25,20 @@ pub async fn route(gateway: &Arc<Gateway>, req: Request<Incoming>) -> Result<Res
     match (path.as_str(), req.method()) {
         ("/healthz", &Method::GET) => Ok(json_response(StatusCode::OK, serde_json::json!({"status": "ok"}))),
         ("/openapi.json", &Method::GET) => Ok(text_response("application/json", OPENAPI.to_string())),
-        (p, &Method::GET) if p.starts_with(ENTERPRISE_PATH) => enterprise(gateway, &p[ENTERPRISE_PATH.len()..]).await,
+        (p, &Method::GET) if p.starts_with(ENTERPRISE_PATH) => {
+            let caller = gateway.public_caller()?;
+            let span = crate::gateway::request_span(&caller);
+            let result = enterprise(gateway, &caller, &p[ENTERPRISE_PATH.len()..]).instrument(span).await;
+            // A refusal before the disclosure's own record (a bad credit code) is recorded too.
+            if let Err(error) = &result {
+                let what = RecordedQuery::Request(format!(
+                    "GET {}",
+                    gateway.auditor().redact_text(&crate::audit_api::percent_decode(p))
+                ));
+                gateway.audit_unrecorded(&caller, what, error).await?;
+            }
+            result
+        }
         (p, _) if p.starts_with(ENTERPRISE_PATH) => {
             Err(GatewayError::MethodNotAllowed(format!("{} {p}", req.method())))
         }
@@ -32,11 +46,10 @@ pub async fn route(gateway: &Arc<Gateway>, req: Request<Incoming>) -> Result<Res
     }
 }
 
-async fn enterprise(gateway: &Arc<Gateway>, raw: &str) -> Result<Response<Body>, GatewayError> {
+async fn enterprise(gateway: &Arc<Gateway>, caller: &Caller, raw: &str) -> Result<Response<Body>, GatewayError> {
     let raw = crate::audit_api::percent_decode(raw);
     // Validate before anything else: nothing is sent to any source for a bad code.
     let code = CreditCode::parse(&raw).map_err(|e| GatewayError::BadRequest(format!("credit_code: {e}")))?;
-    let caller = gateway.public_caller()?;
     let code = code.as_str();
     let hash = gateway.auditor().hasher().hash(&SubjectKey::CreditCode(code.to_string()));
     let parts = vec![
@@ -52,7 +65,7 @@ async fn enterprise(gateway: &Arc<Gateway>, raw: &str) -> Result<Response<Body>,
         "endpoint": "public enterprise disclosure",
         "subject": {"type": "credit_code", "hash": hash},
     }));
-    let results = gateway.collect_audited(&caller, &parts, query, vec![hash]).await?;
+    let results = gateway.collect_audited(caller, &parts, query, vec![hash]).await?;
     let mut body = serde_json::Map::new();
     body.insert("credit_code".into(), code.into());
     for (label, batches) in &results {

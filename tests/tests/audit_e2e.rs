@@ -2,9 +2,10 @@
 //! listener) before release, subjects only as keyed hashes, the
 //! privacy-officer API, concurrency, and failing closed.
 
+use creditgate_audit::{Outcome, RecordedQuery};
 use creditgate_audit::{SubjectHasher, SubjectKey};
 use creditgate_gateway::demo::Lab;
-use creditgate_tests::{audit_records as records, start_lab};
+use creditgate_tests::{audit_records, request_records as records, start_lab, stream_end_record};
 
 fn raw_log(lab: &Lab) -> String {
     let dir = lab.dir.join("state").join("audit");
@@ -133,8 +134,8 @@ async fn concurrent_requests_make_exactly_one_record_each_and_the_chain_holds() 
     for task in tasks {
         task.await.expect("task").expect("query");
     }
-    let all = records(&lab);
-    assert_eq!(all.len() - before, n);
+    assert_eq!(records(&lab).len() - before, n, "one request record each");
+    let all = audit_records(&lab);
     for (i, pair) in all.windows(2).enumerate() {
         assert_eq!(pair[1].seq, pair[0].seq + 1, "seq gap at {i}");
         assert_eq!(pair[1].prev_hash, pair[0].hash, "chain broken at {i}");
@@ -157,6 +158,9 @@ async fn when_the_audit_log_cannot_be_written_nothing_is_released() {
     let lab = start_lab(tmp.path()).await;
     let mut samr = lab.flight_client("samr").expect("client");
     samr.query("SELECT name FROM market.enterprises LIMIT 1").await.expect("positive control");
+    // Its stream-end record lands after the response; let it, so the failure hits the next request.
+    let control = records(&lab).pop().expect("the control's record");
+    stream_end_record(&lab, &control.request_id).await;
     lab.gateway_handle.auditor().log().inject_write_failures(1);
     let error = samr.query("SELECT name FROM market.enterprises LIMIT 1").await.expect_err("fail closed");
     let text = creditgate_gateway::client::flight_error_text(&error);
@@ -175,6 +179,115 @@ async fn when_the_audit_log_cannot_be_written_nothing_is_released() {
     assert_eq!(response.status, 503, "{}", String::from_utf8_lossy(&response.body));
     // Once the log works again, so does the gateway, and the chain is intact.
     samr.query("SELECT name FROM market.enterprises LIMIT 1").await.expect("recovered");
+    let report = lab.gateway_handle.auditor().log().verify();
+    assert!(report.is_ok(), "{}", report.message());
+    lab.stop().await.expect("stop");
+}
+
+/// The request text a record keeps for a request that is neither SQL nor a lookup.
+fn request_text(record: &creditgate_audit::AuditRecord) -> &str {
+    match &record.query {
+        RecordedQuery::Request(text) => text,
+        other => panic!("expected a request record, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_before_any_record_still_leave_one_and_streams_record_their_end() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lab = start_lab(tmp.path()).await;
+    let code = lab.manifest.featured.enterprise_credit_code.clone();
+    let person = lab.manifest.featured.individual_resident_id.clone();
+    // A well-formed code with a wrong check character: refused before any source is asked.
+    let last = code.chars().last().expect("code");
+    let bad_code = format!("{}{}", &code[..17], if last == '0' { '1' } else { '0' });
+    let before = records(&lab).len();
+
+    let json = |body: serde_json::Value| Some(body.to_string());
+    let cases: Vec<(&str, &str, &str, Vec<(&str, &str)>, Option<String>, u16)> = vec![
+        ("samr", "POST", "/v1/query", vec![], Some("not json".to_string()), 400),
+        ("samr", "POST", "/v1/query", vec![("accept", "image/png")], json(serde_json::json!({"sql": "SELECT 1"})), 406),
+        (
+            "samr",
+            "POST",
+            "/v1/lookup",
+            vec![],
+            json(serde_json::json!({"subject": {"type": "credit_code", "id": bad_code}})),
+            400,
+        ),
+        ("samr", "GET", "/v1/no-such-route", vec![], None, 404),
+        ("samr", "DELETE", "/v1/query", vec![], None, 405),
+        ("privacy_officer", "GET", "/v1/audit/records?offset=many", vec![], None, 400),
+    ];
+    for (caller, method, path, headers, body, status) in &cases {
+        let response = lab.http(caller, method, path, headers, body.clone()).await.expect("http");
+        assert_eq!(response.status, *status, "{method} {path}: {}", String::from_utf8_lossy(&response.body));
+    }
+    let public = lab.public_get(&format!("/public/v1/enterprises/{bad_code}")).await.expect("public");
+    assert_eq!(public.status, 400);
+    let mut flight = lab.flight_client("samr").expect("client");
+    let action = arrow_flight::Action { r#type: "creditgate.lookup".into(), body: b"{\"subject\": 1}".to_vec().into() };
+    flight.inner_mut().inner_mut().do_action(action).await.expect_err("a malformed action body is refused");
+    let catalog = lab.http("platform_a", "GET", "/v1/catalog", &[], None).await.expect("catalog");
+    assert_eq!(catalog.status, 200);
+    let report = lab.http("privacy_officer", "GET", &format!("/v1/audit/subjects/{person}/report"), &[], None).await;
+    assert_eq!(report.expect("report").status, 200);
+
+    let new: Vec<_> = records(&lab).split_off(before);
+    assert_eq!(new.len(), cases.len() + 4, "one record per request: {new:#?}");
+    for (record, (caller, method, path, _, _, _)) in new.iter().zip(&cases) {
+        assert_eq!(record.caller.name, *caller);
+        assert_eq!(record.outcome, Outcome::Refused, "{method} {path}: {record:?}");
+        assert!(record.refusal_reason.as_deref().is_some_and(|r| r.starts_with("CG-")), "{record:?}");
+    }
+    assert_eq!(request_text(&new[0]), "POST /v1/query");
+    assert!(new[0].refusal_reason.as_deref().unwrap_or("").contains("JSON"), "{:?}", new[0]);
+    assert!(new[1].refusal_reason.as_deref().unwrap_or("").contains("image/png"), "{:?}", new[1]);
+    // The invalid lookup keeps its shape but not the identifier.
+    let RecordedQuery::Lookup(lookup) = &new[2].query else { panic!("lookup record: {:?}", new[2]) };
+    assert_eq!(lookup["subject"]["invalid"], true, "{lookup}");
+    assert!(new[2].subject_hashes.is_empty());
+    assert_eq!(request_text(&new[3]), "GET /v1/no-such-route");
+    assert_eq!(request_text(&new[4]), "DELETE /v1/query");
+    assert!(request_text(&new[5]).starts_with("GET /v1/audit/records"), "{:?}", new[5]);
+    let public_record = &new[cases.len()];
+    assert_eq!(format!("{:?}", public_record.frontend), "Public");
+    assert_eq!(public_record.outcome, Outcome::Refused);
+    let action_record = &new[cases.len() + 1];
+    assert_eq!(format!("{:?}", action_record.frontend), "Flight");
+    assert_eq!(request_text(action_record), "DoAction creditgate.lookup");
+    let catalog_record = &new[cases.len() + 2];
+    assert_eq!((catalog_record.caller.name.as_str(), catalog_record.outcome), ("platform_a", Outcome::Allowed));
+    assert_eq!(request_text(catalog_record), "GET /v1/catalog");
+    // The officer's report read names the subject only by its hash, with a real duration.
+    let report_record = &new[cases.len() + 3];
+    assert_eq!(report_record.subject_hashes.len(), 1);
+    let RecordedQuery::Lookup(api) = &report_record.query else { panic!("{report_record:?}") };
+    let api_path = api["audit_api"].as_str().unwrap_or_default();
+    assert!(api_path.contains(&report_record.subject_hashes[0]), "{api}");
+    let raw = raw_log(&lab);
+    assert!(!raw.contains(&person), "raw resident ID in the audit log");
+    assert!(!raw.contains(&bad_code), "the refused identifier is not kept either");
+
+    // A streamed SQL result: released by one record, completed by its stream-end record.
+    let sql = "SELECT name FROM market.enterprises ORDER BY name LIMIT 3";
+    let response = lab.http("samr", "POST", "/v1/query", &[], json(serde_json::json!({"sql": sql}))).await;
+    let value: serde_json::Value = serde_json::from_slice(&response.expect("query").body).expect("json");
+    assert_eq!(value["rows"].as_array().map(Vec::len), Some(3), "{value}");
+    let opening = records(&lab)
+        .into_iter()
+        .rev()
+        .find(|r| r.query == RecordedQuery::Sql(sql.to_string()))
+        .expect("the query's record");
+    assert_eq!((opening.outcome, opening.row_count), (Outcome::Allowed, None));
+    let end = stream_end_record(&lab, &opening.request_id).await;
+    assert_eq!(end.query, RecordedQuery::StreamEnd(opening.seq));
+    assert!(end.seq > opening.seq);
+    assert_eq!((end.outcome, end.row_count), (Outcome::Allowed, Some(3)));
+    assert_eq!(end.sources.len(), 1, "{end:?}");
+    assert_eq!((end.sources[0].source.as_str(), end.sources[0].status.as_str()), ("market", "ok"));
+    assert_eq!(end.caller, opening.caller);
+    // Stream ends are not requests: the per-day statistics count the query once.
     let report = lab.gateway_handle.auditor().log().verify();
     assert!(report.is_ok(), "{}", report.message());
     lab.stop().await.expect("stop");

@@ -5,9 +5,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use arrow::array::{Array, BinaryArray, StringArray};
+use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
 use creditgate_certs::ca::{DevCa, IssueRequest};
 use creditgate_connector::{Connector, ConnectorConfig, RunningConnector, ServedLog, TableConfig, TableFormat};
 use creditgate_gateway::client::{ClientIdentity, FlightClient, flight_error_text};
+use futures::TryStreamExt;
 
 const GATEWAY: &str = "spiffe://credit.example/org/creditgate-gateway";
 
@@ -130,6 +133,26 @@ async fn rows(client: &mut FlightClient, sql: &str) -> Result<Vec<String>, Strin
     client.query(sql).await.map(|b| creditgate_tests::sorted_rows(&b)).map_err(|e| flight_error_text(&e))
 }
 
+/// Checks that `cert` is refused at the TLS handshake with `alert`: a query
+/// through `client` (holding the same certificate) fails as a broken
+/// connection, a bare TLS probe reads that alert, and the served log did not
+/// grow.
+async fn assert_refused_at_handshake(
+    f: &Fixture,
+    mut client: FlightClient,
+    cert: Option<(&Path, &Path)>,
+    case: &str,
+    alert: &str,
+) {
+    let served_before = ServedLog::read_all(&f.log).expect("log").len();
+    let error = client.query("SELECT name FROM enterprises LIMIT 1").await.expect_err(case);
+    creditgate_tests::assert_transport_refusal(&error, alert, case);
+    let refusal = creditgate_tests::tls_refusal(f.running.addr, &f.ca_file, cert, b"h2").await;
+    let refusal = refusal.unwrap_or_else(|| panic!("{case}: the TLS probe was accepted"));
+    assert!(refusal.contains(&format!("received fatal alert: {alert}")), "{case}: {refusal}");
+    assert_eq!(ServedLog::read_all(&f.log).expect("log").len(), served_before, "{case}: nothing served");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_allowed_identity_and_refuses_everyone_else() {
     let f = fixture().await;
@@ -137,13 +160,15 @@ async fn serves_the_allowed_identity_and_refuses_everyone_else() {
     let mut gateway = f.client("gateway");
     assert_eq!(rows(&mut gateway, sql).await.expect("allowed identity served").len(), 1);
 
+    // Refused at the TLS handshake, each with the alert that names the reason;
+    // the refusal is a transport failure (never a policy answer), and nothing
+    // reaches the served log.
     let anonymous = ClientIdentity { ca: &f.ca_file, cert: None };
-    let mut client = FlightClient::connect(&f.running.addr.to_string(), "localhost", &anonymous).expect("client");
-    assert!(rows(&mut client, sql).await.is_err(), "no certificate");
-
-    for stem in ["expired", "revoked"] {
-        let error = rows(&mut f.client(stem), sql).await.expect_err(stem);
-        assert!(!error.is_empty(), "{stem}");
+    let client = FlightClient::connect(&f.running.addr.to_string(), "localhost", &anonymous).expect("client");
+    assert_refused_at_handshake(&f, client, None, "no certificate", "CertificateRequired").await;
+    for (stem, alert) in [("expired", "CertificateExpired"), ("revoked", "CertificateRevoked")] {
+        let (cert, key) = &f.certs[stem];
+        assert_refused_at_handshake(&f, f.client(stem), Some((cert, key)), stem, alert).await;
     }
 
     let other = DevCa::generate("other CA").expect("ca");
@@ -153,8 +178,12 @@ async fn serves_the_allowed_identity_and_refuses_everyone_else() {
         .write(&f.dir, "other-ca")
         .expect("write");
     let impostor = ClientIdentity { ca: &f.ca_file, cert: Some((&cert, &key)) };
-    let mut client = FlightClient::connect(&f.running.addr.to_string(), "localhost", &impostor).expect("client");
-    assert!(rows(&mut client, sql).await.is_err(), "another CA");
+    let client = FlightClient::connect(&f.running.addr.to_string(), "localhost", &impostor).expect("client");
+    assert_refused_at_handshake(&f, client, Some((&cert, &key)), "another CA", "UnknownCA").await;
+    // Positive control of the probe: the allowed certificate is accepted.
+    let (cert, key) = &f.certs["gateway"];
+    let probe = creditgate_tests::tls_refusal(f.running.addr, &f.ca_file, Some((cert, key)), b"h2").await;
+    assert_eq!(probe, None, "the allowed certificate passes the handshake");
 
     let error = rows(&mut f.client("other_org"), sql).await.expect_err("identity not allowed");
     assert!(error.contains("PermissionDenied") && error.contains("spiffe://credit.example/org/samr"), "{error}");
@@ -164,8 +193,8 @@ async fn serves_the_allowed_identity_and_refuses_everyone_else() {
     let error = f.client("other_org").query_direct(sql).await.map_err(|e| flight_error_text(&e));
     let error = error.expect_err("direct ticket from an identity not allowed");
     assert!(error.contains("PermissionDenied"), "{error}");
-    let error = f.client("revoked").query_direct(sql).await.map_err(|e| flight_error_text(&e));
-    assert!(error.is_err(), "direct ticket with a revoked certificate");
+    let error = f.client("revoked").query_direct(sql).await.expect_err("direct ticket with a revoked certificate");
+    creditgate_tests::assert_transport_refusal(&error, "CertificateRevoked", "direct ticket, revoked certificate");
 
     // Nothing was served to any refused caller.
     let log = ServedLog::read_all(&f.log).expect("log");
@@ -245,4 +274,93 @@ async fn parquet_csv_and_sqlite_tables_filter_at_the_source() {
     assert_eq!(log[3].rows, 7);
     assert!(log.iter().all(|r| r.outcome == "ok" && r.bytes > 0));
     assert!(log[2].sql.contains("year >= 2025"));
+}
+
+/// Collects every endpoint of a metadata call's `FlightInfo`.
+async fn fetch(client: &mut FlightClient, info: arrow_flight::FlightInfo) -> Vec<arrow::array::RecordBatch> {
+    let mut batches = Vec::new();
+    for endpoint in info.endpoint {
+        let ticket = endpoint.ticket.expect("ticket");
+        let stream = client.inner_mut().do_get(ticket).await.expect("do_get");
+        batches.extend(stream.try_collect::<Vec<_>>().await.expect("batches"));
+    }
+    batches
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_calls_answer_with_the_configured_catalog_schema_and_tables() {
+    let f = fixture().await;
+    let mut client = f.client("gateway");
+
+    let info = client.inner_mut().get_catalogs().await.expect("GetCatalogs");
+    let catalogs = creditgate_tests::sorted_rows(&fetch(&mut client, info).await);
+    assert_eq!(catalogs, ["creditgate"]);
+
+    let info = client.inner_mut().get_db_schemas(CommandGetDbSchemas::default()).await.expect("GetDbSchemas");
+    let schemas = creditgate_tests::sorted_rows(&fetch(&mut client, info).await);
+    assert_eq!(schemas, ["creditgate|market"], "one schema, named after the connector");
+
+    // The schema filter is applied: a pattern matching nothing lists nothing.
+    let request = CommandGetDbSchemas { catalog: None, db_schema_filter_pattern: Some("court%".into()) };
+    let info = client.inner_mut().get_db_schemas(request).await.expect("GetDbSchemas filtered");
+    assert!(creditgate_tests::sorted_rows(&fetch(&mut client, info).await).is_empty());
+
+    let request = CommandGetTables { include_schema: true, ..Default::default() };
+    let info = client.inner_mut().get_tables(request).await.expect("GetTables");
+    let batches = fetch(&mut client, info).await;
+    let names = creditgate_tests::sorted_rows(
+        &batches.iter().map(|b| b.project(&[0, 1, 2, 3]).expect("project")).collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        names,
+        [
+            "creditgate|market|complaints|TABLE",
+            "creditgate|market|enterprises|TABLE",
+            "creditgate|market|ratings|TABLE"
+        ]
+    );
+    // Each table's schema lists the exposed columns only.
+    for batch in &batches {
+        let tables = batch.column(2).as_any().downcast_ref::<StringArray>().expect("table_name");
+        let encoded = batch.column(4).as_any().downcast_ref::<BinaryArray>().expect("table_schema");
+        for row in 0..batch.num_rows() {
+            let schema =
+                arrow::datatypes::Schema::try_from(arrow_flight::IpcMessage(encoded.value(row).to_vec().into()))
+                    .expect("table schema");
+            let columns: Vec<&str> = schema.fields().iter().map(|c| c.name().as_str()).collect();
+            let expected: &[&str] = match tables.value(row) {
+                "enterprises" => &["credit_code", "name", "status"],
+                "complaints" => &["complaint_id", "merchant_credit_code", "category"],
+                "ratings" => &["credit_code", "year", "rating"],
+                other => panic!("unexpected table {other}"),
+            };
+            assert_eq!(columns, expected, "{}", tables.value(row));
+        }
+    }
+
+    let info = client.inner_mut().get_sql_info(vec![]).await.expect("GetSqlInfo");
+    let info_rows = creditgate_tests::sorted_rows(&fetch(&mut client, info).await);
+    let value_of = |id: SqlInfo| {
+        let prefix = format!("{}|", id as u32);
+        info_rows.iter().find_map(|row| row.strip_prefix(&prefix)).map(str::to_string)
+    };
+    assert!(
+        value_of(SqlInfo::FlightSqlServerName).is_some_and(|v| v.contains("creditgate connector market")),
+        "{info_rows:?}"
+    );
+    assert!(value_of(SqlInfo::FlightSqlServerReadOnly).is_some_and(|v| v.contains("true")), "{info_rows:?}");
+    // Asking for one id answers that id only.
+    let info = client.inner_mut().get_sql_info(vec![SqlInfo::FlightSqlServerName]).await.expect("GetSqlInfo one");
+    let one = creditgate_tests::sorted_rows(&fetch(&mut client, info).await);
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert!(one[0].starts_with(&format!("{}|", SqlInfo::FlightSqlServerName as u32)), "{one:?}");
+
+    // Negative control: the metadata calls are authenticated like queries.
+    let mut stranger = f.client("other_org");
+    let error = stranger.inner_mut().get_catalogs().await.expect_err("metadata for an identity not allowed");
+    assert!(flight_error_text(&error).contains("PermissionDenied"), "{}", flight_error_text(&error));
+    let error = stranger.inner_mut().get_sql_info(vec![]).await.expect_err("sql info for an identity not allowed");
+    assert!(flight_error_text(&error).contains("PermissionDenied"), "{}", flight_error_text(&error));
+    // Metadata calls are not queries: nothing in the served log.
+    assert!(ServedLog::read_all(&f.log).expect("log").is_empty());
 }

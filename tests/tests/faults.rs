@@ -22,8 +22,8 @@ use creditgate_gateway::client::{FlightClient, flight_error_text};
 use creditgate_gateway::demo::{DEMO_POLICY, Lab};
 use creditgate_gateway::gateway::PURPOSE_HEADER;
 use creditgate_tests::{
-    HttpConn, audit_records, audit_records_in, restart_connector, rss_bytes, served, sorted_rows, start_lab,
-    start_lab_with,
+    HttpConn, audit_records, audit_records_in, request_records, restart_connector, rss_bytes, served, sorted_rows,
+    start_lab, start_lab_with,
 };
 use futures::StreamExt;
 use http_body_util::BodyExt;
@@ -229,7 +229,7 @@ async fn sustained_mixed_load_on_both_front_ends_answers_every_request_like_a_si
     let lookups = planned.iter().filter(|(c, _, r)| matches!(callers[*c].requests[*r], Request::Lookup(_))).count();
     let over_http = planned.iter().filter(|(_, f, _)| *f == Front::Http).count();
 
-    let audit_before = audit_records(&lab).len();
+    let audit_before = request_records(&lab).len();
     let rss_before = rss_bytes();
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -279,7 +279,7 @@ async fn sustained_mixed_load_on_both_front_ends_answers_every_request_like_a_si
     );
 
     // Exactly one audit record per request, all allowed, each its own request id, chain intact.
-    let all = audit_records(&lab);
+    let all = request_records(&lab);
     let new = &all[audit_before..];
     assert_eq!(new.len(), total, "one audit record per request");
     assert!(new.iter().all(|r| format!("{:?}", r.outcome) == "Allowed"), "every request was allowed");
@@ -828,6 +828,27 @@ async fn slow_readers_are_back_pressured_and_their_streams_cancelled_at_the_conn
         assert!((record.rows as usize) < total / 2, "{front}: the connector kept sending to a gone reader: {record:?}");
         assert_eq!(record.outcome, "cancelled", "{front}: {record:?}");
     }
+    // The gateway saw the same: both remote reads count as cancelled in its
+    // metrics, and both requests' stream-end audit records say so.
+    let metrics = lab.http("samr", "GET", "/metrics", &[], None).await.expect("metrics");
+    let cancelled_reads = String::from_utf8_lossy(&metrics.body)
+        .lines()
+        .find_map(|l| l.strip_prefix("creditgate_source_queries_total{source=\"market\",status=\"cancelled\"}"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(cancelled_reads >= 2, "cancelled market reads in /metrics: {cancelled_reads}");
+    let mut cancelled_ends = 0;
+    for _ in 0..300 {
+        cancelled_ends = audit_records(&lab)
+            .iter()
+            .filter(|r| r.is_stream_end() && r.outcome == creditgate_audit::Outcome::Cancelled)
+            .count();
+        if cancelled_ends >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cancelled_ends >= 2, "stream-end records of the two paused readers: {cancelled_ends}");
     lab.stop().await.expect("stop");
 }
 
@@ -958,7 +979,8 @@ async fn shutdown_lets_streams_in_flight_finish_and_signs_a_final_checkpoint_ove
 
     // The final checkpoint is signed and covers every record, the in-flight ones included.
     let records = audit_records_in(&audit_dir);
-    assert_eq!(records.len(), 3, "warm-up, HTTP and Flight requests: {records:#?}");
+    let requests = records.iter().filter(|r| !r.is_stream_end()).count();
+    assert_eq!(requests, 3, "warm-up, HTTP and Flight requests: {records:#?}");
     let id = http_request_id.expect("x-request-id");
     assert!(records.iter().any(|r| r.request_id == id), "the in-flight HTTP request is recorded");
     let head = records.last().expect("records");
@@ -1046,7 +1068,12 @@ async fn concurrent_callers_with_different_policies_never_see_each_others_views(
     const TASKS: usize = 10;
     const PER_TASK: usize = 20;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let lab = start_lab(tmp.path()).await;
+    // Rate limits high enough for 100 queries per caller in a burst: this test
+    // is about isolation, and a fast machine would otherwise meet the limit.
+    let limit = "rate_limit = { per_second = 20, burst = 40 }";
+    assert!(DEMO_POLICY.contains(limit), "the demo policy's rate limit changed; update this test");
+    let policy = DEMO_POLICY.replace(limit, "rate_limit = { per_second = 1000, burst = 1000 }");
+    let lab = start_lab_with(tmp.path(), |options| options.policy = Some(policy)).await;
     let code = lab.manifest.featured.enterprise_credit_code.clone();
     let sql = format!("SELECT legal_rep_id FROM market.enterprises WHERE credit_code = '{code}'");
     // Positive and negative control, one at a time: the agency sees the legal

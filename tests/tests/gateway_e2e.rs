@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use arrow_flight::sql::CommandGetTables;
 use creditgate_certs::ca::{DevCa, IssueRequest};
-use creditgate_gateway::client::{ClientIdentity, FlightClient, http_request};
+use creditgate_gateway::client::{ClientIdentity, FlightClient, flight_error_text, http_request};
 use creditgate_gateway::demo::SERVER_NAME;
-use creditgate_tests::{reference_session, served, sorted_rows, stall_server, start_lab};
+use creditgate_tests::{
+    TEST_DEADLINES_MS, assert_transport_refusal, first_batches_then_stall_server, reference_session, served,
+    sorted_rows, stall_server, start_lab, start_lab_with, tls_refusal,
+};
 use futures::TryStreamExt;
 
 const JOIN_SQL: &str = "\
@@ -129,6 +132,96 @@ async fn a_dead_or_stalled_source_is_named_promptly_on_both_front_ends() {
     let text = creditgate_gateway::client::flight_error_text(&error);
     assert!(text.contains("source `court`") && text.contains("timed out"), "{text}");
     assert!(text.contains("DeadlineExceeded"), "{text}");
+    // …and over HTTP: 504 with the source-timeout code, naming the source.
+    let response = tokio::time::timeout(
+        Duration::from_secs(30),
+        lab.http(
+            "samr",
+            "POST",
+            "/v1/query",
+            &[],
+            Some(serde_json::json!({"sql": "SELECT COUNT(*) FROM court.dishonest_debtors"}).to_string()),
+        ),
+    )
+    .await
+    .expect("the gateway answers within its own deadline")
+    .expect("http");
+    assert_eq!(response.status, 504, "{}", String::from_utf8_lossy(&response.body));
+    let body: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
+    assert_eq!(body["error"]["code"], "CG-SRC-001", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("source `court`") && message.contains("timed out waiting for the first batch"), "{body}");
+    lab.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_stalls_after_its_first_batch_is_named_when_the_total_deadline_passes() {
+    // Total deadline well under the test's own patience; first batch and
+    // connect as in the other tests.
+    const TOTAL_MS: u64 = 8_000;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut lab = start_lab_with(tmp.path(), |options| {
+        options.deadlines_ms = (TEST_DEADLINES_MS.0, TEST_DEADLINES_MS.1, TOTAL_MS);
+    })
+    .await;
+    let sql = "SELECT case_no, court FROM court.dishonest_debtors";
+    let mut client = lab.flight_client("samr").expect("client");
+    let healthy = client.query(sql).await.expect("healthy query");
+    let rows: usize = healthy.iter().map(|b| b.num_rows()).sum();
+    assert!(rows > 1, "the court has cases");
+
+    // What the court connector sends the gateway for this query, recorded from
+    // the real connector: the statement it received, run again as the gateway.
+    let pushed = served(&lab, "court").last().expect("the court served the query").sql.clone();
+    let config = lab.connector_configs.get("court").expect("court config").clone();
+    let upstream = ClientIdentity {
+        ca: &lab.ca_file,
+        cert: Some((&lab.gateway_config.upstream.client_cert, &lab.gateway_config.upstream.client_key)),
+    };
+    let mut direct = FlightClient::connect(&config.listen.to_string(), SERVER_NAME, &upstream).expect("client");
+    let recorded = direct.query_direct(&pushed).await.expect("the connector answers the gateway's statement");
+    let first = recorded.first().expect("a first batch").clone();
+    let first_rows = first.num_rows();
+    assert!(first_rows > 0 && first_rows <= rows);
+
+    // The court now sends that first batch at once and then nothing more.
+    let court = lab.connectors.remove("court").expect("court connector");
+    court.stop().await.expect("stop court");
+    let listener = creditgate_tests::rebind(config.listen).await;
+    let _stall = first_batches_then_stall_server(listener, &config.cert, &config.key, &first.schema(), vec![first]);
+
+    // Flight: the first batch comes through, then the total deadline ends the
+    // stream with an error naming the source.
+    let error = tokio::time::timeout(Duration::from_secs(60), client.query(sql))
+        .await
+        .expect("the gateway ends the stream at its total deadline")
+        .expect_err("a source stalled after its first batch fails the query");
+    let text = creditgate_gateway::client::flight_error_text(&error);
+    assert!(text.contains("DeadlineExceeded"), "{text}");
+    assert!(
+        text.contains(&format!("source `court` timed out waiting for the end of the result after {TOTAL_MS} ms")),
+        "the total deadline, not the first-batch one: {text}"
+    );
+
+    // HTTP: the first batch's rows are out (status 200), the document ends as
+    // incomplete with the source-timeout error naming the source.
+    let response = tokio::time::timeout(
+        Duration::from_secs(60),
+        lab.http("samr", "POST", "/v1/query", &[], Some(serde_json::json!({ "sql": sql }).to_string())),
+    )
+    .await
+    .expect("the gateway ends the document at its total deadline")
+    .expect("http");
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    let doc: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
+    assert_eq!(doc["rows"].as_array().map(Vec::len), Some(first_rows), "the first batch's rows: {doc}");
+    assert_eq!(doc["incomplete"], true, "{doc}");
+    assert_eq!(doc["error"]["code"], "CG-SRC-001", "{doc}");
+    let message = doc["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("source `court`") && message.contains("end of the result"), "{doc}");
+
+    // Negative control: other sources are unaffected.
+    client.query("SELECT COUNT(*) FROM tax.credit_ratings").await.expect("other sources unaffected");
     lab.stop().await.expect("stop");
 }
 
@@ -155,23 +248,43 @@ async fn callers_without_a_valid_known_certificate_are_refused_on_both_front_end
     let response = lab.http("samr", "POST", "/v1/query", &[], body()).await.expect("http");
     assert_eq!(response.status, 200);
 
-    // No certificate.
-    let anonymous = ClientIdentity { ca: &lab.ca_file, cert: None };
-    let mut client = FlightClient::connect(&flight, SERVER_NAME, &anonymous).expect("client");
-    assert!(client.query(sql).await.is_err(), "no certificate must be refused over Flight");
-    assert!(
-        http_request(&http, SERVER_NAME, &anonymous, "POST", "/v1/query", &[], body()).await.is_err(),
-        "no certificate must be refused over HTTP"
-    );
-
-    // A certificate from another CA.
+    // No certificate, and a certificate from another CA: refused at the TLS
+    // handshake on both front ends. The Flight client sends a valid purpose, so
+    // only the missing/unknown certificate can be the reason; the refusal is a
+    // broken connection with the alert that names it (a bare TLS probe reads
+    // it), never a policy answer; and no source is queried for them.
+    let served_before = served(&lab, "market").len();
     let other = DevCa::generate("another CA").expect("ca");
     let issued = other.issue(&IssueRequest::client("samr", "impostor", "samr")).expect("issue");
     let (cert, key) = issued.write(tmp.path(), "impostor").expect("write");
-    let impostor = ClientIdentity { ca: &lab.ca_file, cert: Some((&cert, &key)) };
-    let mut client = FlightClient::connect(&flight, SERVER_NAME, &impostor).expect("client");
-    assert!(client.query(sql).await.is_err(), "another CA must be refused over Flight");
-    assert!(http_request(&http, SERVER_NAME, &impostor, "POST", "/v1/query", &[], body()).await.is_err());
+    for (case, who, alert) in [
+        ("no certificate", ClientIdentity { ca: &lab.ca_file, cert: None }, "CertificateRequired"),
+        ("another CA", ClientIdentity { ca: &lab.ca_file, cert: Some((&cert, &key)) }, "UnknownCA"),
+    ] {
+        let mut client = FlightClient::connect(&flight, SERVER_NAME, &who).expect("client");
+        client.set_header(creditgate_gateway::gateway::PURPOSE_HEADER, "supervision");
+        let error = client.query(sql).await.expect_err(case);
+        assert_transport_refusal(&error, alert, &format!("{case} over Flight"));
+        let probe = tls_refusal(lab.gateway.flight_addr, &lab.ca_file, who.cert, b"h2").await;
+        assert!(
+            probe.as_deref().is_some_and(|p| p.contains(&format!("received fatal alert: {alert}"))),
+            "{case}: {probe:?}"
+        );
+
+        let headers = [(creditgate_gateway::gateway::PURPOSE_HEADER, "supervision")];
+        let error = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &headers, body()).await;
+        let error = error.map(|r| r.status).expect_err(&format!("{case} over HTTP: no HTTP answer at all"));
+        assert!(!error.contains("403") && !error.contains("purpose"), "{case} over HTTP: {error}");
+        let probe = tls_refusal(lab.gateway.http_addr, &lab.ca_file, who.cert, b"http/1.1").await;
+        assert!(
+            probe.as_deref().is_some_and(|p| p.contains(&format!("received fatal alert: {alert}"))),
+            "{case}: {probe:?}"
+        );
+    }
+    assert_eq!(served(&lab, "market").len(), served_before, "nothing was queried for refused callers");
+    // Positive control of the probe: a known caller's certificate passes the handshake.
+    let probe = tls_refusal(lab.gateway.flight_addr, &lab.ca_file, Some((&samr.cert, &samr.key)), b"h2").await;
+    assert_eq!(probe, None);
 
     // Right CA, identity not in the gateway config.
     let mut client = lab.flight_client("stranger").expect("client");
@@ -338,5 +451,54 @@ async fn a_circuit_breaker_stops_hammering_a_dead_source_and_the_gateway_recover
     client.query(sql).await.expect("recovered");
     assert!(creditgate_tests::served(&lab, "tax").len() > before);
     revived.stop().await.expect("stop");
+    lab.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tour_covers_every_credit_code_dataset_and_its_joint_punishment_check_matches_the_sources() {
+    use creditgate_gateway::demo::{COMPANY_VIEW, JOINT_PUNISHMENT_SQL};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lab = start_lab(tmp.path()).await;
+
+    // Step 1 looks the company up in every dataset that has a credit code column.
+    for source in &lab.manifest.sources {
+        for table in &source.tables {
+            let dataset = format!("{}.{}", source.name, table.name);
+            let keys: Vec<&String> = table.columns.iter().filter(|c| c.ends_with("credit_code")).collect();
+            if keys.is_empty() {
+                assert!(COMPANY_VIEW.iter().all(|(d, _, _)| *d != dataset), "{dataset} has no credit code");
+                continue;
+            }
+            let entry = COMPANY_VIEW.iter().find(|(d, _, _)| *d == dataset);
+            let (_, key, _) = entry.unwrap_or_else(|| panic!("the tour's company view misses {dataset}"));
+            assert!(keys.iter().any(|k| k == key), "{dataset}: {key} is not one of its credit code columns {keys:?}");
+        }
+    }
+    // …and every one of those queries runs for the agency.
+    let company = &lab.manifest.featured.enterprise_credit_code;
+    let mut samr = lab.flight_client("samr").expect("client");
+    samr.set_header(creditgate_gateway::gateway::PURPOSE_HEADER, "supervision");
+    for (dataset, key, columns) in COMPANY_VIEW {
+        let sql = format!("SELECT {columns} FROM {dataset} WHERE {key} = '{company}' LIMIT 5");
+        let result = samr.query(&sql).await;
+        assert!(result.is_ok(), "{dataset}: {}", result.err().map(|e| flight_error_text(&e)).unwrap_or_default());
+    }
+
+    // Step 2: the joint-punishment check flags the dishonest debtors among the
+    // black-listed shop owners, exactly as the sources say.
+    let mut joint = lab.flight_client("samr").expect("client");
+    joint.set_header(creditgate_gateway::gateway::PURPOSE_HEADER, "joint_punishment");
+    let got = joint.query(JOINT_PUNISHMENT_SQL).await.expect("joint punishment over the gateway");
+    let reference = reference_session(&lab).await;
+    let expected = reference.sql(JOINT_PUNISHMENT_SQL).await.expect("plan").collect().await.expect("reference");
+    let rows = sorted_rows(&got);
+    assert_eq!(rows, sorted_rows(&expected));
+    assert!(rows.iter().any(|r| r.contains("|true|")), "some black-listed owners are dishonest debtors: {rows:?}");
+    assert!(rows.iter().any(|r| r.contains("|false|0")), "and some are not: {rows:?}");
+    // The platform's policy does not grant it the court's list: the reason the agency runs this step.
+    let mut platform = lab.flight_client("platform_a").expect("client");
+    let error = platform.query(JOINT_PUNISHMENT_SQL).await.expect_err("the platform may not read the court's list");
+    let text = flight_error_text(&error);
+    assert!(text.contains("dishonest_debtors"), "{text}");
     lab.stop().await.expect("stop");
 }

@@ -12,9 +12,13 @@
 //! collation, `WHERE credit_code = 'x'` pushed to MySQL would match rows the
 //! same predicate does not match on Parquet.)
 //!
-//! When the URL carries no password it is taken from the environment
-//! variable [`LoadOptions::password_env`] (`PGPASSWORD` / `MYSQL_PWD` by
-//! default). URLs are only ever shown through [`redact_url`].
+//! When the URL carries no password it is read from the file
+//! [`LoadOptions::password_file`] if one is given, otherwise taken from the
+//! environment variable [`LoadOptions::password_env`] (`PGPASSWORD` /
+//! `MYSQL_PWD` by default). URLs are only ever shown through [`redact_url`];
+//! passwords never appear in messages.
+//!
+//! [`drop_postgres`] and [`drop_mysql`] remove what a load created.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -66,11 +70,38 @@ pub struct LoadOptions {
     /// Environment variable holding the password when the URL has none
     /// (`PGPASSWORD` / `MYSQL_PWD` when `None`).
     pub password_env: Option<String>,
+    /// File holding the password when the URL has none (trailing newline
+    /// ignored); set this or `password_env`, not both.
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
     fn default() -> LoadOptions {
-        LoadOptions { schema_prefix: DEFAULT_SCHEMA_PREFIX.to_string(), sources: None, password_env: None }
+        LoadOptions {
+            schema_prefix: DEFAULT_SCHEMA_PREFIX.to_string(),
+            sources: None,
+            password_env: None,
+            password_file: None,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// The password for a URL without one: the file's contents, else the
+    /// environment variable (`default_env` unless `password_env` names
+    /// another), else none. An unreadable file is an error naming the file,
+    /// never its contents.
+    fn password(&self, default_env: &str) -> Result<Option<String>, LoadError> {
+        match (&self.password_file, &self.password_env) {
+            (Some(_), Some(_)) => {
+                Err(LoadError::Invalid("give a password file or a password variable, not both".to_string()))
+            }
+            (Some(file), None) => match std::fs::read_to_string(file) {
+                Ok(text) => Ok(Some(text.trim_end_matches(['\n', '\r']).to_string())),
+                Err(e) => Err(LoadError::Invalid(format!("password file {}: {}", file.display(), e.kind()))),
+            },
+            (None, env) => Ok(std::env::var(env.as_deref().unwrap_or(default_env)).ok()),
+        }
     }
 }
 
@@ -289,7 +320,7 @@ mod pg {
         })
     }
 
-    pub(super) async fn connect(url: &str, password_env: &str) -> Result<tokio_postgres::Client, LoadError> {
+    pub(super) async fn connect(url: &str, options: &LoadOptions) -> Result<tokio_postgres::Client, LoadError> {
         let shown = redact_url(url);
         let fail = |message: String| LoadError::Database { database: shown.clone(), message };
         // sslmode: disable | prefer | require (no certificate check) | verify-ca | verify-full.
@@ -310,7 +341,7 @@ mod pg {
         let text = parsed.as_str().trim_end_matches('?').to_string();
         let mut config: tokio_postgres::Config = text.parse().map_err(|e| fail(format!("bad URL: {e}")))?;
         if config.get_password().is_none()
-            && let Ok(password) = std::env::var(password_env)
+            && let Some(password) = options.password("PGPASSWORD")?
         {
             config.password(password);
         }
@@ -361,7 +392,7 @@ pub async fn load_postgres(dir: &Path, url: &str, options: &LoadOptions) -> Resu
     let plan = plan(dir, options)?;
     let shown = redact_url(url);
     let fail = |message: String| LoadError::Database { database: shown.clone(), message };
-    let mut client = pg::connect(url, options.password_env.as_deref().unwrap_or("PGPASSWORD")).await?;
+    let mut client = pg::connect(url, options).await?;
     let mut report = LoadReport { schemas: Vec::new(), tables: 0, rows: 0, elapsed: Duration::ZERO };
     for (source, schema, tables) in &plan.sources {
         client
@@ -462,6 +493,65 @@ fn mysql_value(cell: Cell<'_>) -> mysql_async::Value {
     }
 }
 
+async fn mysql_connect(url: &str, options: &LoadOptions) -> Result<mysql_async::Conn, LoadError> {
+    let shown = redact_url(url);
+    let mut opts = mysql_async::OptsBuilder::from_opts(
+        mysql_async::Opts::from_url(url).map_err(|e| LoadError::Invalid(format!("{shown}: {e}")))?,
+    );
+    if mysql_async::Opts::from(opts.clone()).pass().is_none()
+        && let Some(password) = options.password("MYSQL_PWD")?
+    {
+        opts = opts.pass(Some(password));
+    }
+    mysql_async::Conn::new(opts).await.map_err(|e| LoadError::Database { database: shown, message: e.to_string() })
+}
+
+/// The schemas a load with `options` creates for `sources`, checked to be
+/// plain identifiers (they are spliced into `DROP` statements).
+fn schemas_of(sources: &[String], options: &LoadOptions) -> Result<Vec<String>, LoadError> {
+    sources
+        .iter()
+        .map(|source| {
+            let schema = schema_name(&options.schema_prefix, source);
+            if is_identifier(&schema) {
+                Ok(schema)
+            } else {
+                Err(LoadError::Invalid(format!("`{schema}` is not a plain identifier")))
+            }
+        })
+        .collect()
+}
+
+/// Drops the PostgreSQL schema a load with `options` created for each of
+/// `sources` (`<prefix><source>`, with everything in it), if it exists.
+/// Returns the schemas named.
+pub async fn drop_postgres(url: &str, sources: &[String], options: &LoadOptions) -> Result<Vec<String>, LoadError> {
+    let schemas = schemas_of(sources, options)?;
+    let client = pg::connect(url, options).await?;
+    for schema in &schemas {
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await.map_err(|e| {
+            LoadError::Database { database: redact_url(url), message: format!("drop schema {schema}: {e}") }
+        })?;
+    }
+    Ok(schemas)
+}
+
+/// Drops the MySQL/MariaDB database a load with `options` created for each
+/// of `sources` (`<prefix><source>`), if it exists. Returns the databases named.
+pub async fn drop_mysql(url: &str, sources: &[String], options: &LoadOptions) -> Result<Vec<String>, LoadError> {
+    use mysql_async::prelude::Queryable;
+    let schemas = schemas_of(sources, options)?;
+    let mut conn = mysql_connect(url, options).await?;
+    for schema in &schemas {
+        conn.query_drop(format!("DROP DATABASE IF EXISTS `{schema}`")).await.map_err(|e| LoadError::Database {
+            database: redact_url(url),
+            message: format!("drop database {schema}: {e}"),
+        })?;
+    }
+    let _ = conn.disconnect().await;
+    Ok(schemas)
+}
+
 /// Loads the federation in `dir` into the MySQL/MariaDB server at `url`,
 /// one database per source (`utf8mb4`, binary collation).
 pub async fn load_mysql(dir: &Path, url: &str, options: &LoadOptions) -> Result<LoadReport, LoadError> {
@@ -471,15 +561,7 @@ pub async fn load_mysql(dir: &Path, url: &str, options: &LoadOptions) -> Result<
     let plan = plan(dir, options)?;
     let shown = redact_url(url);
     let fail = |message: String| LoadError::Database { database: shown.clone(), message };
-    let mut opts = mysql_async::OptsBuilder::from_opts(
-        mysql_async::Opts::from_url(url).map_err(|e| LoadError::Invalid(format!("{shown}: {e}")))?,
-    );
-    if mysql_async::Opts::from(opts.clone()).pass().is_none()
-        && let Ok(password) = std::env::var(options.password_env.as_deref().unwrap_or("MYSQL_PWD"))
-    {
-        opts = opts.pass(Some(password));
-    }
-    let mut conn = mysql_async::Conn::new(opts).await.map_err(|e| fail(e.to_string()))?;
+    let mut conn = mysql_connect(url, options).await?;
     let mut report = LoadReport { schemas: Vec::new(), tables: 0, rows: 0, elapsed: Duration::ZERO };
     for (source, schema, tables) in &plan.sources {
         conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{schema}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
@@ -570,6 +652,30 @@ mod tests {
         assert_eq!(redact_url("postgres://u:secret@h:5432/d?sslmode=disable"), "postgres://u:***@h:5432/d");
         assert_eq!(redact_url("mysql://root@127.0.0.1:3306/test"), "mysql://root@127.0.0.1:3306/test");
         assert!(!redact_url("not a url secret").contains("secret"));
+    }
+
+    #[test]
+    fn password_from_file_or_variable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret-loader\r\n").expect("write");
+        let options = LoadOptions { password_file: Some(file.clone()), ..LoadOptions::default() };
+        assert_eq!(options.password("PATH").expect("file").as_deref(), Some("s3cret-loader"), "file beats the default");
+        let missing = LoadOptions { password_file: Some(dir.path().join("nope")), ..LoadOptions::default() };
+        let error = missing.password("PATH").expect_err("missing file").to_string();
+        assert!(error.contains("password file") && error.contains("nope"), "{error}");
+        let both = LoadOptions { password_env: Some("PATH".into()), ..options };
+        assert!(both.password("PATH").is_err(), "file and variable together are refused");
+        // `PATH` is always set; a variable that is not yields no password.
+        assert!(LoadOptions::default().password("PATH").expect("env").is_some());
+        assert_eq!(LoadOptions::default().password("CREDITGATE_LOADER_UNSET_VARIABLE").expect("env"), None);
+    }
+
+    #[test]
+    fn drops_only_plain_identifiers() {
+        let options = LoadOptions { schema_prefix: "x\"; DROP".into(), ..LoadOptions::default() };
+        assert!(schemas_of(&["market".into()], &options).is_err());
+        assert_eq!(schemas_of(&["market".into()], &LoadOptions::default()).expect("ok"), ["creditgate_demo_market"]);
     }
 
     #[test]

@@ -343,6 +343,19 @@ impl Tail {
     }
 }
 
+/// A result dropped before its end (the caller went away, or the gateway
+/// needed fewer rows, e.g. a LIMIT it applies itself) is reported as
+/// `cancelled`, so every remote query shows up in the source metrics once.
+impl Drop for Tail {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Some(observer) = &self.source.observer {
+                observer(&self.source.name, "cancelled", self.started.elapsed());
+            }
+        }
+    }
+}
+
 fn check_schema(batch: &RecordBatch, expected: &SchemaRef) -> Result<(), String> {
     check_fields(&batch.schema(), expected)
 }

@@ -131,8 +131,9 @@ pub struct DatabaseSource {
     pub password_env: Option<String>,
     /// File holding the password (trailing newline ignored).
     pub password_file: Option<PathBuf>,
-    /// Per-query timeout in milliseconds (enforced by the connector, and by
-    /// PostgreSQL's `statement_timeout`).
+    /// Per-query timeout in milliseconds (enforced by the database —
+    /// PostgreSQL's `statement_timeout`, MariaDB's `max_statement_time`,
+    /// MySQL's `max_execution_time` — with the connector's deadline as a backstop).
     pub query_timeout_ms: u64,
 }
 

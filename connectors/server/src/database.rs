@@ -8,8 +8,13 @@
 //!
 //! * **One pool per distinct connection** ([`Pools`]): every table with the
 //!   same URL, password source and timeout shares it.
-//! * **A per-query timeout**: PostgreSQL's `statement_timeout`, and in any
-//!   case a deadline on the scan's stream ([`DatabaseScanExec`]).
+//! * **A per-query timeout enforced by the database**: PostgreSQL's
+//!   `statement_timeout` (a connection option), MariaDB's
+//!   `max_statement_time` or MySQL's `max_execution_time` (set on every
+//!   connection the pool hands out, [`TimedMysqlPool`]), so a statement that
+//!   runs too long is stopped on the server, not only abandoned by the
+//!   connector. A deadline on the scan's stream ([`DatabaseScanExec`]),
+//!   [`DEADLINE_GRACE`] later, covers a database that stops answering.
 //! * **Errors that name the table** and say what went wrong
 //!   ([`SourceError`]), mapped to `UNAVAILABLE`/`DEADLINE_EXCEEDED` by the
 //!   connector's single error mapping.
@@ -51,10 +56,14 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning, PlanProperties,
 };
-use datafusion_table_providers::mysql::MySQLTableFactory;
+use datafusion::sql::unparser::dialect::MySqlDialect;
+use datafusion_table_providers::mysql::DynMySQLConnectionPool;
 use datafusion_table_providers::postgres::PostgresTableFactory;
+use datafusion_table_providers::sql::db_connection_pool::dbconnection::DbConnection;
 use datafusion_table_providers::sql::db_connection_pool::mysqlpool::MySQLConnectionPool;
 use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
+use datafusion_table_providers::sql::db_connection_pool::{DbConnectionPool, JoinPushDown};
+use datafusion_table_providers::sql::sql_provider_datafusion::SqlTable;
 use datafusion_table_providers::util::secrets::to_secret_map;
 use futures::Stream;
 
@@ -67,6 +76,16 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_POOL_SIZE: usize = 8;
 /// Longest database error text passed on to callers.
 const MAX_ERROR_CHARS: usize = 500;
+/// How long after a table's query timeout the connector stops waiting for
+/// the database itself. The database's own limit normally ends the
+/// statement first (which frees the server, and names the cause); this
+/// deadline is the backstop for a database that stops answering.
+pub const DEADLINE_GRACE: Duration = Duration::from_secs(1);
+/// What the databases say when their statement time limit stopped a query:
+/// PostgreSQL (`canceling statement due to statement timeout`), MariaDB
+/// (error 1969, `max_statement_time exceeded`) and MySQL (error 3024).
+const SERVER_TIMEOUT_MARKERS: &[&str] =
+    &["statement timeout", "max_statement_time exceeded", "maximum statement execution time exceeded"];
 
 /// What went wrong with a database-backed table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +140,72 @@ struct PoolKey {
 #[derive(Debug, Clone)]
 enum Pool {
     Postgres(Arc<PostgresConnectionPool>),
-    Mysql(Arc<MySQLConnectionPool>),
+    Mysql(Arc<TimedMysqlPool>),
+}
+
+/// The statement that limits a MySQL/MariaDB session's statements to
+/// `timeout_ms`: MariaDB's `max_statement_time` (seconds, any statement),
+/// MySQL's `max_execution_time` (milliseconds, `SELECT`s, which is all a
+/// connector sends). `version` is the server's `VERSION()`.
+fn mysql_session_limit(version: &str, timeout_ms: u64) -> String {
+    if version.to_ascii_lowercase().contains("mariadb") {
+        // MariaDB accepts up to one year.
+        let ms = timeout_ms.min(31_536_000_000);
+        format!("SET SESSION max_statement_time = {}.{:03}", ms / 1_000, ms % 1_000)
+    } else {
+        format!("SET SESSION max_execution_time = {}", timeout_ms.min(u64::from(u32::MAX)))
+    }
+}
+
+/// A MySQL/MariaDB pool that puts the table's query timeout on every
+/// connection it hands out, so the server stops a statement that runs too
+/// long. (Set at every checkout: the driver resets a connection returned to
+/// the pool, which clears session variables.)
+pub struct TimedMysqlPool {
+    inner: Arc<MySQLConnectionPool>,
+    limit: String,
+}
+
+impl fmt::Debug for TimedMysqlPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimedMysqlPool").field("limit", &self.limit).finish_non_exhaustive()
+    }
+}
+
+impl TimedMysqlPool {
+    /// Wraps `inner`, asking the server which limit it understands and
+    /// checking that it accepts it.
+    async fn new(inner: MySQLConnectionPool, timeout_ms: u64) -> std::result::Result<TimedMysqlPool, String> {
+        use mysql_async::prelude::Queryable;
+        let connection = inner.connect_direct().await.map_err(|e| tidy(&e.to_string()))?;
+        let mut conn = connection.conn.lock().await;
+        let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(|e| tidy(&e.to_string()))?;
+        let limit = mysql_session_limit(version.as_deref().unwrap_or_default(), timeout_ms);
+        conn.query_drop(&limit).await.map_err(|e| format!("cannot set the query timeout: {}", tidy(&e.to_string())))?;
+        drop(conn);
+        Ok(TimedMysqlPool { inner: Arc::new(inner), limit })
+    }
+}
+
+#[async_trait]
+impl DbConnectionPool<mysql_async::Conn, &'static (dyn mysql_async::prelude::ToValue + Sync)> for TimedMysqlPool {
+    async fn connect(
+        &self,
+    ) -> std::result::Result<
+        Box<dyn DbConnection<mysql_async::Conn, &'static (dyn mysql_async::prelude::ToValue + Sync)>>,
+        Box<dyn std::error::Error + Send + Sync>,
+    > {
+        use mysql_async::prelude::Queryable;
+        let connection = self.inner.connect_direct().await?;
+        connection.conn.lock().await.query_drop(&self.limit).await?;
+        Ok(Box::new(connection))
+    }
+
+    fn join_push_down(&self) -> JoinPushDown {
+        DbConnectionPool::<mysql_async::Conn, &'static (dyn mysql_async::prelude::ToValue + Sync)>::join_push_down(
+            self.inner.as_ref(),
+        )
+    }
 }
 
 /// The connection pools of one connector, keyed by connection; a failed
@@ -210,7 +294,7 @@ async fn open_pool(url: &DatabaseUrl, db: &DatabaseSource) -> std::result::Resul
             params.insert("pool_min".into(), "0".into());
             params.insert("pool_max".into(), DEFAULT_POOL_SIZE.to_string());
             let pool = MySQLConnectionPool::new(to_secret_map(params)).await.map_err(|e| tidy(&e.to_string()))?;
-            Ok(Pool::Mysql(Arc::new(pool)))
+            Ok(Pool::Mysql(Arc::new(TimedMysqlPool::new(pool, db.query_timeout_ms).await?)))
         }
     }
 }
@@ -249,14 +333,17 @@ async fn try_open(table: &TableConfig, pools: &mut Pools) -> std::result::Result
             (inner, Vec::new())
         }
         Pool::Mysql(pool) => {
-            let booleans = mysql_boolean_columns(&pool, &db.schema, table.source_table())
+            let booleans = mysql_boolean_columns(&pool.inner, &db.schema, table.source_table())
                 .await
                 .map_err(|e| format!("cannot read the columns of `{shown}` in {url}: {e}"))?;
-            let inner = MySQLTableFactory::new(pool)
-                .table_provider(reference)
+            // The provider's `MySQLTable` is this same `SqlTable` over its own
+            // pool type; built directly, its scans use the timed pool.
+            let timed: Arc<DynMySQLConnectionPool> = pool;
+            let inner = SqlTable::new("mysql", &timed, reference)
                 .await
-                .map_err(|e| format!("cannot open `{shown}` in {url}: {}", tidy(&e.to_string())))?;
-            (inner, booleans)
+                .map_err(|e| format!("cannot open `{shown}` in {url}: {}", tidy(&e.to_string())))?
+                .with_dialect(Arc::new(MySqlDialect {}));
+            (Arc::new(inner) as Arc<dyn TableProvider>, booleans)
         }
     };
     let wrapped = DatabaseTable::new(&table.name, inner, &booleans, Duration::from_millis(db.query_timeout_ms));
@@ -422,25 +509,34 @@ impl ExecutionPlan for DatabaseScanExec {
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        let inner = self.inner.execute(partition, context).map_err(|e| classify(&self.table, &e).into_datafusion())?;
+        let inner = self
+            .inner
+            .execute(partition, context)
+            .map_err(|e| classify(&self.table, &e, self.timeout).into_datafusion())?;
         Ok(Box::pin(GuardedStream {
             inner,
             schema: Arc::clone(&self.schema),
             table: Arc::clone(&self.table),
             timeout: self.timeout,
-            deadline: Box::pin(tokio::time::sleep(self.timeout)),
+            deadline: Box::pin(tokio::time::sleep(self.timeout + DEADLINE_GRACE)),
             done: false,
         }))
     }
 }
 
-/// A database error as a [`SourceError`]: PostgreSQL's statement timeout is
-/// a timeout, anything about connections means the database is unavailable,
-/// the rest (missing column, bad SQL, …) is a failure.
-fn classify(table: &str, error: &DataFusionError) -> SourceError {
+/// A database error as a [`SourceError`]: the database's statement time
+/// limit is a timeout (said in plain words, with the table's `timeout`),
+/// anything about connections means the database is unavailable, the rest
+/// (missing column, bad SQL, …) is a failure.
+fn classify(table: &str, error: &DataFusionError, timeout: Duration) -> SourceError {
     let message = tidy(&error.strip_backtrace());
     let lower = message.to_ascii_lowercase();
-    let kind = if lower.contains("statement timeout") || lower.contains("canceling statement") {
+    if SERVER_TIMEOUT_MARKERS.iter().any(|m| lower.contains(m)) {
+        let message =
+            format!("the query ran past the table's timeout of {} ms; the database stopped it", timeout.as_millis());
+        return SourceError::new(table, SourceErrorKind::Timeout, message);
+    }
+    let kind = if lower.contains("canceling statement") {
         SourceErrorKind::Timeout
     } else if lower.contains("connection") || lower.contains("connect ") || lower.contains("timed out") {
         SourceErrorKind::Unavailable
@@ -496,7 +592,8 @@ impl Stream for GuardedStream {
             return Poll::Ready(None);
         }
         if self.deadline.as_mut().poll(cx).is_ready() {
-            let message = format!("no complete answer from the database within {} ms", self.timeout.as_millis());
+            let waited = self.timeout + DEADLINE_GRACE;
+            let message = format!("no complete answer from the database within {} ms", waited.as_millis());
             return self.error(SourceErrorKind::Timeout, message);
         }
         match self.inner.as_mut().poll_next(cx) {
@@ -510,7 +607,7 @@ impl Stream for GuardedStream {
                 Err(message) => self.error(SourceErrorKind::Failed, message),
             },
             Poll::Ready(Some(Err(e))) => {
-                let error = classify(&self.table, &e);
+                let error = classify(&self.table, &e, self.timeout);
                 self.error(error.kind, error.message)
             }
         }
@@ -575,6 +672,32 @@ mod tests {
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
         );
         assert_eq!(plain_type(&DataType::Decimal128(12, 2)), DataType::Decimal128(12, 2));
+    }
+
+    #[test]
+    fn session_limit_per_server() {
+        assert_eq!(mysql_session_limit("10.11.19-MariaDB-0+deb12u1", 2_500), "SET SESSION max_statement_time = 2.500");
+        assert_eq!(mysql_session_limit("8.0.36", 2_500), "SET SESSION max_execution_time = 2500");
+        assert_eq!(mysql_session_limit("8.4.0", u64::MAX), format!("SET SESSION max_execution_time = {}", u32::MAX));
+    }
+
+    #[test]
+    fn server_timeouts_are_timeouts_in_plain_words() {
+        let timeout = Duration::from_millis(1_500);
+        for text in [
+            "Query execution failed.\nServer error: `ERROR 70100 (1969): Query execution was interrupted (max_statement_time exceeded)'",
+            "Server error: `ERROR HY000 (3024): Query execution was interrupted, maximum statement execution time exceeded'",
+            "db error: ERROR: canceling statement due to statement timeout",
+        ] {
+            let error = classify("slow", &DataFusionError::Execution(text.to_string()), timeout);
+            assert_eq!(error.kind, SourceErrorKind::Timeout, "{text}");
+            assert_eq!(
+                error.to_string(),
+                "table `slow`: the query ran past the table's timeout of 1500 ms; the database stopped it"
+            );
+        }
+        let error = classify("t", &DataFusionError::Execution("Unknown column 'x'".into()), timeout);
+        assert_eq!(error.kind, SourceErrorKind::Failed);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::AuditError;
+use crate::keys::SigningKey;
+use crate::log::{AuditLog, AuditOptions};
 use crate::verify::{export_checkpoint, verify};
 
 /// Exit code for usage or I/O errors of the CLI itself.
@@ -27,6 +30,18 @@ pub enum AuditCommand {
         /// Output file.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Switch checkpoint signing to a new Ed25519 key (gateway stopped). The
+    /// old key signs a `rotation` checkpoint naming the new one; old
+    /// checkpoints keep verifying against `keys.json`.
+    RotateKey {
+        /// The audit state directory (the gateway's `state/audit`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The signing key file the gateway uses (`state/audit-signing.key`);
+        /// replaced by the new key.
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 
@@ -56,10 +71,72 @@ pub fn run_export_checkpoint(dir: &Path, out: &Path) -> (i32, String) {
     }
 }
 
+/// Runs `audit rotate-key`: returns the exit code and the message to print.
+pub fn run_rotate_key(dir: &Path, key: &Path) -> (i32, String) {
+    match rotate_key_file(dir, key) {
+        Ok((old, new)) => (
+            0,
+            format!(
+                "audit signing key rotated: {old} -> {new}; {} now holds the new key and old checkpoints still verify",
+                key.display()
+            ),
+        ),
+        Err(e) => (EXIT_ERROR, format!("audit rotate-key failed: {e}")),
+    }
+}
+
+/// Generates a new signing key, has the log rotate to it and replaces `key`
+/// with it. The new key is on disk (fsynced, mode 0600) before the rotation
+/// checkpoints are written, and renamed into place after them, so a crash
+/// leaves either the old key in place (the next start signs with it) or the
+/// new one (already in `keys.json`). Returns the old and new key ids.
+fn rotate_key_file(dir: &Path, key: &Path) -> Result<(String, String), AuditError> {
+    let key_error = |reason: String| AuditError::SigningKey { path: key.to_path_buf(), reason };
+    if !key.is_file() {
+        return Err(key_error("no signing key there: rotate the key the gateway uses".to_owned()));
+    }
+    if !dir.is_dir() {
+        return Err(AuditError::io("open", dir)(std::io::Error::from(std::io::ErrorKind::NotFound)));
+    }
+    let old_id = SigningKey::load_or_create(key)?.key_id().to_owned();
+    let log = AuditLog::open(dir, AuditOptions::new(key))?;
+    let (new_key, der) = SigningKey::generate().map_err(key_error)?;
+    let new_id = new_key.key_id().to_owned();
+    let tmp = key.with_extension("key.new");
+    write_private(&tmp, &der)?;
+    if let Err(e) = log.rotate_key(new_key) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, key).map_err(AuditError::io("rename", key))?;
+    if let Some(parent) = key.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(AuditError::io("sync directory", parent))?;
+    }
+    log.close()?;
+    Ok((old_id, new_id))
+}
+
+/// Writes a private key file (mode 0600, fsynced), replacing a stale one.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
+    use std::io::Write as _;
+    let _ = std::fs::remove_file(path);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(AuditError::io("create", path))?;
+    f.write_all(bytes).map_err(AuditError::io("write", path))?;
+    f.sync_all().map_err(AuditError::io("sync", path))
+}
+
 /// Runs a command: returns the exit code and the message to print.
 pub fn run(cmd: &AuditCommand) -> (i32, String) {
     match cmd {
         AuditCommand::Verify { dir, checkpoint } => run_verify(dir, checkpoint.as_deref()),
         AuditCommand::ExportCheckpoint { dir, out } => run_export_checkpoint(dir, out),
+        AuditCommand::RotateKey { dir, key } => run_rotate_key(dir, key),
     }
 }

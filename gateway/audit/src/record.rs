@@ -51,6 +51,9 @@ pub enum Outcome {
     Refused,
     /// The request was allowed but failed (source error, bad SQL, …).
     Failed,
+    /// The caller went away before the end of a released stream (only on a
+    /// [`RecordedQuery::StreamEnd`] record).
+    Cancelled,
 }
 
 impl Outcome {
@@ -60,6 +63,7 @@ impl Outcome {
             Outcome::Allowed => "allowed",
             Outcome::Refused => "refused",
             Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }
@@ -73,6 +77,15 @@ pub enum RecordedQuery {
     /// A structured lookup request, with the subject key replaced by its
     /// keyed hash (see [`SubjectHasher`](crate::SubjectHasher)).
     Lookup(serde_json::Value),
+    /// A request that is neither SQL nor a lookup, as `METHOD /path` (no
+    /// query string: it may carry identifiers), e.g. a refused malformed body
+    /// or an unknown route.
+    Request(String),
+    /// The end of a streamed result released by the record with this `seq`
+    /// (same request id): the rows actually delivered, the final status of
+    /// each source and how the stream ended. Audit-before-release means the
+    /// opening record cannot know these; this one completes it.
+    StreamEnd(u64),
 }
 
 /// One column returned, with the mask applied to it.
@@ -151,6 +164,10 @@ impl NewRecord {
 }
 
 /// One stored audit record (one line of an `audit-*.jsonl` segment).
+///
+/// Every request has exactly one record that is not a
+/// [`RecordedQuery::StreamEnd`]; a streamed SQL result also gets a stream-end
+/// record with the same `request_id` once the stream finishes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
@@ -216,6 +233,11 @@ struct CanonicalRecord<'a> {
 }
 
 impl AuditRecord {
+    /// Whether this record completes a streamed result rather than recording a request.
+    pub fn is_stream_end(&self) -> bool {
+        matches!(self.query, RecordedQuery::StreamEnd(_))
+    }
+
     /// Builds a record (hash filled in) from a [`NewRecord`].
     pub(crate) fn seal(new: NewRecord, seq: u64, time: DateTime<Utc>, prev_hash: String) -> Result<Self, AuditError> {
         let mut record = AuditRecord {

@@ -355,6 +355,12 @@ fn check_list(
 }
 
 /// An id as used for consent ids, issuers and grantees.
+/// Whether `s` is acceptable as a consent id (or issuer id):
+/// `[A-Za-z0-9][A-Za-z0-9._-]*`, at most [`MAX_NAME_LEN`] characters.
+pub fn is_consent_id(s: &str) -> bool {
+    is_name(s)
+}
+
 pub(crate) fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
     s.len() <= MAX_NAME_LEN

@@ -17,9 +17,11 @@
 //!   [`verify`], which runs every check in a fixed order and answers with a
 //!   [`VerifiedConsent`] permit or the first [`ConsentRefusal`].
 //! * Remembering: [`ConsentStore`] keeps revocations and use counts in the
-//!   gateway's state directory; [`ConsentStore::try_use_verified`] counts a
-//!   use atomically. It stores no personal data beyond the consent id and a
-//!   keyed hash of the subject ([`subject_hash`]).
+//!   gateway's state directory, keyed by issuer and consent id (ids are
+//!   unique per issuer only); [`ConsentStore::try_use_verified`] counts a
+//!   use atomically. It stores no personal data beyond the consent id, the
+//!   issuer id, a keyed hash of the subject ([`subject_hash`]) and the kind
+//!   of subject.
 //!
 //! A gateway handles a consent-based request like this:
 //!
@@ -55,14 +57,14 @@ mod verify;
 
 pub use artefact::{
     CANONICAL_PREFIX, ConsentArtefact, ConsentDraft, MAX_ARTEFACT_BYTES, MAX_LIST_LEN, MAX_NAME_LEN, MAX_PURPOSE_LEN,
-    issue,
+    is_consent_id, issue,
 };
 pub use cli::{ConsentCommand, run};
 pub use error::ConsentError;
 pub use keys::{IssuerConfig, IssuerKey, KEY_ID_LEN, TrustedIssuers, key_id_of};
 pub use store::{
-    COMPACT_AFTER_RECORDS, ConsentStatus, ConsentStore, JOURNAL_FILE, LOCK_FILE, MIN_SUBJECT_HASH_KEY_LEN, Revocation,
-    SNAPSHOT_FILE, STORE_FORMAT,
+    COMPACT_AFTER_RECORDS, ConsentStatus, ConsentStore, JOURNAL_FILE, LEGACY_STORE_FORMAT, LOCK_FILE,
+    MIN_SUBJECT_HASH_KEY_LEN, Revocation, SNAPSHOT_FILE, STORE_FORMAT,
 };
 pub use subject::{SUBJECT_HASH_LEN, SubjectRef, is_subject_hash, subject_hash};
 pub use verify::{CLOCK_SKEW_ALLOWANCE_SECS, CheckContext, ConsentLedger, ConsentRefusal, VerifiedConsent, verify};

@@ -1,5 +1,9 @@
 //! The gateway's consent store: revocations and use counts.
 //!
+//! A consent is identified by its **issuer and consent id** together: the
+//! id is unique per issuer only, so two issuers using the same id never share
+//! a use count or a revocation.
+//!
 //! # Files (in the directory given to [`ConsentStore::open`])
 //!
 //! * `consents.json` — the snapshot, replaced atomically (temporary file,
@@ -7,32 +11,33 @@
 //!
 //!   ```json
 //!   {
-//!     "format": "creditgate-consent-store/1",
+//!     "format": "creditgate-consent-store/2",
 //!     "consents": {
-//!       "cns-2f1c0b9e8d7a6b5c4d3e2f10": {
+//!       "credit-platform/cns-2f1c0b9e8d7a6b5c4d3e2f10": {
 //!         "subject_hash": "9f0c3d1e2b4a59687766554433221100",
+//!         "subject_type": "resident_id",
 //!         "uses": 2,
 //!         "max_uses": 3,
 //!         "first_use": "2026-05-02T08:00:00Z",
 //!         "last_use": "2026-05-03T09:30:00Z",
-//!         "revoked": { "at": "2026-05-04T10:00:00Z", "by": "credit-platform" }
+//!         "revoked": { "at": "2026-05-04T10:00:00Z", "by": "credit_platform" }
 //!       }
 //!     }
 //!   }
 //!   ```
 //!
-//!   `subject_hash`, `max_uses`, `first_use`, `last_use` and `revoked` are
-//!   omitted when unknown or not applicable (a consent revoked by id before
-//!   any use has no `first_use`, and no `subject_hash` unless the revoker
-//!   named the subject).
+//!   Keys are `<issuer>/<consent id>` (neither may contain `/`).
+//!   `subject_hash`, `subject_type`, `max_uses`, `first_use`, `last_use` and
+//!   `revoked` are omitted when unknown or not applicable (a consent revoked
+//!   by id before any use has no `first_use`, and no subject unless the
+//!   revoker named it).
 //!
 //! * `consents.journal` — append-only JSON lines, one per change, each
 //!   written and `fdatasync`ed before the change is acknowledged:
 //!
 //!   ```text
-//!   {"op":"use","consent_id":"cns-…","subject_hash":"…","uses":3,"max_uses":3,"at":"2026-05-03T09:30:00Z"}
-//!   {"op":"revoke","consent_id":"cns-…","subject_hash":"…","by":"credit-platform","at":"2026-05-04T10:00:00Z"}
-//!   {"op":"revoke","consent_id":"cns-…","by":"samr","at":"2026-05-04T10:00:00Z"}     (subject not named)
+//!   {"op":"use","consent_id":"cns-…","issuer":"credit-platform","subject_hash":"…","subject_type":"resident_id","uses":3,"max_uses":3,"at":"2026-05-03T09:30:00Z"}
+//!   {"op":"revoke","consent_id":"cns-…","issuer":"credit-platform","by":"samr","at":"2026-05-04T10:00:00Z"}
 //!   ```
 //!
 //!   Records carry absolute values (the new use count), so replaying a
@@ -47,9 +52,20 @@
 //! * `consents.lock` — held with an exclusive file lock while the store is
 //!   open, so two gateway processes cannot both count uses.
 //!
+//! # Stores written before issuers were recorded
+//!
+//! A snapshot of format `creditgate-consent-store/1` (keys are bare consent
+//! ids) and journal records without `issuer` are still read. Such an entry
+//! has no known issuer: it applies to a consent of *any* issuer with that id
+//! that has no entry of its own (so an old revocation keeps refusing), and
+//! the first use or revocation that names an issuer adopts it, recording
+//! that issuer. The next compaction writes format 2; a gateway built before
+//! this change refuses to open it (format mismatch) rather than misread it.
+//!
 //! Nothing about the subject is stored except a keyed hash
-//! ([`crate::subject_hash`]); the consent id, the revoker's id and
-//! timestamps are the only other values.
+//! ([`crate::subject_hash`]) and the kind of identifier (enterprise or
+//! individual: who may oversee the consent depends on it); the consent id,
+//! the issuer id, the revoker's id and timestamps are the only other values.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -58,6 +74,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
+use creditgate_ident::SubjectKind;
 use serde::{Deserialize, Serialize};
 
 use crate::artefact::{is_name, rfc3339};
@@ -71,8 +88,11 @@ pub const SNAPSHOT_FILE: &str = "consents.json";
 pub const JOURNAL_FILE: &str = "consents.journal";
 /// Lock file name.
 pub const LOCK_FILE: &str = "consents.lock";
-/// Value of the snapshot's `format` field.
-pub const STORE_FORMAT: &str = "creditgate-consent-store/1";
+/// Value of the snapshot's `format` field (entries keyed by issuer and id).
+pub const STORE_FORMAT: &str = "creditgate-consent-store/2";
+/// The snapshot format before issuers were recorded (keys are bare consent
+/// ids); still read, never written.
+pub const LEGACY_STORE_FORMAT: &str = "creditgate-consent-store/1";
 /// Journal records after which the journal is folded into the snapshot.
 pub const COMPACT_AFTER_RECORDS: usize = 4096;
 /// Shortest subject-hash key accepted, in bytes.
@@ -94,10 +114,17 @@ pub struct Revocation {
 pub struct ConsentStatus {
     /// The consent id.
     pub consent_id: String,
+    /// The issuer, once a use or revocation has named it; `None` for an
+    /// entry written before issuers were recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     /// Keyed hash of the subject ([`crate::subject_hash`]); absent for a
     /// consent revoked by id before any use.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject_hash: Option<String>,
+    /// The kind of subject (enterprise or individual), once used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_type: Option<SubjectKind>,
     /// Uses recorded.
     pub uses: u32,
     /// The consent's maximum, as given with the last use (absent before any use).
@@ -114,12 +141,19 @@ pub struct ConsentStatus {
     pub revoked: Option<Revocation>,
 }
 
+/// Where one consent lives in the store: its id, then its issuer (`None`
+/// for an entry from before issuers were recorded). Ordered by id first, so
+/// every issuer's entry for one id is a contiguous range.
+type Key = (String, Option<String>);
+
 /// One consent in the snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subject_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject_type: Option<SubjectKind>,
     uses: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_uses: Option<u32>,
@@ -136,7 +170,26 @@ struct Entry {
 #[serde(deny_unknown_fields)]
 struct Snapshot {
     format: String,
+    /// `<issuer>/<consent id>` (or a bare consent id for a legacy entry) → entry.
     consents: BTreeMap<String, Entry>,
+}
+
+/// The snapshot key of an entry.
+fn snapshot_key((id, issuer): &Key) -> String {
+    match issuer {
+        Some(issuer) => format!("{issuer}/{id}"),
+        None => id.clone(),
+    }
+}
+
+/// Parses a snapshot key; `None` if malformed.
+fn parse_snapshot_key(key: &str) -> Option<Key> {
+    match key.split_once('/') {
+        Some((issuer, id)) if is_name(issuer) && is_name(id) => Some((id.to_owned(), Some(issuer.to_owned()))),
+        Some(_) => None,
+        None if is_name(key) => Some((key.to_owned(), None)),
+        None => None,
+    }
 }
 
 /// One journal line.
@@ -145,7 +198,12 @@ struct Snapshot {
 enum Record {
     Use {
         consent_id: String,
+        /// Absent in records written before issuers were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issuer: Option<String>,
         subject_hash: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject_type: Option<SubjectKind>,
         uses: u32,
         max_uses: u32,
         #[serde(with = "rfc3339")]
@@ -153,6 +211,10 @@ enum Record {
     },
     Revoke {
         consent_id: String,
+        /// Absent in records written before issuers were recorded, and when
+        /// an entry of unknown issuer is revoked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issuer: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subject_hash: Option<String>,
         by: String,
@@ -161,23 +223,38 @@ enum Record {
     },
 }
 
+/// The entry that answers for `issuer`'s consent `id`: its own, else an
+/// entry of unknown issuer for the id (written before issuers were recorded).
+fn find<'a>(entries: &'a BTreeMap<Key, Entry>, issuer: &str, id: &str) -> Option<&'a Entry> {
+    entries.get(&(id.to_owned(), Some(issuer.to_owned()))).or_else(|| entries.get(&(id.to_owned(), None)))
+}
+
 impl Record {
-    /// Applies the record; idempotent (absolute counts, first revocation wins).
-    fn apply(&self, entries: &mut BTreeMap<String, Entry>) {
-        let (id, hash) = match self {
-            Record::Use { consent_id, subject_hash, .. } => (consent_id, Some(subject_hash)),
-            Record::Revoke { consent_id, subject_hash, .. } => (consent_id, subject_hash.as_ref()),
+    /// Applies the record; idempotent (absolute counts, first revocation
+    /// wins). A record naming an issuer adopts the id's entry of unknown
+    /// issuer if that issuer has no entry of its own yet.
+    fn apply(&self, entries: &mut BTreeMap<Key, Entry>) {
+        let (id, issuer, hash, kind) = match self {
+            Record::Use { consent_id, issuer, subject_hash, subject_type, .. } => {
+                (consent_id, issuer, Some(subject_hash), *subject_type)
+            }
+            Record::Revoke { consent_id, issuer, subject_hash, .. } => {
+                (consent_id, issuer, subject_hash.as_ref(), None)
+            }
         };
-        let entry = entries.entry(id.clone()).or_insert_with(|| Entry {
-            subject_hash: None,
-            uses: 0,
-            max_uses: None,
-            first_use: None,
-            last_use: None,
-            revoked: None,
-        });
+        let key: Key = (id.clone(), issuer.clone());
+        if issuer.is_some()
+            && !entries.contains_key(&key)
+            && let Some(legacy) = entries.remove(&(id.clone(), None))
+        {
+            entries.insert(key.clone(), legacy);
+        }
+        let entry = entries.entry(key).or_default();
         if entry.subject_hash.is_none() {
             entry.subject_hash = hash.cloned();
+        }
+        if entry.subject_type.is_none() {
+            entry.subject_type = kind;
         }
         match self {
             Record::Use { uses, max_uses, at, .. } => {
@@ -197,7 +274,7 @@ impl Record {
 
 /// Mutable state behind the store's mutex.
 struct Inner {
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<Key, Entry>,
     journal: File,
     /// Length of the journal up to the last acknowledged record.
     good_len: u64,
@@ -207,7 +284,15 @@ struct Inner {
     records: usize,
 }
 
-/// Revocations and use counts, persisted in the gateway's state directory.
+impl Inner {
+    /// Every entry for consent id `id`, whatever its issuer.
+    fn all_for<'a>(&'a self, id: &'a str) -> impl Iterator<Item = (&'a Key, &'a Entry)> + 'a {
+        self.entries.range((id.to_owned(), None)..).take_while(move |((i, _), _)| i == id)
+    }
+}
+
+/// Revocations and use counts, persisted in the gateway's state directory,
+/// keyed by issuer and consent id.
 ///
 /// Share it in an `Arc`; every method takes `&self`. Changes are serialised
 /// by a mutex and durable before they are acknowledged; a failed write
@@ -257,7 +342,7 @@ impl ConsentStore {
             Err(fs::TryLockError::Error(e)) => return Err(ConsentError::io("lock", &lock_path)(e)),
         }
 
-        let mut entries = load_snapshot(&dir.join(SNAPSHOT_FILE))?;
+        let (mut entries, legacy) = load_snapshot(&dir.join(SNAPSHOT_FILE))?;
 
         let journal_path = dir.join(JOURNAL_FILE);
         let journal = private_options().read(true).write(true).create(true).truncate(false).open(&journal_path);
@@ -287,7 +372,7 @@ impl ConsentStore {
         }
         {
             let mut inner = store.lock();
-            if inner.records > 0 || inner.dirty {
+            if inner.records > 0 || inner.dirty || legacy {
                 store.compact(&mut inner)?;
             }
         }
@@ -304,25 +389,33 @@ impl ConsentStore {
         subject_hash(&self.hash_key, subject)
     }
 
-    /// Counts one use of `consent_id` if it is not revoked and fewer than
-    /// `max_uses` uses are recorded; returns the number of uses including
-    /// this one. Atomic: concurrent callers never push the count past
-    /// `max_uses`.
+    /// Counts one use of `issuer`'s consent `consent_id` about `subject` if
+    /// it is not revoked and fewer than `max_uses` uses are recorded; returns
+    /// the number of uses including this one. Atomic: concurrent callers
+    /// never push the count past `max_uses`. The first use records the
+    /// issuer, the keyed hash of the subject and its kind.
     ///
     /// Errors: [`ConsentRefusal::Revoked`], [`ConsentRefusal::UsesExhausted`],
-    /// [`ConsentRefusal::Malformed`] if the id is already recorded for
-    /// another subject (consent ids must be unique), all as
+    /// [`ConsentRefusal::Malformed`] if the issuer already used the id for
+    /// another subject (an issuer's consent ids must be unique), all as
     /// [`ConsentError::Refused`]; [`ConsentError::InvalidInput`] for a bad
     /// argument; [`ConsentError::Io`] if the use could not be made durable
     /// (nothing is counted then — refuse the request).
-    pub fn try_use(&self, consent_id: &str, max_uses: u32, subject_hash: &str) -> Result<u32, ConsentError> {
+    pub fn try_use(
+        &self,
+        issuer: &str,
+        consent_id: &str,
+        max_uses: u32,
+        subject: &SubjectRef,
+    ) -> Result<u32, ConsentError> {
+        check_issuer(issuer)?;
         check_consent_id(consent_id)?;
-        check_hash(subject_hash)?;
         if max_uses == 0 {
             return Err(ConsentError::invalid("max_uses", "must be at least 1"));
         }
+        let subject_hash = self.hash_subject(subject);
         let mut inner = self.lock();
-        let uses = match inner.entries.get(consent_id) {
+        let uses = match find(&inner.entries, issuer, consent_id) {
             Some(entry) => {
                 if entry.revoked.is_some() {
                     return Err(ConsentRefusal::Revoked { consent_id: consent_id.to_owned() }.into());
@@ -343,7 +436,9 @@ impl ConsentStore {
         }
         let record = Record::Use {
             consent_id: consent_id.to_owned(),
-            subject_hash: subject_hash.to_owned(),
+            issuer: Some(issuer.to_owned()),
+            subject_hash,
+            subject_type: Some(subject.kind()),
             uses: uses + 1,
             max_uses,
             at: Utc::now(),
@@ -356,16 +451,28 @@ impl ConsentStore {
 
     /// [`ConsentStore::try_use`] for a consent that [`crate::verify`] accepted.
     pub fn try_use_verified(&self, consent: &VerifiedConsent) -> Result<u32, ConsentError> {
-        self.try_use(consent.consent_id(), consent.max_uses(), &self.hash_subject(consent.subject()))
+        self.try_use(consent.issuer(), consent.consent_id(), consent.max_uses(), consent.subject())
     }
 
-    /// Revokes `consent_id` (it need not have been used). `by` is the
-    /// revoker's id (issuer id or principal name, same character rules as a
-    /// consent id). `subject_hash` is recorded if given and not yet known
-    /// (a revocation by id alone works). Returns `true` if this call revoked
-    /// it, `false` if it was already revoked. Durable before it returns; an
-    /// error means nothing changed.
-    pub fn revoke(&self, consent_id: &str, by: &str, subject_hash: Option<&str>) -> Result<bool, ConsentError> {
+    /// Revokes consent `consent_id` of `issuer` (it need not have been used).
+    /// `issuer` is `None` only to revoke an entry of unknown issuer (see the
+    /// module documentation), which then refuses that id from every issuer
+    /// without an entry of its own. `by` is the revoker's id (issuer id or
+    /// principal name, same character rules as a consent id). `subject_hash`
+    /// is recorded if given and not yet known (a revocation by id alone
+    /// works). Returns `true` if this call revoked it, `false` if it was
+    /// already revoked. Durable before it returns; an error means nothing
+    /// changed.
+    pub fn revoke(
+        &self,
+        issuer: Option<&str>,
+        consent_id: &str,
+        by: &str,
+        subject_hash: Option<&str>,
+    ) -> Result<bool, ConsentError> {
+        if let Some(issuer) = issuer {
+            check_issuer(issuer)?;
+        }
         check_consent_id(consent_id)?;
         if let Some(hash) = subject_hash {
             check_hash(hash)?;
@@ -374,11 +481,16 @@ impl ConsentStore {
             return Err(ConsentError::invalid("by", "must be 1-128 characters from A-Z a-z 0-9 . _ -"));
         }
         let mut inner = self.lock();
-        if inner.entries.get(consent_id).is_some_and(|e| e.revoked.is_some()) {
+        let current = match issuer {
+            Some(issuer) => find(&inner.entries, issuer, consent_id),
+            None => inner.entries.get(&(consent_id.to_owned(), None)),
+        };
+        if current.is_some_and(|e| e.revoked.is_some()) {
             return Ok(false);
         }
         let record = Record::Revoke {
             consent_id: consent_id.to_owned(),
+            issuer: issuer.map(str::to_owned),
             subject_hash: subject_hash.map(str::to_owned),
             by: by.to_owned(),
             at: Utc::now(),
@@ -389,29 +501,39 @@ impl ConsentStore {
         Ok(true)
     }
 
-    /// Whether `consent_id` is revoked.
-    pub fn is_revoked(&self, consent_id: &str) -> bool {
-        self.lock().entries.get(consent_id).is_some_and(|e| e.revoked.is_some())
+    /// Whether `issuer`'s consent `consent_id` is revoked.
+    pub fn is_revoked(&self, issuer: &str, consent_id: &str) -> bool {
+        find(&self.lock().entries, issuer, consent_id).is_some_and(|e| e.revoked.is_some())
     }
 
-    /// The revocation of `consent_id`, if revoked.
-    pub fn revocation(&self, consent_id: &str) -> Option<Revocation> {
-        self.lock().entries.get(consent_id).and_then(|e| e.revoked.clone())
+    /// The revocation of `issuer`'s consent `consent_id`, if revoked.
+    pub fn revocation(&self, issuer: &str, consent_id: &str) -> Option<Revocation> {
+        find(&self.lock().entries, issuer, consent_id).and_then(|e| e.revoked.clone())
     }
 
-    /// Uses recorded for `consent_id` (0 if unknown).
-    pub fn uses(&self, consent_id: &str) -> u32 {
-        self.lock().entries.get(consent_id).map_or(0, |e| e.uses)
+    /// Uses recorded for `issuer`'s consent `consent_id` (0 if unknown).
+    pub fn uses(&self, issuer: &str, consent_id: &str) -> u32 {
+        find(&self.lock().entries, issuer, consent_id).map_or(0, |e| e.uses)
     }
 
-    /// What the store knows about `consent_id`.
-    pub fn status(&self, consent_id: &str) -> Option<ConsentStatus> {
-        self.lock().entries.get(consent_id).map(|e| status_of(consent_id, e))
+    /// What the store knows about `issuer`'s consent `consent_id`.
+    pub fn status(&self, issuer: &str, consent_id: &str) -> Option<ConsentStatus> {
+        let inner = self.lock();
+        let own = (consent_id.to_owned(), Some(issuer.to_owned()));
+        let legacy = (consent_id.to_owned(), None);
+        [own, legacy].into_iter().find_map(|k| inner.entries.get(&k).map(|e| status_of(&k, e)))
     }
 
-    /// Every consent the store knows, by consent id.
+    /// What the store knows about consent id `consent_id` from every issuer
+    /// (several entries only if several issuers used the same id), by issuer.
+    pub fn statuses(&self, consent_id: &str) -> Vec<ConsentStatus> {
+        let inner = self.lock();
+        inner.all_for(consent_id).map(|(k, e)| status_of(k, e)).collect()
+    }
+
+    /// Every consent the store knows, by consent id, then issuer.
     pub fn list(&self) -> Vec<ConsentStatus> {
-        self.lock().entries.iter().map(|(id, e)| status_of(id, e)).collect()
+        self.lock().entries.iter().map(|(k, e)| status_of(k, e)).collect()
     }
 
     /// The consents recorded for one subject (by its hash), by consent id.
@@ -421,7 +543,7 @@ impl ConsentStore {
             .entries
             .iter()
             .filter(|(_, e)| e.subject_hash.as_deref() == Some(subject_hash))
-            .map(|(id, e)| status_of(id, e))
+            .map(|(k, e)| status_of(k, e))
             .collect()
     }
 
@@ -484,7 +606,8 @@ impl ConsentStore {
     /// Writes the snapshot, then empties the journal. A crash in between is
     /// harmless: replaying the journal over the new snapshot changes nothing.
     fn compact(&self, inner: &mut Inner) -> Result<(), ConsentError> {
-        let snapshot = Snapshot { format: STORE_FORMAT.to_owned(), consents: inner.entries.clone() };
+        let consents = inner.entries.iter().map(|(k, e)| (snapshot_key(k), e.clone())).collect();
+        let snapshot = Snapshot { format: STORE_FORMAT.to_owned(), consents };
         let bytes = serde_json::to_vec_pretty(&snapshot)
             .map_err(|source| ConsentError::Json { what: "consent store snapshot", source })?;
         crate::fsutil::write_atomic(&self.dir.join(SNAPSHOT_FILE), &bytes)?;
@@ -514,18 +637,29 @@ impl ConsentStore {
 }
 
 impl ConsentLedger for ConsentStore {
+    /// Whether the id is revoked under any issuer (the issuer-scoped
+    /// [`ConsentLedger::is_revoked_for`] is what [`crate::verify`] asks).
     fn is_revoked(&self, consent_id: &str) -> bool {
-        ConsentStore::is_revoked(self, consent_id)
+        self.lock().all_for(consent_id).any(|(_, e)| e.revoked.is_some())
     }
+    /// The most uses recorded for the id under any issuer.
     fn uses(&self, consent_id: &str) -> u32 {
-        ConsentStore::uses(self, consent_id)
+        self.lock().all_for(consent_id).map(|(_, e)| e.uses).max().unwrap_or(0)
+    }
+    fn is_revoked_for(&self, issuer: &str, consent_id: &str) -> bool {
+        ConsentStore::is_revoked(self, issuer, consent_id)
+    }
+    fn uses_for(&self, issuer: &str, consent_id: &str) -> u32 {
+        ConsentStore::uses(self, issuer, consent_id)
     }
 }
 
-fn status_of(id: &str, e: &Entry) -> ConsentStatus {
+fn status_of((id, issuer): &Key, e: &Entry) -> ConsentStatus {
     ConsentStatus {
-        consent_id: id.to_owned(),
+        consent_id: id.clone(),
+        issuer: issuer.clone(),
         subject_hash: e.subject_hash.clone(),
+        subject_type: e.subject_type,
         uses: e.uses,
         max_uses: e.max_uses,
         first_use: e.first_use,
@@ -539,6 +673,14 @@ fn check_consent_id(id: &str) -> Result<(), ConsentError> {
         Ok(())
     } else {
         Err(ConsentError::invalid("consent_id", "must be 1-128 characters from A-Z a-z 0-9 . _ -"))
+    }
+}
+
+fn check_issuer(issuer: &str) -> Result<(), ConsentError> {
+    if is_name(issuer) {
+        Ok(())
+    } else {
+        Err(ConsentError::invalid("issuer", "must be 1-128 characters from A-Z a-z 0-9 . _ -"))
     }
 }
 
@@ -571,23 +713,33 @@ fn create_private_dir(dir: &Path) -> Result<(), ConsentError> {
     builder.create(dir).map_err(ConsentError::io("create directory", dir))
 }
 
-fn load_snapshot(path: &Path) -> Result<BTreeMap<String, Entry>, ConsentError> {
+/// Reads the snapshot: its entries, and whether it is of the legacy format
+/// (opening then rewrites it in the current one).
+fn load_snapshot(path: &Path) -> Result<(BTreeMap<Key, Entry>, bool), ConsentError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((BTreeMap::new(), false)),
         Err(e) => return Err(ConsentError::io("read", path)(e)),
     };
     let corrupt = |reason: String| ConsentError::StoreCorrupt { path: path.to_path_buf(), line: None, reason };
     let snapshot: Snapshot = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    if snapshot.format != STORE_FORMAT {
-        return Err(corrupt(format!("format is {:?}, expected {STORE_FORMAT:?}", snapshot.format)));
-    }
-    for (id, e) in &snapshot.consents {
-        if !is_name(id) || e.subject_hash.as_deref().is_some_and(|h| !is_subject_hash(h)) {
-            return Err(corrupt("an entry has a malformed consent id or subject hash".to_owned()));
+    let legacy = match snapshot.format.as_str() {
+        STORE_FORMAT => false,
+        LEGACY_STORE_FORMAT => true,
+        other => return Err(corrupt(format!("format is {other:?}, expected {STORE_FORMAT:?}"))),
+    };
+    let mut entries = BTreeMap::new();
+    for (key, e) in snapshot.consents {
+        let parsed = parse_snapshot_key(&key).filter(|(_, issuer)| !legacy || issuer.is_none());
+        let Some(key) = parsed else {
+            return Err(corrupt("an entry has a malformed consent id or issuer".to_owned()));
+        };
+        if e.subject_hash.as_deref().is_some_and(|h| !is_subject_hash(h)) {
+            return Err(corrupt("an entry has a malformed subject hash".to_owned()));
         }
+        entries.insert(key, e);
     }
-    Ok(snapshot.consents)
+    Ok((entries, legacy))
 }
 
 /// Parses the journal: the records and the length of the acknowledged part.
@@ -611,7 +763,7 @@ fn parse_journal(path: &Path, bytes: &[u8]) -> Result<(Vec<Record>, u64), Consen
                 return Err(ConsentError::StoreCorrupt {
                     path: path.to_path_buf(),
                     line: Some(line_no),
-                    reason: "malformed consent id, subject hash or revoker".to_owned(),
+                    reason: "malformed consent id, issuer, subject hash or revoker".to_owned(),
                 });
             }
             Err(e) => {
@@ -629,9 +781,14 @@ fn parse_journal(path: &Path, bytes: &[u8]) -> Result<(Vec<Record>, u64), Consen
 
 fn record_ok(r: &Record) -> bool {
     match r {
-        Record::Use { consent_id, subject_hash, .. } => is_name(consent_id) && is_subject_hash(subject_hash),
-        Record::Revoke { consent_id, subject_hash, by, .. } => {
-            is_name(consent_id) && subject_hash.as_deref().is_none_or(is_subject_hash) && is_name(by)
+        Record::Use { consent_id, issuer, subject_hash, .. } => {
+            is_name(consent_id) && issuer.as_deref().is_none_or(is_name) && is_subject_hash(subject_hash)
+        }
+        Record::Revoke { consent_id, issuer, subject_hash, by, .. } => {
+            is_name(consent_id)
+                && issuer.as_deref().is_none_or(is_name)
+                && subject_hash.as_deref().is_none_or(is_subject_hash)
+                && is_name(by)
         }
     }
 }

@@ -139,11 +139,26 @@ impl ConsentRefusal {
 
 /// Read access to revocations and use counts ([`crate::ConsentStore`]
 /// implements it; tests may use a fake).
+///
+/// A consent id is unique per issuer only: [`verify`] asks the
+/// issuer-scoped [`ConsentLedger::is_revoked_for`] and
+/// [`ConsentLedger::uses_for`]. Their default implementations answer from
+/// the id alone, which suits a ledger that knows a single issuer.
 pub trait ConsentLedger {
-    /// Whether `consent_id` has been revoked.
+    /// Whether `consent_id` has been revoked (under any issuer).
     fn is_revoked(&self, consent_id: &str) -> bool;
-    /// How many uses of `consent_id` have been recorded.
+    /// How many uses of `consent_id` have been recorded (under any issuer).
     fn uses(&self, consent_id: &str) -> u32;
+    /// Whether `issuer`'s consent `consent_id` has been revoked.
+    fn is_revoked_for(&self, issuer: &str, consent_id: &str) -> bool {
+        let _ = issuer;
+        self.is_revoked(consent_id)
+    }
+    /// How many uses of `issuer`'s consent `consent_id` have been recorded.
+    fn uses_for(&self, issuer: &str, consent_id: &str) -> u32 {
+        let _ = issuer;
+        self.uses(consent_id)
+    }
 }
 
 /// One request, as the verifier sees it.
@@ -277,6 +292,9 @@ impl VerifiedConsent {
 /// 9. not revoked ([`ConsentRefusal::Revoked`]);
 /// 10. recorded uses < `max_uses` ([`ConsentRefusal::UsesExhausted`]).
 ///
+/// Steps 9–10 look the consent up by its issuer and id together
+/// ([`ConsentLedger::is_revoked_for`], [`ConsentLedger::uses_for`]).
+///
 /// Nothing is checked about the request's content before the signature has
 /// verified, so an unsigned artefact learns nothing about this gateway's
 /// state. Steps 9–10 read the ledger; [`crate::ConsentStore::try_use_verified`]
@@ -335,12 +353,12 @@ pub fn verify(artefact: &ConsentArtefact, ctx: &CheckContext<'_>) -> Result<Veri
     }
 
     // 9. revoked
-    if ctx.ledger.is_revoked(&artefact.consent_id) {
+    if ctx.ledger.is_revoked_for(&artefact.issuer, &artefact.consent_id) {
         return Err(ConsentRefusal::Revoked { consent_id: artefact.consent_id.clone() });
     }
 
     // 10. uses
-    let uses_before = ctx.ledger.uses(&artefact.consent_id);
+    let uses_before = ctx.ledger.uses_for(&artefact.issuer, &artefact.consent_id);
     if uses_before >= artefact.max_uses {
         return Err(ConsentRefusal::UsesExhausted { max: artefact.max_uses });
     }

@@ -347,7 +347,7 @@ fn revoked_and_uses_exhausted_with_the_store() {
     let err = check(&a, &issuers, &store, &req()).expect_err("used up");
     assert_eq!(err, ConsentRefusal::UsesExhausted { max: 3 });
     assert!(matches!(
-        store.try_use(&a.consent_id, 3, &hash),
+        store.try_use(&a.issuer, &a.consent_id, 3, &a.subject),
         Err(ConsentError::Refused(ConsentRefusal::UsesExhausted { max: 3 }))
     ));
 
@@ -356,13 +356,16 @@ fn revoked_and_uses_exhausted_with_the_store() {
     d.consent_id = Some("cns-test-0002".to_owned());
     let b = issue(&key, d).expect("issue");
     let v = check(&b, &issuers, &store, &req()).expect("not revoked yet");
-    assert!(store.revoke("cns-test-0002", "credit-platform", Some(&hash)).expect("revoke"));
+    // Another issuer's revocation of the same id does not reach this consent.
+    assert!(store.revoke(Some("other-issuer"), "cns-test-0002", "other-issuer", None).expect("revoke"));
+    check(&b, &issuers, &store, &req()).expect("still not revoked: another issuer's id");
+    assert!(store.revoke(Some("credit-platform"), "cns-test-0002", "credit-platform", Some(&hash)).expect("revoke"));
     let err = check(&b, &issuers, &store, &req()).expect_err("revoked");
     assert_eq!(err, ConsentRefusal::Revoked { consent_id: "cns-test-0002".to_owned() });
     // A permit obtained before the revocation can no longer be used.
     assert!(matches!(store.try_use_verified(&v), Err(ConsentError::Refused(ConsentRefusal::Revoked { .. }))));
     // Revoked takes precedence over exhausted (check order).
-    store.revoke(&a.consent_id, "credit-platform", Some(&hash)).expect("revoke");
+    store.revoke(Some(&a.issuer), &a.consent_id, "credit-platform", Some(&hash)).expect("revoke");
     assert!(matches!(check(&a, &issuers, &store, &req()), Err(ConsentRefusal::Revoked { .. })));
 }
 

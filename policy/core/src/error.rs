@@ -42,8 +42,8 @@ impl fmt::Display for Issues {
 /// Errors of the policy crate.
 ///
 /// `Invalid`, `Read` and `WeakSecret` are configuration errors (start-up or
-/// reload fails); `PurposeMissing`, `PurposeNotAllowed` and `LicenceExpired`
-/// are refusals to show a caller (permission denied, with an actionable
+/// reload fails); `PurposeMissing`, `PurposeNotAllowed`, `LicenceExpired` and
+/// `NoRecordDate` are refusals to show a caller (permission denied, with an actionable
 /// reason); `MaskType`, `SourceMismatch`, `Retention` and `Plan` mean that the
 /// policy and a source disagree or DataFusion failed while building a secure
 /// view (internal: log, do not show details to callers).
@@ -102,6 +102,16 @@ pub enum PolicyError {
         number: String,
         /// Last day of validity.
         expiry: chrono::NaiveDate,
+    },
+    /// A consent limits the data date range, but the dataset has no
+    /// record-date column to apply it to (a refusal for that dataset).
+    #[error(
+        "dataset {dataset} has no record date in the policy, so the consent's data date range cannot be applied \
+         to it; leave it out of the request or use a consent without a data date range"
+    )]
+    NoRecordDate {
+        /// Dataset name.
+        dataset: String,
     },
     /// A mask cannot be applied to a column of this type.
     #[error("mask {mask} cannot be applied to {dataset}.{column} of type {data_type}")]

@@ -39,6 +39,9 @@ pub struct DatasetGrant {
     pub dispute_column: Option<String>,
     /// Subject-key columns of the dataset.
     pub subject_keys: SubjectKeys,
+    /// The dataset's record-date column, if it has one (see
+    /// [`crate::Dataset::date_column`]).
+    pub date_column: Option<String>,
 }
 
 fn row_filter_sql<S: serde::Serializer>(filters: &[RowFilter], s: S) -> Result<S::Ok, S::Error> {
@@ -81,6 +84,42 @@ impl DatasetGrant {
             let end = Expr::Column(Column::from_name(negative.end_date.clone()));
             let cutoff = Expr::Literal(ScalarValue::Date32(Some(date32(cutoff))), None);
             parts.push(end.clone().is_null().or(end.gt_eq(cutoff)));
+        }
+        Ok(parts.into_iter().reduce(Expr::and))
+    }
+
+    /// The predicate that keeps only records dated within a consent's data
+    /// date range: `date_column >= from AND date_column <= to` (inclusive
+    /// bounds; an open bound adds no comparison). A record whose date is NULL
+    /// is not known to lie in the range: the comparison is NULL, so the
+    /// source drops it. `Ok(None)` when both bounds are open.
+    ///
+    /// Like [`DatasetGrant::row_predicate`] it compares a raw column with
+    /// `Date32` literals only, so it can be part of the connector's mandatory
+    /// predicate.
+    ///
+    /// Errors: [`PolicyError::NoRecordDate`] when a bound is given but the
+    /// dataset has no record-date column (the range cannot be applied, so the
+    /// dataset must not be read).
+    pub fn date_range_predicate(
+        &self,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<Option<Expr>, PolicyError> {
+        if from.is_none() && to.is_none() {
+            return Ok(None);
+        }
+        let Some(column) = &self.date_column else {
+            return Err(PolicyError::NoRecordDate { dataset: self.dataset.clone() });
+        };
+        let date = || Expr::Column(Column::from_name(column.clone()));
+        let literal = |d: NaiveDate| Expr::Literal(ScalarValue::Date32(Some(date32(d))), None);
+        let mut parts = Vec::with_capacity(2);
+        if let Some(from) = from {
+            parts.push(date().gt_eq(literal(from)));
+        }
+        if let Some(to) = to {
+            parts.push(date().lt_eq(literal(to)));
         }
         Ok(parts.into_iter().reduce(Expr::and))
     }

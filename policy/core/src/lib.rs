@@ -3,19 +3,21 @@
 //! This crate is pure (no networking). It
 //!
 //! - loads and validates the policy file ([`Policy::load`],
-//!   [`Policy::parse`]): principals with their roles, purposes, duty codes
-//!   and licences; datasets with every column classified, subject keys,
-//!   retention of negative records and dispute flags; rules (per role or per
-//!   principal × dataset) with granted columns, masks and row filters. Every
-//!   mistake is reported at once, with file, key path and reason. Deny by
-//!   default.
+//!   [`Policy::parse`]): principals with their roles, purposes, duty codes,
+//!   licences and (agencies) consent oversight; datasets with every column
+//!   classified, subject keys, retention of negative records, dispute flags
+//!   and record dates; rules (per role or per principal × dataset) with
+//!   granted columns, masks and row filters. Every mistake is reported at
+//!   once, with file, key path and reason. Deny by default.
 //! - answers the gateway's questions: which principal a certificate
 //!   identity is ([`Policy::principal_for`]), whether a purpose is allowed
-//!   ([`Policy::check_purpose`]), and what each dataset grant is
-//!   ([`Policy::grants_for`] → [`DatasetGrant`]).
+//!   ([`Policy::check_purpose`]), what each dataset grant is
+//!   ([`Policy::grants_for`] → [`DatasetGrant`]), and which agencies oversee
+//!   consents about which kinds of subject ([`Policy::consent_oversight`]).
 //! - compiles a grant into DataFusion: the connector's mandatory row
 //!   predicate ([`DatasetGrant::row_predicate`]: row filters and retention,
-//!   plain comparisons only), the columns safe for raw pushdown
+//!   plain comparisons only; [`DatasetGrant::date_range_predicate`] adds a
+//!   consent's data date range), the columns safe for raw pushdown
 //!   ([`DatasetGrant::raw_columns`]), and the secure view ([`secure_view`])
 //!   that masks every column with the vectorised mask UDFs of [`MaskUdfs`].
 //!

@@ -172,8 +172,18 @@ pub struct Dataset {
     pub subject_keys: SubjectKeys,
     /// Retention rule, for negative-record datasets.
     pub negative: Option<NegativeRecords>,
-    /// Column carrying the dispute flag: always granted, never masked.
+    /// Column carrying the dispute flag: granted to everyone who sees the
+    /// dataset, even when a rule's `columns` omit it, and never masked. A
+    /// query gets it when it selects it (by name or through `*`, as every
+    /// lookup and disclosure page does); the gateway never adds it to an
+    /// aggregate or a narrower projection the caller wrote.
     pub dispute_column: Option<String>,
+    /// Column holding each record's own date (a `DATE`: the decision,
+    /// filing, listing or registration date): the date a consent's data date
+    /// range (`data_from`..=`data_to`) is compared with. `None`: the dataset
+    /// has no record date, and cannot be read under a consent that limits
+    /// the data date range.
+    pub date_column: Option<String>,
 }
 
 /// A row-filter predicate, as written and as compiled.

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 use creditgate_certs::identity::{FINGERPRINT_PREFIX, Identity, SPIFFE_SCHEME};
+use creditgate_ident::SubjectKind;
 use serde::Deserialize;
 
 use crate::error::{Issue, Issues, PolicyError};
@@ -40,6 +41,7 @@ struct PrincipalToml {
     licence: Option<LicenceToml>,
     rate_limit: Option<RateLimitToml>,
     daily_quota: Option<i64>,
+    consent_oversight: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +67,7 @@ struct DatasetToml {
     subject_keys: Option<SubjectKeysToml>,
     negative: Option<NegativeToml>,
     dispute_column: Option<String>,
+    date_column: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +107,9 @@ struct RuleToml {
 pub struct Policy {
     origin: String,
     principals: Vec<Principal>,
+    /// Agency principal name → the kinds of subject whose consents it
+    /// oversees (`consent_oversight`); agencies without it are absent.
+    consent_oversight: BTreeMap<String, Vec<SubjectKind>>,
     datasets: BTreeMap<String, Dataset>,
     rules: Vec<Rule>,
 }
@@ -222,11 +228,11 @@ impl Policy {
         }
 
         let datasets = validate_datasets(datasets_raw, &mut issues);
-        let principals = validate_principals(principals_raw, &datasets, &mut issues);
+        let (principals, consent_oversight) = validate_principals(principals_raw, &datasets, &mut issues);
         let rules = validate_rules(rules_raw, &principals, &datasets, &mut issues);
 
         if issues.list.is_empty() {
-            Ok(Policy { origin: origin.to_owned(), principals, datasets, rules })
+            Ok(Policy { origin: origin.to_owned(), principals, consent_oversight, datasets, rules })
         } else {
             Err(PolicyError::Invalid(Issues(issues.list)))
         }
@@ -245,6 +251,24 @@ impl Policy {
     /// The principal with this name.
     pub fn principal(&self, name: &str) -> Option<&Principal> {
         self.principals.iter().find(|p| p.name == name)
+    }
+
+    /// The kinds of subject whose consents `principal` oversees: an agency
+    /// whose statutory duty includes supervising consent-based access to
+    /// those subjects' data (`consent_oversight` in the policy file). Such an
+    /// agency may revoke a consent about a subject of these kinds on the
+    /// subject's behalf. Empty for every other principal.
+    pub fn consent_oversight(&self, principal: &Principal) -> &[SubjectKind] {
+        match principal.role {
+            Role::Agency => self.consent_oversight.get(&principal.name).map_or(&[], Vec::as_slice),
+            _ => &[],
+        }
+    }
+
+    /// The agency principals that oversee consents about subjects of `kind`,
+    /// in file order.
+    pub fn consent_overseers(&self, kind: SubjectKind) -> impl Iterator<Item = &Principal> {
+        self.principals.iter().filter(move |p| self.consent_oversight(p).contains(&kind))
     }
 
     /// All datasets, by name.
@@ -339,6 +363,7 @@ impl Policy {
             negative: ds.negative.clone(),
             dispute_column: ds.dispute_column.clone(),
             subject_keys: ds.subject_keys.clone(),
+            date_column: ds.date_column.clone(),
         })
     }
 
@@ -454,7 +479,27 @@ fn validate_datasets(raw: Vec<(String, toml::Value)>, issues: &mut Collector) ->
             }
             None => None,
         };
-        out.insert(name.clone(), Dataset { name, columns, subject_keys, negative, dispute_column: raw.dispute_column });
+        if let Some(d) = &raw.date_column {
+            let dpath = format!("{path}.date_column");
+            if subject_keys.contains(d) {
+                issues.push(dpath, format!("\"{d}\" is a subject key of \"{name}\", not the date of its records"));
+            } else if raw.dispute_column.as_deref() == Some(d.as_str()) {
+                issues.push(dpath, format!("\"{d}\" is the dispute flag of \"{name}\", not the date of its records"));
+            } else if !raw.columns.contains_key(d) {
+                issues.push(dpath, format!("unknown column \"{d}\" in dataset \"{name}\""));
+            }
+        }
+        out.insert(
+            name.clone(),
+            Dataset {
+                name,
+                columns,
+                subject_keys,
+                negative,
+                dispute_column: raw.dispute_column,
+                date_column: raw.date_column,
+            },
+        );
     }
     out
 }
@@ -463,8 +508,9 @@ fn validate_principals(
     raw: Vec<toml::Value>,
     datasets: &BTreeMap<String, Dataset>,
     issues: &mut Collector,
-) -> Vec<Principal> {
+) -> (Vec<Principal>, BTreeMap<String, Vec<SubjectKind>>) {
     let mut out: Vec<Principal> = Vec::new();
+    let mut oversight_of: BTreeMap<String, Vec<SubjectKind>> = BTreeMap::new();
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     let mut identities: BTreeMap<String, usize> = BTreeMap::new();
     for (i, value) in raw.into_iter().enumerate() {
@@ -601,7 +647,46 @@ fn validate_principals(
             }
         });
 
+        let mut oversight: Vec<SubjectKind> = Vec::new();
+        match (role, raw.consent_oversight) {
+            (_, None) => {}
+            (Some(r), Some(_)) if r != Role::Agency => {
+                bad("consent_oversight", format!("consent oversight is a statutory duty of agencies, not of role {r}"))
+            }
+            (_, Some(kinds)) => {
+                if kinds.is_empty() {
+                    bad(
+                        "consent_oversight",
+                        "name the subject kinds whose consents the agency oversees (credit_code, resident_id), or \
+                         leave the key out"
+                            .to_owned(),
+                    );
+                }
+                for (j, k) in kinds.iter().enumerate() {
+                    let kind = match k.as_str() {
+                        "credit_code" => SubjectKind::CreditCode,
+                        "resident_id" => SubjectKind::ResidentId,
+                        other => {
+                            bad(
+                                &format!("consent_oversight[{j}]"),
+                                format!("unknown subject kind \"{other}\" (expected credit_code or resident_id)"),
+                            );
+                            continue;
+                        }
+                    };
+                    if oversight.contains(&kind) {
+                        bad(&format!("consent_oversight[{j}]"), format!("\"{k}\" is listed twice"));
+                    } else {
+                        oversight.push(kind);
+                    }
+                }
+            }
+        }
+
         if let (true, Some(role)) = (ok, role) {
+            if !oversight.is_empty() {
+                oversight_of.insert(raw.name.clone(), oversight);
+            }
             out.push(Principal {
                 name: raw.name,
                 identity: raw.identity,
@@ -615,7 +700,7 @@ fn validate_principals(
             });
         }
     }
-    out
+    (out, oversight_of)
 }
 
 fn validate_rules(

@@ -696,3 +696,135 @@ fn principal_rules_override_role_rules() {
     let cols: Vec<&str> = g.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(cols, ["credit_code", "disputed"]);
 }
+
+// ---------------------------------------------------------------------------
+// Record dates (consent data date ranges) and consent oversight.
+
+#[test]
+fn demo_record_dates_and_the_consent_range_predicate() {
+    let policy = demo();
+    // Every dataset with a date of its own names it; the others cannot be
+    // read under a consent that limits the data date range.
+    for (name, columns) in DEMO_DATASETS {
+        let ds = policy.dataset(name).expect("dataset");
+        let dated = columns.iter().any(|c| c.ends_with("_date"));
+        assert_eq!(ds.date_column.is_some(), dated, "{name}: {:?}", ds.date_column);
+        if let Some(d) = &ds.date_column {
+            assert!(ds.columns.contains_key(d) && !ds.subject_keys.contains(d), "{name}.{d}");
+            assert_ne!(
+                Some(d),
+                ds.negative.as_ref().map(|n| &n.end_date),
+                "{name}: the record date is not its end date"
+            );
+        }
+    }
+    let samr = policy.principal("samr").expect("samr");
+    let debtors = policy.grant_for(samr, "court.dishonest_debtors").expect("grant");
+    assert_eq!(debtors.date_column.as_deref(), Some("filing_date"));
+    let both = debtors.date_range_predicate(Some(date(2020, 1, 1)), Some(date(2022, 12, 31))).expect("ok");
+    assert_eq!(
+        both.expect("some").to_string(),
+        "filing_date >= Date32(\"2020-01-01\") AND filing_date <= Date32(\"2022-12-31\")"
+    );
+    let from = debtors.date_range_predicate(Some(date(2020, 1, 1)), None).expect("ok").expect("some");
+    assert_eq!(from.to_string(), "filing_date >= Date32(\"2020-01-01\")");
+    // Negative control: an open range restricts nothing; a dataset without a
+    // record date refuses a range rather than ignore it.
+    assert!(debtors.date_range_predicate(None, None).expect("ok").is_none());
+    let ratings = policy.grant_for(samr, "tax.credit_ratings").expect("grant");
+    assert!(ratings.date_range_predicate(None, None).expect("ok").is_none());
+    let refused = ratings.date_range_predicate(None, Some(date(2022, 12, 31))).expect_err("no record date");
+    assert!(matches!(refused, PolicyError::NoRecordDate { .. }));
+    assert!(refused.to_string().contains("tax.credit_ratings has no record date"), "{refused}");
+}
+
+#[test]
+fn demo_consent_oversight_and_the_consent_issuer() {
+    use creditgate_ident::SubjectKind;
+    let policy = demo();
+    let get = |name: &str| policy.principal(name).unwrap_or_else(|| panic!("{name}"));
+    assert_eq!(policy.consent_oversight(get("samr")), [SubjectKind::CreditCode, SubjectKind::ResidentId]);
+    for other in ["credit_agency", "platform_a", "privacy_officer", "public", "credit_platform"] {
+        assert!(policy.consent_oversight(get(other)).is_empty(), "{other}");
+    }
+    for kind in [SubjectKind::CreditCode, SubjectKind::ResidentId] {
+        let names: Vec<&str> = policy.consent_overseers(kind).map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["samr"], "{kind:?}");
+    }
+    // The consent issuer's organisation is a caller, but reads no credit data.
+    let issuer = policy.principal_for(&identity("spiffe://credit.example/org/credit-platform")).expect("issuer");
+    assert_eq!(issuer.name, "credit_platform");
+    assert!(policy.grants_for(issuer).is_empty(), "{:?}", policy.grants_for(issuer));
+}
+
+#[test]
+fn date_column_mistakes() {
+    let with = |date_column: &str| {
+        BASE.replace(
+            "dispute_column = \"disputed\"",
+            &format!("dispute_column = \"disputed\"\ndate_column = \"{date_column}\""),
+        )
+    };
+    let refused = |text: String| match Policy::parse(&text, "policy.toml") {
+        Err(PolicyError::Invalid(issues)) => issues.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        other => panic!("should be refused: {other:?}"),
+    };
+    assert_eq!(
+        refused(with("nope")),
+        [
+            "policy.toml: datasets.\"market.enterprises\".date_column: unknown column \"nope\" in dataset \"market.enterprises\""
+        ]
+    );
+    assert_eq!(
+        refused(with("credit_code")),
+        [
+            "policy.toml: datasets.\"market.enterprises\".date_column: \"credit_code\" is a subject key of \"market.enterprises\", not the date of its records"
+        ]
+    );
+    assert_eq!(
+        refused(with("disputed")),
+        [
+            "policy.toml: datasets.\"market.enterprises\".date_column: \"disputed\" is the dispute flag of \"market.enterprises\", not the date of its records"
+        ]
+    );
+    // Positive control.
+    let policy = Policy::parse(&with("end"), "policy.toml").expect("valid");
+    assert_eq!(policy.dataset("market.enterprises").and_then(|d| d.date_column.as_deref()), Some("end"));
+    let typo = BASE.replace("dispute_column = \"disputed\"", "dispute_column = \"disputed\"\ndate_colum = \"end\"");
+    let errs = refused(typo);
+    assert!(errs.len() == 1 && errs[0].contains("date_colum"), "{errs:?}");
+}
+
+#[test]
+fn consent_oversight_mistakes() {
+    let agency = |oversight: &str| {
+        format!(
+            "[[principals]]\nname = \"ag\"\nidentity = \"spiffe://a/ag\"\norganization = \"X\"\nrole = \"agency\"\n\
+             purposes = [\"supervision\"]\nduty_codes = [\"supervision\"]\nconsent_oversight = {oversight}\n"
+        )
+    };
+    assert_one(
+        &agency("[\"resident_id\", \"passport\"]"),
+        "policy.toml: principals[1].consent_oversight[1]: unknown subject kind \"passport\" (expected credit_code or resident_id)",
+    );
+    assert_one(
+        &agency("[\"resident_id\", \"resident_id\"]"),
+        "policy.toml: principals[1].consent_oversight[1]: \"resident_id\" is listed twice",
+    );
+    assert_one(
+        &agency("[]"),
+        "policy.toml: principals[1].consent_oversight: name the subject kinds whose consents the agency oversees \
+         (credit_code, resident_id), or leave the key out",
+    );
+    assert_one(
+        "[[principals]]\nname = \"pl\"\nidentity = \"spiffe://a/pl\"\norganization = \"X\"\nrole = \"platform\"\n\
+         purposes = [\"p\"]\nconsent_oversight = [\"resident_id\"]\n",
+        "policy.toml: principals[1].consent_oversight: consent oversight is a statutory duty of agencies, not of role platform",
+    );
+    // Positive control: an agency overseeing individuals' consents only.
+    let policy = Policy::parse(&format!("{BASE}\n{}", agency("[\"resident_id\"]")), "policy.toml").expect("valid");
+    let ag = policy.principal("ag").expect("ag");
+    assert_eq!(policy.consent_oversight(ag), [creditgate_ident::SubjectKind::ResidentId]);
+    assert_eq!(policy.consent_overseers(creditgate_ident::SubjectKind::CreditCode).count(), 0);
+    assert!(policy.consent_oversight(policy.principal("samr").expect("samr")).is_empty());
+}

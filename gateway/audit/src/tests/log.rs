@@ -350,3 +350,50 @@ fn cli_command_parses() {
     let (code, msg) = crate::cli::run(&crate::cli::AuditCommand::Verify { dir: env.dir(), checkpoint: Some(out) });
     assert_eq!(code, 0, "{msg}");
 }
+
+#[test]
+fn rotate_key_command_switches_the_key_file_and_keeps_the_chain_verifiable() {
+    let env = Env::new();
+    let log = env.open();
+    for i in 1..=3 {
+        log.append(sample(i)).expect("append");
+    }
+    let old_id = log.key_id();
+    // While the gateway (here: this log) holds the directory, rotation is refused.
+    let (code, message) = crate::cli::run_rotate_key(&env.dir(), &env.key());
+    assert_eq!(code, crate::cli::EXIT_ERROR, "{message}");
+    assert!(message.contains("in use"), "{message}");
+    log.close().expect("close");
+    drop(log);
+    let old_bytes = std::fs::read(env.key()).expect("key");
+
+    let (code, message) = crate::cli::run_rotate_key(&env.dir(), &env.key());
+    assert_eq!(code, 0, "{message}");
+    let new_bytes = std::fs::read(env.key()).expect("key");
+    assert_ne!(new_bytes, old_bytes, "the key file holds the new key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(env.key()).expect("key").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the new key is private");
+    }
+    let new_id = SigningKey::load_or_create(&env.key()).expect("new key").key_id().to_owned();
+    assert_ne!(new_id, old_id);
+    assert!(message.contains(&old_id) && message.contains(&new_id), "{message}");
+    let cps = lines(&env.checkpoints());
+    assert!(cps.iter().any(|l| l.contains("\"kind\":\"rotation\"") && l.contains(&old_id) && l.contains(&new_id)));
+
+    // The next start signs with the new key; everything still verifies.
+    let log = env.open();
+    assert_eq!(log.key_id(), new_id);
+    log.append(sample(4)).expect("append");
+    log.close().expect("close");
+    let report = verify(&env.dir(), None);
+    assert!(report.is_ok(), "{}", report.message());
+
+    // A missing key file is refused by name, and nothing changes.
+    let missing = env.tmp.path().join("nope.pk8");
+    let (code, message) = crate::cli::run_rotate_key(&env.dir(), &missing);
+    assert_eq!(code, crate::cli::EXIT_ERROR);
+    assert!(message.contains("nope.pk8"), "{message}");
+}
