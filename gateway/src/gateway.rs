@@ -38,6 +38,11 @@ use crate::metrics::Metrics;
 
 /// How often sources that have not answered yet are retried.
 pub const SOURCE_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// Daily quota counts, in the state directory.
+pub const QUOTAS_FILE: &str = "quotas.json";
+/// How often changed quota counts are saved (a crash loses at most this much counting).
+const QUOTA_SAVE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How often audit records past retention are pruned.
 pub const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// The call header (Flight) / HTTP header carrying the purpose code.
@@ -238,6 +243,7 @@ impl Gateway {
         }
         federation.spawn_refresher(SOURCE_RETRY_INTERVAL);
         let audit_enabled = config.audit.enabled;
+        let limits = crate::limits::Limits::load(&config.state.dir.join(QUOTAS_FILE), today())?;
         Ok(Arc::new(Self {
             config,
             federation,
@@ -250,7 +256,7 @@ impl Gateway {
                 if audit_enabled { auditor } else { auditor.disabled() }
             },
             catalogs: Mutex::new(HashMap::new()),
-            limits: crate::limits::Limits::default(),
+            limits,
             consents,
             base_state,
         }))
@@ -941,6 +947,23 @@ impl Gateway {
             ));
         }
         {
+            // Quota counts: saved every few seconds when they changed (and at close).
+            let gateway = Arc::clone(&self);
+            let mut stop_saving = rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(QUOTA_SAVE_INTERVAL) => {}
+                        _ = stop_saving.wait_for(|stop| *stop) => break,
+                    }
+                    let gateway = Arc::clone(&gateway);
+                    match tokio::task::spawn_blocking(move || gateway.limits.save(today())).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "saving quota counts failed"),
+                        Err(e) => tracing::error!(error = %e, "quota saving task failed"),
+                    }
+                }
+            });
             // Retention: prune the audit log at start and then once a day (a
             // signed checkpoint anchors the new start), so a gateway restarted
             // more often than daily still prunes.
@@ -973,6 +996,9 @@ impl Gateway {
 
     /// Writes a final audit checkpoint (shutdown).
     pub fn close(&self) {
+        if let Err(e) = self.limits.save(today()) {
+            tracing::error!(error = %e, "saving quota counts at shutdown failed");
+        }
         if let Err(e) = self.auditor.log().close() {
             tracing::error!(error = %e, "closing the audit log failed");
         }

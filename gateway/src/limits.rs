@@ -1,9 +1,13 @@
-//! Rate limits (governor, burst + sustained, per principal) and daily quotas,
-//! both from the policy file.
+//! Rate limits (governor, burst + sustained, per principal) and daily quotas
+//! (per licence for a licensed credit agency, else per principal), both from
+//! the policy file. Quota counts survive a restart: they are saved in the
+//! state directory every few seconds and at shutdown.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::NaiveDate;
 use creditgate_policy::Principal;
@@ -17,9 +21,70 @@ use crate::error::GatewayError;
 pub struct Limits {
     limiters: Mutex<HashMap<String, (u32, u32, std::sync::Arc<DefaultDirectRateLimiter>)>>,
     daily: Mutex<HashMap<String, (NaiveDate, u64)>>,
+    /// Where the daily counts are saved (none: kept in memory only).
+    state_file: Option<PathBuf>,
+    /// Counts changed since the last save.
+    dirty: AtomicBool,
+}
+
+/// The saved daily counts: one day's requests per quota key.
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedCounts {
+    day: Option<NaiveDate>,
+    used: BTreeMap<String, u64>,
+}
+
+/// What a daily quota is counted against: the licence of a licensed credit
+/// agency (two principals under one licence share it), else the principal.
+fn quota_key(principal: &Principal) -> String {
+    match &principal.licence {
+        Some(licence) => format!("licence:{}", licence.number),
+        None => format!("principal:{}", principal.name),
+    }
 }
 
 impl Limits {
+    /// Limits whose daily counts are saved in `file`; today's counts saved
+    /// there earlier are loaded (a restart does not reset a quota). An
+    /// unreadable or malformed file is refused by name.
+    pub fn load(file: &Path, today: NaiveDate) -> Result<Self, GatewayError> {
+        let saved = match std::fs::read(file) {
+            Ok(bytes) => serde_json::from_slice::<SavedCounts>(&bytes)
+                .map_err(|e| GatewayError::Config(format!("{}: not a quota counts file: {e}", file.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SavedCounts::default(),
+            Err(e) => return Err(GatewayError::Config(format!("{}: cannot read: {e}", file.display()))),
+        };
+        let daily = match saved.day {
+            Some(day) if day == today => saved.used.into_iter().map(|(key, n)| (key, (day, n))).collect(),
+            _ => HashMap::new(),
+        };
+        Ok(Self { daily: Mutex::new(daily), state_file: Some(file.to_path_buf()), ..Self::default() })
+    }
+
+    /// Saves today's counts (atomically: temporary file, fsync, rename) if
+    /// they changed since the last save. Returns whether it wrote.
+    pub fn save(&self, today: NaiveDate) -> Result<bool, GatewayError> {
+        let Some(file) = &self.state_file else { return Ok(false) };
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        let counts = {
+            let daily = self.daily.lock().unwrap_or_else(|p| p.into_inner());
+            SavedCounts {
+                day: Some(today),
+                used: daily.iter().filter(|(_, (day, _))| *day == today).map(|(k, (_, n))| (k.clone(), *n)).collect(),
+            }
+        };
+        let result = write_atomic(file, &serde_json::to_vec_pretty(&counts).unwrap_or_default());
+        if result.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        result
+            .map(|()| true)
+            .map_err(|e| GatewayError::Server(format!("saving quota counts to {}: {e}", file.display())))
+    }
+
     /// Admits one data request of `principal` or refuses it with the time to wait.
     pub fn admit(&self, principal: &Principal, today: NaiveDate) -> Result<(), GatewayError> {
         if let Some(limit) = principal.rate_limit {
@@ -52,8 +117,9 @@ impl Limits {
             }
         }
         if let Some(quota) = principal.daily_quota {
+            let key = quota_key(principal);
             let mut daily = self.daily.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = daily.entry(principal.name.clone()).or_insert((today, 0));
+            let entry = daily.entry(key).or_insert((today, 0));
             if entry.0 != today {
                 *entry = (today, 0);
             }
@@ -65,15 +131,31 @@ impl Limits {
                     Some(chrono::LocalResult::Single(t)) => (t - now).num_seconds().max(1) as u64,
                     _ => 3600,
                 };
+                let under = match &principal.licence {
+                    Some(licence) => format!(" under licence {}", licence.number),
+                    None => String::new(),
+                };
                 return Err(GatewayError::RateLimited {
-                    what: format!("daily quota of {quota} requests"),
+                    what: format!("daily quota of {quota} requests{under}"),
                     retry_after_secs: wait,
                 });
             }
             entry.1 += 1;
+            self.dirty.store(true, Ordering::Release);
         }
         Ok(())
     }
+}
+
+/// Writes `bytes` to `file` atomically: temporary file, fsync, rename.
+fn write_atomic(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = file.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, file)
 }
 
 #[cfg(test)]
@@ -109,6 +191,47 @@ mod tests {
             other => panic!("expected a rate-limit refusal, got {other:?}"),
         }
         limits.admit(&other, today).expect("another principal is unaffected");
+    }
+
+    #[test]
+    fn a_licence_shares_one_quota_and_counts_survive_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("quotas.json");
+        let today = chrono::Local::now().date_naive();
+        let licence = creditgate_policy::Licence {
+            number: "ZX-1".into(),
+            expiry: today + chrono::Days::new(30),
+            scope: Vec::new(),
+        };
+        let mut first = principal("agency-desk-1", None, Some(3));
+        first.role = Role::CreditAgency;
+        first.licence = Some(licence.clone());
+        let mut second = first.clone();
+        second.name = "agency-desk-2".into();
+        let unlicensed = principal("platform", None, Some(3));
+
+        let limits = Limits::load(&file, today).expect("no file yet");
+        limits.admit(&first, today).expect("1");
+        limits.admit(&second, today).expect("2: same licence");
+        assert!(limits.save(today).expect("save"), "changed counts are saved");
+        assert!(!limits.save(today).expect("save"), "unchanged counts are not rewritten");
+        drop(limits);
+
+        // After a restart the licence has one request left, whichever desk asks.
+        let limits = Limits::load(&file, today).expect("load");
+        limits.admit(&second, today).expect("3");
+        let error = limits.admit(&first, today).expect_err("the licence's quota is used up");
+        assert!(error.to_string().contains("daily quota of 3 requests under licence ZX-1"), "{error}");
+        // Another principal has its own quota.
+        limits.admit(&unlicensed, today).expect("unaffected");
+        // Counts from another day are not carried over.
+        limits.save(today).expect("save");
+        let tomorrow = Limits::load(&file, today + chrono::Days::new(1)).expect("load");
+        tomorrow.admit(&first, today + chrono::Days::new(1)).expect("a new day");
+        // A damaged file is refused by name.
+        std::fs::write(&file, b"{not json").expect("write");
+        let error = Limits::load(&file, today).err().expect("refused");
+        assert!(error.to_string().contains("quotas.json"), "{error}");
     }
 
     #[test]

@@ -381,7 +381,13 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
 
     // The newest allowed look-up is ours: its details show the query on
     // market.licences with the subject key hashed, not the raw credit code.
-    const licences = rows().filter({ has: page.locator("[data-testid=datasets]", { hasText: "market.licences" }) });
+    // Its stream-end record (rows delivered, sources) is listed too, newer.
+    const onLicences = { has: page.locator("[data-testid=datasets]", { hasText: "market.licences" }) };
+    const ends = page.locator("#results-body [data-testid=record-row][data-kind=stream-end]").filter(onLicences);
+    assert.ok((await ends.count()) >= 1, "the query's stream-end record is listed");
+    assert.match(await ends.first().getByTestId("reason").textContent(), /end of the stream of record #\d+/);
+    assert.match(await ends.first().getByTestId("rows").textContent(), /^\d+$/);
+    const licences = page.locator("#results-body [data-testid=record-row][data-kind=request]").filter(onLicences);
     await licences.first().click();
     const detail = page.getByTestId("record-detail").first();
     await detail.waitFor();

@@ -333,6 +333,12 @@ async fn rate_limits_and_quotas_refuse_with_retry_after_and_spare_other_principa
     tokio::time::sleep(Duration::from_millis(2100)).await;
     client.query("SELECT 1").await.expect("one Flight query, one token");
     assert_eq!(lookup(&lab, "samr", body).await.0, 200);
+    drop(client);
+    // A restart does not reset the day's quota (the counts are saved in the state directory).
+    let lab = creditgate_tests::restart_gateway(lab).await;
+    let (status, reply) = lookup(&lab, "platform_a", platform).await;
+    assert_eq!(status, 429, "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap_or("").contains("daily quota of 2"), "{reply}");
     lab.stop().await.expect("stop");
 }
 
