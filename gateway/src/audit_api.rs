@@ -243,20 +243,11 @@ impl Gateway {
             _ => serde_json::json!({"audit_api": path}),
         };
         let record = NewRecord {
-            request_id: caller.request_id.clone(),
-            caller: caller.audit_caller(),
-            frontend: creditgate_audit::Frontend::Http,
-            purpose: caller.purpose.clone(),
             legal_basis: Some("oversight".to_string()),
-            query: RecordedQuery::Lookup(query),
-            datasets: Vec::new(),
-            columns: Vec::new(),
             subject_hashes,
-            row_count: None,
-            sources: Vec::new(),
             outcome: if refusal.is_some() { Outcome::Refused } else { Outcome::Allowed },
             refusal_reason: refusal.map(|e| format!("{}: {}", e.code().code, e.client_message())),
-            duration_ms: caller.elapsed_ms(),
+            ..caller.record_of(RecordedQuery::Lookup(query))
         };
         self.record(caller, record).await.map(|_| ())
     }

@@ -122,6 +122,28 @@ impl Caller {
         }
     }
 
+    /// This request's audit record for `query`, allowed, with nothing
+    /// disclosed yet: callers fill in what they know (datasets, columns,
+    /// rows, sources, outcome) with struct update syntax.
+    pub(crate) fn record_of(&self, query: RecordedQuery) -> NewRecord {
+        NewRecord {
+            request_id: self.request_id.clone(),
+            caller: self.audit_caller(),
+            frontend: self.frontend.audit(),
+            purpose: self.purpose.clone(),
+            legal_basis: self.legal_basis(),
+            query,
+            datasets: Vec::new(),
+            columns: Vec::new(),
+            subject_hashes: Vec::new(),
+            row_count: None,
+            sources: Vec::new(),
+            outcome: Outcome::Allowed,
+            refusal_reason: None,
+            duration_ms: self.elapsed_ms(),
+        }
+    }
+
     /// The legal basis this request relies on, for the audit record.
     pub fn legal_basis(&self) -> Option<String> {
         let purpose = self.purpose.as_deref()?;
@@ -303,23 +325,7 @@ impl Gateway {
     /// Audits an allowed request that releases no data rows (e.g. the
     /// caller's own catalog).
     pub async fn audit_allowed(&self, caller: &Caller, what: RecordedQuery) -> Result<(), GatewayError> {
-        let record = NewRecord {
-            request_id: caller.request_id.clone(),
-            caller: caller.audit_caller(),
-            frontend: caller.frontend.audit(),
-            purpose: caller.purpose.clone(),
-            legal_basis: caller.legal_basis(),
-            query: what,
-            datasets: Vec::new(),
-            columns: Vec::new(),
-            subject_hashes: Vec::new(),
-            row_count: None,
-            sources: Vec::new(),
-            outcome: Outcome::Allowed,
-            refusal_reason: None,
-            duration_ms: caller.elapsed_ms(),
-        };
-        self.record(caller, record).await.map(|_| ())
+        self.record(caller, caller.record_of(what)).await.map(|_| ())
     }
 
     /// Consent issuers and store, when consents are configured.
@@ -387,7 +393,7 @@ impl Gateway {
                     organization: identity.organization.clone().unwrap_or_default(),
                     role: "unknown".to_string(),
                 };
-                let record = refusal_record(&request_id, caller, frontend, purpose, None, &error, started);
+                let record = refusal_record(&request_id, caller, frontend, purpose, &error, started);
                 self.auditor.append(record).await?;
                 Err(error)
             }
@@ -616,23 +622,21 @@ impl Gateway {
         let span = tracing::Span::current();
         span.record("duration_ms", caller.elapsed_ms());
         span.record("outcome", code.code);
-        let mut record = refusal_record(
-            &caller.request_id,
-            caller.audit_caller(),
-            caller.frontend,
-            caller.purpose.clone(),
-            caller.legal_basis(),
-            error,
-            caller.started,
-        );
-        record.query = query;
-        record.subject_hashes = subjects;
-        if let GatewayError::Source(e) = error {
-            record.sources = vec![creditgate_audit::SourceStatus {
+        let (outcome, reason) = refusal_of(error);
+        let sources = match error {
+            GatewayError::Source(e) => vec![creditgate_audit::SourceStatus {
                 source: e.source_name.clone(),
                 status: e.status_label().to_string(),
-            }];
-        }
+            }],
+            _ => Vec::new(),
+        };
+        let record = NewRecord {
+            subject_hashes: subjects,
+            sources,
+            outcome,
+            refusal_reason: Some(reason),
+            ..caller.record_of(query)
+        };
         self.record(caller, record).await.map(|_| ())
     }
 
@@ -653,13 +657,7 @@ impl Gateway {
                 .map(|c| c.mask.to_string())
                 .unwrap_or_else(|| "withheld".to_string())
         });
-        let mut source_names: Vec<String> = touched
-            .keys()
-            .filter_map(|d| self.federation.datasets().iter().find(|x| &x.name == d))
-            .map(|d| d.source.clone())
-            .collect();
-        source_names.sort();
-        source_names.dedup();
+        let source_names = self.sources_of(touched.keys());
         let sources: Vec<creditgate_audit::SourceStatus> = source_names
             .iter()
             .map(|s| creditgate_audit::SourceStatus { source: s.clone(), status: "queried".to_string() })
@@ -669,39 +667,18 @@ impl Gateway {
         let stream =
             on_stack_for(deep, frame.execute_stream()).await?.map_err(|e| GatewayError::from_datafusion(e, false))?;
         let record = NewRecord {
-            request_id: caller.request_id.clone(),
-            caller: caller.audit_caller(),
-            frontend: caller.frontend.audit(),
-            purpose: caller.purpose.clone(),
-            legal_basis: caller.legal_basis(),
-            query: RecordedQuery::Sql(redacted.to_string()),
             datasets: touched.keys().cloned().collect(),
             columns,
             subject_hashes: subjects.to_vec(),
-            row_count: None,
             sources,
-            outcome: Outcome::Allowed,
-            refusal_reason: None,
-            duration_ms: caller.started.elapsed().as_millis() as u64,
+            ..caller.record_of(RecordedQuery::Sql(redacted.to_string()))
         };
         // Audit before release: nothing leaves until this record is durable.
         let released_by = self.record(caller, record).await?;
         // Its stream-end record: rows delivered, each source's final status, how it ended.
         let mut end = NewRecord {
-            request_id: caller.request_id.clone(),
-            caller: caller.audit_caller(),
-            frontend: caller.frontend.audit(),
-            purpose: caller.purpose.clone(),
-            legal_basis: caller.legal_basis(),
-            query: RecordedQuery::StreamEnd(released_by),
             datasets: touched.keys().cloned().collect(),
-            columns: Vec::new(),
-            subject_hashes: Vec::new(),
-            row_count: None,
-            sources: Vec::new(),
-            outcome: Outcome::Allowed,
-            refusal_reason: None,
-            duration_ms: 0,
+            ..caller.record_of(RecordedQuery::StreamEnd(released_by))
         };
         let auditor = self.auditor.clone();
         let metrics = Arc::clone(&self.metrics);
@@ -728,15 +705,21 @@ impl Gateway {
         })))
     }
 
-    /// `ok` for the source of each of `datasets` (a collected result: every read finished).
-    fn sources_ok<'a>(&self, datasets: impl Iterator<Item = &'a String>) -> Vec<creditgate_audit::SourceStatus> {
+    /// The sources serving `datasets`, sorted, each once.
+    fn sources_of<'a>(&self, datasets: impl Iterator<Item = &'a String>) -> Vec<String> {
         let mut names: Vec<String> = datasets
             .filter_map(|d| self.federation.datasets().iter().find(|x| &x.name == d))
             .map(|d| d.source.clone())
             .collect();
         names.sort();
         names.dedup();
-        names.into_iter().map(|source| creditgate_audit::SourceStatus { source, status: "ok".to_string() }).collect()
+        names
+    }
+
+    /// `ok` for the source of each of `datasets` (a collected result: every read finished).
+    fn sources_ok<'a>(&self, datasets: impl Iterator<Item = &'a String>) -> Vec<creditgate_audit::SourceStatus> {
+        let ok = |source| creditgate_audit::SourceStatus { source, status: "ok".to_string() };
+        self.sources_of(datasets).into_iter().map(ok).collect()
     }
 
     /// Runs several small queries for one composite request (a disclosure page,
@@ -762,20 +745,12 @@ impl Gateway {
                 });
                 let rows: usize = results.iter().flat_map(|(_, b)| b.iter().map(|b| b.num_rows())).sum();
                 let record = NewRecord {
-                    request_id: caller.request_id.clone(),
-                    caller: caller.audit_caller(),
-                    frontend: caller.frontend.audit(),
-                    purpose: caller.purpose.clone(),
-                    legal_basis: caller.legal_basis(),
-                    query,
                     datasets: touched.keys().cloned().collect(),
                     columns,
                     subject_hashes,
                     row_count: Some(rows as u64),
                     sources: self.sources_ok(touched.keys()),
-                    outcome: Outcome::Allowed,
-                    refusal_reason: None,
-                    duration_ms: caller.started.elapsed().as_millis() as u64,
+                    ..caller.record_of(query)
                 };
                 self.record(caller, record).await?;
                 self.metrics.request(caller.frontend.label(), "ok", caller.started.elapsed());
@@ -1045,24 +1020,30 @@ fn stream_end(
     }
 }
 
-/// An audit record for a refused or failed request.
-pub(crate) fn refusal_record(
+/// The outcome and recorded reason of a refused (4xx) or failed (5xx) request.
+fn refusal_of(error: &GatewayError) -> (Outcome, String) {
+    let code = error.code();
+    let outcome = if code.http < 500 { Outcome::Refused } else { Outcome::Failed };
+    (outcome, format!("{}: {}", code.code, error.client_message()))
+}
+
+/// An audit record for a request refused before it had a [`Caller`] (an
+/// unknown certificate identity).
+fn refusal_record(
     request_id: &str,
     caller: creditgate_audit::Caller,
     frontend: Frontend,
     purpose: Option<String>,
-    legal_basis: Option<String>,
     error: &GatewayError,
     started: Instant,
 ) -> NewRecord {
-    let code = error.code();
-    let outcome = if code.http < 500 { Outcome::Refused } else { Outcome::Failed };
+    let (outcome, reason) = refusal_of(error);
     NewRecord {
         request_id: request_id.to_string(),
         caller,
         frontend: frontend.audit(),
         purpose,
-        legal_basis,
+        legal_basis: None,
         query: RecordedQuery::Sql(String::new()),
         datasets: Vec::new(),
         columns: Vec::new(),
@@ -1070,7 +1051,7 @@ pub(crate) fn refusal_record(
         row_count: None,
         sources: Vec::new(),
         outcome,
-        refusal_reason: Some(format!("{}: {}", code.code, error.client_message())),
+        refusal_reason: Some(reason),
         duration_ms: started.elapsed().as_millis() as u64,
     }
 }

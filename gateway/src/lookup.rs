@@ -201,20 +201,13 @@ impl Gateway {
                     grants.get(dataset).and_then(|g| g.column(column)).map(|c| c.mask.to_string()).unwrap_or_default()
                 });
                 let record = creditgate_audit::NewRecord {
-                    request_id: caller.request_id.clone(),
-                    caller: caller.audit_caller(),
-                    frontend: caller.frontend.audit(),
-                    purpose: caller.purpose.clone(),
                     legal_basis: Some(basis.label()),
-                    query: recorded,
                     datasets: touched.keys().cloned().collect(),
                     columns,
                     subject_hashes: vec![subject_hash],
                     row_count: Some(rows),
                     sources,
-                    outcome: creditgate_audit::Outcome::Allowed,
-                    refusal_reason: None,
-                    duration_ms: caller.elapsed_ms(),
+                    ..caller.record_of(recorded)
                 };
                 let span = tracing::Span::current();
                 span.record("rows", rows);
@@ -530,22 +523,7 @@ impl Gateway {
     ) -> Result<serde_json::Value, GatewayError> {
         match result {
             Ok(document) => {
-                let record = creditgate_audit::NewRecord {
-                    request_id: caller.request_id.clone(),
-                    caller: caller.audit_caller(),
-                    frontend: caller.frontend.audit(),
-                    purpose: caller.purpose.clone(),
-                    legal_basis,
-                    query: recorded,
-                    datasets: Vec::new(),
-                    columns: Vec::new(),
-                    subject_hashes: Vec::new(),
-                    row_count: None,
-                    sources: Vec::new(),
-                    outcome: creditgate_audit::Outcome::Allowed,
-                    refusal_reason: None,
-                    duration_ms: caller.elapsed_ms(),
-                };
+                let record = creditgate_audit::NewRecord { legal_basis, ..caller.record_of(recorded) };
                 self.record(caller, record).await?;
                 Ok(document)
             }
