@@ -484,7 +484,12 @@ fn print_batches(batches: &[RecordBatch]) {
 }
 
 fn heading(text: &str) {
-    println!("\n\x1b[1m== {text}\x1b[0m");
+    use std::io::IsTerminal as _;
+    if std::io::stdout().is_terminal() {
+        println!("\n\x1b[1m== {text}\x1b[0m");
+    } else {
+        println!("\n== {text}");
+    }
 }
 
 /// The cells of column `column` of `batches`, as displayed.
