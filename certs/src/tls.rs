@@ -182,10 +182,39 @@ pub struct ConnInfo {
 
 /// An accepted TLS connection. Implements AsyncRead/AsyncWrite and
 /// `tonic::transport::server::Connected<ConnectInfo = ConnInfo>`.
+///
+/// Dropped, it closes gracefully in the background ("lingering close"):
+/// TLS close_notify and TCP FIN, then the peer's remaining bytes are read
+/// and discarded until it closes (at most [`LINGER`]). Closing a socket that
+/// still has unread input makes the kernel send RST and throw away what is
+/// still queued for the peer — the end of a response the server already
+/// finished, e.g. a stream completed during a graceful shutdown while the
+/// client's HTTP/2 window updates were still arriving.
 #[derive(Debug)]
 pub struct TlsConn {
-    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    /// Always `Some` until the connection is dropped or taken apart.
+    stream: Option<tokio_rustls::server::TlsStream<TcpStream>>,
     info: ConnInfo,
+}
+
+/// How long a dropped [`TlsConn`] waits for its peer to close.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+impl Drop for TlsConn {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.stream.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let _ = tokio::time::timeout(LINGER, async {
+                stream.shutdown().await?;
+                let mut sink = [0u8; 4096];
+                while stream.read(&mut sink).await? > 0 {}
+                Ok::<(), io::Error>(())
+            })
+            .await;
+        });
+    }
 }
 
 impl TlsConn {
@@ -196,49 +225,71 @@ impl TlsConn {
 
     /// The peer's certificate chain as presented (leaf first), if any.
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
-        self.stream.get_ref().1.peer_certificates()
+        self.stream.as_ref().and_then(|s| s.get_ref().1.peer_certificates())
     }
 
     /// The negotiated ALPN protocol, if any.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
-        self.stream.get_ref().1.alpn_protocol()
+        self.stream.as_ref().and_then(|s| s.get_ref().1.alpn_protocol())
     }
 
-    /// The underlying TLS stream.
-    pub fn into_inner(self) -> tokio_rustls::server::TlsStream<TcpStream> {
-        self.stream
+    /// The underlying TLS stream (closing it is then the caller's business).
+    pub fn into_inner(mut self) -> tokio_rustls::server::TlsStream<TcpStream> {
+        self.stream.take().expect("a TlsConn holds its stream until it is dropped or taken apart")
+    }
+
+    fn stream(self: Pin<&mut Self>) -> io::Result<Pin<&mut tokio_rustls::server::TlsStream<TcpStream>>> {
+        match self.get_mut().stream.as_mut() {
+            Some(stream) => Ok(Pin::new(stream)),
+            None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+        }
     }
 }
 
 impl AsyncRead for TlsConn {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.stream() {
+            Ok(stream) => stream.poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 
 impl AsyncWrite for TlsConn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.stream() {
+            Ok(stream) => stream.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        match self.stream() {
+            Ok(stream) => stream.poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.stream() {
+            Ok(stream) => stream.poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.stream() {
+            Ok(stream) => stream.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 
@@ -397,7 +448,7 @@ async fn handshake(
             tracing::debug!(peer.addr = %remote_addr, "TLS connection accepted without client certificate")
         }
     }
-    Some(TlsConn { stream, info: ConnInfo { remote_addr, identity } })
+    Some(TlsConn { stream: Some(stream), info: ConnInfo { remote_addr, identity } })
 }
 
 /// A lazily-connecting tonic Channel to `addr` (e.g. "127.0.0.1:4455") over
