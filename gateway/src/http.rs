@@ -171,7 +171,15 @@ async fn dispatch(
             match (rest.strip_suffix("/revoke"), m) {
                 (Some(id), &Method::POST) => {
                     let id = crate::audit_api::percent_decode(id);
-                    Ok(json_response(StatusCode::OK, gateway.revoke_consent(&caller, &id).await?))
+                    let body = read_body(req).await?;
+                    // An optional body: `{"consent": {…signed artefact…}}`.
+                    let presented = if body.iter().all(u8::is_ascii_whitespace) {
+                        None
+                    } else {
+                        let shape = "(optional) {\"consent\": {…the signed consent artefact…}}";
+                        json_object::<RevokeRequest>(&body, shape)?.consent
+                    };
+                    Ok(json_response(StatusCode::OK, gateway.revoke_consent(&caller, &id, presented.as_ref()).await?))
                 }
                 (None, &Method::GET) if !rest.contains('/') => {
                     let id = crate::audit_api::percent_decode(rest);
@@ -201,6 +209,14 @@ fn health(gateway: &Gateway) -> serde_json::Value {
         "datasets_available": available.len(),
         "datasets_unavailable": missing,
     })
+}
+
+/// Body of `POST /v1/consents/{id}/revoke` (optional): the signed consent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    #[serde(default)]
+    consent: Option<serde_json::Value>,
 }
 
 /// Body of `POST /v1/query`.
@@ -303,12 +319,16 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
     shape: &str,
 ) -> Result<T, GatewayError> {
-    let body = read_body(req).await?;
+    json_object(&read_body(req).await?, shape)
+}
+
+/// Parses `body` as a JSON object of type `T` (see [`read_json`]).
+fn json_object<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, GatewayError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(GatewayError::BadRequest(format!("body must be JSON: an object {shape}")));
     }
-    serde_json::from_slice(&body).map_err(|e| GatewayError::BadRequest(format!("body must be JSON {shape}: {e}")))
+    serde_json::from_slice(body).map_err(|e| GatewayError::BadRequest(format!("body must be JSON {shape}: {e}")))
 }
 
 async fn query(

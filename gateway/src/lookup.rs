@@ -506,9 +506,19 @@ impl Gateway {
 impl Gateway {
     /// Revokes a consent: allowed for its issuer and for an agency overseeing
     /// consents about its kind of subject (see `revoke_inner`).
-    pub async fn revoke_consent(&self, caller: &Caller, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
-        let recorded = RecordedQuery::Lookup(serde_json::json!({"consent_revoke": consent_id}));
-        let result = self.revoke_inner(caller, consent_id);
+    ///
+    /// `presented` is the signed consent artefact, which an oversight agency
+    /// may present to revoke a consent this gateway has not seen used.
+    pub async fn revoke_consent(
+        &self,
+        caller: &Caller,
+        consent_id: &str,
+        presented: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, GatewayError> {
+        let recorded = RecordedQuery::Lookup(
+            serde_json::json!({"consent_revoke": consent_id, "artefact_presented": presented.is_some()}),
+        );
+        let result = self.revoke_inner(caller, consent_id, presented);
         self.audit_consent_operation(caller, recorded, Some(format!("consent:{consent_id}")), result).await
     }
 
@@ -547,7 +557,12 @@ impl Gateway {
     ///    consent this gateway has seen (before that, only its issuer can).
     ///
     /// Anyone else is refused (403) with a message naming who may revoke.
-    fn revoke_inner(&self, caller: &Caller, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
+    fn revoke_inner(
+        &self,
+        caller: &Caller,
+        consent_id: &str,
+        presented: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, GatewayError> {
         let consents = self.consents().ok_or_else(|| GatewayError::NotFound("consents are not configured".into()))?;
         let store_error = |e: creditgate_consent::ConsentError| match e.refusal() {
             Some(refusal) => consent_error(refusal.clone()),
@@ -616,11 +631,43 @@ impl Gateway {
         if oversight.is_empty() {
             return Err(refuse(format!("{} is neither", caller.name())));
         }
+        // The agency presents the signed consent: its issuer and subject are
+        // known from the artefact, whether or not it was used here.
+        if let Some(value) = presented {
+            let artefact = ConsentArtefact::from_value(value.clone()).map_err(consent_error)?;
+            if artefact.consent_id != consent_id {
+                return Err(GatewayError::BadRequest(format!(
+                    "consent: the artefact is consent {}, not {consent_id}",
+                    creditgate_consent::is_consent_id(&artefact.consent_id)
+                        .then_some(artefact.consent_id.as_str())
+                        .unwrap_or("<malformed id>")
+                )));
+            }
+            creditgate_consent::authenticate(&artefact, &consents.issuers).map_err(consent_error)?;
+            let kind = artefact.subject.kind();
+            if !oversight.contains(&kind) {
+                return Err(refuse(format!(
+                    "it is about a {} subject and {} oversees consents about {} subjects only",
+                    kind.field_name(),
+                    caller.name(),
+                    kinds_label(&mut oversight.iter().copied())
+                )));
+            }
+            let newly = consents
+                .store
+                .revoke(Some(&artefact.issuer), consent_id, &caller.principal.name, None)
+                .map_err(store_error)?;
+            tracing::info!(consent.id = %consent_id, client.name = %caller.name(), "consent revoked by an oversight agency (artefact presented)");
+            return Ok(serde_json::json!({
+                "consent_id": consent_id, "issuer": artefact.issuer, "revoked": true, "newly_revoked": newly,
+                "revoked_as": "oversight",
+            }));
+        }
         let target = match known.as_slice() {
             [] => {
                 return Err(refuse(format!(
-                    "it has not been used at this gateway, so its subject is not known here and only its issuer can \
-                     revoke it (an oversight agency can once it has been used); {} oversees {} subjects",
+                    "it has not been used at this gateway, so its subject is not known here: present the signed \
+                     consent as `consent` in the request body (or ask its issuer); {} oversees {} subjects",
                     caller.name(),
                     kinds_label(&mut oversight.iter().copied())
                 )));

@@ -469,6 +469,19 @@ async fn revoke(lab: &Lab, caller: &str, consent: &serde_json::Value) -> (u16, s
     (response.status, serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null))
 }
 
+/// Revokes `consent` as `caller`, presenting `artefact` in the body.
+async fn revoke_presenting(
+    lab: &Lab,
+    caller: &str,
+    consent: &serde_json::Value,
+    artefact: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let id = consent["consent_id"].as_str().expect("id");
+    let body = serde_json::json!({ "consent": artefact }).to_string();
+    let response = lab.http(caller, "POST", &format!("/v1/consents/{id}/revoke"), &[], Some(body)).await.expect("http");
+    (response.status, serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null))
+}
+
 fn refusal_code(doc: &serde_json::Value) -> String {
     let message = doc["error"]["message"].as_str().unwrap_or("");
     message.split(['(', ')']).nth(1).unwrap_or(message).to_string()
@@ -520,6 +533,23 @@ async fn only_the_issuer_and_the_subjects_oversight_agency_may_revoke_and_revoca
     let (status, doc) = revoke(&lab, "samr", &unused).await;
     assert_eq!(status, 403, "{doc}");
     assert!(doc["error"]["message"].as_str().unwrap_or("").contains("has not been used at this gateway"), "{doc}");
+    // …unless it presents the signed consent: then its issuer and subject are known.
+    let presented = sign(&lab, draft(&lab));
+    let mut forged = presented.clone();
+    forged["purposes"] = serde_json::json!(["credit_report", "marketing"]);
+    let (status, doc) = revoke_presenting(&lab, "samr", &presented, &forged).await;
+    assert_eq!((status, refusal_code(&doc)), (403, "consent.bad_signature".to_string()), "a forged artefact: {doc}");
+    let (status, doc) = revoke_presenting(&lab, "samr", &unused, &presented).await;
+    assert_eq!(status, 400, "an artefact of another consent: {doc}");
+    let (status, doc) = revoke_presenting(&lab, "post_bureau", &presented, &presented).await;
+    assert_eq!(status, 403, "an agency overseeing enterprise consents only: {doc}");
+    assert_eq!(use_it(&presented).await.0, 200, "nothing was revoked by the refusals");
+    let fresh = sign(&lab, draft(&lab));
+    let (status, doc) = revoke_presenting(&lab, "samr", &fresh, &fresh).await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!((doc["revoked_as"].as_str(), doc["issuer"].as_str()), (Some("oversight"), Some(CONSENT_ISSUER)));
+    let (status, doc) = use_it(&fresh).await;
+    assert_eq!((status, refusal_code(&doc)), (403, "consent.revoked".to_string()), "{doc}");
     let (status, doc) = revoke(&lab, "credit_platform", &unused).await;
     assert_eq!(status, 200, "{doc}");
     assert_eq!((doc["revoked_as"].as_str(), doc["newly_revoked"].as_bool()), (Some("issuer"), Some(true)));

@@ -67,4 +67,6 @@ pub use store::{
     MIN_SUBJECT_HASH_KEY_LEN, Revocation, SNAPSHOT_FILE, STORE_FORMAT,
 };
 pub use subject::{SUBJECT_HASH_LEN, SubjectRef, is_subject_hash, subject_hash};
-pub use verify::{CLOCK_SKEW_ALLOWANCE_SECS, CheckContext, ConsentLedger, ConsentRefusal, VerifiedConsent, verify};
+pub use verify::{
+    CLOCK_SKEW_ALLOWANCE_SECS, CheckContext, ConsentLedger, ConsentRefusal, VerifiedConsent, authenticate, verify,
+};

@@ -277,6 +277,28 @@ impl VerifiedConsent {
     }
 }
 
+/// Checks that `artefact` is well formed and signed by a trusted issuer's
+/// key — steps 1–3 of [`verify`], nothing about its use. For operations on a
+/// consent that are not a use of it (an oversight agency presenting it to
+/// revoke it).
+pub fn authenticate(artefact: &ConsentArtefact, issuers: &TrustedIssuers) -> Result<(), ConsentRefusal> {
+    // 1. shape
+    artefact.check_shape()?;
+
+    // 2. issuer
+    let public_key =
+        issuers.key(&artefact.issuer, &artefact.key_id).map_err(|known| ConsentRefusal::UnknownIssuer {
+            issuer: artefact.issuer.clone(),
+            key_id: known.then(|| artefact.key_id.clone()),
+        })?;
+
+    // 3. signature
+    let bad_signature = || ConsentRefusal::BadSignature { key_id: artefact.key_id.clone() };
+    let msg = artefact.signing_bytes().map_err(|_| bad_signature())?;
+    let sig = artefact.signature_bytes().ok_or_else(bad_signature)?;
+    if verify_signature(public_key, &msg, &sig) { Ok(()) } else { Err(bad_signature()) }
+}
+
 /// Checks `artefact` against one request, in this order, stopping at the
 /// first failure:
 ///
@@ -300,23 +322,8 @@ impl VerifiedConsent {
 /// state. Steps 9–10 read the ledger; [`crate::ConsentStore::try_use_verified`]
 /// repeats them atomically when it counts the use.
 pub fn verify(artefact: &ConsentArtefact, ctx: &CheckContext<'_>) -> Result<VerifiedConsent, ConsentRefusal> {
-    // 1. shape
-    artefact.check_shape()?;
-
-    // 2. issuer
-    let public_key =
-        ctx.issuers.key(&artefact.issuer, &artefact.key_id).map_err(|known| ConsentRefusal::UnknownIssuer {
-            issuer: artefact.issuer.clone(),
-            key_id: known.then(|| artefact.key_id.clone()),
-        })?;
-
-    // 3. signature
-    let bad_signature = || ConsentRefusal::BadSignature { key_id: artefact.key_id.clone() };
-    let msg = artefact.signing_bytes().map_err(|_| bad_signature())?;
-    let sig = artefact.signature_bytes().ok_or_else(bad_signature)?;
-    if !verify_signature(public_key, &msg, &sig) {
-        return Err(bad_signature());
-    }
+    // 1.–3. shape, issuer, signature
+    authenticate(artefact, ctx.issuers)?;
 
     // 4. window
     if ctx.now + Duration::seconds(CLOCK_SKEW_ALLOWANCE_SECS) < artefact.valid_from {
