@@ -133,6 +133,16 @@ pub enum CertError {
         source: rustls::server::VerifierBuilderError,
     },
 
+    /// A CRL file was refused: it does not parse, is not issued and signed
+    /// by one of the configured CAs, or goes back in CRL number.
+    #[error("CRL file {path} rejected: {reason}")]
+    CrlRejected {
+        /// The file.
+        path: PathBuf,
+        /// Why (never the file's content).
+        reason: String,
+    },
+
     /// A JSON state file (the revocation list) is malformed.
     #[error("invalid JSON in {path}: {source}")]
     Json {

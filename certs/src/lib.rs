@@ -11,6 +11,10 @@
 //! - [`tls`]: rustls server/client configurations (client CA + CRLs), a
 //!   stream of accepted TLS connections for tonic/hyper with the caller's
 //!   identity attached, and a tonic channel over our own TLS;
+//! - [`revocation`]: a client trust whose CRLs are reloaded while the server
+//!   runs (on demand, on file change, at `nextUpdate`), refusing bad CRLs,
+//!   with a registry that closes connections whose certificate gets revoked
+//!   and enforces a maximum connection age;
 //! - [`cli`]: the `creditgate certs …` subcommands.
 //!
 //! Only the ring crypto provider is used: library code builds configurations
@@ -23,10 +27,13 @@ use std::sync::{Arc, OnceLock};
 
 pub mod ca;
 pub mod cli;
+mod conns;
+mod crl;
 mod error;
 mod fsutil;
 pub mod identity;
 pub mod load;
+pub mod revocation;
 pub mod tls;
 
 pub use error::CertError;

@@ -61,15 +61,22 @@ fn read_all<T: PemObject>(path: &Path) -> Result<Vec<T>, CertError> {
 /// Maps a PEM parse error to a message that names the file but never echoes
 /// its content (a malformed key file must not leak into logs).
 fn pem_error(path: &Path, e: pem::Error) -> CertError {
-    let reason = match e {
-        pem::Error::Io(io) => return CertError::read(path, io),
+    match e {
+        pem::Error::Io(io) => CertError::read(path, io),
+        other => CertError::Pem { path: path.into(), reason: pem_reason(&other).to_owned() },
+    }
+}
+
+/// What is wrong with a PEM input, in words that never quote its content.
+pub(crate) fn pem_reason(e: &pem::Error) -> &'static str {
+    match e {
+        pem::Error::Io(_) => "cannot be read",
         pem::Error::MissingSectionEnd { .. } => "a PEM section has no END line",
         pem::Error::IllegalSectionStart { .. } => "malformed PEM BEGIN line",
         pem::Error::Base64Decode(_) => "a PEM section is not valid base64",
         pem::Error::NoItemsFound => "no PEM sections of the expected type",
         _ => "malformed PEM",
-    };
-    CertError::Pem { path: path.into(), reason: reason.to_owned() }
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,11 @@
 //! [`TlsConn`]s, which tonic's `serve_with_incoming` (or hyper-util) serves.
 //! Every request then carries a [`ConnInfo`] in its extensions with the
 //! verified caller [`Identity`].
+//!
+//! [`server_config`] with a [`ClientTrust`] reads the CRLs once. For CRLs
+//! that take effect while the server runs, and connections closed when their
+//! certificate is revoked, use [`crate::revocation::ReloadableTrust`], whose
+//! `incoming` registers every connection.
 
 use std::io;
 use std::net::SocketAddr;
@@ -25,7 +30,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::conns::{CloseReason, ConnShared};
 use crate::identity::Identity;
+use crate::revocation::{Tracker, Tracking};
 use crate::{CertError, load, provider};
 
 /// ALPN protocol id of HTTP/2 (gRPC, Flight).
@@ -83,6 +90,12 @@ impl ClientTrust {
 /// Reads a CA bundle into a root store; refuses a file with no usable CA.
 pub fn root_store(ca_file: &Path) -> Result<RootCertStore, CertError> {
     let certs = load::certs_from_pem_file(ca_file)?;
+    root_store_from(ca_file, &certs)
+}
+
+/// A root store of the certificates read from `ca_file`.
+pub(crate) fn root_store_from(ca_file: &Path, certs: &[CertificateDer<'static>]) -> Result<RootCertStore, CertError> {
+    let certs = certs.to_vec();
     let mut roots = RootCertStore::empty();
     for (i, cert) in certs.into_iter().enumerate() {
         roots.add(cert).map_err(|e| CertError::InvalidCertificate {
@@ -107,14 +120,23 @@ pub fn server_config(
     client_trust: Option<&ClientTrust>,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, CertError> {
-    let chain = load::certs_from_pem_file(cert_file)?;
-    let key = load::key_from_pem_file(key_file)?;
-    let context = || format!("certificate {}, key {}", cert_file.display(), key_file.display());
-
     let verifier = match client_trust {
         None => WebPkiClientVerifier::no_client_auth(),
         Some(trust) => client_verifier(trust)?,
     };
+    server_config_with_verifier(cert_file, key_file, verifier, alpn)
+}
+
+/// [`server_config`] with a given client-certificate verifier.
+pub(crate) fn server_config_with_verifier(
+    cert_file: &Path,
+    key_file: &Path,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, CertError> {
+    let chain = load::certs_from_pem_file(cert_file)?;
+    let key = load::key_from_pem_file(key_file)?;
+    let context = || format!("certificate {}, key {}", cert_file.display(), key_file.display());
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|source| CertError::Tls { context: context(), source })?
@@ -131,7 +153,16 @@ fn client_verifier(trust: &ClientTrust) -> Result<Arc<dyn rustls::server::danger
     for file in &trust.crl_files {
         crls.extend(load::crls_from_pem_file(file)?);
     }
-    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).with_crls(crls);
+    webpki_verifier(trust, Arc::new(roots), crls)
+}
+
+/// The webpki verifier of `trust` with the given roots and CRLs.
+pub(crate) fn webpki_verifier(
+    trust: &ClientTrust,
+    roots: Arc<RootCertStore>,
+    crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, CertError> {
+    let mut builder = WebPkiClientVerifier::builder_with_provider(roots, provider()).with_crls(crls);
     if trust.enforce_crl_expiry {
         builder = builder.enforce_revocation_expiration();
     }
@@ -171,6 +202,12 @@ pub fn client_config(
 
 /// Connection info attached to every accepted connection (and, via tonic's
 /// `Connected`, to every request's extensions).
+///
+/// Clones share the connection's state: on a connection accepted through
+/// [`ReloadableTrust::incoming`](crate::revocation::ReloadableTrust::incoming),
+/// [`ConnInfo::still_valid`] turns false as soon as a reload finds the
+/// certificate revoked, so a handler can refuse a request that raced with
+/// the close.
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
     /// The peer's TCP address.
@@ -178,6 +215,36 @@ pub struct ConnInfo {
     /// The verified client identity; `None` on a listener without client
     /// authentication.
     pub identity: Option<Arc<Identity>>,
+    pub(crate) state: Arc<ConnShared>,
+}
+
+impl ConnInfo {
+    /// Info for a connection that no registry tracks (tests, in-process
+    /// callers): it stays valid.
+    pub fn new(remote_addr: SocketAddr, identity: Option<Arc<Identity>>) -> Self {
+        Self { remote_addr, identity, state: ConnShared::new(false) }
+    }
+
+    /// False once the server found the peer certificate no longer acceptable
+    /// (revoked, its CRL expired under enforcement, …): refuse the request
+    /// as a new connection with this certificate would be refused. A cheap
+    /// atomic load.
+    pub fn still_valid(&self) -> bool {
+        !self.state.close_reason().is_some_and(CloseReason::invalidates_certificate)
+    }
+
+    /// Why the server is closing this connection, once it decided to.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.state.close_reason()
+    }
+
+    /// Resolves when the server wants this connection closed: at its maximum
+    /// age (close gracefully: HTTP/2 GOAWAY, e.g. hyper's
+    /// `graceful_shutdown`), or when it was cut. Never resolves for an
+    /// untracked connection.
+    pub fn closing(&self) -> impl std::future::Future<Output = CloseReason> + Send + 'static {
+        Arc::clone(&self.state).closing()
+    }
 }
 
 /// An accepted TLS connection. Implements AsyncRead/AsyncWrite and
@@ -190,22 +257,42 @@ pub struct ConnInfo {
 /// still queued for the peer — the end of a response the server already
 /// finished, e.g. a stream completed during a graceful shutdown while the
 /// client's HTTP/2 window updates were still arriving.
+///
+/// A connection accepted through
+/// [`ReloadableTrust::incoming`](crate::revocation::ReloadableTrust::incoming)
+/// can be *cut* by the server (revoked certificate, maximum age plus grace):
+/// from then on every read and write fails with `ConnectionAborted` and the
+/// task polling it is woken, so hyper/tonic end the connection and its
+/// streams. A connection cut for its certificate is closed at once when
+/// dropped (close_notify, no lingering).
 #[derive(Debug)]
 pub struct TlsConn {
     /// Always `Some` until the connection is dropped or taken apart.
     stream: Option<tokio_rustls::server::TlsStream<TcpStream>>,
     info: ConnInfo,
+    /// Registration with a `ReloadableTrust`; dropping it deregisters.
+    tracking: Option<Tracking>,
 }
 
 /// How long a dropped [`TlsConn`] waits for its peer to close.
 pub const LINGER: Duration = Duration::from_secs(2);
+/// How long a dropped [`TlsConn`] that was cut for its certificate tries to
+/// send close_notify before the socket is closed.
+const CUT_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Drop for TlsConn {
     fn drop(&mut self) {
+        drop(self.tracking.take());
         let Some(mut stream) = self.stream.take() else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let refused = self.info.state.cut_reason().is_some_and(CloseReason::invalidates_certificate);
         runtime.spawn(async move {
             use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            if refused {
+                // Nothing more is owed to this peer: no draining.
+                let _ = tokio::time::timeout(CUT_CLOSE_TIMEOUT, stream.shutdown()).await;
+                return;
+            }
             let _ = tokio::time::timeout(LINGER, async {
                 stream.shutdown().await?;
                 let mut sink = [0u8; 4096];
@@ -234,21 +321,48 @@ impl TlsConn {
     }
 
     /// The underlying TLS stream (closing it is then the caller's business).
+    /// The connection is deregistered: reloads and the maximum age no longer
+    /// reach it.
     pub fn into_inner(mut self) -> tokio_rustls::server::TlsStream<TcpStream> {
+        drop(self.tracking.take());
         self.stream.take().expect("a TlsConn holds its stream until it is dropped or taken apart")
     }
 
-    fn stream(self: Pin<&mut Self>) -> io::Result<Pin<&mut tokio_rustls::server::TlsStream<TcpStream>>> {
-        match self.get_mut().stream.as_mut() {
+    /// The stream, unless the connection was cut (then the error to return).
+    /// A tracked connection registers the polling task's waker first, so a
+    /// cut wakes it.
+    fn stream(
+        self: Pin<&mut Self>,
+        cx: &Context<'_>,
+        direction: Direction,
+    ) -> io::Result<Pin<&mut tokio_rustls::server::TlsStream<TcpStream>>> {
+        let this = self.get_mut();
+        let state = &this.info.state;
+        if state.is_tracked() {
+            match direction {
+                Direction::Read => state.register_read(cx.waker()),
+                Direction::Write => state.register_write(cx.waker()),
+            }
+            if let Some(reason) = state.cut_reason() {
+                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, format!("connection closed: {reason}")));
+            }
+        }
+        match this.stream.as_mut() {
             Some(stream) => Ok(Pin::new(stream)),
             None => Err(io::Error::from(io::ErrorKind::NotConnected)),
         }
     }
 }
 
+#[derive(Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
+}
+
 impl AsyncRead for TlsConn {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.stream() {
+        match self.stream(cx, Direction::Read) {
             Ok(stream) => stream.poll_read(cx, buf),
             Err(e) => Poll::Ready(Err(e)),
         }
@@ -257,7 +371,7 @@ impl AsyncRead for TlsConn {
 
 impl AsyncWrite for TlsConn {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.stream() {
+        match self.stream(cx, Direction::Write) {
             Ok(stream) => stream.poll_write(cx, buf),
             Err(e) => Poll::Ready(Err(e)),
         }
@@ -268,7 +382,7 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.stream() {
+        match self.stream(cx, Direction::Write) {
             Ok(stream) => stream.poll_write_vectored(cx, bufs),
             Err(e) => Poll::Ready(Err(e)),
         }
@@ -279,14 +393,18 @@ impl AsyncWrite for TlsConn {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.stream() {
+        match self.stream(cx, Direction::Write) {
             Ok(stream) => stream.poll_flush(cx),
             Err(e) => Poll::Ready(Err(e)),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.stream() {
+        if self.info.state.is_cut() {
+            // Dropping it closes the socket.
+            return Poll::Ready(Ok(()));
+        }
+        match self.stream(cx, Direction::Write) {
             Ok(stream) => stream.poll_shutdown(cx),
             Err(e) => Poll::Ready(Err(e)),
         }
@@ -342,9 +460,22 @@ pub fn incoming_with_options(
     config: Arc<ServerConfig>,
     options: IncomingOptions,
 ) -> impl Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
+    incoming_tracked(listener, config, options, None)
+}
+
+/// [`incoming_with_options`], registering connections with `tracker`.
+pub(crate) fn incoming_tracked(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    options: IncomingOptions,
+    tracker: Option<Tracker>,
+) -> impl Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
     let start = async move {
-        tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), options, tx));
+        if let Some(tracker) = &tracker {
+            tracker.start();
+        }
+        tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), options, tracker, tx));
         ReceiverStream::new(rx)
     };
     futures::stream::once(start).flatten().map(Ok)
@@ -354,6 +485,7 @@ async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     options: IncomingOptions,
+    tracker: Option<Tracker>,
     tx: mpsc::Sender<TlsConn>,
 ) {
     let limit = Arc::new(Semaphore::new(options.max_concurrent_handshakes.max(1)));
@@ -384,9 +516,10 @@ async fn accept_loop(
         }
         let acceptor = acceptor.clone();
         let tx = tx.clone();
+        let tracker = tracker.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Some(conn) = handshake(acceptor, tcp, remote_addr, options.handshake_timeout).await {
+            if let Some(conn) = handshake(acceptor, tcp, remote_addr, options.handshake_timeout, tracker).await {
                 // The receiver is gone only when the server stopped.
                 let _ = tx.send(conn).await;
             }
@@ -399,7 +532,10 @@ async fn handshake(
     tcp: TcpStream,
     remote_addr: SocketAddr,
     timeout: Duration,
+    tracker: Option<Tracker>,
 ) -> Option<TlsConn> {
+    // Read before the handshake, so a reload that runs during it is noticed.
+    let generation = tracker.as_ref().map(Tracker::generation);
     let stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
         Err(_) => {
             tracing::debug!(peer.addr = %remote_addr, timeout = ?timeout, "TLS handshake timed out");
@@ -448,7 +584,19 @@ async fn handshake(
             tracing::debug!(peer.addr = %remote_addr, "TLS connection accepted without client certificate")
         }
     }
-    Some(TlsConn { stream: Some(stream), info: ConnInfo { remote_addr, identity } })
+    let info = ConnInfo { remote_addr, identity, state: ConnShared::new(tracker.is_some()) };
+    let tracking = match (tracker, generation) {
+        (Some(tracker), Some(generation)) => {
+            let chain = session.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
+            Some(tracker.register(&info, chain, generation))
+        }
+        _ => None,
+    };
+    if let Some(reason) = info.state.cut_reason() {
+        tracing::info!(peer.addr = %remote_addr, reason = %reason, "TLS connection dropped right after its handshake");
+        return None;
+    }
+    Some(TlsConn { stream: Some(stream), info, tracking })
 }
 
 /// A lazily-connecting tonic Channel to `addr` (e.g. "127.0.0.1:4455") over

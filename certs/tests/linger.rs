@@ -4,30 +4,48 @@
 //! the client then loses the end of the response it has not read yet (a
 //! stream cut at graceful shutdown). Dropping a `TlsConn` closes it
 //! gracefully: close_notify, FIN, then drain the peer's bytes until it closes.
+//! The same holds for a connection tracked by a `ReloadableTrust` that
+//! closes normally.
 
 mod common;
 
 use std::sync::Arc;
 
 use common::{Pki, STEP, client_config};
-use creditgate_certs::tls::{self, ClientTrust};
-use futures::StreamExt as _;
+use creditgate_certs::revocation::{ReloadableTrust, RevocationOptions};
+use creditgate_certs::tls::{self, ClientTrust, IncomingOptions, TlsConn};
+use futures::{Stream, StreamExt as _};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 const RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
+type Incoming = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<TlsConn>> + Send>>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_delivers_everything_written_before_it() {
     let pki = Pki::new();
     let trust = ClientTrust::new(&pki.ca_file);
     let server = tls::server_config(&pki.server_cert, &pki.server_key, Some(&trust), &[]).expect("server config");
+    check_linger(&pki, move |listener| Box::pin(tls::incoming(listener, Arc::clone(&server), STEP))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tracked_connection_closes_as_gracefully() {
+    let pki = Pki::new();
+    let trust = ReloadableTrust::new(ClientTrust::new(&pki.ca_file), RevocationOptions::default()).expect("trust");
+    let server = trust.server_config(&pki.server_cert, &pki.server_key, &[]).expect("server config");
+    let options = IncomingOptions { handshake_timeout: STEP, ..IncomingOptions::default() };
+    check_linger(&pki, move |listener| Box::pin(trust.incoming(listener, server, options))).await;
+}
+
+async fn check_linger(pki: &Pki, incoming: impl FnOnce(TcpListener) -> Incoming + Send + 'static) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (written_tx, written_rx) = tokio::sync::oneshot::channel::<()>();
     let server_task = tokio::spawn(async move {
-        let mut conns = Box::pin(tls::incoming(listener, Arc::clone(&server), STEP));
+        let mut conns = incoming(listener);
         let mut conn = conns.next().await.expect("a connection").expect("handshake");
         // Read the request line only; the client's later bytes stay unread.
         let mut request = [0u8; 4];

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use creditgate_connector::{Connector, ConnectorConfig};
 
-use crate::config::GatewayConfig;
-use crate::gateway::Gateway;
+use creditgate_engine::{Engine, GatewayConfig};
+use creditgate_server::shutdown_signal;
 
 /// creditgate: a mutual-TLS federated query gateway for credit information.
 #[derive(Debug, Parser)]
@@ -25,9 +25,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the guided demo: certificates, data, connectors, gateway, a tour of queries.
-    Demo(crate::demo::DemoArgs),
+    Demo(creditgate_tooling::demo::DemoArgs),
     /// Measure the gateway against its baselines; writes BENCHMARKS.md.
-    Bench(crate::bench::BenchArgs),
+    Bench(creditgate_tooling::bench::BenchArgs),
     /// Run the gateway.
     Gateway {
         /// Gateway config file (TOML).
@@ -143,7 +143,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// Reloads the policy on SIGHUP (a failed reload keeps the current policy).
-fn spawn_policy_reloader(gateway: Arc<Gateway>) {
+fn spawn_policy_reloader(gateway: Arc<Engine>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -159,28 +159,6 @@ fn spawn_policy_reloader(gateway: Arc<Gateway>) {
 /// Stack size of the runtime's worker threads.
 pub const WORKER_STACK_BYTES: usize = 32 * 1024 * 1024;
 
-/// Waits for Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32, String> {
@@ -204,12 +182,12 @@ pub fn run(cli: Cli) -> Result<i32, String> {
 
 fn run_main(command: Command) -> Result<(), String> {
     match command {
-        Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
-        Command::Bench(args) => runtime()?.block_on(crate::bench::run(args)),
+        Command::Demo(args) => runtime()?.block_on(creditgate_tooling::demo::run(args)),
+        Command::Bench(args) => runtime()?.block_on(creditgate_tooling::bench::run(args)),
         Command::Gateway { config } => runtime()?.block_on(async move {
             let config = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
-            let gateway = Gateway::new(config).await.map_err(|e| e.to_string())?;
-            let running = Arc::clone(&gateway).start().await.map_err(|e| e.to_string())?;
+            let gateway = Engine::new(config).await.map_err(|e| e.to_string())?;
+            let running = creditgate_server::start(Arc::clone(&gateway)).await.map_err(|e| e.to_string())?;
             println!("flight sql: {}", running.flight_addr);
             println!("http:       {}", running.http_addr);
             if let Some(public) = running.public_addr {

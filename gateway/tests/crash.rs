@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use creditgate_gateway::demo::{Lab, LabOptions, SERVER_NAME};
+use creditgate_tooling::demo::{Lab, LabOptions, SERVER_NAME};
 
 fn start_gateway(config: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_creditgate"))
@@ -51,10 +51,10 @@ async fn kill_9_during_a_burst_loses_no_released_record() {
         let (http, ca, cert, key) = (http.clone(), ca.clone(), samr.cert.clone(), samr.key.clone());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(u64::from(i) * 10)).await;
-            let who = creditgate_gateway::client::ClientIdentity { ca: &ca, cert: Some((&cert, &key)) };
+            let who = creditgate_tooling::client::ClientIdentity { ca: &ca, cert: Some((&cert, &key)) };
             let body =
                 serde_json::json!({"sql": format!("SELECT name FROM market.enterprises LIMIT {}", i + 1)}).to_string();
-            let response = creditgate_gateway::client::http_request(
+            let response = creditgate_tooling::client::http_request(
                 &http,
                 SERVER_NAME,
                 &who,

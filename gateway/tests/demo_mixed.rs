@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use creditgate_gateway::demo_backend::{BackendArgs, DemoBackend, MIXED_MYSQL_SOURCES, MIXED_POSTGRES_SOURCES};
+use creditgate_tooling::demo_backend::{BackendArgs, DemoBackend, MIXED_MYSQL_SOURCES, MIXED_POSTGRES_SOURCES};
 
 /// A schema prefix no other run uses.
 fn unique_prefix(tag: &str) -> String {
@@ -41,7 +41,7 @@ impl Drop for DemoSchemas {
             Ok(runtime) => runtime,
             Err(e) => return eprintln!("cannot drop the demo's schemas: {e}"),
         };
-        match runtime.block_on(creditgate_gateway::demo_backend::unload(&sources, &self.args)) {
+        match runtime.block_on(creditgate_tooling::demo_backend::unload(&sources, &self.args)) {
             Ok(dropped) => eprintln!("dropped {}", dropped.join(", ")),
             Err(e) => eprintln!("cannot drop the demo's schemas: {e}"),
         }

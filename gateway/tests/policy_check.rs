@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use creditgate_gateway::{Gateway, GatewayConfig};
+use creditgate_engine::{Engine as Gateway, GatewayConfig};
 
 /// The committed demo policy.
 const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policy/core/examples/demo-policy.toml");

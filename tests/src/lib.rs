@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use creditgate_connector::{ServedLog, ServedRecord};
-use creditgate_gateway::demo::{Lab, LabOptions};
+use creditgate_tooling::demo::{Lab, LabOptions};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 /// Deadlines used by the tests (connect, first batch, total), in ms: short, so
@@ -44,7 +44,7 @@ pub fn served(lab: &Lab, source: &str) -> Vec<ServedRecord> {
 /// to negative records (no masks): the expected result for a caller whose
 /// policy leaves the queried columns unmasked.
 pub async fn reference_session(lab: &Lab) -> SessionContext {
-    let policy = creditgate_policy::Policy::parse(creditgate_gateway::demo::DEMO_POLICY, "demo-policy.toml")
+    let policy = creditgate_policy::Policy::parse(creditgate_tooling::demo::DEMO_POLICY, "demo-policy.toml")
         .expect("demo policy");
     let today = chrono::Local::now().date_naive();
     let ctx = SessionContext::new();
@@ -230,7 +230,7 @@ impl HttpConn {
         let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
         let addr = lab.gateway.http_addr;
         let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-        let name = rustls::pki_types::ServerName::try_from(creditgate_gateway::demo::SERVER_NAME.to_string())
+        let name = rustls::pki_types::ServerName::try_from(creditgate_tooling::demo::SERVER_NAME.to_string())
             .map_err(|e| e.to_string())?;
         let stream = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -260,10 +260,10 @@ impl HttpConn {
         headers: &[(&str, &str)],
         body: Option<String>,
     ) -> Result<http::Response<hyper::body::Incoming>, String> {
-        use creditgate_gateway::gateway::PURPOSE_HEADER;
+        use creditgate_engine::PURPOSE_HEADER;
         self.sender.ready().await.map_err(|e| format!("the kept-alive connection is gone: {e}"))?;
         let mut builder =
-            http::Request::builder().method(method).uri(path).header("host", creditgate_gateway::demo::SERVER_NAME);
+            http::Request::builder().method(method).uri(path).header("host", creditgate_tooling::demo::SERVER_NAME);
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(PURPOSE_HEADER)) {
             if let Some(purpose) = &self.purpose {
                 builder = builder.header(PURPOSE_HEADER, purpose.as_str());
@@ -330,7 +330,7 @@ pub async fn restart_connector(
 /// `backend.db_schema_prefix`; see [`LoadedSchemas`] to drop them again).
 pub async fn start_lab_on(
     dir: &Path,
-    backend: creditgate_gateway::demo_backend::BackendArgs,
+    backend: creditgate_tooling::demo_backend::BackendArgs,
     as_of: chrono::NaiveDate,
 ) -> Lab {
     start_lab_with(dir, |options| {
@@ -365,13 +365,13 @@ pub fn share_lab_data(from: &Path, to: &Path) {
 /// The database schemas a lab over `args` loads for `sources`; dropped when
 /// this guard goes out of scope, test failure included.
 pub struct LoadedSchemas {
-    args: creditgate_gateway::demo_backend::BackendArgs,
+    args: creditgate_tooling::demo_backend::BackendArgs,
     sources: Vec<String>,
 }
 
 impl LoadedSchemas {
     /// A guard for the schemas of `sources` under `args` (which need not exist yet).
-    pub fn new(args: &creditgate_gateway::demo_backend::BackendArgs, sources: &[String]) -> LoadedSchemas {
+    pub fn new(args: &creditgate_tooling::demo_backend::BackendArgs, sources: &[String]) -> LoadedSchemas {
         LoadedSchemas { args: args.clone(), sources: sources.to_vec() }
     }
 }
@@ -384,7 +384,7 @@ impl Drop for LoadedSchemas {
         let outcome = std::thread::spawn(move || {
             let runtime =
                 tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-            runtime.block_on(creditgate_gateway::demo_backend::unload(&sources, &args))
+            runtime.block_on(creditgate_tooling::demo_backend::unload(&sources, &args))
         })
         .join();
         match outcome {
@@ -481,7 +481,7 @@ pub fn add_caller(lab: &mut Lab, name: &str, org_id: &str, role: &str, purposes:
         .issue(&IssueRequest::client(org_id, format!("test caller {name}"), name))
         .unwrap_or_else(|e| panic!("certificate for {name}: {e}"));
     let (cert, key) = issued.write(&certs, &format!("caller-{name}")).unwrap_or_else(|e| panic!("write {name}: {e}"));
-    lab.callers.push(creditgate_gateway::demo::DemoCaller {
+    lab.callers.push(creditgate_tooling::demo::DemoCaller {
         name: name.to_string(),
         role: role.to_string(),
         organization: format!("test caller {name}"),
@@ -515,9 +515,9 @@ pub async fn restart_gateway(lab: Lab) -> Lab {
     drop(gateway_handle);
     let mut last = String::new();
     for _ in 0..100 {
-        match creditgate_gateway::gateway::Gateway::new(gateway_config.clone()).await {
+        match creditgate_engine::Engine::new(gateway_config.clone()).await {
             Ok(handle) => {
-                let running = Arc::clone(&handle).start().await.unwrap_or_else(|e| panic!("start the gateway: {e}"));
+                let running = creditgate_server::start(Arc::clone(&handle)).await.unwrap_or_else(|e| panic!("start the gateway: {e}"));
                 return Lab {
                     dir,
                     ca_file,

@@ -4,7 +4,7 @@
 
 use creditgate_audit::{Outcome, RecordedQuery};
 use creditgate_audit::{SubjectHasher, SubjectKey};
-use creditgate_gateway::demo::Lab;
+use creditgate_tooling::demo::Lab;
 use creditgate_tests::{audit_records, request_records as records, start_lab, stream_end_record};
 
 fn raw_log(lab: &Lab) -> String {
@@ -163,7 +163,7 @@ async fn when_the_audit_log_cannot_be_written_nothing_is_released() {
     stream_end_record(&lab, &control.request_id).await;
     lab.gateway_handle.auditor().log().inject_write_failures(1);
     let error = samr.query("SELECT name FROM market.enterprises LIMIT 1").await.expect_err("fail closed");
-    let text = creditgate_gateway::client::flight_error_text(&error);
+    let text = creditgate_tooling::client::flight_error_text(&error);
     assert!(text.contains("CG-AUD-001") && text.contains("audit log is unavailable"), "{text}");
     lab.gateway_handle.auditor().log().inject_write_failures(1);
     let response = lab

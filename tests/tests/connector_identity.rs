@@ -3,9 +3,9 @@
 //! told to expect the court's connector at the market's address must refuse
 //! what the market's connector answers.
 
-use creditgate_gateway::client::{FlightClient, flight_error_text};
-use creditgate_gateway::demo::{SERVER_NAME, connector_identity};
-use creditgate_gateway::gateway::Gateway;
+use creditgate_tooling::client::{FlightClient, flight_error_text};
+use creditgate_tooling::demo::{SERVER_NAME, connector_identity};
+use creditgate_engine::Engine as Gateway;
 use creditgate_tests::start_lab;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,12 +28,12 @@ async fn a_connector_presenting_another_identity_is_refused_and_named() {
     config.server.http_listen = any;
     config.server.public_listen = None;
     let gateway = Gateway::new(config).await.expect("second gateway");
-    let running = gateway.start().await.expect("start");
+    let running = creditgate_server::start(gateway).await.expect("start");
 
     let caller = lab.caller("samr").expect("samr");
     let mut client =
         FlightClient::connect(&running.flight_addr.to_string(), SERVER_NAME, &lab.identity_of(caller)).expect("client");
-    client.set_header(creditgate_gateway::gateway::PURPOSE_HEADER, &caller.purposes[0]);
+    client.set_header(creditgate_engine::PURPOSE_HEADER, &caller.purposes[0]);
     let error = client.query(sql).await.expect_err("the market's connector is not the court's");
     let text = flight_error_text(&error);
     assert!(text.contains("market"), "the failing source is named: {text}");

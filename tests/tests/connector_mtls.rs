@@ -9,7 +9,7 @@ use arrow::array::{Array, BinaryArray, StringArray};
 use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
 use creditgate_certs::ca::{DevCa, IssueRequest};
 use creditgate_connector::{Connector, ConnectorConfig, RunningConnector, ServedLog, TableConfig, TableFormat};
-use creditgate_gateway::client::{ClientIdentity, FlightClient, flight_error_text};
+use creditgate_tooling::client::{ClientIdentity, FlightClient, flight_error_text};
 use futures::TryStreamExt;
 
 const GATEWAY: &str = "spiffe://credit.example/org/creditgate-gateway";
@@ -82,6 +82,8 @@ async fn fixture() -> Fixture {
     let (cert, key) = certs["server"].clone();
     let log = dir.join("served.jsonl");
     let config = ConnectorConfig {
+        crl_check_interval_seconds: creditgate_certs::revocation::DEFAULT_CRL_CHECK_INTERVAL.as_secs(),
+        max_connection_age_seconds: creditgate_certs::revocation::DEFAULT_MAX_CONNECTION_AGE.as_secs(),
         name: "market".into(),
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         cert,

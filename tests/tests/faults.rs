@@ -18,9 +18,9 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use creditgate_connector::{ConnectorConfig, ServedRecord};
-use creditgate_gateway::client::{FlightClient, flight_error_text};
-use creditgate_gateway::demo::{DEMO_POLICY, Lab};
-use creditgate_gateway::gateway::PURPOSE_HEADER;
+use creditgate_tooling::client::{FlightClient, flight_error_text};
+use creditgate_tooling::demo::{DEMO_POLICY, Lab};
+use creditgate_engine::PURPOSE_HEADER;
 use creditgate_tests::{
     HttpConn, audit_records, audit_records_in, request_records, restart_connector, rss_bytes, served, sorted_rows,
     start_lab, start_lab_with,
@@ -961,10 +961,10 @@ async fn shutdown_lets_streams_in_flight_finish_and_signs_a_final_checkpoint_ove
         "a stream was still running at the connector when the stop began: {streams:?}"
     );
     // Nothing new is accepted.
-    let who = creditgate_gateway::client::ClientIdentity { ca: &ca, cert: Some((&samr.cert, &samr.key)) };
-    let refused = creditgate_gateway::client::http_request(
+    let who = creditgate_tooling::client::ClientIdentity { ca: &ca, cert: Some((&samr.cert, &samr.key)) };
+    let refused = creditgate_tooling::client::http_request(
         &addr.to_string(),
-        creditgate_gateway::demo::SERVER_NAME,
+        creditgate_tooling::demo::SERVER_NAME,
         &who,
         "GET",
         "/healthz",
@@ -1046,20 +1046,25 @@ async fn shutdown_is_not_held_up_by_a_reader_that_stopped_reading() {
 // ---------------------------------------------------------------------------
 // Isolation between callers under concurrency
 
-/// A [`creditgate_gateway::Caller`] for demo caller `name`, authenticated by
-/// the gateway from its certificate as if it had connected over Flight.
-async fn in_process_caller(lab: &Lab, name: &str, purpose: &str) -> creditgate_gateway::Caller {
+/// A query permit for demo caller `name`, authenticated by the gateway from
+/// its certificate as if it had connected over Flight, and authorized.
+async fn in_process_caller(lab: &Lab, name: &str, purpose: &str) -> creditgate_engine::Permit {
     let who = lab.caller(name).expect("demo caller");
     let der = creditgate_certs::load::certs_from_pem_file(&who.cert).expect("certificate").remove(0);
     let identity = creditgate_certs::identity::Identity::from_der(&der).expect("identity");
-    let conn = creditgate_certs::tls::ConnInfo {
-        remote_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
-        identity: Some(Arc::new(identity)),
-    };
-    lab.gateway_handle
-        .authenticate(Some(&conn), creditgate_gateway::Frontend::Flight, Some(purpose.to_string()))
+    let conn = creditgate_certs::tls::ConnInfo::new(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
+        Some(Arc::new(identity)),
+    );
+    let caller = lab
+        .gateway_handle
+        .authenticate(Some(&conn), creditgate_engine::Frontend::Flight)
         .await
-        .expect("authenticated")
+        .expect("authenticated");
+    let what = creditgate_audit::RecordedQuery::Sql("in-process test".to_string());
+    let intent =
+        creditgate_engine::Intent::new(creditgate_policy::Operation::Query, Some(purpose.to_string()), what);
+    lab.gateway_handle.authorize(caller, intent).await.expect("authorized")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use arrow_flight::sql::CommandGetTables;
 use creditgate_certs::ca::{DevCa, IssueRequest};
-use creditgate_gateway::client::{ClientIdentity, FlightClient, flight_error_text, http_request};
-use creditgate_gateway::demo::SERVER_NAME;
+use creditgate_tooling::client::{ClientIdentity, FlightClient, flight_error_text, http_request};
+use creditgate_tooling::demo::SERVER_NAME;
 use creditgate_tests::{
     TEST_DEADLINES_MS, assert_transport_refusal, first_batches_then_stall_server, reference_session, served,
     sorted_rows, stall_server, start_lab, start_lab_with, tls_refusal,
@@ -64,7 +64,7 @@ async fn filters_projection_and_limit_reach_the_connector() {
     assert_eq!(record.rows, 1, "only the matching row left the source");
     assert_eq!(
         record.caller,
-        creditgate_certs::ca::spiffe_uri("credit.example", creditgate_gateway::demo::GATEWAY_ORG)
+        creditgate_certs::ca::spiffe_uri("credit.example", creditgate_tooling::demo::GATEWAY_ORG)
     );
 
     // Negative control: a predicate with a function is evaluated in the gateway.
@@ -99,7 +99,7 @@ async fn a_dead_or_stalled_source_is_named_promptly_on_both_front_ends() {
             .await
             .expect("the gateway answers")
             .expect_err("a dead source fails the query");
-    let text = creditgate_gateway::client::flight_error_text(&error);
+    let text = creditgate_tooling::client::flight_error_text(&error);
     assert!(text.contains("source `court`"), "{text}");
     assert!(text.contains("Unavailable"), "{text}");
     // Other sources still work.
@@ -129,7 +129,7 @@ async fn a_dead_or_stalled_source_is_named_promptly_on_both_front_ends() {
             .await
             .expect("the gateway answers within its own deadline")
             .expect_err("a stalled source fails the query");
-    let text = creditgate_gateway::client::flight_error_text(&error);
+    let text = creditgate_tooling::client::flight_error_text(&error);
     assert!(text.contains("source `court`") && text.contains("timed out"), "{text}");
     assert!(text.contains("DeadlineExceeded"), "{text}");
     // …and over HTTP: 504 with the source-timeout code, naming the source.
@@ -196,7 +196,7 @@ async fn a_source_that_stalls_after_its_first_batch_is_named_when_the_total_dead
         .await
         .expect("the gateway ends the stream at its total deadline")
         .expect_err("a source stalled after its first batch fails the query");
-    let text = creditgate_gateway::client::flight_error_text(&error);
+    let text = creditgate_tooling::client::flight_error_text(&error);
     assert!(text.contains("DeadlineExceeded"), "{text}");
     assert!(
         text.contains(&format!("source `court` timed out waiting for the end of the result after {TOTAL_MS} ms")),
@@ -238,12 +238,12 @@ async fn callers_without_a_valid_known_certificate_are_refused_on_both_front_end
     let samr = lab.caller("samr").expect("samr");
     let mut ok = FlightClient::connect(&flight, SERVER_NAME, &lab.identity_of(samr)).expect("client");
     // A known caller without a purpose is refused, saying which purposes it may use.
-    let text = creditgate_gateway::client::flight_error_text(&ok.query(sql).await.expect_err("no purpose"));
+    let text = creditgate_tooling::client::flight_error_text(&ok.query(sql).await.expect_err("no purpose"));
     assert!(
         text.contains("PermissionDenied") && text.contains("a purpose is required") && text.contains("supervision"),
         "{text}"
     );
-    ok.set_header(creditgate_gateway::gateway::PURPOSE_HEADER, "supervision");
+    ok.set_header(creditgate_engine::PURPOSE_HEADER, "supervision");
     assert_eq!(ok.query(sql).await.expect("served").iter().map(|b| b.num_rows()).sum::<usize>(), 1);
     let response = lab.http("samr", "POST", "/v1/query", &[], body()).await.expect("http");
     assert_eq!(response.status, 200);
@@ -262,7 +262,7 @@ async fn callers_without_a_valid_known_certificate_are_refused_on_both_front_end
         ("another CA", ClientIdentity { ca: &lab.ca_file, cert: Some((&cert, &key)) }, "UnknownCA"),
     ] {
         let mut client = FlightClient::connect(&flight, SERVER_NAME, &who).expect("client");
-        client.set_header(creditgate_gateway::gateway::PURPOSE_HEADER, "supervision");
+        client.set_header(creditgate_engine::PURPOSE_HEADER, "supervision");
         let error = client.query(sql).await.expect_err(case);
         assert_transport_refusal(&error, alert, &format!("{case} over Flight"));
         let probe = tls_refusal(lab.gateway.flight_addr, &lab.ca_file, who.cert, b"h2").await;
@@ -271,7 +271,7 @@ async fn callers_without_a_valid_known_certificate_are_refused_on_both_front_end
             "{case}: {probe:?}"
         );
 
-        let headers = [(creditgate_gateway::gateway::PURPOSE_HEADER, "supervision")];
+        let headers = [(creditgate_engine::PURPOSE_HEADER, "supervision")];
         let error = http_request(&http, SERVER_NAME, &who, "POST", "/v1/query", &headers, body()).await;
         let error = error.map(|r| r.status).expect_err(&format!("{case} over HTTP: no HTTP answer at all"));
         assert!(!error.contains("403") && !error.contains("purpose"), "{case} over HTTP: {error}");
@@ -289,7 +289,7 @@ async fn callers_without_a_valid_known_certificate_are_refused_on_both_front_end
     // Right CA, identity not in the gateway config.
     let mut client = lab.flight_client("stranger").expect("client");
     let error = client.query(sql).await.expect_err("unknown identity refused");
-    let text = creditgate_gateway::client::flight_error_text(&error);
+    let text = creditgate_tooling::client::flight_error_text(&error);
     assert!(text.contains("PermissionDenied") && text.contains("not a known caller"), "{text}");
     let response = lab.http("stranger", "POST", "/v1/query", &[], body()).await.expect("http");
     assert_eq!(response.status, 403);
@@ -355,7 +355,7 @@ async fn http_front_end_formats_errors_and_documents() {
     assert!(text.contains("creditgate_source_queries_total{source=\"market\",status=\"ok\"}"), "{text}");
     let openapi = lab.http("credit_agency", "GET", "/openapi.json", &[], None).await.expect("openapi");
     let served: serde_json::Value = serde_json::from_slice(&openapi.body).expect("json");
-    let committed: serde_json::Value = serde_json::from_str(creditgate_gateway::http::OPENAPI).expect("committed json");
+    let committed: serde_json::Value = serde_json::from_str(creditgate_server::http::OPENAPI).expect("committed json");
     assert_eq!(served, committed);
     assert!(served["paths"]["/v1/query"]["post"].is_object());
     lab.stop().await.expect("stop");
@@ -413,7 +413,7 @@ async fn flight_metadata_prepared_statements_and_caller_bound_tickets() {
         Ok(stream) => stream.try_collect::<Vec<_>>().await.expect_err("another caller's ticket must be refused"),
         Err(e) => e,
     };
-    let text = creditgate_gateway::client::flight_error_text(&error);
+    let text = creditgate_tooling::client::flight_error_text(&error);
     assert!(text.contains("PermissionDenied"), "{text}");
     lab.stop().await.expect("stop");
 }
@@ -430,7 +430,7 @@ async fn a_circuit_breaker_stops_hammering_a_dead_source_and_the_gateway_recover
     let before = creditgate_tests::served(&lab, "tax").len();
     let mut last = String::new();
     for _ in 0..creditgate_remote::CIRCUIT_FAILURE_THRESHOLD + 1 {
-        last = creditgate_gateway::client::flight_error_text(&client.query(sql).await.expect_err("dead"));
+        last = creditgate_tooling::client::flight_error_text(&client.query(sql).await.expect_err("dead"));
     }
     assert!(last.contains("source `tax`") && last.contains("times in a row"), "{last}");
     // The source comes back on the same address; after the open window the gateway uses it again.
@@ -456,7 +456,7 @@ async fn a_circuit_breaker_stops_hammering_a_dead_source_and_the_gateway_recover
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tour_covers_every_credit_code_dataset_and_its_joint_punishment_check_matches_the_sources() {
-    use creditgate_gateway::demo::{COMPANY_VIEW, JOINT_PUNISHMENT_SQL};
+    use creditgate_tooling::demo::{COMPANY_VIEW, JOINT_PUNISHMENT_SQL};
     let tmp = tempfile::tempdir().expect("tempdir");
     let lab = start_lab(tmp.path()).await;
 
@@ -477,7 +477,7 @@ async fn the_tour_covers_every_credit_code_dataset_and_its_joint_punishment_chec
     // …and every one of those queries runs for the agency.
     let company = &lab.manifest.featured.enterprise_credit_code;
     let mut samr = lab.flight_client("samr").expect("client");
-    samr.set_header(creditgate_gateway::gateway::PURPOSE_HEADER, "supervision");
+    samr.set_header(creditgate_engine::PURPOSE_HEADER, "supervision");
     for (dataset, key, columns) in COMPANY_VIEW {
         let sql = format!("SELECT {columns} FROM {dataset} WHERE {key} = '{company}' LIMIT 5");
         let result = samr.query(&sql).await;
@@ -487,7 +487,7 @@ async fn the_tour_covers_every_credit_code_dataset_and_its_joint_punishment_chec
     // Step 2: the joint-punishment check flags the dishonest debtors among the
     // black-listed shop owners, exactly as the sources say.
     let mut joint = lab.flight_client("samr").expect("client");
-    joint.set_header(creditgate_gateway::gateway::PURPOSE_HEADER, "joint_punishment");
+    joint.set_header(creditgate_engine::PURPOSE_HEADER, "joint_punishment");
     let got = joint.query(JOINT_PUNISHMENT_SQL).await.expect("joint punishment over the gateway");
     let reference = reference_session(&lab).await;
     let expected = reference.sql(JOINT_PUNISHMENT_SQL).await.expect("plan").collect().await.expect("reference");

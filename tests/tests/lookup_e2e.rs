@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use creditgate_consent::{ConsentDraft, IssuerKey, SubjectRef};
-use creditgate_gateway::demo::{CONSENT_ISSUER, DEMO_POLICY, Lab};
+use creditgate_tooling::demo::{CONSENT_ISSUER, DEMO_POLICY, Lab};
 use creditgate_ident::SubjectKind;
 use creditgate_tests::{
     HttpConn, add_caller, reference_session, restart_gateway, served, sorted_rows, stall_server, start_lab,

@@ -2,7 +2,7 @@
 //! certificates. (Remote reads stopped early are counted as `cancelled`;
 //! `faults.rs` checks that with paused readers.)
 
-use creditgate_gateway::demo::Lab;
+use creditgate_tooling::demo::Lab;
 use creditgate_tests::start_lab;
 
 /// The value of the Prometheus sample `name{labels}` (0 when absent).

@@ -11,9 +11,9 @@ use arrow::array::{Array, BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::Schema;
 use arrow_flight::IpcMessage;
 use arrow_flight::sql::CommandGetTables;
-use creditgate_gateway::client::flight_error_text;
-use creditgate_gateway::demo::{DEMO_POLICY, Lab};
-use creditgate_gateway::gateway::PURPOSE_HEADER;
+use creditgate_tooling::client::flight_error_text;
+use creditgate_tooling::demo::{DEMO_POLICY, Lab};
+use creditgate_engine::PURPOSE_HEADER;
 use creditgate_policy::Policy;
 use creditgate_tests::{HttpConn, reference_session, sorted_rows, start_lab, start_lab_with};
 use futures::TryStreamExt;
@@ -364,7 +364,7 @@ async fn attack_suite_recovers_nothing_masked_or_withheld_on_either_front_end() 
 }
 
 fn batches_to_rows(batches: &[RecordBatch]) -> Vec<serde_json::Value> {
-    creditgate_gateway::encode::batches_to_json(batches).expect("json")
+    creditgate_engine::encode::batches_to_json(batches).expect("json")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

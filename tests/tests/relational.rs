@@ -20,9 +20,9 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, TimeUnit};
 use creditgate_certs::ca::{DevCa, IssueRequest};
 use creditgate_connector::{Connector, ConnectorConfig, DatabaseSource, RunningConnector, TableConfig, TableFormat};
-use creditgate_gateway::client::{ClientIdentity, FlightClient, flight_error_text};
-use creditgate_gateway::demo::Lab;
-use creditgate_gateway::demo_backend::{BackendArgs, DemoBackend, Placement, source_tables};
+use creditgate_tooling::client::{ClientIdentity, FlightClient, flight_error_text};
+use creditgate_tooling::demo::Lab;
+use creditgate_tooling::demo_backend::{BackendArgs, DemoBackend, Placement, source_tables};
 use creditgate_tests::{LoadedSchemas, share_lab_data, start_lab_on};
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
@@ -119,6 +119,8 @@ fn pki() -> Pki {
 impl Pki {
     async fn start(&self, name: &str, tables: Vec<TableConfig>) -> RunningConnector {
         let config = ConnectorConfig {
+            crl_check_interval_seconds: creditgate_certs::revocation::DEFAULT_CRL_CHECK_INTERVAL.as_secs(),
+            max_connection_age_seconds: creditgate_certs::revocation::DEFAULT_MAX_CONNECTION_AGE.as_secs(),
             name: name.into(),
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             cert: self.server.0.clone(),
@@ -399,7 +401,7 @@ async fn same_lookups_from_parquet_postgres_and_mariadb() {
     }
     assert!(nonempty >= 9, "the lookups must find data ({nonempty} non-empty)");
     // The demo's own `mixed` layout points at the same loaded schemas.
-    assert_eq!(creditgate_gateway::demo_backend::placement(DemoBackend::Mixed, "platform_a"), Placement::Mysql);
+    assert_eq!(creditgate_tooling::demo_backend::placement(DemoBackend::Mixed, "platform_a"), Placement::Mysql);
 }
 
 /// Reads what PostgreSQL last ran on the connector's pooled connections.
@@ -905,7 +907,7 @@ fn gateway_asks(lab: &Lab, consent: &Value) -> Vec<Ask> {
 /// The answer to `ask`, without what differs between two runs of the same
 /// request: the request id, and row order (the gateway does not sort).
 async fn answer(lab: &Lab, ask: &Ask) -> Value {
-    use creditgate_gateway::gateway::PURPOSE_HEADER;
+    use creditgate_engine::PURPOSE_HEADER;
     let headers = [(PURPOSE_HEADER, ask.purpose), ("accept", "application/json")];
     let response = lab
         .http(ask.caller, "POST", ask.path, &headers, Some(ask.body.to_string()))
@@ -961,7 +963,7 @@ fn assert_placements(lab: &Lab, backend: DemoBackend) {
                 TableFormat::Mysql(_) => Placement::Mysql,
                 _ => Placement::Parquet,
             };
-            let wanted = creditgate_gateway::demo_backend::placement(backend, source);
+            let wanted = creditgate_tooling::demo_backend::placement(backend, source);
             assert_eq!(actual, wanted, "{backend:?}: {source}.{}", table.name);
         }
     }
@@ -1054,7 +1056,7 @@ async fn mixed_backend_lab_answers_like_the_parquet_lab() {
         (Placement::Mysql, "platform_a"),
         (Placement::Parquet, "payment"),
     ] {
-        assert_eq!(creditgate_gateway::demo_backend::placement(DemoBackend::Mixed, source), backend, "{source}");
+        assert_eq!(creditgate_tooling::demo_backend::placement(DemoBackend::Mixed, source), backend, "{source}");
     }
     same_gateway_answers(&[DemoBackend::Mixed]).await;
 }

@@ -4,8 +4,11 @@
 //! Projection, limit and the filters that are plain `column op literal`
 //! comparisons are sent to the connector as SQL; anything else (a function
 //! call, a cast of a column, a comparison between columns) is evaluated in the
-//! gateway. Each source has its own deadlines (connect, first batch, total),
-//! and every failure names the source it came from.
+//! gateway. A filter is pushed only when its SQL means exactly what the
+//! gateway meant, literal for literal (see [`pushable_sql`]), so pushdown
+//! never changes an answer. Each source has its own deadlines (connect, first
+//! batch, total), and every failure names the source it came from as a typed
+//! [`SourceError`]; the connector's own words are carried, never interpreted.
 
 mod error;
 mod pushdown;
@@ -14,7 +17,7 @@ mod source;
 mod table;
 
 pub use error::{SourceError, SourceErrorKind};
-pub use pushdown::{filter_to_sql, is_pushable};
+pub use pushdown::{RawColumns, filter_to_sql, is_pushable, literal_to_sql, pushable_sql, quote_ident};
 pub use scan::RemoteScanExec;
 pub use source::{CIRCUIT_FAILURE_THRESHOLD, CIRCUIT_OPEN_FOR, Deadlines, RemoteSource, RemoteTableInfo};
 pub use table::RemoteTable;

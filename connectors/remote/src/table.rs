@@ -7,10 +7,18 @@ use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema};
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::limit::GlobalLimitExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 
-use crate::pushdown::{RawColumns, filter_to_sql, is_pushable, quote_ident};
+use crate::pushdown::{RawColumns, filter_to_sql, is_pushable, pushable_sql, quote_ident};
 use crate::scan::RemoteScanExec;
 use crate::source::RemoteSource;
 
@@ -24,12 +32,33 @@ pub struct RemoteTable {
     raw_columns: RawColumns,
     /// Row policy applied at the connector before anything else.
     mandatory: Option<Expr>,
+    /// Whether caller filters may be pushed to the connector at all.
+    pushdown: bool,
 }
 
 impl RemoteTable {
     /// The connector table `remote_table` of `source`, with the schema the connector advertised.
     pub fn new(source: Arc<RemoteSource>, remote_table: impl Into<String>, schema: SchemaRef) -> Self {
-        Self { source, remote_table: remote_table.into(), schema, raw_columns: None, mandatory: None }
+        Self { source, remote_table: remote_table.into(), schema, raw_columns: None, mandatory: None, pushdown: true }
+    }
+
+    /// Whether caller filters may be pushed to the connector (the default).
+    /// With `false` every filter is reported `Unsupported` and evaluated in
+    /// the gateway; the row policy ([`RemoteTable::with_mandatory_filter`])
+    /// is still applied at the connector. Pushdown never changes an answer,
+    /// so this is for measuring and for differential tests.
+    pub fn with_pushdown(mut self, enabled: bool) -> Self {
+        self.pushdown = enabled;
+        self
+    }
+
+    /// The SQL a caller filter is pushed as, or `None` if it stays in the
+    /// gateway (see the pushdown rules in [`crate::pushable_sql`]).
+    fn pushed(&self, filter: &Expr) -> Option<String> {
+        if !self.pushdown {
+            return None;
+        }
+        pushable_sql(filter, &self.raw_columns, &self.schema)
     }
 
     /// Restricts pushed predicates to these columns (the others are filtered in the gateway).
@@ -52,7 +81,8 @@ impl RemoteTable {
         &self.source
     }
 
-    /// Builds the SQL sent to the connector for a scan.
+    /// Builds the SQL sent to the connector for a scan. Every filter must be
+    /// pushable (it fails otherwise: a filter is never dropped).
     pub fn scan_sql(
         &self,
         projection: Option<&Vec<usize>>,
@@ -78,8 +108,15 @@ impl RemoteTable {
             }
             pushed.push(filter_to_sql(mandatory)?);
         }
-        for filter in filters.iter().filter(|f| is_pushable(f, &self.raw_columns)) {
-            pushed.push(filter_to_sql(filter)?);
+        for filter in filters {
+            // A filter that cannot be written is never dropped silently
+            // (the caller would get rows it filtered out).
+            let sql = self.pushed(filter).ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal(
+                    "a filter the connector cannot evaluate exactly reached the remote scan".to_string(),
+                )
+            })?;
+            pushed.push(sql);
         }
         if !pushed.is_empty() {
             sql.push_str(" WHERE ");
@@ -106,7 +143,7 @@ impl TableProvider for RemoteTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if is_pushable(f, &self.raw_columns) {
+                if self.pushed(f).is_some() {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -117,12 +154,58 @@ impl TableProvider for RemoteTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (sql, schema) = self.scan_sql(projection, filters, limit)?;
-        Ok(Arc::new(RemoteScanExec::new(Arc::clone(&self.source), sql, schema)))
+        // DataFusion may simplify a filter again after this table reported it
+        // `Exact` (`x IN (NULL, a)` becomes `NULL OR x = a`); a filter that no
+        // longer has an exact form is evaluated here, above the remote scan.
+        let (pushed, residual): (Vec<Expr>, Vec<Expr>) =
+            filters.iter().cloned().partition(|f| self.pushed(f).is_some());
+        let Some(residual) = conjunction(residual) else {
+            let (sql, schema) = self.scan_sql(projection, &pushed, limit)?;
+            return Ok(Arc::new(RemoteScanExec::new(Arc::clone(&self.source), sql, schema)));
+        };
+        let residual = residual
+            .transform(|e| {
+                Ok(match e {
+                    Expr::Column(c) if c.relation.is_some() => {
+                        Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
+                    }
+                    other => Transformed::no(other),
+                })
+            })?
+            .data;
+        let mut columns: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let wanted = columns.len();
+        for column in residual.column_refs() {
+            let index = self.schema.index_of(&column.name)?;
+            if !columns.contains(&index) {
+                columns.push(index);
+            }
+        }
+        // The limit applies after the residual filter, so it stays here too.
+        let (sql, schema) = self.scan_sql(Some(&columns), &pushed, None)?;
+        let scan = Arc::new(RemoteScanExec::new(Arc::clone(&self.source), sql, Arc::clone(&schema)));
+        let predicate = state.create_physical_expr(residual, &DFSchema::try_from(schema.as_ref().clone())?)?;
+        let mut plan: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, scan)?);
+        if columns.len() > wanted {
+            let keep: Vec<(Arc<dyn PhysicalExpr>, String)> = (0..wanted)
+                .map(|i| {
+                    let name = schema.field(i).name().clone();
+                    (Arc::new(PhysicalColumn::new(&name, i)) as Arc<dyn PhysicalExpr>, name)
+                })
+                .collect();
+            plan = Arc::new(ProjectionExec::try_new(keep, plan)?);
+        }
+        if let Some(limit) = limit {
+            plan = Arc::new(GlobalLimitExec::new(plan, 0, Some(limit)));
+        }
+        Ok(plan)
     }
 }

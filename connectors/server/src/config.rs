@@ -13,6 +13,10 @@ use crate::error::ConnectorError;
 pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 1024 * 1024 * 1024;
 /// Default TLS handshake timeout.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Default interval between checks of the CRL files for changes, in seconds.
+pub const DEFAULT_CRL_CHECK_INTERVAL_SECONDS: u64 = creditgate_certs::revocation::DEFAULT_CRL_CHECK_INTERVAL.as_secs();
+/// Default maximum age of a client connection, in seconds.
+pub const DEFAULT_MAX_CONNECTION_AGE_SECONDS: u64 = creditgate_certs::revocation::DEFAULT_MAX_CONNECTION_AGE.as_secs();
 
 /// A connector's configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,12 +32,24 @@ pub struct ConnectorConfig {
     pub key: PathBuf,
     /// CA bundle that client certificates must chain to.
     pub client_ca: PathBuf,
-    /// CRLs checked on every new connection.
+    /// CRLs checked on every new connection. They are read again on SIGHUP,
+    /// when a file changes and when a CRL's next update passes; a client
+    /// whose certificate becomes revoked is refused and its open connections
+    /// are closed. A CRL that does not parse or is not signed by `client_ca`
+    /// is rejected and the previous one kept.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
     /// Refuse clients while a CRL is past its next-update time.
     #[serde(default)]
     pub enforce_crl_expiry: bool,
+    /// How often the CRL files are checked for changes, in seconds (at least 1).
+    #[serde(default = "default_crl_check_interval")]
+    pub crl_check_interval_seconds: u64,
+    /// Client connections are closed gracefully (HTTP/2 GOAWAY) at this age,
+    /// in seconds (at least 1); one still open a grace period later is closed
+    /// under it. Clients reconnect, with a fresh certificate check.
+    #[serde(default = "default_max_connection_age")]
+    pub max_connection_age_seconds: u64,
     /// Client identities allowed to query (SPIFFE URI, `sha256:<fingerprint>` or `o=<O>/cn=<CN>`).
     pub allowed_clients: Vec<String>,
     /// Where the served-query log (JSON lines) is appended.
@@ -54,6 +70,14 @@ fn default_memory_limit() -> usize {
 
 fn default_handshake_timeout() -> u64 {
     DEFAULT_HANDSHAKE_TIMEOUT_MS
+}
+
+fn default_crl_check_interval() -> u64 {
+    DEFAULT_CRL_CHECK_INTERVAL_SECONDS
+}
+
+fn default_max_connection_age() -> u64 {
+    DEFAULT_MAX_CONNECTION_AGE_SECONDS
 }
 
 /// Default per-query timeout of a database-backed table.
@@ -341,6 +365,12 @@ impl ConnectorConfig {
                 ));
             }
         }
+        if self.crl_check_interval_seconds == 0 {
+            problems.push("crl_check_interval_seconds: must be at least 1".to_string());
+        }
+        if self.max_connection_age_seconds == 0 {
+            problems.push("max_connection_age_seconds: must be at least 1".to_string());
+        }
         if self.tables.is_empty() {
             problems.push("tables: a connector must expose at least one table".to_string());
         }
@@ -465,6 +495,26 @@ columns = ["credit_code", "name"]
         config.resolve_paths(Path::new("/srv/market"));
         config.validate().expect("example validates");
         assert_eq!(config.tables.len(), 2);
+        assert_eq!(config.crl_check_interval_seconds, DEFAULT_CRL_CHECK_INTERVAL_SECONDS);
+        assert_eq!(config.max_connection_age_seconds, DEFAULT_MAX_CONNECTION_AGE_SECONDS);
+    }
+
+    #[test]
+    fn revocation_keys_default_and_refuse_zero() {
+        let config: ConnectorConfig = toml::from_str(GOOD).expect("parse");
+        assert_eq!(config.crl_check_interval_seconds, 30);
+        assert_eq!(config.max_connection_age_seconds, 600);
+        let text = GOOD.replace(
+            "served_log = ",
+            "crl_check_interval_seconds = 0\nmax_connection_age_seconds = 0\nserved_log = ",
+        );
+        let config: ConnectorConfig = toml::from_str(&text).expect("parse");
+        let message = config.validate().expect_err("zero").to_string();
+        assert!(message.contains("crl_check_interval_seconds: must be at least 1"), "{message}");
+        assert!(message.contains("max_connection_age_seconds: must be at least 1"), "{message}");
+        let text = GOOD.replace("served_log = ", "crl_check_interval_secs = 5\nserved_log = ");
+        let error = toml::from_str::<ConnectorConfig>(&text).expect_err("typo must fail");
+        assert!(error.to_string().contains("crl_check_interval_secs"), "{error}");
     }
 
     #[test]

@@ -18,6 +18,22 @@
 //! * **Errors that name the table** and say what went wrong
 //!   ([`SourceError`]), mapped to `UNAVAILABLE`/`DEADLINE_EXCEEDED` by the
 //!   connector's single error mapping.
+//! * **Only filters the database evaluates exactly as DataFusion would**
+//!   ([`DbPushdown`]). The provider would hand the database every filter it
+//!   can unparse; this module decides instead, column by column, from the
+//!   column's database type: comparisons of integers, declared-scale
+//!   decimals, dates and timestamps (in the ranges both sides read the same
+//!   way) go to the database as they are; string equality, `IN` and `LIKE`
+//!   go as a pre-filter that the connector checks again (MariaDB compares
+//!   with trailing spaces ignored and, under `_ci` collations, without case;
+//!   PostgreSQL's `char(n)` pads); float comparisons go only with finite,
+//!   non-zero literals (DataFusion orders `-0.0 < 0.0` and NaN by IEEE total
+//!   order, the databases do not); everything else — string ordering (it
+//!   depends on the collation), `<>`/`NOT` on strings, `ILIKE`, a literal with
+//!   a NUL, a backslash in a MariaDB string, a `LIKE` ending in a lone escape,
+//!   any function — is evaluated by the connector's own engine. PostgreSQL
+//!   sessions run with `TimeZone=UTC` and `standard_conforming_strings=on`
+//!   so that timestamp and string literals mean what they say.
 //! * **Plain Arrow types**: `LargeUtf8` → `Utf8`, nanosecond timestamps and
 //!   times → microseconds (both databases store microseconds), MySQL
 //!   `BOOLEAN` (`TINYINT(1)`) and `BIT(1)` → `Boolean`.
@@ -45,12 +61,13 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::expr::{Between, InList, Like};
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{
@@ -284,7 +301,14 @@ async fn open_pool(url: &DatabaseUrl, db: &DatabaseSource) -> std::result::Resul
             params.insert("application_name".into(), "creditgate-connector".into());
             params.insert(
                 "options".into(),
-                format!("-c statement_timeout={} -c default_transaction_read_only=on", db.query_timeout_ms),
+                // UTC and standard strings: the unparsed SQL writes timestamp
+                // literals as UTC wall-clock times and strings without
+                // backslash escapes (see `DbPushdown`).
+                format!(
+                    "-c statement_timeout={} -c default_transaction_read_only=on -c TimeZone=UTC \
+                     -c standard_conforming_strings=on",
+                    db.query_timeout_ms
+                ),
             );
             let pool = PostgresConnectionPool::new(to_secret_map(params)).await.map_err(|e| tidy(&e.to_string()))?;
             Ok(Pool::Postgres(Arc::new(pool)))
@@ -324,16 +348,19 @@ async fn try_open(table: &TableConfig, pools: &mut Pools) -> std::result::Result
     let pool = pools.get(&url, db).await.map_err(|e| format!("cannot connect to {url}: {e}"))?;
     let reference = TableReference::partial(db.schema.as_str(), table.source_table());
     let shown = format!("{}.{}", db.schema, table.source_table());
-    let (inner, booleans) = match pool {
+    let (inner, facts) = match pool {
         Pool::Postgres(pool) => {
+            let facts = postgres_columns(&pool, &db.schema, table.source_table())
+                .await
+                .map_err(|e| format!("cannot read the columns of `{shown}` in {url}: {e}"))?;
             let inner = PostgresTableFactory::new(pool)
                 .table_provider(reference)
                 .await
                 .map_err(|e| format!("cannot open `{shown}` in {url}: {}", tidy(&e.to_string())))?;
-            (inner, Vec::new())
+            (inner, facts)
         }
         Pool::Mysql(pool) => {
-            let booleans = mysql_boolean_columns(&pool.inner, &db.schema, table.source_table())
+            let facts = mysql_columns(&pool.inner, &db.schema, table.source_table())
                 .await
                 .map_err(|e| format!("cannot read the columns of `{shown}` in {url}: {e}"))?;
             // The provider's `MySQLTable` is this same `SqlTable` over its own
@@ -343,41 +370,451 @@ async fn try_open(table: &TableConfig, pools: &mut Pools) -> std::result::Result
                 .await
                 .map_err(|e| format!("cannot open `{shown}` in {url}: {}", tidy(&e.to_string())))?
                 .with_dialect(Arc::new(MySqlDialect {}));
-            (Arc::new(inner) as Arc<dyn TableProvider>, booleans)
+            (Arc::new(inner) as Arc<dyn TableProvider>, facts)
         }
     };
-    let wrapped = DatabaseTable::new(&table.name, inner, &booleans, Duration::from_millis(db.query_timeout_ms));
+    let wrapped = DatabaseTable::new(&table.name, inner, kind, facts, Duration::from_millis(db.query_timeout_ms));
     let exposed = crate::exposed::ExposedTable::try_new(Arc::new(wrapped), &table.columns)
         .map_err(|e| format!("`{shown}` in {url}: {}", e.strip_backtrace()))?;
     Ok(Arc::new(exposed))
 }
 
-/// Columns declared `BOOLEAN` (= `TINYINT(1)`) or `BIT(1)`; the provider
-/// reads them as integers.
-async fn mysql_boolean_columns(
+/// What the pushdown rules need to know about one database column.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnFacts {
+    /// The database's type name, lower case (`information_schema`'s
+    /// `data_type`: `integer`, `character varying`, `datetime`, …).
+    pub db_type: String,
+    /// MariaDB/MySQL: declared `BOOLEAN` (= `TINYINT(1)`) or `BIT(1)`, read
+    /// as Arrow `Boolean` although the database holds an integer.
+    pub mysql_boolean: bool,
+    /// MariaDB/MySQL: the column's character set (`utf8mb4`, …).
+    pub charset: Option<String>,
+    /// PostgreSQL `numeric`: the declared scale (`None` for a bare
+    /// `numeric`, whose values the provider rounds to a fixed scale).
+    pub numeric_scale: Option<i64>,
+    /// PostgreSQL: whether the column's collation is deterministic
+    /// (equal only when byte-equal; `LIKE` is refused otherwise).
+    pub deterministic: bool,
+    /// Text compared and ordered byte by byte, as Arrow does, with trailing
+    /// spaces significant: PostgreSQL `COLLATE "C"`/`"POSIX"`/`ucs_basic`,
+    /// MariaDB `utf8mb4_nopad_bin`, MySQL `utf8mb4_0900_bin`.
+    pub byte_ordered: bool,
+}
+
+/// Quotes `text` as a SQL string literal (`'` doubled); only for the fixed
+/// catalogue queries below, whose values come from the connector's config.
+fn sql_string(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The columns of a PostgreSQL table, from `information_schema`.
+async fn postgres_columns(
+    pool: &PostgresConnectionPool,
+    schema: &str,
+    table: &str,
+) -> std::result::Result<HashMap<String, ColumnFacts>, String> {
+    let connection = pool.connect_direct().await.map_err(|e| tidy(&e.to_string()))?;
+    let sql = format!(
+        "SELECT c.column_name::text, c.data_type::text, \
+                CASE WHEN c.data_type = 'numeric' THEN c.numeric_scale::int8 END, \
+                COALESCE((SELECT bool_and(co.collisdeterministic) FROM pg_catalog.pg_collation co \
+                          WHERE co.collname = c.collation_name), true), \
+                COALESCE(c.collation_name::text, '') \
+         FROM information_schema.columns c WHERE c.table_schema = {} AND c.table_name = {}",
+        sql_string(schema),
+        sql_string(table)
+    );
+    let rows = connection.conn.query(sql.as_str(), &[]).await.map_err(|e| tidy(&e.to_string()))?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let name: String = row.try_get(0).map_err(|e| tidy(&e.to_string()))?;
+        let db_type: String = row.try_get(1).map_err(|e| tidy(&e.to_string()))?;
+        let numeric_scale: Option<i64> = row.try_get(2).map_err(|e| tidy(&e.to_string()))?;
+        let deterministic: bool = row.try_get(3).map_err(|e| tidy(&e.to_string()))?;
+        let collation: String = row.try_get(4).map_err(|e| tidy(&e.to_string()))?;
+        let facts = ColumnFacts {
+            db_type: db_type.to_ascii_lowercase(),
+            numeric_scale,
+            deterministic,
+            byte_ordered: deterministic && matches!(collation.as_str(), "C" | "POSIX" | "ucs_basic"),
+            ..Default::default()
+        };
+        out.insert(name, facts);
+    }
+    Ok(out)
+}
+
+/// The columns of a MariaDB/MySQL table, from `information_schema`;
+/// `BOOLEAN` (= `TINYINT(1)`) and `BIT(1)` columns are marked, since the
+/// provider reads them as integers.
+async fn mysql_columns(
     pool: &MySQLConnectionPool,
     schema: &str,
     table: &str,
-) -> std::result::Result<Vec<String>, String> {
+) -> std::result::Result<HashMap<String, ColumnFacts>, String> {
     use mysql_async::prelude::Queryable;
     let connection = pool.connect_direct().await.map_err(|e| tidy(&e.to_string()))?;
     let mut conn = connection.conn.lock().await;
-    let rows: Vec<(String, String)> = conn
+    let rows: Vec<(String, String, String, Option<String>, Option<String>)> = conn
         .exec(
-            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, CHARACTER_SET_NAME, COLLATION_NAME \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
             (schema, table),
         )
         .await
         .map_err(|e| tidy(&e.to_string()))?;
     Ok(rows
         .into_iter()
-        .filter(|(_, ty)| {
-            let ty = ty.to_ascii_lowercase();
-            ty.starts_with("tinyint(1)") || ty == "bit(1)"
+        .map(|(name, column_type, data_type, charset, collation)| {
+            let column_type = column_type.to_ascii_lowercase();
+            let mysql_boolean = column_type.starts_with("tinyint(1)") || column_type == "bit(1)";
+            let facts = ColumnFacts {
+                db_type: data_type.to_ascii_lowercase(),
+                mysql_boolean,
+                charset: charset.map(|c| c.to_ascii_lowercase()),
+                numeric_scale: None,
+                deterministic: true,
+                byte_ordered: matches!(collation.as_deref(), Some("utf8mb4_nopad_bin" | "utf8mb4_0900_bin")),
+            };
+            (name, facts)
         })
-        .map(|(name, _)| name)
         .collect())
+}
+
+/// How faithfully the database evaluates a filter, compared with DataFusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fidelity {
+    /// The database keeps exactly the rows DataFusion would.
+    Exact,
+    /// The database keeps at least those rows (it may keep more); the
+    /// connector's engine applies the filter again.
+    Superset,
+    /// Neither: the connector's engine evaluates it.
+    No,
+}
+
+impl Fidelity {
+    /// Of `a AND b` and of `a OR b`: exact if both are, a superset if both
+    /// are at least that.
+    fn combine(self, other: Fidelity) -> Fidelity {
+        match (self, other) {
+            (Fidelity::No, _) | (_, Fidelity::No) => Fidelity::No,
+            (Fidelity::Exact, Fidelity::Exact) => Fidelity::Exact,
+            _ => Fidelity::Superset,
+        }
+    }
+
+    fn pushdown(self) -> TableProviderFilterPushDown {
+        match self {
+            Fidelity::Exact => TableProviderFilterPushDown::Exact,
+            Fidelity::Superset => TableProviderFilterPushDown::Inexact,
+            Fidelity::No => TableProviderFilterPushDown::Unsupported,
+        }
+    }
+}
+
+/// A column as the pushdown rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Integer,
+    Decimal,
+    Float,
+    Boolean,
+    /// `text`/`varchar` (PostgreSQL), `char`/`varchar`/`text` in `utf8mb4`
+    /// (MariaDB); `exact` when compared byte by byte
+    /// ([`ColumnFacts::byte_ordered`]).
+    Text {
+        /// Compared and ordered as Arrow does.
+        exact: bool,
+    },
+    Date,
+    /// Without a time zone: PostgreSQL `timestamp`, MariaDB `datetime`.
+    Timestamp,
+    /// PostgreSQL `timestamptz`, read as UTC.
+    TimestampUtc,
+    /// Anything else: only `IS [NOT] NULL` is pushed.
+    Other,
+}
+
+/// Decides which filters on one database table the database may evaluate
+/// (see the module docs for the rules and why).
+#[derive(Debug, Clone)]
+pub struct DbPushdown {
+    kind: DatabaseKind,
+    columns: HashMap<String, (Kind, ColumnFacts)>,
+}
+
+impl DbPushdown {
+    /// Rules for a table of `kind` whose columns have the Arrow types of
+    /// `schema` (after [`plain_type`]) and the database facts `facts`.
+    fn new(kind: DatabaseKind, schema: &Schema, facts: &HashMap<String, ColumnFacts>) -> DbPushdown {
+        let columns = schema
+            .fields()
+            .iter()
+            .filter_map(|field| {
+                let facts = facts.get(field.name())?.clone();
+                Some((field.name().clone(), (column_kind(kind, field.data_type(), &facts), facts)))
+            })
+            .collect();
+        DbPushdown { kind, columns }
+    }
+
+    fn column(&self, expr: &Expr) -> Option<Kind> {
+        let Expr::Column(Column { name, .. }) = expr else { return None };
+        self.columns.get(name).map(|(kind, _)| *kind)
+    }
+
+    fn facts(&self, expr: &Expr) -> Option<&ColumnFacts> {
+        let Expr::Column(Column { name, .. }) = expr else { return None };
+        self.columns.get(name).map(|(_, facts)| facts)
+    }
+
+    /// The fidelity of `filter` at the database.
+    fn classify(&self, filter: &Expr) -> Fidelity {
+        match filter {
+            Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
+                self.classify(left).combine(self.classify(right))
+            }
+            // OR keeps the rows of either side: a superset of each is a
+            // superset of the union.
+            Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
+                self.classify(left).combine(self.classify(right))
+            }
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => match (self.column(left), self.column(right)) {
+                (Some(kind), None) => self.compare(kind, *op, right),
+                (None, Some(kind)) => match op.swap() {
+                    Some(swapped) => self.compare(kind, swapped, left),
+                    None => Fidelity::No,
+                },
+                _ => Fidelity::No,
+            },
+            // NOT of a superset is not a subset of anything useful.
+            Expr::Not(inner) => match self.classify(inner) {
+                Fidelity::Exact => Fidelity::Exact,
+                _ => Fidelity::No,
+            },
+            Expr::IsNull(inner) | Expr::IsNotNull(inner) => match self.column(inner) {
+                Some(_) => Fidelity::Exact,
+                None => Fidelity::No,
+            },
+            Expr::IsTrue(inner)
+            | Expr::IsFalse(inner)
+            | Expr::IsNotTrue(inner)
+            | Expr::IsNotFalse(inner)
+            | Expr::IsUnknown(inner)
+            | Expr::IsNotUnknown(inner)
+                if self.column(inner) == Some(Kind::Boolean) =>
+            {
+                Fidelity::Exact
+            }
+            // A bare boolean column: MariaDB's `WHERE b` is `b <> 0`, which
+            // is how its integer is read as a boolean.
+            Expr::Column(_) if self.column(filter) == Some(Kind::Boolean) => Fidelity::Exact,
+            Expr::InList(InList { expr, list, negated }) => {
+                let Some(kind) = self.column(expr) else { return Fidelity::No };
+                if list.is_empty() {
+                    return Fidelity::No;
+                }
+                let op = if *negated { Operator::NotEq } else { Operator::Eq };
+                let each = list
+                    .iter()
+                    .map(|v| if is_null_literal(v) { Fidelity::Exact } else { self.compare(kind, op, v) })
+                    .fold(Fidelity::Exact, Fidelity::combine);
+                if *negated && each != Fidelity::Exact { Fidelity::No } else { each }
+            }
+            Expr::Between(Between { expr, negated, low, high }) => {
+                let Some(kind) = self.column(expr) else { return Fidelity::No };
+                let both = self.compare(kind, Operator::GtEq, low).combine(self.compare(kind, Operator::LtEq, high));
+                let strict = self.compare(kind, Operator::Lt, low).combine(self.compare(kind, Operator::Gt, high));
+                match (*negated, both, strict) {
+                    (false, both, _) => both,
+                    (true, Fidelity::Exact, Fidelity::Exact) => Fidelity::Exact,
+                    (true, _, _) => Fidelity::No,
+                }
+            }
+            Expr::Like(like) => self.like(like),
+            _ => Fidelity::No,
+        }
+    }
+
+    /// `column op literal` on a column of `kind`.
+    fn compare(&self, kind: Kind, op: Operator, literal: &Expr) -> Fidelity {
+        let Expr::Literal(value, None) = literal else { return Fidelity::No };
+        if value.is_null() {
+            return Fidelity::No;
+        }
+        let ordering = matches!(op, Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq);
+        if !matches!(op, Operator::Eq | Operator::NotEq) && !ordering {
+            return Fidelity::No;
+        }
+        let mysql = self.kind == DatabaseKind::Mysql;
+        match (kind, value) {
+            (
+                Kind::Integer,
+                ScalarValue::Int8(_)
+                | ScalarValue::Int16(_)
+                | ScalarValue::Int32(_)
+                | ScalarValue::Int64(_)
+                | ScalarValue::UInt8(_)
+                | ScalarValue::UInt16(_)
+                | ScalarValue::UInt32(_)
+                | ScalarValue::UInt64(_),
+            ) => Fidelity::Exact,
+            (Kind::Decimal, ScalarValue::Decimal128(Some(_), _, scale)) if *scale >= 0 => Fidelity::Exact,
+            (Kind::Date, ScalarValue::Date32(Some(days))) if date_in_range(i64::from(*days), mysql) => {
+                Fidelity::Exact
+            }
+            (Kind::Timestamp, ScalarValue::TimestampMicrosecond(Some(micros), None))
+                if timestamp_in_range(*micros, mysql) =>
+            {
+                Fidelity::Exact
+            }
+            (Kind::TimestampUtc, ScalarValue::TimestampMicrosecond(Some(micros), Some(tz)))
+                if matches!(tz.as_ref(), "UTC" | "+00:00") && timestamp_in_range(*micros, false) =>
+            {
+                Fidelity::Exact
+            }
+            (Kind::Float, ScalarValue::Float64(Some(v))) if float_literal_ok(*v, mysql) => {
+                // PostgreSQL orders every NaN above every number, DataFusion
+                // orders a NaN with the sign bit below: `>`/`>=` keep a
+                // superset there, `<`/`<=` would lose rows.
+                match (mysql, op) {
+                    (true, _) | (false, Operator::Eq | Operator::NotEq) => Fidelity::Exact,
+                    (false, Operator::Gt | Operator::GtEq) => Fidelity::Superset,
+                    (false, _) => Fidelity::No,
+                }
+            }
+            (Kind::Boolean, ScalarValue::Boolean(Some(_))) if !mysql && !ordering => Fidelity::Exact,
+            (Kind::Text { exact: true }, ScalarValue::Utf8(Some(text))) if self.text_literal_ok(text) => {
+                Fidelity::Exact
+            }
+            // Equal under a padding or case-blind collation includes equal.
+            (Kind::Text { exact: false }, ScalarValue::Utf8(Some(text)))
+                if op == Operator::Eq && self.text_literal_ok(text) =>
+            {
+                Fidelity::Superset
+            }
+            _ => Fidelity::No,
+        }
+    }
+
+    fn text_literal_ok(&self, text: &str) -> bool {
+        // PostgreSQL text cannot hold NUL; a MariaDB string literal reads
+        // backslash escapes.
+        !text.contains('\0') && (self.kind == DatabaseKind::Postgres || !text.contains('\\'))
+    }
+
+    fn like(&self, like: &Like) -> Fidelity {
+        let Like { negated, expr, pattern, escape_char, case_insensitive } = like;
+        let exact = match self.column(expr) {
+            Some(Kind::Text { exact }) => exact,
+            _ => return Fidelity::No,
+        };
+        // Case folding differs between engines; NOT of a superset is nothing.
+        if *case_insensitive || (*negated && !exact) {
+            return Fidelity::No;
+        }
+        let Expr::Literal(ScalarValue::Utf8(Some(pattern)), None) = pattern.as_ref() else { return Fidelity::No };
+        if !self.text_literal_ok(pattern) {
+            return Fidelity::No;
+        }
+        let facts_ok = self.facts(expr).is_some_and(|f| f.deterministic);
+        let escape_ok = match (self.kind, escape_char) {
+            (_, None) => true,
+            (DatabaseKind::Postgres, Some('\\')) => true,
+            _ => false,
+        };
+        // PostgreSQL refuses a pattern that ends in a lone escape, DataFusion
+        // reads it as a literal backslash.
+        let trailing = pattern.chars().rev().take_while(|c| *c == '\\').count();
+        match (facts_ok && escape_ok && trailing % 2 == 0, exact) {
+            (false, _) => Fidelity::No,
+            (true, true) => Fidelity::Exact,
+            (true, false) => Fidelity::Superset,
+        }
+    }
+}
+
+fn is_null_literal(expr: &Expr) -> bool {
+    matches!(expr, Expr::Literal(v, None) if v.is_null())
+}
+
+/// What a column is for the pushdown rules, from its Arrow type and its
+/// database type: both must agree, or nothing but `IS [NOT] NULL` is pushed.
+fn column_kind(kind: DatabaseKind, data_type: &DataType, facts: &ColumnFacts) -> Kind {
+    let db = facts.db_type.as_str();
+    let postgres = kind == DatabaseKind::Postgres;
+    match data_type {
+        DataType::Boolean if postgres && db == "boolean" => Kind::Boolean,
+        DataType::Boolean if !postgres && facts.mysql_boolean => Kind::Boolean,
+        t if t.is_integer() && postgres && matches!(db, "smallint" | "integer" | "bigint") => Kind::Integer,
+        t if t.is_integer()
+            && !postgres
+            && !facts.mysql_boolean
+            && matches!(db, "tinyint" | "smallint" | "mediumint" | "int" | "bigint") =>
+        {
+            Kind::Integer
+        }
+        DataType::Decimal128(_, scale) if *scale >= 0 && postgres && db == "numeric" => {
+            match facts.numeric_scale {
+                Some(declared) if declared == i64::from(*scale) => Kind::Decimal,
+                _ => Kind::Other,
+            }
+        }
+        DataType::Decimal128(_, scale) if *scale >= 0 && !postgres && db == "decimal" => Kind::Decimal,
+        DataType::Float64 if (postgres && db == "double precision") || (!postgres && db == "double") => Kind::Float,
+        DataType::Utf8 if postgres && matches!(db, "text" | "character varying") => {
+            Kind::Text { exact: facts.byte_ordered }
+        }
+        // MariaDB `char` drops trailing spaces when read, and compares them
+        // away: never exact.
+        DataType::Utf8
+            if !postgres
+                && matches!(db, "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext")
+                && facts.charset.as_deref() == Some("utf8mb4") =>
+        {
+            Kind::Text { exact: facts.byte_ordered && db != "char" }
+        }
+        DataType::Date32 if db == "date" => Kind::Date,
+        DataType::Timestamp(TimeUnit::Microsecond, None)
+            if (postgres && db == "timestamp without time zone") || (!postgres && db == "datetime") =>
+        {
+            Kind::Timestamp
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, Some(tz))
+            if postgres && db == "timestamp with time zone" && matches!(tz.as_ref(), "UTC" | "+00:00") =>
+        {
+            Kind::TimestampUtc
+        }
+        _ => Kind::Other,
+    }
+}
+
+/// Days from 1970-01-01 of the first and after-last dates both databases
+/// read the way DataFusion writes them (`YYYY-MM-DD`, four-digit years):
+/// 0001-01-01 ..= 9999-12-31, MariaDB from 1000-01-01.
+const DAY_0001_01_01: i64 = -719_162;
+const DAY_1000_01_01: i64 = -354_285;
+const DAY_10000_01_01: i64 = 2_932_897;
+
+fn date_in_range(days: i64, mysql: bool) -> bool {
+    let first = if mysql { DAY_1000_01_01 } else { DAY_0001_01_01 };
+    (first..DAY_10000_01_01).contains(&days)
+}
+
+/// A timestamp literal the database reads back exactly: a date in range,
+/// and for MariaDB whole seconds (`CAST(… AS DATETIME)` drops fractions).
+fn timestamp_in_range(micros: i64, mysql: bool) -> bool {
+    const PER_DAY: i64 = 86_400_000_000;
+    date_in_range(micros.div_euclid(PER_DAY), mysql) && (!mysql || micros.rem_euclid(1_000_000) == 0)
+}
+
+/// A float literal both databases compare as DataFusion does: finite and
+/// not ±0.0 (DataFusion orders `-0.0 < 0.0`); for MariaDB also of a size
+/// whose decimal spelling it reads as an exact-value literal.
+fn float_literal_ok(v: f64, mysql: bool) -> bool {
+    v.is_finite() && v != 0.0 && (!mysql || (1e-15..1e15).contains(&v.abs()))
 }
 
 fn plain_type(data_type: &DataType) -> DataType {
@@ -391,23 +828,32 @@ fn plain_type(data_type: &DataType) -> DataType {
     }
 }
 
-/// A database table with plain Arrow types and guarded scans.
+/// A database table with plain Arrow types, guarded scans and only exact
+/// filters pushed to the database ([`DbPushdown`]).
 #[derive(Debug)]
 pub struct DatabaseTable {
     name: String,
     inner: Arc<dyn TableProvider>,
     schema: SchemaRef,
     timeout: Duration,
+    pushdown: DbPushdown,
 }
 
 impl DatabaseTable {
-    fn new(name: &str, inner: Arc<dyn TableProvider>, booleans: &[String], timeout: Duration) -> DatabaseTable {
+    fn new(
+        name: &str,
+        inner: Arc<dyn TableProvider>,
+        kind: DatabaseKind,
+        facts: HashMap<String, ColumnFacts>,
+        timeout: Duration,
+    ) -> DatabaseTable {
         let fields: Vec<Field> = inner
             .schema()
             .fields()
             .iter()
             .map(|f| {
-                let target = if booleans.iter().any(|b| b == f.name()) && f.data_type().is_integer() {
+                let boolean = facts.get(f.name()).is_some_and(|c| c.mysql_boolean);
+                let target = if boolean && f.data_type().is_integer() {
                     DataType::Boolean
                 } else {
                     plain_type(f.data_type())
@@ -415,7 +861,9 @@ impl DatabaseTable {
                 f.as_ref().clone().with_data_type(target)
             })
             .collect();
-        DatabaseTable { name: name.to_string(), inner, schema: Arc::new(Schema::new(fields)), timeout }
+        let schema = Schema::new(fields);
+        let pushdown = DbPushdown::new(kind, &schema, &facts);
+        DatabaseTable { name: name.to_string(), inner, schema: Arc::new(schema), timeout, pushdown }
     }
 }
 
@@ -436,6 +884,14 @@ impl TableProvider for DatabaseTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // DataFusion passes only the filters reported `Exact` or `Inexact`;
+        // anything else would be evaluated by the database unchecked.
+        if filters.iter().any(|f| self.pushdown.classify(f) == Fidelity::No) {
+            return Err(DataFusionError::Internal(format!(
+                "table `{}`: a filter the database cannot evaluate exactly reached its scan",
+                self.name
+            )));
+        }
         // Same column order as the inner table: projection indices carry over.
         let inner = self.inner.scan(state, projection, filters, limit).await.map_err(|e| {
             SourceError::new(&self.name, SourceErrorKind::Failed, tidy(&e.strip_backtrace())).into_datafusion()
@@ -448,7 +904,17 @@ impl TableProvider for DatabaseTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        self.inner.supports_filters_pushdown(filters)
+        // The provider says what it can unparse; the rules say what the
+        // database evaluates as DataFusion would.
+        let unparsable = self.inner.supports_filters_pushdown(filters)?;
+        Ok(filters
+            .iter()
+            .zip(unparsable)
+            .map(|(filter, inner)| match inner {
+                TableProviderFilterPushDown::Unsupported => TableProviderFilterPushDown::Unsupported,
+                _ => self.pushdown.classify(filter).pushdown(),
+            })
+            .collect())
     }
 }
 

@@ -27,6 +27,11 @@ pub enum ConnectorError {
     /// The request came without a verified client certificate.
     #[error("a client certificate is required")]
     Unauthenticated,
+    /// The connection's certificate was accepted at its handshake but is no
+    /// longer (revoked since, or its CRL expired under enforcement): the
+    /// reason is what a client may read.
+    #[error("{0}")]
+    CertificateNoLongerAccepted(creditgate_certs::revocation::CloseReason),
     /// The caller's certificate is valid but its identity is not allowed here.
     #[error("identity `{0}` is not allowed to query this connector")]
     NotAllowed(String),
@@ -51,7 +56,7 @@ impl From<ConnectorError> for Status {
     fn from(error: ConnectorError) -> Status {
         let message = creditgate_flight::cap_message(&error.to_string());
         match error {
-            ConnectorError::Unauthenticated => {
+            ConnectorError::Unauthenticated | ConnectorError::CertificateNoLongerAccepted(_) => {
                 tracing::info!(reason = %message, "request refused");
                 Status::unauthenticated(message)
             }

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
+use arrow_flight::flight_service_server::FlightServiceServer;
 use creditgate_certs::identity::Identity;
-use creditgate_certs::tls::{self, ClientTrust};
+use creditgate_certs::revocation::{DEFAULT_MAX_CONNECTION_AGE_GRACE, ReloadableTrust, RevocationOptions};
+use creditgate_certs::tls::{ALPN_H2, ClientTrust, IncomingOptions};
 use creditgate_flight::engine::{locked_down_runtime, read_only_sql_options, session};
-use creditgate_flight::{FrontConfig, ObservedStream, QueryBackend, RequestContext, TableEntry};
+use creditgate_flight::{FlightSqlFront, FrontConfig, ObservedStream, QueryBackend, RequestContext, TableEntry};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -74,35 +76,129 @@ impl Connector {
     }
 
     /// Binds the configured address and serves until stopped.
+    ///
+    /// Client certificates are checked against `client_ca` and the CRLs in
+    /// force at each handshake. The CRLs are read again on SIGHUP (Unix),
+    /// when a file changes (checked every `crl_check_interval_seconds`) and
+    /// when one passes its next update; after each reload, open connections
+    /// whose certificate is no longer accepted are closed. Connections are
+    /// closed gracefully at `max_connection_age_seconds`.
     pub async fn start(self: Arc<Self>) -> Result<RunningConnector, ConnectorError> {
-        let trust = ClientTrust {
-            ca_file: self.config.client_ca.clone(),
-            crl_files: self.config.crls.clone(),
-            enforce_crl_expiry: self.config.enforce_crl_expiry,
-        };
-        let server_config = tls::server_config(&self.config.cert, &self.config.key, Some(&trust), &[b"h2"])?;
+        let trust = ReloadableTrust::new(
+            ClientTrust {
+                ca_file: self.config.client_ca.clone(),
+                crl_files: self.config.crls.clone(),
+                enforce_crl_expiry: self.config.enforce_crl_expiry,
+            },
+            RevocationOptions {
+                check_interval: Duration::from_secs(self.config.crl_check_interval_seconds),
+                max_connection_age: Some(self.max_connection_age()),
+                max_connection_age_grace: DEFAULT_MAX_CONNECTION_AGE_GRACE,
+            },
+        )?;
+        let server_config = trust.server_config(&self.config.cert, &self.config.key, &[ALPN_H2])?;
         let listener = tokio::net::TcpListener::bind(self.config.listen)
             .await
             .map_err(|e| ConnectorError::Server(format!("cannot listen on {}: {e}", self.config.listen)))?;
         let addr = listener.local_addr().map_err(|e| ConnectorError::Server(e.to_string()))?;
-        let incoming = tls::incoming(listener, server_config, Duration::from_millis(self.config.handshake_timeout_ms));
+        let options = IncomingOptions {
+            handshake_timeout: Duration::from_millis(self.config.handshake_timeout_ms),
+            ..IncomingOptions::default()
+        };
+        let incoming = trust.incoming(listener, server_config, options);
         let (tx, rx) = oneshot::channel::<()>();
         let front =
             FrontConfig { server_name: format!("creditgate connector {}", self.config.name), ..FrontConfig::default() };
         let span = tracing::info_span!("connector", source = %self.config.name, %addr);
         tracing::info!(parent: &span, tables = self.tables.len(), "connector listening");
+        let sighup = reload_on_sighup(&trust, &span);
         let handle = tokio::spawn(
             async move {
                 let shutdown = async move {
                     let _ = rx.await;
                 };
-                creditgate_flight::serve(self, front, incoming, shutdown)
-                    .await
-                    .map_err(|e| ConnectorError::Server(e.to_string()))
+                let max_age = self.max_connection_age();
+                serve(self, front, max_age, incoming, shutdown).await
             }
             .instrument(span),
         );
-        Ok(RunningConnector { addr, shutdown: Some(tx), handle })
+        Ok(RunningConnector { addr, trust, shutdown: Some(tx), handle, _sighup: sighup })
+    }
+
+    fn max_connection_age(&self) -> Duration {
+        Duration::from_secs(self.config.max_connection_age_seconds)
+    }
+}
+
+/// `creditgate_flight::serve` with a maximum connection age: at that age
+/// tonic sends HTTP/2 GOAWAY and lets the calls in flight finish (the
+/// registry of `ReloadableTrust` closes what is still open a grace period
+/// later). Same transport settings otherwise.
+async fn serve<S>(
+    connector: Arc<Connector>,
+    front: FrontConfig,
+    max_connection_age: Duration,
+    incoming: S,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ConnectorError>
+where
+    S: futures::Stream<Item = Result<creditgate_certs::tls::TlsConn, std::io::Error>> + Send + 'static,
+{
+    let max_message_bytes = front.max_message_bytes;
+    let service = FlightSqlFront::new(connector, &front).map_err(|e| ConnectorError::Server(e.to_string()))?;
+    let service = FlightServiceServer::new(service)
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_nodelay(true)
+        .max_connection_age(max_connection_age)
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| ConnectorError::Server(format!("Flight SQL transport: {e}")))
+}
+
+/// Reloads the CRLs on every SIGHUP while the connector runs.
+fn reload_on_sighup(trust: &ReloadableTrust, span: &tracing::Span) -> Option<AbortOnDrop> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangup) => {
+                let trust = trust.clone();
+                let task = tokio::spawn(
+                    async move {
+                        while hangup.recv().await.is_some() {
+                            tracing::info!("SIGHUP: reloading the CRLs");
+                            // The report is logged by the reload itself.
+                            let _ = trust.reload_async().await;
+                        }
+                    }
+                    .instrument(span.clone()),
+                );
+                Some(AbortOnDrop(task))
+            }
+            Err(e) => {
+                tracing::warn!(parent: span, error = %e, "cannot listen for SIGHUP; CRLs reload on file change only");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (trust, span);
+        None
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -110,11 +206,20 @@ impl Connector {
 pub struct RunningConnector {
     /// The bound address.
     pub addr: SocketAddr,
+    trust: ReloadableTrust,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<Result<(), ConnectorError>>,
+    _sighup: Option<AbortOnDrop>,
 }
 
 impl RunningConnector {
+    /// The client trust: [`ReloadableTrust::reload`] (what SIGHUP does),
+    /// [`ReloadableTrust::counters`], [`ReloadableTrust::connections`],
+    /// [`ReloadableTrust::last_report`].
+    pub fn trust(&self) -> &ReloadableTrust {
+        &self.trust
+    }
+
     /// Stops accepting, lets in-flight calls finish, and waits for the server.
     pub async fn stop(mut self) -> Result<(), ConnectorError> {
         if let Some(tx) = self.shutdown.take() {
@@ -143,7 +248,13 @@ impl QueryBackend for Connector {
     type Error = ConnectorError;
 
     async fn authenticate(&self, ctx: &RequestContext) -> Result<ConnectorCaller, ConnectorError> {
-        let identity = ctx.conn.as_ref().and_then(|c| c.identity.clone()).ok_or(ConnectorError::Unauthenticated)?;
+        let conn = ctx.conn.as_ref().ok_or(ConnectorError::Unauthenticated)?;
+        // A request that raced with the close of a connection whose
+        // certificate was just revoked is refused like a new connection.
+        if let Some(reason) = conn.close_reason().filter(|r| r.invalidates_certificate()) {
+            return Err(ConnectorError::CertificateNoLongerAccepted(reason));
+        }
+        let identity = conn.identity.clone().ok_or(ConnectorError::Unauthenticated)?;
         if self.config.allowed_clients.iter().any(|allowed| identity.matches(allowed)) {
             Ok(ConnectorCaller { identity })
         } else {

@@ -5,15 +5,29 @@ use std::path::{Path, PathBuf};
 use crate::error::AuditError;
 use crate::keys::SigningKey;
 use crate::log::{AuditLog, AuditOptions};
-use crate::verify::{export_checkpoint, verify};
+use crate::verify::{VerifyOptions, export_checkpoint, verify_with};
 
 /// Exit code for usage or I/O errors of the CLI itself.
 pub const EXIT_ERROR: i32 = 2;
+
+/// Exit code of `audit verify` when there is no audit log to verify: the
+/// directory is missing, or it holds no records and `--allow-empty` was not
+/// given ([`FindingKind::NoLog`](crate::FindingKind::NoLog)).
+pub const EXIT_NO_LOG: i32 = 3;
 
 /// `creditgate audit <command>`.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum AuditCommand {
     /// Re-compute the hash chain and check every checkpoint signature.
+    ///
+    /// Exit codes: 0 the log verifies; 2 a file or the directory is
+    /// unreadable; 3 no audit log: the directory does not exist, or it holds
+    /// no records (no `audit-<seq>-<YYYYMMDD>.jsonl` segment files, or only
+    /// empty ones) and --allow-empty was not given; 10-16 records malformed,
+    /// modified, unlinked, deleted, reordered, duplicated or misnamed; 20-23
+    /// checkpoints malformed, forged, signed by an unknown key or not matching
+    /// the log; 30-32 the log is shorter than a checkpoint, rewritten, or the
+    /// exported checkpoint is bad. The first problem found decides the code.
     Verify {
         /// The audit state directory.
         #[arg(long)]
@@ -21,6 +35,10 @@ pub enum AuditCommand {
         /// A checkpoint exported earlier (by a witness) to compare against.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
+        /// Accept a directory with no records (a new log that has never
+        /// recorded a request). A missing directory still fails.
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Write the latest signed checkpoint and its public key for a witness to keep.
     ExportCheckpoint {
@@ -46,9 +64,11 @@ pub enum AuditCommand {
 }
 
 /// Runs `audit verify`: returns the exit code and the message to print
-/// (stdout when the code is 0, stderr otherwise).
-pub fn run_verify(dir: &Path, checkpoint: Option<&Path>) -> (i32, String) {
-    let report = verify(dir, checkpoint);
+/// (stdout when the code is 0, stderr otherwise). Without `allow_empty`, a
+/// directory without records fails with [`EXIT_NO_LOG`]; a missing directory
+/// always does.
+pub fn run_verify(dir: &Path, checkpoint: Option<&Path>, allow_empty: bool) -> (i32, String) {
+    let report = verify_with(dir, checkpoint, VerifyOptions { allow_empty });
     (report.exit_code(), report.message())
 }
 
@@ -135,7 +155,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
 /// Runs a command: returns the exit code and the message to print.
 pub fn run(cmd: &AuditCommand) -> (i32, String) {
     match cmd {
-        AuditCommand::Verify { dir, checkpoint } => run_verify(dir, checkpoint.as_deref()),
+        AuditCommand::Verify { dir, checkpoint, allow_empty } => run_verify(dir, checkpoint.as_deref(), *allow_empty),
         AuditCommand::ExportCheckpoint { dir, out } => run_export_checkpoint(dir, out),
         AuditCommand::RotateKey { dir, key } => run_rotate_key(dir, key),
     }

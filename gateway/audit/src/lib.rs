@@ -30,16 +30,32 @@
 //!
 //! # Privacy
 //!
-//! Subject keys are stored only as keyed hashes ([`SubjectHasher`]); the same
-//! hasher turns an officer's raw identifier into the search key for
-//! [`AuditLog::search`] and [`AuditLog::subject_report`].
+//! The log stores statements, not values, and subject keys only as keyed
+//! hashes ([`SubjectHasher`]); the same hasher turns an officer's raw
+//! identifier into the search key for [`AuditLog::search`] and
+//! [`AuditLog::subject_report`]. What the gateway records goes through:
+//!
+//! - [`normalize_sql`] for SQL text: the parsed statement with every literal
+//!   replaced by `:p1`, `:p2`, … and every unusual identifier by `":i1"`, …,
+//!   plus the keyed hashes (with kinds) of every unified social credit code,
+//!   resident ID and mobile number found in it ([`normalize`]); a statement
+//!   that does not parse is recorded by size and keyed digest only;
+//! - [`redact_text`] for free text (refusal reasons, request paths): each
+//!   identifier becomes `subject:<hash>`, each near miss
+//!   `<identifier withheld>` ([`scan`]);
+//! - [`SubjectKey::from_identifier`] / [`SubjectKey::parse`] for a raw or
+//!   `kind:value` identifier (`credit_code`, `resident_id`, `mobile`) an
+//!   officer searches for; [`subject_keys_in`] for any other text that may
+//!   hold identifiers (for example literals of a planned query).
 
 pub mod checkpoint;
 pub mod cli;
 pub mod error;
 pub mod keys;
 pub mod log;
+pub mod normalize;
 pub mod record;
+pub mod scan;
 pub mod search;
 mod segment;
 pub mod subject;
@@ -61,6 +77,11 @@ pub use record::{
 pub use search::{
     AccessEntry, AuditQuery, DailyCount, FlagRule, FlaggedCaller, Page, Stats, StatsQuery, compute_stats,
 };
+pub use normalize::{
+    IDENTIFIER_PLACEHOLDER_PREFIX, LITERAL_PLACEHOLDER_PREFIX, MAX_NORMALIZE_BYTES, MAX_NORMALIZE_DEPTH, NormalizedSql,
+    SubjectHash, normalize_sql,
+};
+pub use scan::{redact_text, subject_keys_in};
 pub use segment::{SEGMENT_PREFIX, SEGMENT_SUFFIX};
-pub use subject::{SubjectHasher, SubjectKey};
-pub use verify::{Finding, FindingKind, VerifyReport, export_checkpoint, verify};
+pub use subject::{SubjectHasher, SubjectKey, SubjectKeyKind};
+pub use verify::{Finding, FindingKind, VerifyOptions, VerifyReport, export_checkpoint, verify, verify_with};

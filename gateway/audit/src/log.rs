@@ -460,7 +460,13 @@ impl AuditLog {
 
     /// Verifies the live log (durable records only), for the chain-status endpoint.
     pub fn verify(&self) -> crate::verify::VerifyReport {
-        crate::verify::verify_live(&self.shared.dir, None, Some(self.shared.durable_seq.load(Ordering::Acquire)))
+        // An open log is certainly this directory's log; a new one may hold no record yet.
+        crate::verify::verify_live(
+            &self.shared.dir,
+            None,
+            Some(self.shared.durable_seq.load(Ordering::Acquire)),
+            crate::verify::VerifyOptions { allow_empty: true },
+        )
     }
 
     /// Searches durable records, newest first. O(records).

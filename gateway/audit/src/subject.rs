@@ -2,7 +2,8 @@
 //!
 //! The same [`SubjectHasher`] (same deployment secret) is used when writing
 //! records and when a privacy officer searches by subject, so a search for a
-//! raw credit code or resident ID finds the records written for it.
+//! raw credit code, resident ID or mobile number finds the records written
+//! for it.
 
 use ring::hmac;
 
@@ -14,27 +15,85 @@ pub const SUBJECT_HASH_LEN: usize = 32;
 /// Minimum length of the deployment secret, in bytes.
 pub const MIN_SUBJECT_SECRET_LEN: usize = 16;
 
+/// The kind of a [`SubjectKey`], as written before the colon of its text
+/// form ([`SubjectKeyKind::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKeyKind {
+    /// A unified social credit code (`credit_code`).
+    CreditCode,
+    /// A resident identity card number (`resident_id`).
+    ResidentId,
+    /// A mainland mobile number (`mobile`).
+    Mobile,
+}
+
+impl SubjectKeyKind {
+    /// Every kind, in the order [`SubjectKey::from_identifier`] tries them.
+    pub const ALL: [SubjectKeyKind; 3] = [SubjectKeyKind::CreditCode, SubjectKeyKind::ResidentId, SubjectKeyKind::Mobile];
+
+    /// The name used in the text form and in API answers: `credit_code`,
+    /// `resident_id` or `mobile`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectKeyKind::CreditCode => "credit_code",
+            SubjectKeyKind::ResidentId => "resident_id",
+            SubjectKeyKind::Mobile => "mobile",
+        }
+    }
+}
+
+impl std::fmt::Display for SubjectKeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A subject (company or person) identified by its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the kind only: a key holds personal data.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum SubjectKey {
     /// Unified social credit code of an enterprise.
     CreditCode(String),
-    /// Resident identity card number of a person.
+    /// Resident identity card number of a person (a 15-digit first-generation
+    /// number is hashed in its 18-character form).
     ResidentId(String),
+    /// Mainland mobile number of a person (11 digits).
+    Mobile(String),
+}
+
+impl std::fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SubjectKey::{}(<withheld>)", self.kind())
+    }
 }
 
 impl SubjectKey {
-    /// Parses `credit_code:<code>` or `resident_id:<id>`.
+    /// Parses `credit_code:<code>`, `resident_id:<id>` or `mobile:<digits>`.
+    ///
+    /// Credit codes and resident IDs are only normalised here (see
+    /// [`SubjectKey::normalised`]); a mobile number must be 11 digits starting
+    /// with `1` and 3–9 ([`creditgate_ident::Mobile`]).
     pub fn parse(s: &str) -> Result<Self, AuditError> {
         let (kind, value) = s.split_once(':').ok_or_else(|| AuditError::InvalidSubjectKey {
-            reason: "expected `credit_code:<code>` or `resident_id:<id>`".to_owned(),
+            reason: "expected `credit_code:<code>`, `resident_id:<id>` or `mobile:<digits>`".to_owned(),
         })?;
         let key = match kind.trim() {
             "credit_code" => SubjectKey::CreditCode(value.to_owned()),
             "resident_id" => SubjectKey::ResidentId(value.to_owned()),
+            "mobile" => {
+                let digits: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+                if digits.is_empty() {
+                    return Err(AuditError::InvalidSubjectKey { reason: "subject key value is empty".to_owned() });
+                }
+                let mobile = creditgate_ident::Mobile::parse(&digits)
+                    .map_err(|e| AuditError::InvalidSubjectKey { reason: e.to_string() })?;
+                SubjectKey::Mobile(mobile.as_str().to_owned())
+            }
             _ => {
                 return Err(AuditError::InvalidSubjectKey {
-                    reason: "subject kind must be `credit_code` or `resident_id`".to_owned(),
+                    reason: "subject kind must be `credit_code`, `resident_id` or `mobile`".to_owned(),
                 });
             }
         };
@@ -44,22 +103,61 @@ impl SubjectKey {
         Ok(key)
     }
 
-    /// The value with whitespace removed and ASCII letters upper-cased
-    /// (credit codes and the resident-ID check character `X` are upper case).
-    fn normalised_value(&self) -> String {
-        let v = match self {
-            SubjectKey::CreditCode(v) | SubjectKey::ResidentId(v) => v,
+    /// Recognises a raw identifier (no `kind:` prefix): a valid unified social
+    /// credit code, else a valid resident ID (18 characters, or 15 digits
+    /// upgraded to 18), else a valid mobile number. Surrounding whitespace is
+    /// ignored. The error names the rule each kind failed, never the value.
+    pub fn from_identifier(raw: &str) -> Result<Self, AuditError> {
+        let raw = raw.trim();
+        let code = match creditgate_ident::CreditCode::parse(raw) {
+            Ok(code) => return Ok(SubjectKey::CreditCode(code.as_str().to_owned())),
+            Err(e) => e,
         };
-        v.chars().filter(|c| !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect()
+        let id = match creditgate_ident::ResidentId::parse(raw) {
+            Ok(id) => return Ok(SubjectKey::ResidentId(id.as_str().to_owned())),
+            Err(e) => e,
+        };
+        match creditgate_ident::Mobile::parse(raw) {
+            Ok(m) => Ok(SubjectKey::Mobile(m.as_str().to_owned())),
+            Err(mobile) => Err(AuditError::InvalidSubjectKey {
+                reason: format!(
+                    "not a valid unified social credit code ({code}), resident ID ({id}) nor mobile number ({mobile})"
+                ),
+            }),
+        }
     }
 
-    /// The normalised form that is hashed: `credit_code:<CODE>` / `resident_id:<ID>`.
-    pub fn normalised(&self) -> String {
-        let kind = match self {
-            SubjectKey::CreditCode(_) => "credit_code",
-            SubjectKey::ResidentId(_) => "resident_id",
+    /// The kind of key.
+    pub fn kind(&self) -> SubjectKeyKind {
+        match self {
+            SubjectKey::CreditCode(_) => SubjectKeyKind::CreditCode,
+            SubjectKey::ResidentId(_) => SubjectKeyKind::ResidentId,
+            SubjectKey::Mobile(_) => SubjectKeyKind::Mobile,
+        }
+    }
+
+    /// The value with whitespace removed and ASCII letters upper-cased
+    /// (credit codes and the resident-ID check character `X` are upper case);
+    /// a valid 15-digit resident ID becomes its 18-character form, so both
+    /// forms of one person's number hash alike.
+    fn normalised_value(&self) -> String {
+        let v = match self {
+            SubjectKey::CreditCode(v) | SubjectKey::ResidentId(v) | SubjectKey::Mobile(v) => v,
         };
-        format!("{kind}:{}", self.normalised_value())
+        let v: String = v.chars().filter(|c| !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect();
+        if let SubjectKey::ResidentId(_) = self
+            && v.len() == 15
+            && let Ok(id) = creditgate_ident::ResidentId::parse(&v)
+        {
+            return id.as_str().to_owned();
+        }
+        v
+    }
+
+    /// The normalised form that is hashed: `credit_code:<CODE>`,
+    /// `resident_id:<ID>` or `mobile:<DIGITS>`.
+    pub fn normalised(&self) -> String {
+        format!("{}:{}", self.kind().as_str(), self.normalised_value())
     }
 }
 
@@ -96,11 +194,30 @@ impl SubjectHasher {
         h
     }
 
-    /// Parses `credit_code:<code>` / `resident_id:<id>` and hashes it.
+    /// Parses `credit_code:<code>` / `resident_id:<id>` / `mobile:<digits>`
+    /// and hashes it.
     pub fn hash_str(&self, subject: &str) -> Result<String, AuditError> {
         Ok(self.hash(&SubjectKey::parse(subject)?))
     }
+
+    /// A keyed digest of arbitrary bytes (for example a statement that is
+    /// recorded only by size and digest): HMAC-SHA-256 under the same secret,
+    /// domain-separated from subject hashes, shortened to
+    /// [`SUBJECT_HASH_LEN`] hex characters. Keyed, so a short text (one
+    /// identifier in a fixed query) cannot be found by trying candidates.
+    pub fn digest(&self, bytes: &[u8]) -> String {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(DIGEST_CONTEXT);
+        ctx.update(bytes);
+        let mut h = hex::encode(ctx.sign().as_ref());
+        h.truncate(SUBJECT_HASH_LEN);
+        h
+    }
 }
+
+/// Domain-separation prefix of [`SubjectHasher::digest`] (a subject key's
+/// normalised form never starts with it).
+const DIGEST_CONTEXT: &[u8] = b"creditgate-audit-text-digest-v1\n";
 
 /// Whether `s` has the shape of a subject hash.
 pub fn is_subject_hash(s: &str) -> bool {

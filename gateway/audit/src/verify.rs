@@ -12,6 +12,7 @@
 //! |---|---|
 //! | 0 | the log verifies |
 //! | 2 | [`FindingKind::Unreadable`] |
+//! | 3 | [`FindingKind::NoLog`] (missing directory, or no records without [`VerifyOptions::allow_empty`]) |
 //! | 10 | [`FindingKind::MalformedRecord`] |
 //! | 11 | [`FindingKind::RecordModified`] |
 //! | 12 | [`FindingKind::ChainBroken`] |
@@ -51,6 +52,11 @@ pub const MAX_LISTED_FINDINGS: usize = 50;
 pub enum FindingKind {
     /// A file or the directory cannot be read.
     Unreadable,
+    /// There is no audit log to verify: the directory does not exist or is
+    /// not a directory, or it holds no records (no segment files, or only
+    /// empty ones) and [`VerifyOptions::allow_empty`] is not set. A wrong
+    /// path or a log deleted whole must not verify as "OK".
+    NoLog,
     /// A line is not a record (bad JSON, torn line).
     MalformedRecord,
     /// A record's content does not match its hash (a changed byte).
@@ -86,6 +92,7 @@ impl FindingKind {
     pub fn exit_code(self) -> i32 {
         match self {
             FindingKind::Unreadable => 2,
+            FindingKind::NoLog => crate::cli::EXIT_NO_LOG,
             FindingKind::MalformedRecord => 10,
             FindingKind::RecordModified => 11,
             FindingKind::ChainBroken => 12,
@@ -107,6 +114,7 @@ impl FindingKind {
     pub fn title(self) -> &'static str {
         match self {
             FindingKind::Unreadable => "unreadable",
+            FindingKind::NoLog => "no audit log",
             FindingKind::MalformedRecord => "malformed record",
             FindingKind::RecordModified => "record modified",
             FindingKind::ChainBroken => "chain broken",
@@ -236,10 +244,30 @@ impl VerifyReport {
     }
 }
 
-/// Verifies the log in `dir`, optionally against a checkpoint exported earlier.
-pub fn verify(dir: &Path, exported_checkpoint: Option<&Path>) -> VerifyReport {
-    verify_live(dir, exported_checkpoint, None)
+/// How [`verify_with`] treats a directory without records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Accept an existing directory that holds no records (a new log that
+    /// never recorded a request). Without it such a directory is a
+    /// [`FindingKind::NoLog`] failure. A missing directory always fails.
+    pub allow_empty: bool,
 }
+
+/// Verifies the log in `dir`, optionally against a checkpoint exported
+/// earlier. A missing directory, or one without records, is a
+/// [`FindingKind::NoLog`] failure (see [`verify_with`] to accept an empty log).
+pub fn verify(dir: &Path, exported_checkpoint: Option<&Path>) -> VerifyReport {
+    verify_with(dir, exported_checkpoint, VerifyOptions::default())
+}
+
+/// [`verify`] with options.
+pub fn verify_with(dir: &Path, exported_checkpoint: Option<&Path>, options: VerifyOptions) -> VerifyReport {
+    verify_live(dir, exported_checkpoint, None, options)
+}
+
+/// What `creditgate audit verify` expects to find, for messages.
+const EXPECTED_FILES: &str =
+    "segment files `audit-<20-digit seq>-<YYYYMMDD>.jsonl`, with `checkpoints.jsonl` and `keys.json` beside them";
 
 struct Entry {
     seq: u64,
@@ -260,9 +288,44 @@ enum Against {
 }
 
 /// `durable`: in a live log, ignore records above this seq and a torn last line.
-pub(crate) fn verify_live(dir: &Path, exported: Option<&Path>, durable: Option<u64>) -> VerifyReport {
+pub(crate) fn verify_live(
+    dir: &Path,
+    exported: Option<&Path>,
+    durable: Option<u64>,
+    options: VerifyOptions,
+) -> VerifyReport {
     let mut rep = VerifyReport::default();
     let live = durable.is_some();
+    let shown_dir = dir.display().to_string();
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            rep.push(
+                FindingKind::NoLog,
+                Some(&shown_dir),
+                None,
+                None,
+                format!("this is not a directory; an audit directory holds {EXPECTED_FILES}"),
+            );
+            return rep;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            rep.push(
+                FindingKind::NoLog,
+                Some(&shown_dir),
+                None,
+                None,
+                format!(
+                    "the directory does not exist (a wrong --dir, or the log was deleted whole); expected {EXPECTED_FILES}"
+                ),
+            );
+            return rep;
+        }
+        Err(e) => {
+            rep.push(FindingKind::Unreadable, Some(&shown_dir), None, None, format!("cannot open the audit directory: {e}"));
+            return rep;
+        }
+    }
     let (segments, unknown) = match list_segments(dir) {
         Ok(s) => s,
         Err(e) => {
@@ -364,6 +427,30 @@ pub(crate) fn verify_live(dir: &Path, exported: Option<&Path>, durable: Option<u
         }
     }
     rep.records = entries.len() as u64;
+    if entries.is_empty() {
+        let present = |name: &str| if dir.join(name).exists() { "present" } else { "absent" };
+        let found = format!(
+            "found {} segment file(s) and no records; checkpoints.jsonl {}, keys.json {}",
+            rep.segments,
+            present(CHECKPOINTS_FILE),
+            present(crate::keys::KEYS_FILE)
+        );
+        if options.allow_empty {
+            rep.notes.push(format!("{found}; accepted as an empty log (--allow-empty)"));
+        } else {
+            let finding = Finding {
+                kind: FindingKind::NoLog,
+                file: Some(shown_dir.clone()),
+                line: None,
+                seq: None,
+                message: format!(
+                    "no audit records: expected {EXPECTED_FILES}; {found}. A wrong --dir, or a log deleted whole? \
+                     Pass --allow-empty only for a new log that has never recorded a request"
+                ),
+            };
+            rep.findings.insert(0, finding);
+        }
+    }
 
     let mut first_pos: HashMap<u64, usize> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {

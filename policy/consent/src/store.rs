@@ -125,6 +125,9 @@ pub struct ConsentStatus {
     /// The kind of subject (enterprise or individual), once used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject_type: Option<SubjectKind>,
+    /// The grantee organisation that used it, once used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grantee: Option<String>,
     /// Uses recorded.
     pub uses: u32,
     /// The consent's maximum, as given with the last use (absent before any use).
@@ -152,6 +155,8 @@ type Key = (String, Option<String>);
 struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subject_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grantee: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subject_type: Option<SubjectKind>,
     uses: u32,
@@ -204,6 +209,9 @@ enum Record {
         subject_hash: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subject_type: Option<SubjectKind>,
+        /// The grantee organisation that used it; absent in older records.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grantee: Option<String>,
         uses: u32,
         max_uses: u32,
         #[serde(with = "rfc3339")]
@@ -257,7 +265,10 @@ impl Record {
             entry.subject_type = kind;
         }
         match self {
-            Record::Use { uses, max_uses, at, .. } => {
+            Record::Use { uses, max_uses, at, grantee, .. } => {
+                if entry.grantee.is_none() {
+                    entry.grantee = grantee.clone();
+                }
                 entry.uses = entry.uses.max(*uses);
                 entry.max_uses = Some(*max_uses);
                 entry.first_use = Some(entry.first_use.map_or(*at, |t| t.min(*at)));
@@ -408,6 +419,19 @@ impl ConsentStore {
         max_uses: u32,
         subject: &SubjectRef,
     ) -> Result<u32, ConsentError> {
+        self.try_use_by(issuer, consent_id, max_uses, subject, None)
+    }
+
+    /// [`ConsentStore::try_use`], recording the grantee organisation that
+    /// used the consent (so its state is shown to that grantee only).
+    pub fn try_use_by(
+        &self,
+        issuer: &str,
+        consent_id: &str,
+        max_uses: u32,
+        subject: &SubjectRef,
+        grantee: Option<&str>,
+    ) -> Result<u32, ConsentError> {
         check_issuer(issuer)?;
         check_consent_id(consent_id)?;
         if max_uses == 0 {
@@ -439,6 +463,7 @@ impl ConsentStore {
             issuer: Some(issuer.to_owned()),
             subject_hash,
             subject_type: Some(subject.kind()),
+            grantee: grantee.map(str::to_owned),
             uses: uses + 1,
             max_uses,
             at: Utc::now(),
@@ -451,7 +476,13 @@ impl ConsentStore {
 
     /// [`ConsentStore::try_use`] for a consent that [`crate::verify`] accepted.
     pub fn try_use_verified(&self, consent: &VerifiedConsent) -> Result<u32, ConsentError> {
-        self.try_use(consent.issuer(), consent.consent_id(), consent.max_uses(), consent.subject())
+        self.try_use_by(
+            consent.issuer(),
+            consent.consent_id(),
+            consent.max_uses(),
+            consent.subject(),
+            Some(consent.grantee()),
+        )
     }
 
     /// Revokes consent `consent_id` of `issuer` (it need not have been used).
@@ -660,6 +691,7 @@ fn status_of((id, issuer): &Key, e: &Entry) -> ConsentStatus {
         issuer: issuer.clone(),
         subject_hash: e.subject_hash.clone(),
         subject_type: e.subject_type,
+        grantee: e.grantee.clone(),
         uses: e.uses,
         max_uses: e.max_uses,
         first_use: e.first_use,
@@ -781,8 +813,11 @@ fn parse_journal(path: &Path, bytes: &[u8]) -> Result<(Vec<Record>, u64), Consen
 
 fn record_ok(r: &Record) -> bool {
     match r {
-        Record::Use { consent_id, issuer, subject_hash, .. } => {
-            is_name(consent_id) && issuer.as_deref().is_none_or(is_name) && is_subject_hash(subject_hash)
+        Record::Use { consent_id, issuer, subject_hash, grantee, .. } => {
+            is_name(consent_id)
+                && issuer.as_deref().is_none_or(is_name)
+                && grantee.as_deref().is_none_or(is_name)
+                && is_subject_hash(subject_hash)
         }
         Record::Revoke { consent_id, issuer, subject_hash, by, .. } => {
             is_name(consent_id)

@@ -80,6 +80,47 @@ pub enum PolicyError {
         /// The purposes this principal may use.
         allowed: Vec<String>,
     },
+    /// The purpose is not a well-formed purpose code (nothing is trimmed or folded).
+    #[error(
+        "purpose \"{received}\" is not a purpose code: send it exactly as one of the codes of the policy \
+         (lowercase letters, digits and _, starting with a letter, at most 64), with no spaces or other characters"
+    )]
+    PurposeMalformed {
+        /// What was received (control characters escaped, truncated).
+        received: String,
+    },
+    /// The caller's role may not perform this operation.
+    #[error("{principal} has role {role}, which may not {operation}")]
+    OperationNotAllowed {
+        /// Principal name.
+        principal: String,
+        /// The principal's role.
+        role: &'static str,
+        /// What the refused operation does.
+        operation: &'static str,
+    },
+    /// An agency's purpose is not one of its statutory duties.
+    #[error("purpose \"{purpose}\" is not one of {principal}'s statutory duties ({})", duties.join(", "))]
+    NotADuty {
+        /// Principal name.
+        principal: String,
+        /// The purpose requested.
+        purpose: String,
+        /// The principal's duty codes.
+        duties: Vec<String>,
+    },
+    /// An individual's data needs the individual's consent.
+    #[error(
+        "looking up an individual requires the individual's written consent for this purpose \
+         (credit-industry regulation Art. 18, PIPL §23): send the signed consent artefact as `consent`"
+    )]
+    ConsentRequired,
+    /// A credit agency has no licence.
+    #[error("{principal}: credit agencies need a licence to look up enterprises")]
+    LicenceMissing {
+        /// Principal name.
+        principal: String,
+    },
     /// The request named a purpose this principal may not use.
     #[error(
         "purpose \"{purpose}\" is not allowed for {principal}; allowed purposes: {}",

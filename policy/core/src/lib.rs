@@ -30,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod error;
 mod grant;
 pub mod masks;
@@ -38,6 +39,7 @@ mod policy;
 mod predicate;
 mod view;
 
+pub use access::{LegalBasis, MAX_PURPOSE_LEN, Operation, Purpose};
 pub use error::{Issue, Issues, PolicyError};
 pub use grant::{DatasetGrant, GrantedColumn};
 pub use masks::{Mask, MaskUdfs};

@@ -8,6 +8,7 @@ use creditgate_certs::identity::{FINGERPRINT_PREFIX, Identity, SPIFFE_SCHEME};
 use creditgate_ident::SubjectKind;
 use serde::Deserialize;
 
+use crate::access::Purpose;
 use crate::error::{Issue, Issues, PolicyError};
 use crate::grant::{DatasetGrant, GrantedColumn};
 use crate::masks::Mask;
@@ -19,9 +20,6 @@ use crate::predicate;
 
 /// Maximum size of a policy file, in bytes.
 pub const MAX_POLICY_BYTES: u64 = 4 * 1024 * 1024;
-
-/// Longest purpose string echoed back in a refusal.
-const MAX_ECHOED_PURPOSE: usize = 64;
 
 /// Maximum retention period accepted, in years.
 const MAX_RETENTION_YEARS: i64 = 100;
@@ -372,23 +370,22 @@ impl Policy {
         self.datasets.keys().filter_map(|d| self.grant_for(principal, d)).collect()
     }
 
-    /// Checks the purpose a request states: it must be present and one of
-    /// the principal's purposes. The refusal names the allowed purposes.
-    pub fn check_purpose(&self, principal: &Principal, purpose: Option<&str>) -> Result<(), PolicyError> {
-        let purpose = purpose.map(str::trim).filter(|p| !p.is_empty());
-        let Some(purpose) = purpose else {
+    /// Checks that `purpose` (exactly as received: nothing is trimmed) is a
+    /// well-formed purpose code allowed for `principal`.
+    pub fn check_purpose(&self, principal: &Principal, purpose: Option<&str>) -> Result<Purpose, PolicyError> {
+        let Some(raw) = purpose else {
             return Err(PolicyError::PurposeMissing {
                 principal: principal.name.clone(),
                 allowed: principal.purposes.clone(),
             });
         };
-        if principal.purposes.iter().any(|p| p == purpose) {
-            return Ok(());
+        let purpose = Purpose::parse(raw)?;
+        if principal.purposes.iter().any(|p| p == purpose.as_str()) {
+            return Ok(purpose);
         }
-        let echoed: String = purpose.chars().filter(|c| !c.is_control()).take(MAX_ECHOED_PURPOSE).collect();
         Err(PolicyError::PurposeNotAllowed {
             principal: principal.name.clone(),
-            purpose: echoed,
+            purpose: purpose.as_str().to_string(),
             allowed: principal.purposes.clone(),
         })
     }

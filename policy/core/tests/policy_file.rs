@@ -370,7 +370,8 @@ fn purpose_and_licence_checks() {
         missing.to_string(),
         "a purpose is required: send one of the purpose codes allowed for credit_agency: credit_report, credit_assessment"
     );
-    assert!(matches!(policy.check_purpose(ca, Some("  ")), Err(PolicyError::PurposeMissing { .. })));
+    // Nothing is trimmed: a blank purpose is malformed, not missing.
+    assert!(matches!(policy.check_purpose(ca, Some("  ")), Err(PolicyError::PurposeMalformed { .. })));
     let wrong = policy.check_purpose(ca, Some("marketing")).expect_err("not allowed");
     assert_eq!(
         wrong.to_string(),

@@ -10,10 +10,12 @@
 //!   (居民身份证号码, GB 11643-1999), with its ISO 7064 MOD 11-2 check digit
 //!   and a real, non-future birth date; 15-digit first-generation numbers are
 //!   upgraded to 18 characters;
-//! * mobile numbers ([`is_valid_mobile`]).
+//! * [`Mobile`]: a mainland mobile number (11 digits, `1` then 3–9), also
+//!   checked by [`is_valid_mobile`]. A mobile number is personal data that
+//!   appears in queries and logs, not a subject key of the federation.
 //!
-//! [`Subject`] and [`SubjectKind`] tie the two identifier kinds to the column
-//! names the federation uses (`credit_code`, `resident_id`).
+//! [`Subject`] and [`SubjectKind`] tie the two subject identifier kinds to the
+//! column names the federation uses (`credit_code`, `resident_id`).
 //!
 //! Error messages never repeat the whole identifier (a resident ID is
 //! personal data); they name the kind of identifier, the rule, and where
@@ -132,7 +134,27 @@ pub enum IdentError {
         /// The birth date as YYYYMMDD.
         date: String,
     },
+    /// A mobile number with the wrong number of characters.
+    #[error("mobile number: must be 11 digits, got {got} characters")]
+    MobileLength {
+        /// How many characters were given (after trimming whitespace).
+        got: usize,
+    },
+    /// A mobile number with a character that is not an ASCII digit.
+    #[error("mobile number: character '{ch}' at position {position} is not allowed (digits 0-9 only)")]
+    MobileCharacter {
+        /// The offending character.
+        ch: char,
+        /// 1-based position of the offending character.
+        position: usize,
+    },
+    /// A mobile number outside the mainland numbering plan.
+    #[error("mobile number: {MOBILE_PREFIX_RULE}")]
+    MobilePrefix,
 }
+
+/// Rule text quoted in messages about the first two digits of a mobile number.
+const MOBILE_PREFIX_RULE: &str = "must start with 1 followed by a digit 3-9 (mainland numbering plan)";
 
 fn check_message(kind: SubjectKind) -> &'static str {
     match kind {
@@ -486,10 +508,82 @@ impl<'de> Deserialize<'de> for ResidentId {
 }
 
 /// Whether `s` is a mainland mobile number: 11 digits, starting with `1`,
-/// second digit 3–9. No trimming is done.
+/// second digit 3–9. No trimming is done (see [`Mobile::parse`], which trims).
 pub fn is_valid_mobile(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 11 && b.iter().all(u8::is_ascii_digit) && b[0] == b'1' && (b'3'..=b'9').contains(&b[1])
+    s.len() == s.trim().len() && Mobile::parse(s).is_ok()
+}
+
+/// A mainland mobile number: 11 ASCII digits, the first `1`, the second 3–9.
+///
+/// There is no check digit, so any number of this shape is accepted.
+/// `Debug` masks the middle four digits (`138****5678`); `Display` and
+/// [`Mobile::as_str`] give the whole number.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Mobile(String);
+
+impl Mobile {
+    /// Parses a mobile number: surrounding whitespace is trimmed, then the
+    /// length (11), the character set (digits) and the prefix (`1`, then 3–9)
+    /// are checked, in that order.
+    pub fn parse(s: &str) -> Result<Mobile, IdentError> {
+        let s = s.trim();
+        let got = s.chars().count();
+        if got != 11 {
+            return Err(IdentError::MobileLength { got });
+        }
+        if let Some((i, ch)) = s.chars().enumerate().find(|(_, c)| !c.is_ascii_digit()) {
+            return Err(IdentError::MobileCharacter { ch, position: i + 1 });
+        }
+        let b = s.as_bytes();
+        if b[0] != b'1' || !(b'3'..=b'9').contains(&b[1]) {
+            return Err(IdentError::MobilePrefix);
+        }
+        Ok(Mobile(s.to_owned()))
+    }
+
+    /// The number as 11 digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Mobile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Mobile(\"{}****{}\")", &self.0[..3], &self.0[7..])
+    }
+}
+
+impl fmt::Display for Mobile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Mobile {
+    type Err = IdentError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for Mobile {
+    type Error = IdentError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Mobile> for String {
+    fn from(m: Mobile) -> String {
+        m.0
+    }
+}
+
+impl AsRef<str> for Mobile {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A validated subject: an enterprise (or other organisation) or an

@@ -371,3 +371,93 @@ fn message_resident_prefix() {
         resident_id_check_digit("1101051949123100X").unwrap_err().to_string().contains("character 'X' at position 17")
     );
 }
+
+// ---------------------------------------------------------------------------
+// Mobile numbers.
+
+/// Reference rule, written the plain way: 11 characters, all digits, `1`
+/// first, second in 3..=9.
+fn ref_mobile(s: &str) -> bool {
+    let chars: Vec<char> = s.chars().collect();
+    chars.len() == 11
+        && chars.iter().all(|c| ('0'..='9').contains(c))
+        && chars[0] == '1'
+        && ['3', '4', '5', '6', '7', '8', '9'].contains(&chars[1])
+}
+
+proptest! {
+    #[test]
+    fn prop_valid_mobiles_are_accepted(second in 3u8..=9, rest in "[0-9]{9}") {
+        let number = format!("1{second}{rest}");
+        let m = Mobile::parse(&number).unwrap();
+        prop_assert_eq!(m.as_str(), number.as_str());
+        prop_assert_eq!(m.to_string(), number.clone());
+        prop_assert!(is_valid_mobile(&number));
+        // Surrounding whitespace: trimmed by parse, refused by is_valid_mobile.
+        prop_assert_eq!(Mobile::parse(&format!(" {number}\n")).unwrap(), m);
+        let padded = format!(" {number}");
+        prop_assert!(!is_valid_mobile(&padded));
+    }
+
+    #[test]
+    fn prop_mobile_matches_reference(s in "[0-9a-z中]{0,13}") {
+        prop_assert_eq!(Mobile::parse(&s).is_ok(), ref_mobile(&s), "{}", s);
+        prop_assert_eq!(is_valid_mobile(&s), ref_mobile(&s), "{}", s);
+    }
+
+    #[test]
+    fn prop_mobile_wrong_prefix_rejected(first in 0u8..=9, second in 0u8..=9, rest in "[0-9]{9}") {
+        prop_assume!(first != 1 || second < 3);
+        let number = format!("{first}{second}{rest}");
+        prop_assert_eq!(Mobile::parse(&number).unwrap_err(), IdentError::MobilePrefix);
+    }
+
+    #[test]
+    fn prop_mobile_single_change_to_non_digit_rejected(
+        second in 3u8..=9, rest in "[0-9]{9}", pos in 0usize..11, c in replacement_char(),
+    ) {
+        prop_assume!(!c.is_ascii_digit());
+        let number = format!("1{second}{rest}");
+        let changed = replace_at(&number, pos, c);
+        prop_assert!(Mobile::parse(&changed).is_err(), "accepted {}", changed);
+    }
+}
+
+#[test]
+fn mobile_parse_and_messages() {
+    let m = Mobile::parse("13812345678").unwrap();
+    assert_eq!(m.as_str(), "13812345678");
+    assert_eq!("13812345678".parse::<Mobile>().unwrap(), m);
+    assert_eq!(
+        Mobile::parse("1381234567").unwrap_err().to_string(),
+        "mobile number: must be 11 digits, got 10 characters"
+    );
+    assert_eq!(
+        Mobile::parse("1381234567a").unwrap_err().to_string(),
+        "mobile number: character 'a' at position 11 is not allowed (digits 0-9 only)"
+    );
+    assert_eq!(
+        Mobile::parse("12812345678").unwrap_err().to_string(),
+        "mobile number: must start with 1 followed by a digit 3-9 (mainland numbering plan)"
+    );
+    assert!(Mobile::parse("1３812345678").is_err(), "full-width digit");
+    // No message repeats the number.
+    for bad in ["1381234567", "1381234567a", "12812345678", "138123456789"] {
+        let msg = Mobile::parse(bad).unwrap_err().to_string();
+        assert!(!msg.contains("1381234"), "{msg}");
+        assert!(!msg.contains("1281234"), "{msg}");
+    }
+}
+
+#[test]
+fn mobile_debug_is_masked_and_serde_validates() {
+    let m = Mobile::parse("13812345678").unwrap();
+    assert_eq!(format!("{m:?}"), "Mobile(\"138****5678\")");
+    use serde::de::IntoDeserializer;
+    use serde::de::value::{Error, StringDeserializer};
+    let de: StringDeserializer<Error> = "13812345678".to_owned().into_deserializer();
+    assert_eq!(Mobile::deserialize(de).unwrap(), m);
+    let bad: StringDeserializer<Error> = "12812345678".to_owned().into_deserializer();
+    assert!(Mobile::deserialize(bad).is_err());
+    assert_eq!(String::from(m), "13812345678");
+}

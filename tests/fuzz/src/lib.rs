@@ -14,8 +14,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use creditgate_consent::{CheckContext, ConsentArtefact, ConsentLedger, SubjectRef, TrustedIssuers};
-use creditgate_gateway::lookup::LookupRequest;
-use creditgate_gateway::sql_gate::{MAX_SQL_BYTES, parse_query};
+use creditgate_ops::lookup::LookupRequest;
+use creditgate_engine::sql_gate::{MAX_SQL_BYTES, parse_query};
 use creditgate_ident::{CreditCode, ResidentId, Subject, SubjectKind};
 use creditgate_policy::Policy;
 use datafusion::sql::parser::Statement;

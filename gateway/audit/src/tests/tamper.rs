@@ -24,7 +24,7 @@ fn untouched_log_verifies() {
     assert_eq!((report.first_seq, report.head_seq), (Some(1), Some(10)));
     assert!(report.checkpoints_verified >= 1, "close writes a checkpoint");
     assert!(report.message().starts_with("audit log OK: 10 records (seq 1..10)"), "{}", report.message());
-    let (code, msg) = run_verify(&env.dir(), None);
+    let (code, msg) = run_verify(&env.dir(), None, false);
     assert_eq!(code, 0, "{msg}");
 }
 
@@ -180,7 +180,7 @@ fn truncated_tail_against_exported_checkpoint() {
     assert_eq!(f.seq, Some(10));
     assert!(f.message.contains("ends at seq 7"), "{}", f.message);
     assert_eq!(report.exit_code(), 30);
-    let (code, msg) = run_verify(&env.dir(), Some(&out));
+    let (code, msg) = run_verify(&env.dir(), Some(&out), false);
     assert_eq!(code, 30);
     assert!(msg.contains("witness.json") && msg.contains("truncated tail"), "{msg}");
 }

@@ -1,11 +1,15 @@
 //! The HTTP/JSON front end (hyper over our rustls listener).
 //!
-//! Routes: `POST /v1/query`, `GET /healthz`, `GET /metrics`, `GET /openapi.json`.
-//! Identity comes only from the verified client certificate of the connection.
+//! Routes: `POST /v1/query`, `POST /v1/lookup`, `GET /v1/catalog`,
+//! `GET|POST /v1/consents/…`, `GET /v1/audit/…`, `GET /console`,
+//! `GET /healthz`, `GET /metrics`, `GET /openapi.json`. Identity comes only
+//! from the verified client certificate of the connection; each route reads
+//! its request into an intent and gets a permit from the engine (directly or
+//! through an operation of the ops crate). `/healthz`, `/metrics` and
+//! `/openapi.json` release no data and are not audited.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -23,19 +27,26 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::error::GatewayError;
-use crate::gateway::{Caller, Frontend, Gateway};
+use creditgate_audit::RecordedQuery;
+use creditgate_engine::{Caller, Disclosure, Engine, Frontend, GatewayError, Intent, PURPOSE_HEADER};
+use creditgate_policy::Operation;
+
+use crate::boundary::error_response;
 
 /// The committed OpenAPI document.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+/// The body of every response.
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// The console page, embedded in the binary.
+pub const CONSOLE_HTML: &str = include_str!("../console/index.html");
 
 /// Serves HTTP on the TLS connections of `incoming` until `stop` turns true.
 pub async fn serve<S>(
-    gateway: Arc<Gateway>,
+    gateway: Arc<Engine>,
     incoming: S,
     mut stop: watch::Receiver<bool>,
     frontend: Frontend,
@@ -83,119 +94,140 @@ where
     Ok(())
 }
 
-async fn handle(gateway: Arc<Gateway>, info: ConnInfo, req: Request<Incoming>, frontend: Frontend) -> Response<Body> {
-    let started = Instant::now();
-    let path = req.uri().path().to_string();
-    let method = req.method().clone();
+async fn handle(engine: Arc<Engine>, info: ConnInfo, req: Request<Incoming>, frontend: Frontend) -> Response<Body> {
     let result = match frontend {
-        Frontend::Public => crate::public::route(&gateway, req).await,
-        Frontend::Http | Frontend::Flight => route(&gateway, &info, req).await,
+        Frontend::Public => crate::public::route(&engine, req).await,
+        Frontend::Http | Frontend::Flight => route(&engine, &info, req).await,
     };
-    match result {
-        Ok(response) => response,
-        Err(error) => {
-            let code = error.code();
-            gateway.metrics().request(frontend.label(), code.code, started.elapsed());
-            tracing::debug!(%method, %path, "http request failed");
-            error_response(&error)
-        }
-    }
+    result.unwrap_or_else(|error| error_response(&error))
 }
 
 fn purpose_header(req: &Request<Incoming>) -> Option<String> {
-    req.headers().get(crate::gateway::PURPOSE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string)
+    // Exactly as received: a header that is not visible ASCII is kept as
+    // lossy text, so the purpose check refuses it by name.
+    req.headers().get(PURPOSE_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-async fn route(
-    gateway: &Arc<Gateway>,
-    info: &ConnInfo,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, GatewayError> {
+/// How a request that is refused before it could be read is recorded: its
+/// method and path, identifiers in the path replaced by keyed hashes.
+fn recorded_request(engine: &Engine, method: &Method, path: &str) -> RecordedQuery {
+    RecordedQuery::Request(format!(
+        "{method} {}",
+        engine.auditor().redact_text(&creditgate_ops::officer::percent_decode(path))
+    ))
+}
+
+async fn route(engine: &Arc<Engine>, info: &ConnInfo, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    if (path.as_str(), &method) == ("/openapi.json", &Method::GET) {
-        return Ok(text_response("application/json", OPENAPI.to_string()));
+    match (path.as_str(), &method) {
+        ("/openapi.json", &Method::GET) => return Ok(text_response("application/json", OPENAPI.to_string())),
+        ("/favicon.ico", &Method::GET) => return Ok(empty_response(StatusCode::NO_CONTENT)),
+        _ => {}
     }
-    let purpose = purpose_header(&req);
-    let caller = gateway.authenticate(Some(info), Frontend::Http, purpose).await?;
-    let span = crate::gateway::request_span(&caller);
-    let result = dispatch(gateway, caller.clone(), req, &method, &path).instrument(span).await;
-    // Every request leaves a record: one refused before its own record was
-    // written (a malformed body, an unknown route, a bad parameter) gets one here.
-    if let Err(error) = &result {
-        let what = creditgate_audit::RecordedQuery::Request(format!(
-            "{method} {}",
-            gateway.auditor().redact_text(&crate::audit_api::percent_decode(&path))
-        ));
-        gateway.audit_unrecorded(&caller, what, error).await?;
-    }
-    result
+    let caller = engine.authenticate(Some(info), Frontend::Http).await?;
+    let span = caller.span();
+    dispatch(engine, caller, req, &method, &path).instrument(span).await
 }
 
 /// The routes of the mTLS HTTP listener, for an authenticated caller.
-/// `/healthz` and `/metrics` are operational and release no data; they are
-/// not audited when they succeed.
 async fn dispatch(
-    gateway: &Arc<Gateway>,
-    mut caller: Caller,
+    engine: &Arc<Engine>,
+    caller: Caller,
     req: Request<Incoming>,
     method: &Method,
     path: &str,
 ) -> Result<Response<Body>, GatewayError> {
+    let purpose = purpose_header(&req);
     match (path, method) {
-        ("/healthz", &Method::GET) => Ok(json_response(StatusCode::OK, health(gateway))),
-        ("/metrics", &Method::GET) => Ok(text_response("text/plain; version=0.0.4", gateway.metrics().render())),
+        ("/healthz", &Method::GET) => Ok(json_response(StatusCode::OK, health(engine))),
+        ("/metrics", &Method::GET) => Ok(text_response("text/plain; version=0.0.4", engine.metrics().render())),
         ("/v1/catalog", &Method::GET) => {
-            let what = creditgate_audit::RecordedQuery::Request(format!("{method} {path}"));
-            gateway.audit_allowed(&caller, what).await?;
-            Ok(json_response(StatusCode::OK, catalog(gateway, &caller)))
+            let intent = Intent::new(Operation::Catalog, purpose, RecordedQuery::Request(format!("{method} {path}")));
+            let permit = engine.authorize(caller, intent).await?;
+            let document = catalog(engine, permit.principal());
+            permit.allow(Disclosure::default()).await?;
+            Ok(json_response(StatusCode::OK, document))
         }
-        ("/v1/query", &Method::POST) => query(gateway, caller, req).await,
-        (p, _) if p == "/console" || p.starts_with("/v1/audit/") => {
-            crate::audit_api::route(gateway, &caller, method, p, req.uri().query()).await
+        ("/v1/query", &Method::POST) => query(engine, caller, purpose, req).await,
+        (p, &Method::GET) if p == "/console" || p.starts_with("/v1/audit/") => {
+            let decoded = creditgate_ops::officer::percent_decode(p);
+            let answer = creditgate_ops::officer::serve(engine, caller, purpose, &decoded, req.uri().query()).await;
+            Ok(match answer? {
+                creditgate_ops::officer::Answer::Console => {
+                    text_response("text/html; charset=utf-8", CONSOLE_HTML.to_string())
+                }
+                creditgate_ops::officer::Answer::Json(document) => json_response(StatusCode::OK, document),
+            })
         }
         ("/v1/lookup", &Method::POST) => {
-            let request: crate::lookup::LookupRequest = read_json(
-                req,
-                "{\"subject\": {\"type\": \"credit_code\"|\"resident_id\", \"id\": \"…\"}, \"purpose\": \"…\"}",
-            )
-            .await?;
-            if request.purpose.is_some() {
-                caller.purpose = request.purpose.clone();
-            }
-            let document = gateway.lookup(&caller, request).await?;
+            let shape = "{\"subject\": {\"type\": \"credit_code\"|\"resident_id\", \"id\": \"…\"}, \"purpose\": \"…\"}";
+            let request: creditgate_ops::lookup::LookupRequest = match read_json(req, shape).await {
+                Ok(request) => request,
+                Err(error) => {
+                    let intent = Intent::new(Operation::Catalog, purpose, recorded_request(engine, method, path));
+                    return Err(engine.refuse(caller, intent, error).await);
+                }
+            };
+            let document = creditgate_ops::lookup::lookup(engine, caller, purpose, request).await?;
             Ok(json_response(StatusCode::OK, document))
         }
         (p, m) if p.starts_with("/v1/consents/") => {
             let rest = &p["/v1/consents/".len()..];
             match (rest.strip_suffix("/revoke"), m) {
                 (Some(id), &Method::POST) => {
-                    let id = crate::audit_api::percent_decode(id);
-                    let body = read_body(req).await?;
+                    let id = creditgate_ops::officer::percent_decode(id);
                     // An optional body: `{"consent": {…signed artefact…}}`.
-                    let presented = if body.iter().all(u8::is_ascii_whitespace) {
-                        None
-                    } else {
-                        let shape = "(optional) {\"consent\": {…the signed consent artefact…}}";
-                        json_object::<RevokeRequest>(&body, shape)?.consent
+                    let presented = match read_body(req).await.and_then(|body| {
+                        if body.iter().all(u8::is_ascii_whitespace) {
+                            Ok(None)
+                        } else {
+                            let shape = "(optional) {\"consent\": {…the signed consent artefact…}}";
+                            json_object::<RevokeRequest>(&body, shape).map(|r| r.consent)
+                        }
+                    }) {
+                        Ok(presented) => presented,
+                        Err(error) => {
+                            let intent = Intent::new(Operation::ConsentRevoke, purpose, recorded_request(engine, m, p));
+                            return Err(engine.refuse(caller, intent, error).await);
+                        }
                     };
-                    Ok(json_response(StatusCode::OK, gateway.revoke_consent(&caller, &id, presented.as_ref()).await?))
+                    let document = creditgate_ops::consent::revoke(engine, caller, purpose, &id, presented.as_ref()).await?;
+                    Ok(json_response(StatusCode::OK, document))
                 }
                 (None, &Method::GET) if !rest.contains('/') => {
-                    let id = crate::audit_api::percent_decode(rest);
-                    Ok(json_response(StatusCode::OK, gateway.consent_status(&caller, &id).await?))
+                    let id = creditgate_ops::officer::percent_decode(rest);
+                    let document = creditgate_ops::consent::status(engine, caller, purpose, &id).await?;
+                    Ok(json_response(StatusCode::OK, document))
                 }
-                _ => Err(GatewayError::MethodNotAllowed(format!("{m} {p}"))),
+                (None, &Method::GET) => {
+                    // Not a consent id (`/v1/consents/a/b`): the same 404 as an unknown consent.
+                    let document = creditgate_ops::consent::status(engine, caller, purpose, rest).await?;
+                    Ok(json_response(StatusCode::OK, document))
+                }
+                _ => {
+                    let intent = Intent::new(Operation::ConsentStatus, purpose, recorded_request(engine, m, p));
+                    Err(engine.refuse(caller, intent, GatewayError::MethodNotAllowed(format!("{m} {p}"))).await)
+                }
             }
         }
-        ("/healthz" | "/metrics" | "/openapi.json" | "/v1/query" | "/v1/catalog" | "/v1/lookup", _) => {
-            Err(GatewayError::MethodNotAllowed(format!("{method} {path}")))
+        ("/healthz" | "/metrics" | "/openapi.json" | "/v1/query" | "/v1/catalog" | "/v1/lookup" | "/console", _) => {
+            let intent = Intent::new(Operation::Catalog, purpose, recorded_request(engine, method, path));
+            Err(engine.refuse(caller, intent, GatewayError::MethodNotAllowed(format!("{method} {path}"))).await)
         }
-        (path, _) => Err(GatewayError::NotFound(path.chars().take(200).collect())),
+        (p, _) if p.starts_with("/v1/audit/") => {
+            let intent = Intent::new(Operation::AuditRead, purpose, recorded_request(engine, method, path));
+            Err(engine.refuse(caller, intent, GatewayError::MethodNotAllowed(format!("{method} {path}"))).await)
+        }
+        (p, _) => {
+            let intent = Intent::new(Operation::Catalog, purpose, recorded_request(engine, method, path));
+            let error = GatewayError::NotFound(engine.auditor().redact_text(&p.chars().take(200).collect::<String>()));
+            Err(engine.refuse(caller, intent, error).await)
+        }
     }
 }
 
-fn health(gateway: &Gateway) -> serde_json::Value {
+fn health(gateway: &Engine) -> serde_json::Value {
     let available: Vec<String> = gateway.federation().available().into_iter().map(|(d, _)| d.name).collect();
     let missing: Vec<&str> = gateway
         .federation()
@@ -332,16 +364,30 @@ fn json_object<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Resu
 }
 
 async fn query(
-    gateway: &Arc<Gateway>,
-    mut caller: Caller,
+    engine: &Arc<Engine>,
+    caller: Caller,
+    header_purpose: Option<String>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
-    let format = Format::from_accept(req.headers().get(header::ACCEPT))?;
-    let request: QueryRequest = read_json(req, "{\"sql\": \"…\", \"purpose\": \"…\"}").await?;
-    if request.purpose.is_some() {
-        caller.purpose = request.purpose;
-    }
-    let mut stream = gateway.query(&caller, &request.sql).await?;
+    let read = async {
+        let format = Format::from_accept(req.headers().get(header::ACCEPT))?;
+        let request: QueryRequest = read_json(req, "{\"sql\": \"…\", \"purpose\": \"…\"}").await?;
+        Ok::<_, GatewayError>((format, request))
+    };
+    let (format, request) = match read.await {
+        Ok(read) => read,
+        Err(error) => {
+            let intent = Intent::new(
+                Operation::Query,
+                header_purpose,
+                RecordedQuery::Request("POST /v1/query".to_string()),
+            );
+            return Err(engine.refuse(caller, intent, error).await);
+        }
+    };
+    let request_id = caller.request_id().to_string();
+    let purpose = request.purpose.or(header_purpose);
+    let mut stream = crate::flight::run_sql(engine, caller, purpose, &request.sql, false).await?;
     // Wait for the first batch before committing to a status code, so a
     // failing source still gets a proper HTTP error.
     let first = match stream.next().await {
@@ -353,7 +399,7 @@ async fn query(
     let body = encode(format, schema, first, stream)?;
     let mut response = Response::new(body);
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    if let Ok(id) = HeaderValue::from_str(&caller.request_id) {
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", id);
     }
     Ok(response)
@@ -367,7 +413,7 @@ fn encode(
 ) -> Result<Body, GatewayError> {
     let target = creditgate_flight::normalize_schema(&schema);
     let batches = futures::stream::iter(first.map(Ok)).chain(rest);
-    let mut encoder = crate::encode::Encoder::new(format_kind(format), Arc::clone(&target))?;
+    let mut encoder = creditgate_engine::encode::Encoder::new(format_kind(format), Arc::clone(&target))?;
     let head = encoder.head();
     let tail_encoder = Arc::new(std::sync::Mutex::new(encoder));
     let body_encoder = Arc::clone(&tail_encoder);
@@ -393,11 +439,11 @@ fn encode(
     Ok(BodyExt::boxed_unsync(StreamBody::new(stream)))
 }
 
-fn format_kind(format: Format) -> crate::encode::Kind {
+fn format_kind(format: Format) -> creditgate_engine::encode::Kind {
     match format {
-        Format::Json => crate::encode::Kind::Json,
-        Format::Csv => crate::encode::Kind::Csv,
-        Format::Arrow => crate::encode::Kind::Arrow,
+        Format::Json => creditgate_engine::encode::Kind::Json,
+        Format::Csv => creditgate_engine::encode::Kind::Csv,
+        Format::Arrow => creditgate_engine::encode::Kind::Arrow,
     }
 }
 
@@ -405,26 +451,35 @@ fn full(body: impl Into<Bytes>) -> Body {
     Full::new(body.into()).map_err(|never: Infallible| match never {}).boxed_unsync()
 }
 
-pub(crate) fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+/// A response with no body.
+pub fn empty_response(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut response = Response::new(full(value.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
-pub(crate) fn text_response(content_type: &'static str, text: String) -> Response<Body> {
+/// A text response of `content_type`.
+pub fn text_response(content_type: &'static str, text: String) -> Response<Body> {
     let mut response = Response::new(full(text));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
 /// `GET /v1/catalog`: exactly which datasets and columns the caller may see, and how each is masked.
-fn catalog(gateway: &Gateway, caller: &Caller) -> serde_json::Value {
+fn catalog(gateway: &Engine, principal: &creditgate_policy::Principal) -> serde_json::Value {
     let policy = gateway.policy();
     let available: std::collections::BTreeSet<String> =
         gateway.federation().available().into_iter().map(|(d, _)| d.name).collect();
     let datasets: Vec<serde_json::Value> = policy
-        .grants_for(&caller.principal)
+        .grants_for(principal)
         .iter()
         .map(|grant| {
             serde_json::json!({
@@ -442,27 +497,11 @@ fn catalog(gateway: &Gateway, caller: &Caller) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({
-        "principal": caller.principal.name,
-        "organization": caller.principal.organization,
-        "role": caller.principal.role.as_str(),
-        "purposes": caller.principal.purposes,
+        "principal": principal.name,
+        "organization": principal.organization,
+        "role": principal.role.as_str(),
+        "purposes": principal.purposes,
         "datasets": datasets,
     })
 }
 
-/// The JSON error body: `{"error": {"code", "message", "retryable"}}`.
-pub fn error_response(error: &GatewayError) -> Response<Body> {
-    error.log();
-    let code = error.code();
-    let status = StatusCode::from_u16(code.http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = json_response(
-        status,
-        serde_json::json!({"error": {"code": code.code, "message": error.client_message(), "retryable": code.retryable}}),
-    );
-    if let GatewayError::RateLimited { retry_after_secs, .. } = error {
-        if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-    }
-    response
-}

@@ -94,7 +94,7 @@ impl FlightClient {
     /// Runs the `creditgate.lookup` Flight action with a JSON body.
     pub async fn lookup(&mut self, body: &serde_json::Value) -> Result<serde_json::Value, FlightError> {
         let action = arrow_flight::Action {
-            r#type: crate::lookup::LOOKUP_ACTION.to_string(),
+            r#type: creditgate_ops::lookup::LOOKUP_ACTION.to_string(),
             body: body.to_string().into_bytes().into(),
         };
         let mut results =

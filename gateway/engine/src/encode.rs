@@ -43,7 +43,7 @@ impl Encoder {
         let arrow = match kind {
             Kind::Arrow => Some(
                 StreamWriter::try_new(Vec::new(), &schema)
-                    .map_err(|e| GatewayError::Internal(format!("arrow writer: {e}")))?,
+                    .map_err(|e| GatewayError::internal(format!("arrow writer: {e}")))?,
             ),
             _ => None,
         };
@@ -157,15 +157,15 @@ pub fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>
     for batch in batches {
         let target = creditgate_flight::normalize_schema(&batch.schema());
         let batch = creditgate_flight::normalize_batch(batch.clone(), &target)
-            .map_err(|e| GatewayError::Internal(format!("normalising a result: {e}")))?;
-        writer.write(&batch).map_err(|e| GatewayError::Internal(format!("encoding a result: {e}")))?;
+            .map_err(|e| GatewayError::internal(format!("normalising a result: {e}")))?;
+        writer.write(&batch).map_err(|e| GatewayError::internal(format!("encoding a result: {e}")))?;
     }
-    writer.finish().map_err(|e| GatewayError::Internal(format!("encoding a result: {e}")))?;
+    writer.finish().map_err(|e| GatewayError::internal(format!("encoding a result: {e}")))?;
     let bytes = writer.into_inner();
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
-    serde_json::from_slice(&bytes).map_err(|e| GatewayError::Internal(format!("encoding a result: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| GatewayError::internal(format!("encoding a result: {e}")))
 }
 
 #[cfg(test)]

@@ -69,11 +69,22 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// The benchmark's baseline for the audit's cost: records go nowhere.
+struct NullSink;
+
+impl creditgate_engine::audit::AuditSink for NullSink {
+    fn append(&self, _record: creditgate_audit::NewRecord) -> Result<u64, creditgate_audit::AuditError> {
+        Ok(0)
+    }
+}
+
 async fn start(dir: &Path, scale: u32, audit: bool) -> Result<Lab, String> {
     let mut options = LabOptions::new(dir);
     options.scale = scale;
     options.policy = Some(bench_policy());
-    options.audit_enabled = audit;
+    if !audit {
+        options.audit_sink = Some(Arc::new(NullSink));
+    }
     Lab::start(options).await
 }
 
@@ -100,7 +111,7 @@ fn lookup_body(code: &str, datasets: Option<Vec<String>>) -> serde_json::Value {
 
 async fn lookup_latencies(lab: &Lab, n: usize, datasets: Option<Vec<String>>) -> Result<Vec<Duration>, String> {
     let mut client = lab.flight_client("samr")?;
-    client.set_header(crate::gateway::PURPOSE_HEADER, "supervision");
+    client.set_header(creditgate_engine::PURPOSE_HEADER, "supervision");
     let code = lab.manifest.featured.enterprise_credit_code.clone();
     let body = lookup_body(&code, datasets);
     client.lookup(&body).await.map_err(|e| crate::client::flight_error_text(&e))?; // warm-up
@@ -121,7 +132,7 @@ async fn interleaved_latencies(a: &Lab, b: &Lab, n: usize) -> Result<(Vec<Durati
     let mut clients = Vec::new();
     for lab in [a, b] {
         let mut client = lab.flight_client("samr")?;
-        client.set_header(crate::gateway::PURPOSE_HEADER, "supervision");
+        client.set_header(creditgate_engine::PURPOSE_HEADER, "supervision");
         let body = lookup_body(&lab.manifest.featured.enterprise_credit_code, None);
         client.lookup(&body).await.map_err(|e| crate::client::flight_error_text(&e))?; // warm-up
         clients.push((client, body));
@@ -273,7 +284,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         let mut tasks = Vec::new();
         for _ in 0..callers {
             let mut client = small.flight_client("samr")?;
-            client.set_header(crate::gateway::PURPOSE_HEADER, "supervision");
+            client.set_header(creditgate_engine::PURPOSE_HEADER, "supervision");
             let body = lookup_body(&code, None);
             tasks.push(tokio::spawn(async move {
                 let mut errors = 0usize;
@@ -512,7 +523,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         let before = peak_rss_kib(child.id()).unwrap_or(0);
         let who = big.caller("credit_agency").ok_or("no caller")?;
         let mut client = FlightClient::connect(&flight, SERVER_NAME, &big.identity_of(who))?;
-        client.set_header(crate::gateway::PURPOSE_HEADER, "credit_report");
+        client.set_header(creditgate_engine::PURPOSE_HEADER, "credit_report");
         let streamed = timed_stream(&mut client, "SELECT * FROM market.enterprises").await;
         let peak = peak_rss_kib(child.id()).unwrap_or(0);
         let exited = child.try_wait().ok().flatten();

@@ -28,6 +28,12 @@ pub struct Metrics {
     inner: Mutex<Inner>,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
 fn labels(pairs: &[(&str, &str)]) -> String {
     let mut out = String::new();
     for (i, (k, v)) in pairs.iter().enumerate() {
@@ -62,6 +68,13 @@ impl Metrics {
     pub fn request(&self, frontend: &str, outcome: &str, took: Duration) {
         self.inc("creditgate_requests_total", &[("frontend", frontend), ("outcome", outcome)]);
         self.observe("creditgate_request_duration_seconds", &[("frontend", frontend)], took);
+    }
+
+    /// A released result stream that ended: outcome `ok`, `error` or
+    /// `cancelled` (its request was counted when it was released).
+    pub fn stream_end(&self, frontend: &str, outcome: &str, took: Duration) {
+        self.inc("creditgate_stream_ends_total", &[("frontend", frontend), ("outcome", outcome)]);
+        self.observe("creditgate_stream_duration_seconds", &[("frontend", frontend)], took);
     }
 
     /// A refusal, by stable error code.

@@ -19,12 +19,14 @@ use creditgate_datagen::{GenOptions, Manifest};
 use serde::Serialize;
 
 use crate::client::{ClientIdentity, FlightClient, flight_error_text, http_request};
-use crate::config::{
-    AuditConfig, ConnectorRef, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS,
+use creditgate_engine::audit::AuditSink;
+use creditgate_engine::config::{
+    AuditConfig, ConnectorRef, DEFAULT_SHUTDOWN_GRACE_MS, DisclosureSection, PublicConfig, SectionShape, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS,
     DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_TOTAL_TIMEOUT_MS, DatasetConfig, GatewayConfig,
     ServerConfig, StateConfig, UpstreamConfig,
 };
-use crate::gateway::{Gateway, RunningGateway};
+use creditgate_engine::{Engine, PURPOSE_HEADER};
+use creditgate_server::RunningGateway;
 
 /// Arguments of `creditgate demo`.
 #[derive(Debug, Clone, Args)]
@@ -120,7 +122,7 @@ const CALLERS: &[CallerSpec] = &[
 ];
 
 /// Options for [`Lab::start`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LabOptions {
     /// Working directory.
     pub dir: PathBuf,
@@ -136,8 +138,30 @@ pub struct LabOptions {
     pub memory_limit_bytes: usize,
     /// Where each source keeps its data (Parquet by default).
     pub backend: crate::demo_backend::BackendArgs,
-    /// Audit log on (always, except in benchmarks comparing with it off).
-    pub audit_enabled: bool,
+    /// Where audit records go instead of the log: set only by the benchmark
+    /// that measures the audit's cost (the log still exists and verifies).
+    pub audit_sink: Option<Arc<dyn AuditSink>>,
+}
+
+/// The demo's public window: an enterprise's registration, its public
+/// penalties (latest first), and whether it is on the red or the black list.
+pub fn demo_public_window() -> PublicConfig {
+    let section = |name: &str, dataset: &str, order_by: Option<&str>, shape| DisclosureSection {
+        name: name.to_string(),
+        dataset: dataset.to_string(),
+        key: "credit_code".to_string(),
+        columns: None,
+        order_by: order_by.map(str::to_string),
+        shape,
+    };
+    PublicConfig {
+        sections: vec![
+            section("enterprise", "market.enterprises", None, SectionShape::Record),
+            section("penalties", "market.penalties", Some("decision_date desc"), SectionShape::Records),
+            section("red_list", "credit_platform.red_list", None, SectionShape::Membership),
+            section("black_list", "credit_platform.black_list", None, SectionShape::Membership),
+        ],
+    }
 }
 
 /// The identity (certificate CN) of the demo connector of `source`.
@@ -146,7 +170,7 @@ pub fn connector_identity(source: &str) -> String {
 }
 
 /// The committed demo policy (`policy/core/examples/demo-policy.toml`).
-pub const DEMO_POLICY: &str = include_str!("../../policy/core/examples/demo-policy.toml");
+pub const DEMO_POLICY: &str = include_str!("../../../policy/core/examples/demo-policy.toml");
 
 impl LabOptions {
     /// Defaults: scale 1, today, default deadlines.
@@ -159,7 +183,7 @@ impl LabOptions {
             policy: None,
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
             backend: crate::demo_backend::BackendArgs::default(),
-            audit_enabled: true,
+            audit_sink: None,
         }
     }
 }
@@ -185,7 +209,7 @@ pub struct Lab {
     /// The consent issuer's signing key (the public credit platform).
     pub consent_key: Arc<creditgate_consent::IssuerKey>,
     /// The gateway object (for in-process inspection in tests).
-    pub gateway_handle: Arc<Gateway>,
+    pub gateway_handle: Arc<Engine>,
 }
 
 fn io(context: &str, path: &Path, e: impl std::fmt::Display) -> String {
@@ -270,6 +294,8 @@ impl Lab {
         for source in &manifest.sources {
             let (cert, key) = issue(server(&connector_identity(&source.name)), &format!("connector-{}", source.name))?;
             let mut config = ConnectorConfig {
+                crl_check_interval_seconds: creditgate_certs::revocation::DEFAULT_CRL_CHECK_INTERVAL.as_secs(),
+                max_connection_age_seconds: creditgate_certs::revocation::DEFAULT_MAX_CONNECTION_AGE.as_secs(),
                 name: source.name.clone(),
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                 cert,
@@ -312,7 +338,7 @@ impl Lab {
                 enforce_crl_expiry: false,
                 handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
                 memory_limit_bytes: options.memory_limit_bytes,
-                shutdown_grace_ms: crate::config::DEFAULT_SHUTDOWN_GRACE_MS,
+                shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             },
             upstream: UpstreamConfig { client_cert: gw_client_cert, client_key: gw_client_key },
             connectors: connector_configs
@@ -342,16 +368,18 @@ impl Lab {
                 .collect(),
             policy: policy_file,
             state: StateConfig { dir: dir.join("state"), secret_file: None },
-            audit: AuditConfig { enabled: options.audit_enabled, ..AuditConfig::default() },
+            audit: AuditConfig::default(),
             consent_issuers: vec![creditgate_consent::IssuerConfig {
                 id: CONSENT_ISSUER.to_string(),
                 public_key: Some(consent_key.public_key_b64()),
                 public_key_file: None,
             }],
+            public: demo_public_window(),
         };
         write_toml(&dir.join("gateway.toml"), &gateway_config)?;
-        let gateway_handle = Gateway::new(gateway_config.clone()).await.map_err(|e| e.to_string())?;
-        let gateway = Arc::clone(&gateway_handle).start().await.map_err(|e| e.to_string())?;
+        let sink = options.audit_sink.clone();
+        let gateway_handle = Engine::with_sink(gateway_config.clone(), sink).await.map_err(|e| e.to_string())?;
+        let gateway = creditgate_server::start(Arc::clone(&gateway_handle)).await.map_err(|e| e.to_string())?;
         Ok(Lab {
             dir,
             ca_file,
@@ -383,7 +411,7 @@ impl Lab {
         let mut client =
             FlightClient::connect(&self.gateway.flight_addr.to_string(), SERVER_NAME, &self.identity_of(c))?;
         if let Some(purpose) = c.purposes.first() {
-            client.set_header(crate::gateway::PURPOSE_HEADER, purpose);
+            client.set_header(PURPOSE_HEADER, purpose);
         }
         Ok(client)
     }
@@ -400,9 +428,9 @@ impl Lab {
     ) -> Result<crate::client::HttpResponse, String> {
         let c = self.caller(caller).ok_or_else(|| format!("no demo caller `{caller}`"))?;
         let mut all: Vec<(&str, &str)> = headers.to_vec();
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(crate::gateway::PURPOSE_HEADER)) {
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(PURPOSE_HEADER)) {
             if let Some(purpose) = c.purposes.first() {
-                all.push((crate::gateway::PURPOSE_HEADER, purpose.as_str()));
+                all.push((PURPOSE_HEADER, purpose.as_str()));
             }
         }
         http_request(&self.gateway.http_addr.to_string(), SERVER_NAME, &self.identity_of(c), method, path, &all, body)
@@ -595,7 +623,7 @@ async fn tour(lab: &Lab) -> Result<(), String> {
     ));
     println!("Records per dataset (one federated query), then the records:");
     let mut samr = lab.flight_client("samr")?;
-    samr.set_header(crate::gateway::PURPOSE_HEADER, "supervision");
+    samr.set_header(PURPOSE_HEADER, "supervision");
     // One federated query counts the company's records in every source…
     let counts: Vec<String> = COMPANY_VIEW
         .iter()
@@ -646,7 +674,7 @@ async fn tour(lab: &Lab) -> Result<(), String> {
          (a list the platform's policy does not grant it):"
     );
     let mut joint = lab.flight_client("samr")?;
-    joint.set_header(crate::gateway::PURPOSE_HEADER, "joint_punishment");
+    joint.set_header(PURPOSE_HEADER, "joint_punishment");
     let sql = format!("{JOINT_PUNISHMENT_SQL} LIMIT 10");
     match joint.query(&sql).await {
         Ok(batches) => print_batches(&batches),
@@ -682,7 +710,7 @@ async fn tour(lab: &Lab) -> Result<(), String> {
             "credit_agency",
             "POST",
             "/v1/query",
-            &[(crate::gateway::PURPOSE_HEADER, "marketing")],
+            &[(PURPOSE_HEADER, "marketing")],
             Some(serde_json::json!({"sql": "SELECT name FROM market.enterprises LIMIT 1"}).to_string()),
         )
         .await?;
@@ -810,7 +838,7 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         let path = lab.write_endpoints()?;
         println!("\nEverything keeps running. Endpoints, CA and caller certificates: {}", path.display());
         println!("Press Ctrl-C to stop.");
-        crate::cli::shutdown_signal().await;
+        creditgate_server::shutdown_signal().await;
     }
     lab.stop().await?;
     result.map(|()| println!("\ndemo finished"))

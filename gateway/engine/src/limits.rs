@@ -85,8 +85,9 @@ impl Limits {
             .map_err(|e| GatewayError::Server(format!("saving quota counts to {}: {e}", file.display())))
     }
 
-    /// Admits one data request of `principal` or refuses it with the time to wait.
-    pub fn admit(&self, principal: &Principal, today: NaiveDate) -> Result<(), GatewayError> {
+    /// Admits one request of `principal` under its rate limit, or refuses
+    /// it with the time to wait.
+    pub fn rate(&self, principal: &Principal) -> Result<(), GatewayError> {
         if let Some(limit) = principal.rate_limit {
             let limiter = {
                 let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
@@ -116,6 +117,12 @@ impl Limits {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Counts one data request of `principal` against its daily quota, or
+    /// refuses it with the time to wait (until midnight).
+    pub fn quota(&self, principal: &Principal, today: NaiveDate) -> Result<(), GatewayError> {
         if let Some(quota) = principal.daily_quota {
             let key = quota_key(principal);
             let mut daily = self.daily.lock().unwrap_or_else(|p| p.into_inner());
@@ -156,6 +163,15 @@ fn write_atomic(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, file)
+}
+
+#[cfg(test)]
+impl Limits {
+    /// Rate limit then quota, as the engine applies them to a data request.
+    fn admit(&self, principal: &Principal, today: NaiveDate) -> Result<(), GatewayError> {
+        self.rate(principal)?;
+        self.quota(principal, today)
+    }
 }
 
 #[cfg(test)]

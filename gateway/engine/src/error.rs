@@ -1,7 +1,14 @@
-//! Gateway errors, with stable codes, and their one mapping to gRPC and HTTP.
+//! Gateway errors and their stable codes: the one table that gives each
+//! error its code, HTTP status, gRPC code and retryability.
+//!
+//! Two kinds of error reach callers. **Refusals** (authentication, policy,
+//! consent, limits, bad input) carry a message the caller can act on.
+//! **Failures** (a source, the audit log, the gateway itself) carry a fixed
+//! message: a source failure names the source and what kind of failure it
+//! was, never the source's own text; an internal failure carries only a
+//! reference id, and its details go to the log under that id.
 
-use creditgate_remote::SourceError;
-use tonic::Status;
+use creditgate_remote::{SourceError, SourceErrorKind};
 
 /// Everything that can refuse or fail a gateway request.
 #[derive(Debug, thiserror::Error)]
@@ -46,15 +53,21 @@ pub enum GatewayError {
     /// The SQL is not a single read-only query or does not plan.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
-    /// A source failed; the message names it.
-    #[error(transparent)]
-    Source(#[from] SourceError),
+    /// A source failed. The client sees the source's name and a fixed
+    /// message for the kind of failure ([`source_message`]); the source's
+    /// own text is only logged.
+    #[error("{}", source_message(.0))]
+    Source(SourceError),
     /// The query exceeded the gateway's memory limit.
     #[error("the query needs more memory than the gateway allows; select fewer rows or columns")]
     ResourcesExhausted,
-    /// Anything else; details are logged, not returned.
-    #[error("internal error (reference {0})")]
-    Internal(String),
+    /// Anything else. Made only by [`GatewayError::internal`], which logs
+    /// the details under the reference; the client sees the reference only.
+    #[error("internal error (reference {reference}); the operator can find the details under this reference")]
+    Internal {
+        /// The reference id the details are logged under.
+        reference: String,
+    },
     /// Unknown HTTP route.
     #[error("no such endpoint: {0}")]
     NotFound(String),
@@ -98,13 +111,15 @@ impl GatewayError {
             GatewayError::MethodNotAllowed(_) => ("CG-REQ-004", 405, Code::Unimplemented, false),
             GatewayError::NotAcceptable(_) => ("CG-REQ-005", 406, Code::InvalidArgument, false),
             GatewayError::ResourcesExhausted => ("CG-RES-001", 507, Code::ResourceExhausted, false),
-            GatewayError::Source(e) => match e.status_label() {
-                "timeout" => ("CG-SRC-001", 504, Code::DeadlineExceeded, true),
-                "unavailable" => ("CG-SRC-002", 502, Code::Unavailable, true),
-                "refused" => ("CG-SRC-003", 502, Code::Unavailable, false),
-                _ => ("CG-SRC-004", 502, Code::Unavailable, false),
+            GatewayError::Source(e) => match e.kind {
+                SourceErrorKind::Timeout { .. } => ("CG-SRC-001", 504, Code::DeadlineExceeded, true),
+                SourceErrorKind::Unavailable(_) => ("CG-SRC-002", 502, Code::Unavailable, true),
+                SourceErrorKind::Refused(_) => ("CG-SRC-003", 502, Code::Unavailable, false),
+                SourceErrorKind::Failed(_) | SourceErrorKind::SchemaMismatch(_) => {
+                    ("CG-SRC-004", 502, Code::Unavailable, false)
+                }
             },
-            GatewayError::Internal(_) => ("CG-INT-001", 500, Code::Internal, true),
+            GatewayError::Internal { .. } => ("CG-INT-001", 500, Code::Internal, true),
             GatewayError::AuditUnavailable => ("CG-AUD-001", 503, Code::Unavailable, true),
             GatewayError::Config(_) | GatewayError::Tls(_) | GatewayError::Server(_) => {
                 ("CG-INT-002", 500, Code::Internal, false)
@@ -115,7 +130,13 @@ impl GatewayError {
 
     /// The message a client sees (capped; internal details never included).
     pub fn client_message(&self) -> String {
-        creditgate_flight::cap_message(&self.to_string())
+        match self {
+            // Start-up errors carry paths and reasons for the operator.
+            GatewayError::Config(_) | GatewayError::Tls(_) | GatewayError::Server(_) => {
+                "the gateway is not set up correctly; the operator has the details in the gateway's log".to_string()
+            }
+            _ => creditgate_flight::cap_message(&self.to_string()),
+        }
     }
 
     /// Logs the error at the level its class deserves.
@@ -136,10 +157,14 @@ impl GatewayError {
             | GatewayError::NotAcceptable(_) => {
                 tracing::debug!(error.code = code.code, reason = %self, "bad request");
             }
-            GatewayError::Source(_) | GatewayError::ResourcesExhausted => {
+            GatewayError::Source(source) => {
+                // The source's own text, for the operator only.
+                tracing::warn!(error.code = code.code, source = %source.source_name, detail = %source, "source failed");
+            }
+            GatewayError::ResourcesExhausted => {
                 tracing::warn!(error.code = code.code, error = %self, "request failed");
             }
-            GatewayError::Internal(_)
+            GatewayError::Internal { .. }
             | GatewayError::AuditUnavailable
             | GatewayError::Config(_)
             | GatewayError::Tls(_)
@@ -147,6 +172,14 @@ impl GatewayError {
                 tracing::error!(error.code = code.code, error = %self, "request failed");
             }
         }
+    }
+
+    /// An internal failure: `detail` is logged under a fresh reference id,
+    /// which is all the caller gets.
+    pub fn internal(detail: impl std::fmt::Display) -> GatewayError {
+        let reference = crate::request_id();
+        tracing::error!(reference = %reference, detail = %detail, "internal failure");
+        GatewayError::Internal { reference }
     }
 
     /// Classifies a DataFusion error raised for a caller's query.
@@ -164,11 +197,7 @@ impl GatewayError {
                 GatewayError::InvalidQuery(error.strip_backtrace())
             }
             _ if planning => GatewayError::InvalidQuery(error.strip_backtrace()),
-            _ => {
-                let reference = crate::request_id();
-                tracing::error!(reference = %reference, error = %error, "query execution failed");
-                GatewayError::Internal(reference)
-            }
+            _ => GatewayError::internal(format!("query execution failed: {error}")),
         }
     }
 }
@@ -203,19 +232,26 @@ fn runtime_value_error(error: &datafusion::error::DataFusionError) -> Option<&'s
     }
 }
 
-impl From<GatewayError> for Status {
-    fn from(error: GatewayError) -> Status {
-        error.log();
-        let code = error.code();
-        let mut status = Status::new(code.grpc, format!("{}: {}", code.code, error.client_message()));
-        if let Ok(value) = code.code.parse() {
-            status.metadata_mut().insert("x-creditgate-error-code", value);
+/// The fixed message a caller gets for a source failure: the source's name
+/// and the kind of failure, never what the source said (its text can name
+/// columns the caller is not granted, or echo values).
+pub fn source_message(error: &SourceError) -> String {
+    let name = &error.source_name;
+    match &error.kind {
+        SourceErrorKind::Unavailable(_) => format!("source `{name}` is unavailable; retry later"),
+        SourceErrorKind::Timeout { phase, after } => {
+            format!("source `{name}` did not send its {phase} within {} ms", after.as_millis())
         }
-        if let GatewayError::RateLimited { retry_after_secs, .. } = &error {
-            if let Ok(value) = retry_after_secs.to_string().parse() {
-                status.metadata_mut().insert("retry-after", value);
-            }
+        SourceErrorKind::Refused(_) => format!("source `{name}` refused the gateway's connection"),
+        SourceErrorKind::Failed(_) => format!("source `{name}` could not answer this query"),
+        SourceErrorKind::SchemaMismatch(_) => {
+            format!("source `{name}` answered with data that does not match its advertised schema")
         }
-        status
+    }
+}
+
+impl From<SourceError> for GatewayError {
+    fn from(error: SourceError) -> GatewayError {
+        GatewayError::Source(error)
     }
 }

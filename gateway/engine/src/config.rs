@@ -41,6 +41,98 @@ pub struct GatewayConfig {
     /// Consent issuers whose signed artefacts this gateway accepts (none: no consent-based lookups).
     #[serde(default)]
     pub consent_issuers: Vec<creditgate_consent::IssuerConfig>,
+    /// What the public disclosure window shows.
+    #[serde(default)]
+    pub public: PublicConfig,
+}
+
+/// The public disclosure window: its sections, in page order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicConfig {
+    /// One section per disclosed dataset; the first is the enterprise's
+    /// registration (a code without a row there is "not registered").
+    #[serde(default)]
+    pub sections: Vec<DisclosureSection>,
+}
+
+/// How a disclosure section shows its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SectionShape {
+    /// One record (the first row), e.g. the registration.
+    Record,
+    /// A list of records, e.g. penalties.
+    Records,
+    /// A list plus `on_<name>`: whether the subject is on it, e.g. a black list.
+    Membership,
+}
+
+/// One section of the public window: a dataset read for one enterprise,
+/// through the policy's `public` role (so only what the policy grants the
+/// public is shown, masked as it says).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureSection {
+    /// Section name in the answer (`enterprise`, `penalties`, …); a lowercase identifier.
+    pub name: String,
+    /// The dataset, `schema.table`.
+    pub dataset: String,
+    /// The column holding the enterprise's credit code.
+    pub key: String,
+    /// The columns shown (all granted to the public role); every granted one when absent.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Order of the rows: a column, optionally followed by `asc` or `desc`.
+    #[serde(default)]
+    pub order_by: Option<String>,
+    /// How the rows are shown.
+    pub shape: SectionShape,
+}
+
+impl DisclosureSection {
+    /// The SQL reading this section for `credit_code` (already validated
+    /// as a credit code: it is made of digits and capital letters only).
+    pub fn sql(&self, credit_code: &str) -> String {
+        let columns = match &self.columns {
+            Some(list) => list.join(", "),
+            None => "*".to_string(),
+        };
+        let order = match &self.order_by {
+            Some(order) => format!(" ORDER BY {order}"),
+            None => String::new(),
+        };
+        format!("SELECT {columns} FROM {} WHERE {} = '{credit_code}'{order}", self.dataset, self.key)
+    }
+
+    /// The problems of this section (at index `i`), given the configured datasets.
+    fn problems(&self, i: usize, datasets: &BTreeSet<&str>) -> Vec<String> {
+        let mut problems = Vec::new();
+        let at = |key: &str| format!("public.sections[{i}].{key}");
+        if !is_identifier(&self.name) {
+            problems.push(format!("{}: `{}` must be a lowercase identifier", at("name"), self.name));
+        }
+        if !datasets.contains(self.dataset.as_str()) {
+            problems.push(format!("{}: `{}` is not a configured dataset", at("dataset"), self.dataset));
+        }
+        if !is_identifier(&self.key) {
+            problems.push(format!("{}: `{}` must be a column name", at("key"), self.key));
+        }
+        for column in self.columns.iter().flatten() {
+            if !is_identifier(column) {
+                problems.push(format!("{}: `{column}` must be a column name", at("columns")));
+            }
+        }
+        if let Some(order) = &self.order_by {
+            let mut words = order.split(' ');
+            let column_ok = words.next().is_some_and(is_identifier);
+            let direction_ok = words.next().is_none_or(|d| d == "asc" || d == "desc");
+            if !column_ok || !direction_ok || words.next().is_some() {
+                problems.push(format!("{}: `{order}` must be a column, optionally followed by asc or desc", at("order_by")));
+            }
+        }
+        problems
+    }
 }
 
 /// The gateway's state directory and deployment secret.
@@ -82,14 +174,6 @@ pub struct AuditConfig {
     /// Records older than this are pruned (at least 183 days).
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
-    /// Benchmarking only: `false` turns the audit log off (a loud warning at
-    /// start-up; never do this in production — requests are then unrecorded).
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 impl Default for AuditConfig {
@@ -98,7 +182,6 @@ impl Default for AuditConfig {
             checkpoint_every_records: DEFAULT_AUDIT_CHECKPOINT_RECORDS,
             checkpoint_every_seconds: DEFAULT_AUDIT_CHECKPOINT_SECONDS,
             retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
-            enabled: true,
         }
     }
 }
@@ -310,6 +393,13 @@ impl GatewayConfig {
                 problems.push(format!("datasets[{i}].connector: unknown connector `{}`", d.connector));
             }
         }
+        let mut names = BTreeSet::new();
+        for (i, section) in self.public.sections.iter().enumerate() {
+            problems.extend(section.problems(i, &datasets));
+            if !names.insert(section.name.as_str()) {
+                problems.push(format!("public.sections[{i}].name: `{}` is declared twice", section.name));
+            }
+        }
         if self.audit.retention_days < 183 {
             problems.push(format!(
                 "audit.retention_days: {} is below the 183-day (6-month) minimum for network logs",
@@ -327,7 +417,7 @@ impl GatewayConfig {
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../examples/gateway.toml");
+    const EXAMPLE: &str = include_str!("../../examples/gateway.toml");
 
     #[test]
     fn committed_example_is_valid() {

@@ -1,0 +1,941 @@
+//! The engine: the gateway minus its listeners. It holds the policy
+//! snapshot (reloaded on request), the federation of remote sources, the
+//! audit side and the limits; it authenticates callers, turns their intents
+//! into permits, builds per-request sessions of secure views, plans and
+//! executes.
+//!
+//! A request goes: verified certificate → [`Caller`] → the request's
+//! [`Intent`] → [`Engine::authorize`] (purpose, licence, role, legal basis,
+//! rate limit, quota) → [`Permit`] → a session whose catalog holds only the
+//! principal's secure views (remote scan with the row policy applied at the
+//! connector, then a projection that masks every column) → the caller's SQL
+//! planned against those views only → the audit record made durable →
+//! results released.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use creditgate_audit::{AuditLog, AuditOptions, NewRecord, Outcome, RecordedQuery, SourceStatus, SubjectHasher};
+use creditgate_certs::tls::ConnInfo;
+use creditgate_flight::engine::{locked_down_runtime, read_only_sql_options, session};
+use creditgate_flight::{ObservedStream, TableEntry};
+use creditgate_policy::{DatasetGrant, MaskUdfs, Policy, Principal};
+use creditgate_remote::{RemoteTable, SourceError};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{DataFrame, SessionContext};
+use futures::TryStreamExt;
+use tokio::sync::watch;
+
+use crate::audit::{AuditSink, Auditor, column_accesses, datasets_and_columns};
+use crate::config::GatewayConfig;
+use crate::error::GatewayError;
+use crate::federation::{CATALOG, Federation};
+use crate::metrics::Metrics;
+use crate::permit::{Caller, Disclosure, Frontend, Intent, Permit, Scope};
+
+/// How often sources that have not answered yet are retried.
+pub const SOURCE_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// Daily quota counts, in the state directory.
+pub const QUOTAS_FILE: &str = "quotas.json";
+/// How often changed quota counts are saved (a crash loses at most this much counting).
+const QUOTA_SAVE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often audit records past retention are pruned.
+pub const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// The call header (Flight) / HTTP header carrying the purpose code.
+pub const PURPOSE_HEADER: &str = "x-creditgate-purpose";
+
+/// Trusted consent issuers and the store of revocations and use counts.
+pub struct Consents {
+    /// Issuer public keys.
+    pub issuers: creditgate_consent::TrustedIssuers,
+    /// Revocations and use counts.
+    pub store: creditgate_consent::ConsentStore,
+}
+
+struct CachedCatalog {
+    key: (u64, u64, chrono::NaiveDate),
+    catalog: Arc<MemoryCatalogProvider>,
+    grants: Arc<BTreeMap<String, DatasetGrant>>,
+}
+
+/// The gateway's engine.
+pub struct Engine {
+    config: GatewayConfig,
+    federation: Arc<Federation>,
+    metrics: Arc<Metrics>,
+    policy: RwLock<Arc<Policy>>,
+    policy_generation: AtomicU64,
+    masks: Arc<MaskUdfs>,
+    auditor: Auditor,
+    catalogs: Mutex<HashMap<String, CachedCatalog>>,
+    limits: crate::limits::Limits,
+    consents: Option<Consents>,
+    /// Functions, optimizer rules and settings, built once; each request
+    /// session starts from a copy with its own memory pool.
+    base_state: datafusion::execution::SessionState,
+}
+
+/// Reads the deployment secret, creating 32 random bytes (hex, mode 0600) if missing.
+pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, GatewayError> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let fail = |what: &str, e: &dyn std::fmt::Display| GatewayError::Config(format!("{}: {what}: {e}", path.display()));
+    if !path.exists() {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new().fill(&mut bytes).map_err(|_| fail("cannot generate", &"no random source"))?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail("cannot create directory", &e))?;
+        }
+        let tmp = path.with_extension("tmp");
+        {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&tmp).map_err(|e| fail("cannot create", &e))?;
+            file.write_all(hex::encode(bytes).as_bytes()).map_err(|e| fail("cannot write", &e))?;
+            file.sync_all().map_err(|e| fail("cannot write", &e))?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| fail("cannot write", &e))?;
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| fail("cannot read", &e))?;
+    let bytes = hex::decode(text.trim()).map_err(|_| fail("invalid secret", &"expected hex"))?;
+    if bytes.len() < 16 {
+        return Err(fail("invalid secret", &"at least 16 bytes (32 hex characters) are required"));
+    }
+    Ok(bytes)
+}
+
+fn derive(secret: &[u8], purpose: &str) -> Vec<u8> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    ring::hmac::sign(&key, purpose.as_bytes()).as_ref().to_vec()
+}
+
+/// Today in the deployment's time zone.
+pub fn today() -> chrono::NaiveDate {
+    chrono::Local::now().date_naive()
+}
+
+impl Engine {
+    /// Loads the policy, opens the audit log, builds the federation and asks
+    /// every connector for its tables once (sources that do not answer are
+    /// retried in the background).
+    pub async fn new(config: GatewayConfig) -> Result<Arc<Self>, GatewayError> {
+        Self::with_sink(config, None).await
+    }
+
+    /// [`Engine::new`], writing audit records to `sink` instead of the log
+    /// (the benchmark measures the audit's cost this way; the log is still
+    /// opened, and is what the officer API reads).
+    pub async fn with_sink(config: GatewayConfig, sink: Option<Arc<dyn AuditSink>>) -> Result<Arc<Self>, GatewayError> {
+        config.validate().map_err(GatewayError::Config)?;
+        let policy = Policy::load(&config.policy).map_err(|e| GatewayError::Config(e.to_string()))?;
+        check_public_sections(&config, &policy)?;
+        let secret = load_or_create_secret(&config.state.secret_path())?;
+        let masks = MaskUdfs::new(&derive(&secret, "creditgate mask v1"))
+            .map_err(|e| GatewayError::Config(format!("mask secret: {e}")))?;
+        let hasher = SubjectHasher::new(&derive(&secret, "creditgate subject v1"))
+            .map_err(|e| GatewayError::Config(format!("subject secret: {e}")))?;
+        let mut options = AuditOptions::new(config.state.dir.join("audit-signing.key"));
+        options.checkpoint_every_records = config.audit.checkpoint_every_records;
+        options.checkpoint_every = Duration::from_secs(config.audit.checkpoint_every_seconds);
+        options.retention_days = config.audit.retention_days;
+        let audit_dir = config.state.dir.join("audit");
+        let log = tokio::task::spawn_blocking(move || AuditLog::open(audit_dir, options))
+            .await
+            .map_err(|e| GatewayError::Server(format!("opening the audit log: {e}")))?
+            .map_err(|e| GatewayError::Config(format!("audit log: {e}")))?;
+        let consents = if config.consent_issuers.is_empty() {
+            None
+        } else {
+            let issuers = creditgate_consent::TrustedIssuers::from_config(&config.consent_issuers, None)
+                .map_err(|e| GatewayError::Config(format!("consent_issuers: {e}")))?;
+            let store = creditgate_consent::ConsentStore::open(
+                &config.state.dir.join("consents"),
+                &derive(&secret, "creditgate consent subject v1"),
+            )
+            .map_err(|e| GatewayError::Config(format!("consent store: {e}")))?;
+            Some(Consents { issuers, store })
+        };
+        let metrics = Arc::new(Metrics::default());
+        let federation = Arc::new(Federation::new(&config, Arc::clone(&metrics))?);
+        warn_about_policy_coverage(&policy, &federation);
+        // Checked once here; every request then gets its own runtime with this limit.
+        let runtime = locked_down_runtime(config.server.memory_limit_bytes)
+            .map_err(|e| GatewayError::Config(format!("server.memory_limit_bytes: {}", e.strip_backtrace())))?;
+        let base_state = session(runtime, CATALOG, "public", true).state();
+        for failure in federation.refresh().await {
+            tracing::warn!(source = %failure.source_name, "source not available at start-up; will retry");
+        }
+        federation.spawn_refresher(SOURCE_RETRY_INTERVAL);
+        let limits = crate::limits::Limits::load(&config.state.dir.join(QUOTAS_FILE), today())?;
+        let mut auditor = Auditor::new(Arc::new(log), Arc::new(hasher));
+        if let Some(sink) = sink {
+            auditor = auditor.with_sink(sink);
+        }
+        Ok(Arc::new(Self {
+            config,
+            federation,
+            metrics,
+            policy: RwLock::new(Arc::new(policy)),
+            policy_generation: AtomicU64::new(0),
+            masks: Arc::new(masks),
+            auditor,
+            catalogs: Mutex::new(HashMap::new()),
+            limits,
+            consents,
+            base_state,
+        }))
+    }
+
+    /// The configuration the engine was started with.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The federation.
+    pub fn federation(&self) -> &Arc<Federation> {
+        &self.federation
+    }
+
+    /// The audit side.
+    pub fn auditor(&self) -> &Auditor {
+        &self.auditor
+    }
+
+    /// Consent issuers and store, when consents are configured.
+    pub fn consents(&self) -> Option<&Consents> {
+        self.consents.as_ref()
+    }
+
+    /// The mask functions (keyed with the deployment secret).
+    pub fn masks(&self) -> &MaskUdfs {
+        &self.masks
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The current policy's generation (bumped by every successful reload).
+    pub fn policy_generation(&self) -> u64 {
+        self.policy_generation.load(Ordering::SeqCst)
+    }
+
+    /// Re-reads the policy file. On any error the current policy stays in force.
+    pub fn reload_policy(&self) -> Result<(), GatewayError> {
+        match Policy::load(&self.config.policy) {
+            Ok(policy) => {
+                warn_about_policy_coverage(&policy, &self.federation);
+                *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+                self.policy_generation.fetch_add(1, Ordering::SeqCst);
+                tracing::info!("policy reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "policy reload failed; keeping the current policy");
+                Err(GatewayError::Config(e.to_string()))
+            }
+        }
+    }
+
+    /// Maps the verified connection to a policy principal. A connection
+    /// without a verified certificate is refused (counted, not recorded: it
+    /// names nobody); an unknown identity is refused and recorded.
+    pub async fn authenticate(&self, conn: Option<&ConnInfo>, frontend: Frontend) -> Result<Caller, GatewayError> {
+        let Some(identity) = conn.and_then(|c| c.identity.clone()) else {
+            self.metrics.denial(frontend.label(), "CG-AUTH-001");
+            return Err(GatewayError::Unauthenticated);
+        };
+        // A connection whose certificate was revoked (or whose CRL expired
+        // under enforcement) after it was made is refused like a new one.
+        if conn.is_some_and(|c| !c.still_valid()) {
+            self.metrics.denial(frontend.label(), "CG-AUTH-001");
+            return Err(GatewayError::Unauthenticated);
+        }
+        let policy = self.policy();
+        match policy.principal_for(&identity) {
+            Some(principal) => Ok(Caller::new(principal.clone(), Some(identity), conn.cloned(), frontend)),
+            None => {
+                let error = GatewayError::UnknownCaller(identity.name());
+                self.metrics.denial(frontend.label(), error.code().code);
+                self.metrics.request(frontend.label(), error.code().code, Duration::ZERO);
+                let (outcome, reason) = (Outcome::Refused, format!("{}: {}", error.code().code, error.client_message()));
+                let record = NewRecord {
+                    request_id: crate::request_id(),
+                    caller: creditgate_audit::Caller {
+                        fingerprint: identity.fingerprint.clone(),
+                        name: identity.name(),
+                        organization: identity.organization.clone().unwrap_or_default(),
+                        role: "unknown".to_string(),
+                    },
+                    frontend: frontend.audit(),
+                    purpose: None,
+                    legal_basis: None,
+                    query: RecordedQuery::Request("connection".to_string()),
+                    datasets: Vec::new(),
+                    columns: Vec::new(),
+                    subject_hashes: Vec::new(),
+                    row_count: None,
+                    sources: Vec::new(),
+                    outcome,
+                    refusal_reason: Some(reason),
+                    duration_ms: 0,
+                };
+                self.auditor.append(record).await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// The `public` principal, for the disclosure listener.
+    pub fn public_caller(&self) -> Result<Caller, GatewayError> {
+        let policy = self.policy();
+        let principal = policy
+            .public_principal()
+            .ok_or_else(|| GatewayError::PolicyRefused("the policy defines no public principal".to_string()))?;
+        Ok(Caller::new(principal.clone(), None, None, Frontend::Public))
+    }
+
+    /// The one way to a [`Permit`]: decides `intent` for `caller` in a fixed
+    /// order — purpose (strict code format, exactly as received), licence,
+    /// role for the operation, legal basis (all in the policy), rate limit,
+    /// quota — and opens the request's audit scope. A refusal is recorded and
+    /// counted here, and spends no quota.
+    pub async fn authorize(&self, caller: Caller, intent: Intent) -> Result<Permit, GatewayError> {
+        let generation = self.policy_generation();
+        let policy = self.policy();
+        let mut scope = Scope::open(caller, self.auditor.clone(), Arc::clone(&self.metrics), &intent);
+        let principal = scope.caller().principal().clone();
+        // A principal removed from the policy since the connection was made
+        // is refused at its next request.
+        let current = match policy.principal(&principal.name) {
+            Some(current) if current == &principal => current,
+            _ => {
+                let error = GatewayError::UnknownCaller(principal.name.clone());
+                return Err(scope.refuse(error).await);
+            }
+        };
+        let decided = policy.decide(current, intent.operation, intent.purpose.as_deref(), today());
+        let (purpose, basis) = match decided {
+            Ok(decided) => decided,
+            Err(e) => return Err(scope.refuse(GatewayError::PolicyRefused(e.to_string())).await),
+        };
+        scope.set_basis(&basis);
+        // Limits last, so a refused request spends nothing. A request that
+        // only plans is counted when it executes.
+        if !intent.plan_only {
+            let limited = self.limits.rate(current).and_then(|()| match intent.operation.releases_data() {
+                true => self.limits.quota(current, today()),
+                false => Ok(()),
+            });
+            if let Err(error) = limited {
+                return Err(scope.refuse(error).await);
+            }
+        }
+        Ok(Permit::new(intent.operation, intent.plan_only, purpose, basis, generation, scope))
+    }
+
+    /// Records and counts a request refused before it could be authorized
+    /// (its body or path could not be read into an intent): `intent` says
+    /// what is known of it. Returns `error` for the caller.
+    pub async fn refuse(&self, caller: Caller, intent: Intent, error: GatewayError) -> GatewayError {
+        let mut scope = Scope::open(caller, self.auditor.clone(), Arc::clone(&self.metrics), &intent);
+        scope.refuse(error).await
+    }
+
+    /// The caller's secure views (cached per principal; rebuilt when the
+    /// policy, the federation or the date changes) and their grants.
+    fn catalog_for(&self, principal: &Principal) -> (Arc<MemoryCatalogProvider>, Arc<BTreeMap<String, DatasetGrant>>) {
+        let key = (self.policy_generation(), self.federation.generation(), today());
+        let mut cache = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cached) = cache.get(&principal.name) {
+            if cached.key == key {
+                return (Arc::clone(&cached.catalog), Arc::clone(&cached.grants));
+            }
+        }
+        let (catalog, grants) = self.build_catalog(principal, key.2);
+        let (catalog, grants) = (Arc::new(catalog), Arc::new(grants));
+        cache.insert(
+            principal.name.clone(),
+            CachedCatalog { key, catalog: Arc::clone(&catalog), grants: Arc::clone(&grants) },
+        );
+        (catalog, grants)
+    }
+
+    /// The grants of the permit's principal whose datasets are available now.
+    pub fn grants(&self, permit: &Permit) -> Arc<BTreeMap<String, DatasetGrant>> {
+        self.catalog_for(permit.principal()).1
+    }
+
+    fn build_catalog(
+        &self,
+        principal: &Principal,
+        today: chrono::NaiveDate,
+    ) -> (MemoryCatalogProvider, BTreeMap<String, DatasetGrant>) {
+        let policy = self.policy();
+        let available: BTreeMap<String, (crate::federation::Dataset, SchemaRef)> =
+            self.federation.available().into_iter().map(|(d, s)| (d.name.clone(), (d, s))).collect();
+        let catalog = MemoryCatalogProvider::new();
+        let mut schemas: BTreeMap<String, Arc<MemorySchemaProvider>> = BTreeMap::new();
+        let mut grants = BTreeMap::new();
+        for grant in policy.grants_for(principal) {
+            let Some((dataset, schema)) = available.get(&grant.dataset) else { continue };
+            let Some(source) = self.federation.source(&dataset.source) else { continue };
+            let view = grant.row_predicate(today).map_err(|e| e.to_string()).and_then(|predicate| {
+                let remote = RemoteTable::new(Arc::clone(source), dataset.remote_table.clone(), Arc::clone(schema))
+                    .with_mandatory_filter(predicate)
+                    .with_raw_columns(grant.raw_columns());
+                creditgate_policy::secure_view(Arc::new(remote), &grant, &self.masks).map_err(|e| e.to_string())
+            });
+            match view {
+                Ok(view) => {
+                    let provider = schemas
+                        .entry(dataset.schema_name.clone())
+                        .or_insert_with(|| Arc::new(MemorySchemaProvider::new()));
+                    if provider.register_table(dataset.table_name.clone(), view).is_ok() {
+                        grants.insert(grant.dataset.clone(), grant);
+                    }
+                }
+                // Fail closed: a dataset whose view cannot be built is not offered.
+                Err(e) => tracing::error!(dataset = %grant.dataset, error = %e, "cannot build a secure view"),
+            }
+        }
+        for (name, provider) in schemas {
+            let _ = catalog.register_schema(&name, provider);
+        }
+        (catalog, grants)
+    }
+
+    /// A locked-down engine session (own memory limit, no disk) with an empty
+    /// catalog list of its own. The list must be new: a cloned `SessionState`
+    /// shares its catalog list, so registering one caller's views in it would
+    /// replace them under every other request being planned at that moment.
+    pub fn engine(&self) -> Result<SessionContext, GatewayError> {
+        let runtime = locked_down_runtime(self.config.server.memory_limit_bytes)
+            .map_err(|e| GatewayError::internal(format!("runtime: {}", e.strip_backtrace())))?;
+        let state = datafusion::execution::SessionStateBuilder::new_from_existing(self.base_state.clone())
+            .with_catalog_list(Arc::new(datafusion::catalog::MemoryCatalogProviderList::new()))
+            .with_runtime_env(runtime)
+            .build();
+        Ok(SessionContext::new_with_state(state))
+    }
+
+    /// A fresh session whose catalog holds only the permit's secure views,
+    /// with its own memory limit and no disk.
+    pub fn session_for(&self, permit: &Permit) -> Result<(SessionContext, Arc<BTreeMap<String, DatasetGrant>>), GatewayError> {
+        let (catalog, grants) = self.catalog_for(permit.principal());
+        let ctx = self.engine()?;
+        ctx.register_catalog(CATALOG, catalog);
+        Ok((ctx, grants))
+    }
+
+    /// Plans `sql` against the permit's views.
+    pub async fn plan(&self, permit: &Permit, sql: &str) -> Result<Planned, GatewayError> {
+        let parsed = crate::sql_gate::parse_query(sql)?;
+        let deep = parsed.needs_deep_stack();
+        let (ctx, grants) = self.session_for(permit)?;
+        let state = ctx.state();
+        let planning_state = state.clone();
+        let planned =
+            on_stack_for(deep, async move { planning_state.statement_to_plan(parsed.statement).await }).await?;
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(error) => return Err(self.planning_error(sql, error)),
+        };
+        read_only_sql_options().verify_plan(&plan).map_err(|e| GatewayError::InvalidQuery(e.strip_backtrace()))?;
+        Ok(Planned { frame: DataFrame::new(state, plan), grants, deep })
+    }
+
+    fn planning_error(&self, sql: &str, error: DataFusionError) -> GatewayError {
+        // A dataset whose source has not answered yet is "unavailable", not "unknown".
+        let lowered = sql.to_lowercase();
+        for dataset in self.federation.datasets() {
+            if lowered.contains(&dataset.name) {
+                if let Some(source) = self.federation.unavailable_source_of(&dataset.name) {
+                    return GatewayError::Source(creditgate_remote::SourceError {
+                        source_name: source,
+                        kind: creditgate_remote::SourceErrorKind::Unavailable(
+                            "the gateway has not reached it yet".to_string(),
+                        ),
+                    });
+                }
+            }
+        }
+        GatewayError::from_datafusion(error, true)
+    }
+
+    /// Plans `sql` and returns its output schema, closing the permit as
+    /// planned (Flight `GetFlightInfo`: the execution is what is recorded);
+    /// a refusal at planning is recorded.
+    pub async fn plan_only(&self, permit: Permit, sql: &str) -> Result<SchemaRef, GatewayError> {
+        match self.plan(&permit, sql).await {
+            Ok(planned) => {
+                permit.planned();
+                Ok(Arc::new(planned.frame.schema().as_arrow().clone()))
+            }
+            Err(error) => Err(permit.refuse(error).await),
+        }
+    }
+
+    /// Plans, audits and executes `sql`. The audit record is durable before
+    /// the stream is returned; a refusal or failure is recorded instead. A
+    /// stream-end record follows when the stream ends.
+    pub async fn query(&self, permit: Permit, sql: &str) -> Result<SendableRecordBatchStream, GatewayError> {
+        tracing::debug!(sql = %sql, "query");
+        if permit.plan_only() {
+            return Err(permit.refuse(GatewayError::internal("a planning permit was used to execute")).await);
+        }
+        let Planned { frame, grants, deep } = match self.plan(&permit, sql).await {
+            Ok(planned) => planned,
+            Err(error) => return Err(permit.refuse(error).await),
+        };
+        let touched = datasets_and_columns(frame.logical_plan());
+        let columns = column_accesses(&touched, &grants);
+        let source_names = self.sources_of(touched.keys());
+        let span = tracing::Span::current();
+        span.record("sources", source_names.join(",").as_str());
+        let stream = match on_stack_for(deep, frame.execute_stream()).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(permit.refuse(GatewayError::from_datafusion(e, false)).await),
+            Err(e) => return Err(permit.refuse(e).await),
+        };
+        let queried = source_names.iter().map(|s| SourceStatus { source: s.clone(), status: "queried".to_string() });
+        let disclosure = Disclosure {
+            datasets: touched.keys().cloned().collect(),
+            columns,
+            sources: queried.collect(),
+            ..Disclosure::default()
+        };
+        // The stream-end record needs the caller and the intent's subjects.
+        let mut end = NewRecord {
+            request_id: permit.caller().request_id().to_string(),
+            caller: permit.caller().audit_caller(),
+            frontend: permit.caller().frontend().audit(),
+            purpose: permit.purpose().map(|p| p.to_string()),
+            legal_basis: Some(permit.legal_basis().label()),
+            query: RecordedQuery::StreamEnd(0),
+            datasets: touched.keys().cloned().collect(),
+            columns: Vec::new(),
+            subject_hashes: permit.subjects().to_vec(),
+            row_count: None,
+            sources: Vec::new(),
+            outcome: Outcome::Allowed,
+            refusal_reason: None,
+            duration_ms: 0,
+        };
+        let frontend = permit.caller().frontend().label();
+        let started = permit.caller().started();
+        // Audit before release: nothing leaves until this record is durable.
+        let released_by = permit.allow(disclosure).await?;
+        end.query = RecordedQuery::StreamEnd(released_by);
+        // The first source failure of the stream, kept typed for the stream-end record.
+        let failure: Arc<Mutex<Option<SourceError>>> = Arc::default();
+        let seen = Arc::clone(&failure);
+        let schema = stream.schema();
+        let typed = stream.inspect_err(move |e| {
+            if let Some(source) = SourceError::find(e) {
+                let mut slot = seen.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert_with(|| source.clone());
+            }
+        });
+        let typed: SendableRecordBatchStream =
+            Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, typed));
+        let auditor = self.auditor.clone();
+        let metrics = Arc::clone(&self.metrics);
+        Ok(Box::pin(ObservedStream::new(typed, move |report| {
+            let _entered = span.enter();
+            let duration_ms = started.elapsed().as_millis() as u64;
+            metrics.stream_end(frontend, report.outcome.label(), started.elapsed());
+            span.record("rows", report.rows);
+            span.record("duration_ms", duration_ms);
+            span.record("outcome", report.outcome.label());
+            tracing::info!(
+                rows = report.rows,
+                bytes = report.bytes,
+                duration_ms,
+                outcome = report.outcome.label(),
+                "query finished"
+            );
+            let failed = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+            end.row_count = Some(report.rows);
+            end.duration_ms = duration_ms;
+            (end.outcome, end.refusal_reason, end.sources) = stream_end(&report.outcome, failed.as_ref(), &source_names);
+            auditor.append_detached(end);
+        })))
+    }
+
+    /// The sources serving `datasets`, sorted, each once.
+    pub fn sources_of<'a>(&self, datasets: impl Iterator<Item = &'a String>) -> Vec<String> {
+        let mut names: Vec<String> = datasets
+            .filter_map(|d| self.federation.datasets().iter().find(|x| &x.name == d))
+            .map(|d| d.source.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Runs several small queries of one composite request (a disclosure
+    /// page), collecting their results; the caller closes the permit with
+    /// the returned [`Disclosure`] before releasing anything.
+    pub async fn collect_parts(
+        &self,
+        permit: &Permit,
+        parts: &[(String, String)],
+    ) -> Result<(Vec<(String, Vec<arrow::array::RecordBatch>)>, Disclosure), GatewayError> {
+        let mut results = Vec::with_capacity(parts.len());
+        let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut all_grants = Arc::new(BTreeMap::new());
+        for (label, sql) in parts {
+            let Planned { frame, grants, .. } = self.plan(permit, sql).await?;
+            for (dataset, columns) in datasets_and_columns(frame.logical_plan()) {
+                let entry = touched.entry(dataset).or_default();
+                for c in columns {
+                    if !entry.contains(&c) {
+                        entry.push(c);
+                    }
+                }
+            }
+            all_grants = grants;
+            let batches = frame.collect().await.map_err(|e| GatewayError::from_datafusion(e, false))?;
+            results.push((label.clone(), batches));
+        }
+        let rows: usize = results.iter().flat_map(|(_, b)| b.iter().map(|b| b.num_rows())).sum();
+        let ok = |source| SourceStatus { source, status: "ok".to_string() };
+        let disclosure = Disclosure {
+            datasets: touched.keys().cloned().collect(),
+            columns: column_accesses(&touched, &all_grants),
+            rows: Some(rows as u64),
+            sources: self.sources_of(touched.keys()).into_iter().map(ok).collect(),
+            ..Disclosure::default()
+        };
+        Ok((results, disclosure))
+    }
+
+    /// The tables a caller may see, with the columns as the caller sees them
+    /// (Flight SQL `GetTables`).
+    ///
+    /// Each field of a table's schema explains itself with Arrow field
+    /// metadata, from the caller's grants (the same facts as `GET /v1/catalog`):
+    ///
+    /// - `creditgate.mask`: the mask applied (`none`, `resident_id`,
+    ///   `partial(6,0)`, `range_bucket(100000)`, …);
+    /// - `creditgate.class`: the column's class (`public`, `restricted`,
+    ///   `personal`, `sensitive`);
+    /// - `creditgate.dispute_flag` = `true` on the dataset's dispute-flag column.
+    ///
+    /// Only this listing carries the metadata: query results keep plain schemas,
+    /// and the keys stay outside the `ARROW:` namespace, so Flight SQL clients
+    /// (ADBC, JDBC, pyarrow) read the types as before and ignore the extra keys.
+    /// Columns not granted and datasets not granted are absent. A view without
+    /// its grant (they are built together, so this cannot happen) is left out
+    /// rather than listed without an explanation.
+    pub async fn tables_for(&self, permit: &Permit) -> Vec<TableEntry> {
+        const MASK_KEY: &str = "creditgate.mask";
+        const CLASS_KEY: &str = "creditgate.class";
+        const DISPUTE_FLAG_KEY: &str = "creditgate.dispute_flag";
+        let (catalog, grants) = self.catalog_for(permit.principal());
+        let mut out = Vec::new();
+        for schema_name in catalog.schema_names() {
+            let Some(schema) = catalog.schema(&schema_name) else { continue };
+            'tables: for table in schema.table_names() {
+                let Ok(Some(provider)) = schema.table(&table).await else { continue };
+                let dataset = format!("{schema_name}.{table}");
+                let Some(grant) = grants.get(&dataset) else {
+                    tracing::error!(%dataset, "a secure view without its grant; not listed");
+                    continue;
+                };
+                let view_schema = provider.schema();
+                let mut fields = Vec::with_capacity(view_schema.fields().len());
+                for field in view_schema.fields() {
+                    let Some(granted) = grant.column(field.name()) else {
+                        tracing::error!(%dataset, column = %field.name(), "a view column without a grant; not listed");
+                        continue 'tables;
+                    };
+                    let mut metadata = field.metadata().clone();
+                    metadata.insert(MASK_KEY.to_string(), granted.mask.to_string());
+                    metadata.insert(CLASS_KEY.to_string(), granted.class.as_str().to_string());
+                    if grant.dispute_column.as_deref() == Some(granted.name.as_str()) {
+                        metadata.insert(DISPUTE_FLAG_KEY.to_string(), "true".to_string());
+                    }
+                    fields.push(field.as_ref().clone().with_metadata(metadata));
+                }
+                out.push(TableEntry {
+                    catalog: CATALOG.to_string(),
+                    schema: schema_name.clone(),
+                    table,
+                    arrow_schema: Arc::new(arrow::datatypes::Schema::new_with_metadata(
+                        fields,
+                        view_schema.metadata().clone(),
+                    )),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
+        out
+    }
+
+    /// Background upkeep until `stop` turns true: daily quota counts saved
+    /// every few seconds when they changed; the audit log pruned of records
+    /// past retention at start and then daily (a signed checkpoint anchors
+    /// the new start), so a gateway restarted more often than daily still
+    /// prunes.
+    pub fn spawn_upkeep(self: &Arc<Self>, stop: watch::Receiver<bool>) {
+        let engine = Arc::clone(self);
+        let mut stop_saving = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(QUOTA_SAVE_INTERVAL) => {}
+                    _ = stop_saving.wait_for(|stop| *stop) => break,
+                }
+                let engine = Arc::clone(&engine);
+                match tokio::task::spawn_blocking(move || engine.limits.save(today())).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "saving quota counts failed"),
+                    Err(e) => tracing::error!(error = %e, "quota saving task failed"),
+                }
+            }
+        });
+        let log = Arc::clone(self.auditor.log());
+        let mut stop = stop;
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                if !std::mem::take(&mut first) {
+                    tokio::select! {
+                        _ = tokio::time::sleep(AUDIT_PRUNE_INTERVAL) => {}
+                        _ = stop.wait_for(|stop| *stop) => break,
+                    }
+                }
+                let log = Arc::clone(&log);
+                match tokio::task::spawn_blocking(move || log.prune(chrono::Utc::now())).await {
+                    Ok(Ok(report)) if report.removed_records > 0 => {
+                        tracing::info!(records = report.removed_records, "audit records past retention pruned");
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "audit pruning failed"),
+                    Err(e) => tracing::error!(error = %e, "audit pruning task failed"),
+                }
+            }
+        });
+    }
+
+    /// Saves quota counts and writes a final audit checkpoint (shutdown).
+    pub fn close(&self) {
+        if let Err(e) = self.limits.save(today()) {
+            tracing::error!(error = %e, "saving quota counts at shutdown failed");
+        }
+        if let Err(e) = self.auditor.log().close() {
+            tracing::error!(error = %e, "closing the audit log failed");
+        }
+    }
+}
+
+/// How a released stream ended, for its stream-end record: the outcome, the
+/// reason (if it failed) and each source's final status. A failure that
+/// came from a source (`failed`, typed) makes that source `error` or
+/// `timeout`; the others delivered what was asked (`ok`) or were stopped
+/// with the stream (`cancelled`).
+fn stream_end(
+    outcome: &creditgate_flight::StreamOutcome,
+    failed: Option<&SourceError>,
+    sources: &[String],
+) -> (Outcome, Option<String>, Vec<SourceStatus>) {
+    use creditgate_flight::StreamOutcome;
+    let status = |source: &str| -> &'static str {
+        match (outcome, failed) {
+            (StreamOutcome::Complete, _) => "ok",
+            (StreamOutcome::Cancelled, _) => "cancelled",
+            (StreamOutcome::Failed(_), Some(e)) if e.source_name == source => match e.status_label() {
+                "timeout" => "timeout",
+                _ => "error",
+            },
+            (StreamOutcome::Failed(_), _) => "cancelled",
+        }
+    };
+    let statuses = sources.iter().map(|s| SourceStatus { source: s.clone(), status: status(s).to_string() }).collect();
+    match outcome {
+        StreamOutcome::Complete => (Outcome::Allowed, None, statuses),
+        StreamOutcome::Cancelled => {
+            (Outcome::Cancelled, Some("the caller closed the stream before its end".to_string()), statuses)
+        }
+        StreamOutcome::Failed(_) => {
+            let reason = match failed {
+                Some(e) => format!("the stream failed after release: source `{}` failed", e.source_name),
+                None => "the stream failed after release".to_string(),
+            };
+            (Outcome::Failed, Some(reason), statuses)
+        }
+    }
+}
+
+/// Every column a public disclosure section shows (and its key) must be
+/// granted to the policy's `public` role; all problems are reported at once.
+fn check_public_sections(config: &GatewayConfig, policy: &Policy) -> Result<(), GatewayError> {
+    let sections = &config.public.sections;
+    if sections.is_empty() {
+        return Ok(());
+    }
+    let Some(public) = policy.public_principal() else {
+        return Err(GatewayError::Config(format!(
+            "public.sections: the policy {} defines no public principal to disclose through",
+            policy.origin()
+        )));
+    };
+    let mut problems = Vec::new();
+    for (i, section) in sections.iter().enumerate() {
+        let Some(grant) = policy.grant_for(public, &section.dataset) else {
+            problems.push(format!(
+                "public.sections[{i}].dataset: `{}` is not granted to the public role by the policy",
+                section.dataset
+            ));
+            continue;
+        };
+        let wanted = std::iter::once(&section.key).chain(section.columns.iter().flatten());
+        for column in wanted {
+            if grant.column(column).is_none() {
+                problems.push(format!(
+                    "public.sections[{i}]: column `{column}` of `{}` is not granted to the public role by the policy",
+                    section.dataset
+                ));
+            }
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(GatewayError::Config(problems.join("; "))) }
+}
+
+fn warn_about_policy_coverage(policy: &Policy, federation: &Federation) {
+    for dataset in federation.datasets() {
+        if policy.dataset(&dataset.name).is_none() {
+            tracing::warn!(dataset = %dataset.name, "dataset has no classification in the policy; nobody can see it");
+        }
+    }
+}
+
+/// A query planned against a caller's views.
+pub struct Planned {
+    /// The logical plan, ready to execute.
+    pub frame: DataFrame,
+    /// The caller's grants the plan was made under.
+    pub grants: Arc<BTreeMap<String, DatasetGrant>>,
+    /// Whether its expressions nest deeply enough to need [`PLANNER_STACK_BYTES`].
+    pub deep: bool,
+}
+
+/// Stack of the threads that plan deeply nested queries. DataFusion's
+/// planner, optimiser and physical planner recurse over the expression tree;
+/// an async worker's stack (2 MiB by default) is not enough for a few hundred
+/// chained operators in a debug build.
+pub const PLANNER_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// Runs `work` to completion: in place when `deep` is false, otherwise on a
+/// fresh thread with a [`PLANNER_STACK_BYTES`] stack (the memory is reserved,
+/// not committed, and the thread ends with the work). The thread keeps the
+/// runtime's context, so I/O and spawned tasks work as usual.
+async fn on_stack_for<F>(deep: bool, work: F) -> Result<F::Output, GatewayError>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if !deep {
+        return Ok(work.await);
+    }
+    let handle = tokio::runtime::Handle::current();
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("creditgate-deep-plan".to_string())
+        .stack_size(PLANNER_STACK_BYTES)
+        .spawn(move || {
+            let _ = done.send(handle.block_on(work));
+        })
+        .map_err(|e| GatewayError::internal(format!("cannot start a planning thread: {e}")))?;
+    result.await.map_err(|_| GatewayError::internal("the planning thread stopped without an answer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use creditgate_flight::StreamOutcome;
+
+    use super::*;
+
+    fn statuses(list: &[creditgate_audit::SourceStatus]) -> Vec<(&str, &str)> {
+        list.iter().map(|s| (s.source.as_str(), s.status.as_str())).collect()
+    }
+
+    #[test]
+    fn a_stream_end_names_the_source_that_failed_and_how_the_stream_ended() {
+        use creditgate_remote::SourceErrorKind;
+        let sources = vec!["court".to_string(), "market".to_string()];
+        let (outcome, reason, list) = stream_end(&StreamOutcome::Complete, None, &sources);
+        assert_eq!((outcome, reason), (Outcome::Allowed, None));
+        assert_eq!(statuses(&list), [("court", "ok"), ("market", "ok")]);
+
+        let (outcome, reason, list) = stream_end(&StreamOutcome::Cancelled, None, &sources);
+        assert_eq!(outcome, Outcome::Cancelled);
+        assert!(reason.is_some_and(|r| r.contains("closed the stream")));
+        assert_eq!(statuses(&list), [("court", "cancelled"), ("market", "cancelled")]);
+
+        let timeout = SourceError {
+            source_name: "market".into(),
+            kind: SourceErrorKind::Timeout { phase: "total", after: Duration::from_millis(5) },
+        };
+        let failed = StreamOutcome::Failed("whatever the text says".into());
+        let (outcome, reason, list) = stream_end(&failed, Some(&timeout), &sources);
+        assert_eq!(outcome, Outcome::Failed);
+        assert!(reason.is_some_and(|r| r.contains("source `market`")));
+        assert_eq!(statuses(&list), [("court", "cancelled"), ("market", "timeout")]);
+
+        // The source is known from the typed error, not from the message text.
+        let reset = SourceError { source_name: "court".into(), kind: SourceErrorKind::Failed("reset".into()) };
+        let misleading = StreamOutcome::Failed("source `market` failed".into());
+        let (_, _, list) = stream_end(&misleading, Some(&reset), &sources);
+        assert_eq!(statuses(&list), [("court", "error"), ("market", "cancelled")]);
+
+        // A failure in the gateway itself names no source.
+        let (outcome, reason, list) = stream_end(&StreamOutcome::Failed("memory".into()), None, &sources);
+        assert_eq!(outcome, Outcome::Failed);
+        assert_eq!(reason.as_deref(), Some("the stream failed after release"));
+        assert!(list.iter().all(|s| s.status == "cancelled"));
+    }
+
+    #[test]
+    fn refusal_reasons_and_paths_lose_their_identifiers() {
+        let hasher = Arc::new(SubjectHasher::new(b"a test deployment secret, long enough").expect("hasher"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = AuditLog::open(dir.path().join("audit"), AuditOptions::new(dir.path().join("k.pk8"))).expect("log");
+        let auditor = Auditor::new(Arc::new(log), Arc::clone(&hasher));
+        let code = creditgate_ident::CreditCode::complete("91350100M000100Y4").expect("code");
+        let person = creditgate_ident::ResidentId::complete("11010119900307777").expect("id");
+        let text = format!(
+            "sql parser error: Expected: end of statement, found: {} at Line: 1; path /v1/audit/subjects/{}/report",
+            code.as_str(),
+            person.as_str()
+        );
+        let redacted = auditor.redact_text(&text);
+        assert!(!redacted.contains(code.as_str()) && !redacted.contains(person.as_str()), "{redacted}");
+        let code_hash = hasher.hash(&creditgate_audit::SubjectKey::CreditCode(code.as_str().to_string()));
+        assert!(redacted.contains(&format!("subject:{code_hash}")), "{redacted}");
+        assert!(redacted.starts_with("sql parser error: Expected: end of statement, found: subject:"));
+        assert!(redacted.ends_with("/report"), "{redacted}");
+        // A near-miss (wrong check character) is withheld, not hashed.
+        let near = format!("{}{}", &code.as_str()[..17], if code.as_str().ends_with('0') { '1' } else { '0' });
+        assert_eq!(auditor.redact_text(&format!("/x/{near}/y")), "/x/<identifier withheld>/y");
+        // Other words, hashes and request ids are left alone.
+        let plain = "no identifiers here: 12345 CG-REQ-001 6f1c2a9e0b7d4c3f8a1e5d2b9c0f7a6e req-01HZX3";
+        assert_eq!(auditor.redact_text(plain), plain);
+    }
+}

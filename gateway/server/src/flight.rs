@@ -1,0 +1,164 @@
+//! The Flight SQL adapter: the engine behind the shared Flight SQL front end
+//! of `creditgate-flight`, and the one SQL path both front ends take.
+//!
+//! Per call: the caller comes from the verified certificate of the
+//! connection, the purpose from the `x-creditgate-purpose` call header;
+//! `GetFlightInfo` asks for a planning-only permit (its `DoGet` executes, is
+//! counted and recorded), `DoGet` for a query permit, metadata calls for a
+//! catalog permit (recorded like `GET /v1/catalog`), the lookup action goes
+//! to the ops crate.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use creditgate_audit::RecordedQuery;
+use creditgate_engine::{Caller, Disclosure, Engine, Frontend, GatewayError, Intent, PURPOSE_HEADER};
+use creditgate_flight::{QueryBackend, RequestContext, TableEntry};
+use creditgate_policy::Operation;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use tracing::Instrument;
+
+use crate::boundary::FlightError;
+
+/// Reads `sql` into a query intent and runs it under a permit: planned
+/// (`plan_only`: a planning-only permit, the output schema returned as an
+/// empty stream's schema) or executed. The audit record keeps the statement
+/// with its identifiers replaced by keyed hashes, or only its size when it
+/// is over the limit.
+pub async fn run_sql(
+    engine: &Engine,
+    caller: Caller,
+    purpose: Option<String>,
+    sql: &str,
+    plan_only: bool,
+) -> Result<SendableRecordBatchStream, GatewayError> {
+    let (what, subjects) = recorded_sql(engine, sql);
+    let mut intent = Intent::new(Operation::Query, purpose, RecordedQuery::Sql(what)).with_subjects(subjects);
+    if plan_only {
+        intent = intent.planning_only();
+    }
+    if sql.len() > creditgate_engine::sql_gate::MAX_SQL_BYTES {
+        // Refused before anything else.
+        let error = creditgate_engine::sql_gate::parse_query(sql)
+            .err()
+            .unwrap_or(GatewayError::InvalidQuery("the statement is too long".into()));
+        return Err(engine.refuse(caller, intent, error).await);
+    }
+    let permit = engine.authorize(caller, intent).await?;
+    if plan_only {
+        let schema = engine.plan_only(permit, sql).await?;
+        return Ok(Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::empty(),
+        )));
+    }
+    engine.query(permit, sql).await
+}
+
+/// What the audit record keeps of `sql`, and the subjects it names.
+fn recorded_sql(engine: &Engine, sql: &str) -> (String, Vec<String>) {
+    if sql.len() > creditgate_engine::sql_gate::MAX_SQL_BYTES {
+        return (format!("<{} bytes of SQL, over the limit>", sql.len()), Vec::new());
+    }
+    engine.auditor().redact_sql(sql)
+}
+
+/// The engine as a Flight SQL backend.
+pub struct FlightBackend {
+    engine: Arc<Engine>,
+}
+
+impl FlightBackend {
+    /// The backend over `engine`.
+    pub fn new(engine: Arc<Engine>) -> FlightBackend {
+        FlightBackend { engine }
+    }
+}
+
+/// What the Flight front end keeps per call: the caller, its purpose as
+/// received, and its span.
+pub struct FlightCaller {
+    caller: Caller,
+    purpose: Option<String>,
+    span: tracing::Span,
+}
+
+#[tonic::async_trait]
+impl QueryBackend for FlightBackend {
+    type Caller = FlightCaller;
+    type Error = FlightError;
+
+    async fn authenticate(&self, ctx: &RequestContext) -> Result<FlightCaller, FlightError> {
+        let purpose =
+            ctx.metadata.get(PURPOSE_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let caller = self.engine.authenticate(ctx.conn.as_ref(), Frontend::Flight).await?;
+        let span = caller.span();
+        Ok(FlightCaller { caller, purpose, span })
+    }
+
+    fn binding(&self, caller: &FlightCaller) -> Vec<u8> {
+        // A ticket works only for the same certificate and the same purpose.
+        format!("{}\n{}", caller.caller.fingerprint(), caller.purpose.as_deref().unwrap_or("")).into_bytes()
+    }
+
+    async fn plan(&self, caller: &FlightCaller, sql: &str) -> Result<SchemaRef, FlightError> {
+        let run = run_sql(&self.engine, caller.caller.clone(), caller.purpose.clone(), sql, true);
+        Ok(run.instrument(caller.span.clone()).await?.schema())
+    }
+
+    async fn execute(&self, caller: &FlightCaller, sql: &str) -> Result<SendableRecordBatchStream, FlightError> {
+        let run = run_sql(&self.engine, caller.caller.clone(), caller.purpose.clone(), sql, false);
+        Ok(run.instrument(caller.span.clone()).await?)
+    }
+
+    fn stream_error(&self, _caller: &FlightCaller, error: DataFusionError) -> FlightError {
+        FlightError(GatewayError::from_datafusion(error, false))
+    }
+
+    async fn tables(&self, caller: &FlightCaller) -> Result<Vec<TableEntry>, FlightError> {
+        let what = RecordedQuery::Request("Flight SQL metadata (catalogs, schemas, tables)".to_string());
+        let intent = Intent::new(Operation::Catalog, caller.purpose.clone(), what);
+        let run = async {
+            let permit = self.engine.authorize(caller.caller.clone(), intent).await?;
+            let tables = self.engine.tables_for(&permit).await;
+            permit.allow(Disclosure::default()).await?;
+            Ok::<_, GatewayError>(tables)
+        };
+        Ok(run.instrument(caller.span.clone()).await?)
+    }
+
+    fn custom_actions(&self) -> Vec<(String, String)> {
+        vec![(
+            creditgate_ops::lookup::LOOKUP_ACTION.to_string(),
+            "Subject lookup: body is the JSON of POST /v1/lookup; the result is the JSON lookup document".to_string(),
+        )]
+    }
+
+    async fn custom_action(
+        &self,
+        caller: &FlightCaller,
+        action_type: &str,
+        body: &[u8],
+    ) -> Option<Result<Vec<u8>, FlightError>> {
+        if action_type != creditgate_ops::lookup::LOOKUP_ACTION {
+            return None;
+        }
+        let engine = &self.engine;
+        let run = async {
+            let request: creditgate_ops::lookup::LookupRequest = match serde_json::from_slice(body) {
+                Ok(request) => request,
+                Err(e) => {
+                    let what = RecordedQuery::Request(format!("DoAction {action_type}"));
+                    let intent = Intent::new(Operation::Catalog, caller.purpose.clone(), what);
+                    let error = GatewayError::BadRequest(format!("lookup body: {e}"));
+                    return Err(engine.refuse(caller.caller.clone(), intent, error).await);
+                }
+            };
+            let document =
+                creditgate_ops::lookup::lookup(engine, caller.caller.clone(), caller.purpose.clone(), request).await?;
+            serde_json::to_vec(&document).map_err(|e| GatewayError::internal(format!("encoding the lookup: {e}")))
+        };
+        Some(run.instrument(caller.span.clone()).await.map_err(FlightError))
+    }
+}
