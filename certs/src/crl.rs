@@ -126,9 +126,12 @@ pub(crate) fn validate_file(
     Ok(valid)
 }
 
-fn validate_one(der: CertificateRevocationListDer<'static>, cas: &[CaCert], ca_file: &Path) -> Result<ValidCrl, String> {
-    let (rest, crl) =
-        CertificateRevocationList::from_der(&der).map_err(|e| format!("not a valid DER CRL ({e})"))?;
+fn validate_one(
+    der: CertificateRevocationListDer<'static>,
+    cas: &[CaCert],
+    ca_file: &Path,
+) -> Result<ValidCrl, String> {
+    let (rest, crl) = CertificateRevocationList::from_der(&der).map_err(|e| format!("not a valid DER CRL ({e})"))?;
     if !rest.is_empty() {
         return Err("trailing data after the CRL".to_owned());
     }

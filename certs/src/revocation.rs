@@ -397,13 +397,22 @@ impl ReloadableTrust {
     /// [`tls::server_config`] with this trust's live verifier: clients must
     /// present a certificate chaining to the CA bundle and not revoked by the
     /// CRLs in force at their handshake.
+    ///
+    /// TLS session resumption is off: rustls does not verify the client
+    /// certificate again when a session is resumed, so a client revoked since
+    /// its first handshake could otherwise come back on its session ticket.
+    /// Every connection makes a full handshake against the CRLs in force.
     pub fn server_config(
         &self,
         cert_file: &Path,
         key_file: &Path,
         alpn: &[&[u8]],
     ) -> Result<Arc<ServerConfig>, CertError> {
-        tls::server_config_with_verifier(cert_file, key_file, self.verifier(), alpn)
+        let config = tls::server_config_with_verifier(cert_file, key_file, self.verifier(), alpn)?;
+        let mut config = Arc::unwrap_or_clone(config);
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+        Ok(Arc::new(config))
     }
 
     /// [`tls::incoming_with_options`] that registers every accepted
@@ -872,13 +881,16 @@ impl Tracker {
 
     /// Registers a connection whose handshake began at CRL generation
     /// `generation`. If a reload ran meanwhile, the handshake may have used
-    /// the old set after the reload checked the open connections: the chain
-    /// is then checked against the set in force now.
+    /// the old set after the reload checked the open connections; a
+    /// `resumed` session was not checked at all (possible only with a
+    /// configuration other than [`ReloadableTrust::server_config`]'s). In
+    /// both cases the chain is checked now against the set in force.
     pub(crate) fn register(
         &self,
         info: &ConnInfo,
         chain: Vec<CertificateDer<'static>>,
         generation: u64,
+        resumed: bool,
     ) -> Tracking {
         let issuer = chain
             .first()
@@ -892,7 +904,7 @@ impl Tracker {
             opened: Instant::now(),
         });
         let set = self.0.current.load_full();
-        if set.generation != generation
+        if (resumed || set.generation != generation)
             && let Some(closed) = registered.revalidate(set.verifier.as_ref(), UnixTime::now())
         {
             self.0.count_cut(closed.reason);

@@ -588,7 +588,9 @@ async fn handshake(
     let tracking = match (tracker, generation) {
         (Some(tracker), Some(generation)) => {
             let chain = session.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
-            Some(tracker.register(&info, chain, generation))
+            // A resumed session skipped the certificate check: check it now.
+            let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            Some(tracker.register(&info, chain, generation, resumed))
         }
         _ => None,
     };

@@ -41,7 +41,11 @@ const NEVER: Duration = Duration::from_secs(24 * 3600);
 const POLL: Duration = Duration::from_millis(10);
 
 fn options(check_interval: Duration, max_age: Option<Duration>) -> RevocationOptions {
-    RevocationOptions { check_interval, max_connection_age: max_age, max_connection_age_grace: Duration::from_millis(300) }
+    RevocationOptions {
+        check_interval,
+        max_connection_age: max_age,
+        max_connection_age_grace: Duration::from_millis(300),
+    }
 }
 
 /// Replaces a file the way `certs revoke` does (temporary file + rename).
@@ -231,11 +235,16 @@ async fn fresh_get(addr: SocketAddr, pki: &Pki, cert: (&Path, &Path)) -> Result<
 /// alert (TLS 1.3 reports a refused client certificate only at the first
 /// read). Returns the error text.
 async fn refusal(addr: SocketAddr, pki: &Pki, cert: (&Path, &Path)) -> Option<String> {
+    refusal_with(addr, client_config(&pki.ca_file, Some(cert))).await
+}
+
+/// [`refusal`] with a given client configuration (and so its TLS session
+/// cache: a second connection tries to resume the first one's session).
+async fn refusal_with(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Option<String> {
     let step = async {
         let tcp = TcpStream::connect(addr).await?;
-        let mut tls = tokio_rustls::TlsConnector::from(client_config(&pki.ca_file, Some(cert)))
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await?;
+        let mut tls =
+            tokio_rustls::TlsConnector::from(config).connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
         let mut byte = [0u8; 1];
         tls.read_exact(&mut byte).await.map(|_| ())
     };
@@ -285,7 +294,8 @@ async fn revocation_closes_the_open_connection_and_stream_and_refuses_new_ones()
     let trust = ReloadableTrust::new(ClientTrust::new(&pki.ca_file).with_crl(&crl), options(NEVER, None)).unwrap();
     let mut server = h2_server(&pki, &trust).await;
 
-    let mut a = h2_connect(server.addr, client_config(&pki.ca_file, Some(alice.files()))).await.unwrap();
+    let alice_config = client_config(&pki.ca_file, Some(alice.files()));
+    let mut a = h2_connect(server.addr, Arc::clone(&alice_config)).await.unwrap();
     let a_info = next_accepted(&mut server).await;
     let mut b = h2_connect(server.addr, client_config(&pki.ca_file, Some(bob.files()))).await.unwrap();
     let b_info = next_accepted(&mut server).await;
@@ -326,6 +336,10 @@ async fn revocation_closes_the_open_connection_and_stream_and_refuses_new_ones()
     assert!(a.get("/hello").await.is_err(), "no request on the old connection");
     // …and a new connection with her certificate is refused at the handshake.
     assert_refused(server.addr, &pki, alice.files(), "CertificateRevoked", "revoked").await;
+    // Not even by resuming the TLS session of her first connection (the
+    // server does not offer resumption).
+    let error = refusal_with(server.addr, Arc::clone(&alice_config)).await.expect("refused on resumption");
+    assert!(error.contains("CertificateRevoked"), "{error}");
 
     // Control: bob is unaffected, on his open stream, his open connection and a new one.
     for _ in 0..3 {
@@ -354,8 +368,7 @@ async fn a_changed_crl_file_takes_effect_within_the_check_interval() {
     let crl = pki.path("crl.pem");
     replace(&crl, &pki.ca.crl_pem(&[], HOUR).unwrap());
     let interval = Duration::from_millis(100);
-    let trust =
-        ReloadableTrust::new(ClientTrust::new(&pki.ca_file).with_crl(&crl), options(interval, None)).unwrap();
+    let trust = ReloadableTrust::new(ClientTrust::new(&pki.ca_file).with_crl(&crl), options(interval, None)).unwrap();
     let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
     trust.on_report({
         let reports = Arc::clone(&reports);
@@ -449,8 +462,7 @@ async fn the_watcher_rejects_a_bad_file_once_and_keeps_watching() {
     let crl = pki.path("crl.pem");
     replace(&crl, &pki.ca.crl_pem(std::slice::from_ref(&revoked.issued.serial), HOUR).unwrap());
     let interval = Duration::from_millis(50);
-    let trust =
-        ReloadableTrust::new(ClientTrust::new(&pki.ca_file).with_crl(&crl), options(interval, None)).unwrap();
+    let trust = ReloadableTrust::new(ClientTrust::new(&pki.ca_file).with_crl(&crl), options(interval, None)).unwrap();
     let server = h2_server(&pki, &trust).await;
     // The watcher starts with the first connection stream.
     assert_refused(server.addr, &pki, revoked.files(), "CertificateRevoked", "before").await;
@@ -476,8 +488,8 @@ fn a_bad_crl_fails_start_up() {
     let crl = pki.path("crl.pem");
     let other = DevCa::generate("other CA").unwrap();
     replace(&crl, &other.crl_pem(&[], HOUR).unwrap());
-    let err = ReloadableTrust::new(ClientTrust::new(&pki.ca_file).with_crl(&crl), RevocationOptions::default())
-        .unwrap_err();
+    let err =
+        ReloadableTrust::new(ClientTrust::new(&pki.ca_file).with_crl(&crl), RevocationOptions::default()).unwrap_err();
     assert!(matches!(err, CertError::CrlRejected { .. }), "{err}");
     assert!(err.to_string().contains("crl.pem") && err.to_string().contains("not a CA in"), "{err}");
     let zero = RevocationOptions { check_interval: Duration::ZERO, ..RevocationOptions::default() };
@@ -503,7 +515,8 @@ async fn an_expired_crl_fails_closed_when_expiry_is_enforced() {
     let lax = ReloadableTrust::new(ClientTrust::new(&pki.ca_file).with_crl(&crl), options(NEVER, None)).unwrap();
     let mut strict_server = h2_server(&pki, &strict).await;
     let lax_server = h2_server(&pki, &lax).await;
-    let mut strict_conn = h2_connect(strict_server.addr, client_config(&pki.ca_file, Some(alice.files()))).await.unwrap();
+    let mut strict_conn =
+        h2_connect(strict_server.addr, client_config(&pki.ca_file, Some(alice.files()))).await.unwrap();
     let strict_info = next_accepted(&mut strict_server).await;
     let mut lax_conn = h2_connect(lax_server.addr, client_config(&pki.ca_file, Some(alice.files()))).await.unwrap();
     assert_eq!(strict_conn.get("/hello").await.unwrap().0, StatusCode::OK);
@@ -605,5 +618,60 @@ async fn max_connection_age_closes_a_connection_whose_server_ignores_the_request
     assert_eq!(n, 0);
     eventually("the max-age counter", async || Some(()).filter(|()| trust.counters().connections_closed_max_age == 1))
         .await;
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_session_is_checked_against_the_crls_in_force() {
+    // A server configuration of one's own with the live verifier and TLS
+    // session resumption on: rustls skips the certificate check on
+    // resumption, so the registry checks the chain of a resumed connection.
+    let pki = Pki::new();
+    let alice = client(&pki, "court-01", "alice");
+    let crl = pki.path("crl.pem");
+    replace(&crl, &pki.ca.crl_pem(&[], HOUR).unwrap());
+    let trust = ReloadableTrust::new(ClientTrust::new(&pki.ca_file).with_crl(&crl), options(NEVER, None)).unwrap();
+    let chain = creditgate_certs::load::certs_from_pem_file(&pki.server_cert).unwrap();
+    let key = creditgate_certs::load::key_from_pem_file(&pki.server_key).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(creditgate_certs::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(trust.verifier())
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut incoming = Box::pin(trust.incoming(listener, config, IncomingOptions::default()));
+    let server = tokio::spawn(async move {
+        while let Some(Ok(mut conn)) = incoming.next().await {
+            tokio::spawn(async move {
+                let _ = conn.write_all(b"hi").await;
+                let mut sink = [0u8; 16];
+                while matches!(conn.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let alice_config = client_config(&pki.ca_file, Some(alice.files()));
+    let greet = |config: Arc<rustls::ClientConfig>| async move {
+        let tcp = TcpStream::connect(addr).await?;
+        let mut tls =
+            tokio_rustls::TlsConnector::from(config).connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
+        let mut hi = [0u8; 2];
+        tls.read_exact(&mut hi).await?;
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        Ok::<_, std::io::Error>(resumed)
+    };
+    assert!(!greet(Arc::clone(&alice_config)).await.unwrap(), "first connection: full handshake");
+    // Control: resumption works here, and a resumed connection is served.
+    assert!(greet(Arc::clone(&alice_config)).await.unwrap(), "second connection resumes");
+
+    replace(&crl, &pki.ca.crl_pem(std::slice::from_ref(&alice.issued.serial), HOUR).unwrap());
+    assert!(trust.reload_async().await.accepted());
+    let before = trust.counters().connections_closed_revoked;
+    let resumed = tokio::time::timeout(STEP, greet(Arc::clone(&alice_config))).await.expect("in time");
+    assert!(resumed.is_err(), "a revoked client must not be served on a resumed session: {resumed:?}");
+    assert_eq!(trust.counters().connections_closed_revoked, before + 1);
     server.abort();
 }

@@ -33,10 +33,16 @@ pub async fn start_lab_with(dir: &Path, adjust: impl FnOnce(&mut LabOptions)) ->
     }
 }
 
-/// The served-query records of a connector so far.
+/// The served-query records of a connector so far. The gateway quotes every
+/// identifier it pushes (`"credit_code" = '…'`); the quotes are removed here
+/// so tests read the SQL as a person writes it.
 pub fn served(lab: &Lab, source: &str) -> Vec<ServedRecord> {
     let config = lab.connector_configs.get(source).unwrap_or_else(|| panic!("no connector {source}"));
-    ServedLog::read_all(&config.served_log).unwrap_or_default()
+    let mut records = ServedLog::read_all(&config.served_log).unwrap_or_default();
+    for record in &mut records {
+        record.sql = record.sql.replace('"', "");
+    }
+    records
 }
 
 /// A local DataFusion session over the federation's raw Parquet files, with

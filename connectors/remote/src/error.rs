@@ -79,10 +79,19 @@ impl SourceError {
 
     pub(crate) fn from_status(source_name: &str, status: &tonic::Status) -> SourceError {
         use tonic::Code;
+        // The connector's own text is kept only where it is the failure's
+        // detail for the operator (`Failed`); the kinds whose text is shown
+        // to callers get a fixed one.
         let message = status.message().to_string();
         let kind = match status.code() {
-            Code::Unavailable => SourceErrorKind::Unavailable(message),
-            Code::Unauthenticated | Code::PermissionDenied => SourceErrorKind::Refused(message),
+            Code::Unavailable => {
+                tracing::warn!(source = source_name, detail = %message, "source answered UNAVAILABLE");
+                SourceErrorKind::Unavailable("the connector reported it cannot serve now".to_string())
+            }
+            Code::Unauthenticated | Code::PermissionDenied => {
+                tracing::warn!(source = source_name, detail = %message, "source refused the gateway");
+                SourceErrorKind::Refused("the connector did not accept the gateway's certificate".to_string())
+            }
             Code::DeadlineExceeded => SourceErrorKind::Failed(format!("deadline exceeded: {message}")),
             _ => SourceErrorKind::Failed(message),
         };

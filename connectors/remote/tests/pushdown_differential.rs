@@ -537,19 +537,6 @@ columns = [{columns}]
         Outcome { rows, sent }
     }
 
-    /// The SQL the connector received, in order (polled briefly: a record is
-    /// written when its stream ends).
-    async fn served_sql(&self, at_least: usize) -> Vec<String> {
-        for _ in 0..50 {
-            let records = ServedLog::read_all(&self.served_log).unwrap_or_default();
-            if records.len() >= at_least {
-                return records.into_iter().map(|r| r.sql).collect();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        ServedLog::read_all(&self.served_log).unwrap_or_default().into_iter().map(|r| r.sql).collect()
-    }
-
     async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await.expect("stop");
@@ -858,4 +845,160 @@ async fn generated_predicates_answer_the_same_with_and_without_pushdown() {
         assert!(tally.pushed * 4 >= tally.checked, "the test must exercise pushdown: {tally:?}");
         assert!(tally.both_failed * 2 < tally.checked, "most predicates must plan: {tally:?}");
     }
+}
+
+// ------------------------------------------------------- the red team's cases
+
+/// `sql` with its single-quoted strings blanked out.
+fn outside_strings(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    for c in sql.chars() {
+        if c == '\'' {
+            quoted = !quoted;
+            out.push(' ');
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether `sql` has a bare `inf`, `infinity` or `nan` word (which a
+/// connector would read as a column name).
+fn has_bare_non_finite(sql: &str) -> bool {
+    outside_strings(sql)
+        .split(|c: char| !c.is_alphanumeric() && c != '_')
+        .any(|word| matches!(word.to_ascii_lowercase().as_str(), "inf" | "infinity" | "nan"))
+}
+
+impl Federation {
+    /// Waits until the connector's served-query log has a record of `sql`.
+    async fn served(&self, sql: &str) -> bool {
+        for _ in 0..50 {
+            if self.served_sql().iter().any(|s| s == sql) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    fn served_sql(&self) -> Vec<String> {
+        ServedLog::read_all(&self.served_log).unwrap_or_default().into_iter().map(|r| r.sql).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn red_team_predicates_stay_in_the_gateway_and_normal_ones_are_pushed() {
+    let federation = Federation::start().await;
+    // (red-team predicate, a normal predicate on the same column, what the
+    // connector must receive for the normal one)
+    let cases = [
+        ("f > 1e308 * 10", "f = 1.5", "(\"f\" = CAST('1.5' AS DOUBLE))"),
+        // (DataFusion writes a short IN list as ORs.)
+        (
+            "f > CAST('NaN' AS DOUBLE)",
+            "f IN (1.5, -1.5)",
+            "((\"f\" = CAST('1.5' AS DOUBLE)) OR (\"f\" = CAST('-1.5' AS DOUBLE)))",
+        ),
+        ("s LIKE 'a!%' ESCAPE '!'", "s LIKE 'a\\%'", "(\"s\" LIKE 'a\\%')"),
+    ];
+    for storage in STORAGES {
+        for (red, control, sent) in cases {
+            let on = federation.run("on", storage, red).await;
+            let off = federation.run("off", storage, red).await;
+            compare(storage, red, &on, &off).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!on.pushed(), "{storage:?}: `{red}` must stay in the gateway: {:?}", on.sent);
+            assert!(federation.served(&on.sent[0]).await, "{storage:?}: the connector ran {:?}", on.sent);
+            match &on.rows {
+                // DataFusion orders NaN above +inf: the NaN rows (not
+                // MariaDB's, which has none) are the answer.
+                Ok(rows) if red.starts_with("f > 1e308") => {
+                    assert_eq!(rows.is_empty(), storage == Storage::Mariadb, "{storage:?}: {rows:?}")
+                }
+                Ok(rows) if red.contains("NaN") => assert!(rows.is_empty(), "{storage:?}: {rows:?}"),
+                Ok(rows) => panic!("{storage:?}: `{red}` is refused by the engine, got {rows:?}"),
+                Err(e) => {
+                    // The gateway's own refusal, on a raw column as on a
+                    // masked one: never the connector's words.
+                    assert!(red.contains("ESCAPE"), "{storage:?}: `{red}`: {e}");
+                    assert!(SourceError::find(e).is_none(), "{storage:?}: `{red}`: {e}");
+                    assert!(e.to_string().contains("escape"), "{storage:?}: `{red}`: {e}");
+                }
+            }
+
+            let on = federation.run("on", storage, control).await;
+            let off = federation.run("off", storage, control).await;
+            compare(storage, control, &on, &off).unwrap_or_else(|e| panic!("{e}"));
+            assert!(on.rows.as_ref().is_ok_and(|r| !r.is_empty()), "{storage:?}: `{control}` finds rows");
+            let sql = on.sent.first().cloned().unwrap_or_default();
+            assert!(sql.ends_with(&format!(" WHERE {sent}")), "{storage:?}: `{control}` pushed as {sql}");
+            assert!(federation.served(&sql).await, "{storage:?}: the connector's log shows {sql}");
+        }
+    }
+    // Nothing the connector ever received has a bare non-finite word.
+    let served = federation.served_sql();
+    assert!(served.len() >= 4 * cases.len() * STORAGES.len(), "{} records", served.len());
+    assert!(!served.iter().any(|s| has_bare_non_finite(s)), "{served:?}");
+    federation.stop().await;
+}
+
+#[test]
+fn bare_non_finite_words_are_found_outside_strings_only() {
+    assert!(has_bare_non_finite("SELECT * FROM t WHERE (f > inf)"));
+    assert!(has_bare_non_finite("SELECT * FROM t WHERE (f > NaN)"));
+    assert!(!has_bare_non_finite("SELECT * FROM t WHERE (f > CAST('Infinity' AS DOUBLE))"));
+    assert!(!has_bare_non_finite("SELECT \"info\" FROM t WHERE (s = 'nan')"));
+}
+
+// ------------------------------------------------------------- the second hop
+
+/// What PostgreSQL last ran on the connector's pooled connections, for
+/// statements containing `marker`.
+async fn pg_statements(admin: &tokio_postgres::Client, marker: &str) -> Vec<String> {
+    admin
+        .query(
+            "SELECT query FROM pg_stat_activity WHERE application_name = 'creditgate-connector' AND query LIKE $1",
+            &[&format!("%{marker}%")],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connector_lets_postgres_evaluate_only_what_it_evaluates_exactly() {
+    let federation = Federation::start().await;
+    let admin = pg().await;
+    let marker = unique("mark");
+    // `s` is `COLLATE "C"`: equality and order are byte-wise, as in
+    // DataFusion, so both go to PostgreSQL. `s2` has the database's default
+    // collation: its ordering stays in the connector's engine. `i` is an
+    // integer: exact. The gateway pushes all three to the connector.
+    let predicate = format!("(s = '{marker}' OR s >= 'zz{marker}') AND s2 > 'a' AND i <> 123456789");
+    let on = federation.run("on", Storage::Postgres, &predicate).await;
+    let off = federation.run("off", Storage::Postgres, &predicate).await;
+    compare(Storage::Postgres, &predicate, &on, &off).unwrap_or_else(|e| panic!("{e}"));
+    let sent = on.sent.first().cloned().unwrap_or_default();
+    assert!(sent.contains("\"s2\" > 'a'") && sent.contains(&marker), "the gateway pushed it all: {sent}");
+    let ran = pg_statements(&admin, &marker).await;
+    eprintln!("DEBUG all: {:?}", pg_statements(&admin, "").await);
+    let statement = ran.first().unwrap_or_else(|| panic!("PostgreSQL ran nothing with {marker}: {ran:?}"));
+    eprintln!("PostgreSQL ran: {statement}");
+    assert!(statement.contains(&format!("'zz{marker}'")), "the byte-wise order went to PostgreSQL: {statement}");
+    assert!(statement.contains("123456789"), "the integer comparison went to PostgreSQL: {statement}");
+    assert!(!statement.contains("s2"), "the collation-dependent order stayed in the connector: {statement}");
+
+    // Negative control on the same column: equality under the default
+    // collation goes to PostgreSQL as a pre-filter (the connector checks it again).
+    let predicate = format!("s2 = '{marker}x'");
+    let on = federation.run("on", Storage::Postgres, &predicate).await;
+    let off = federation.run("off", Storage::Postgres, &predicate).await;
+    compare(Storage::Postgres, &predicate, &on, &off).unwrap_or_else(|e| panic!("{e}"));
+    let ran = pg_statements(&admin, &format!("{marker}x")).await;
+    assert!(ran.iter().any(|s| s.contains("\"s2\" =")), "equality went to PostgreSQL: {ran:?}");
+    federation.stop().await;
 }

@@ -504,10 +504,8 @@ columns = ["credit_code", "name"]
         let config: ConnectorConfig = toml::from_str(GOOD).expect("parse");
         assert_eq!(config.crl_check_interval_seconds, 30);
         assert_eq!(config.max_connection_age_seconds, 600);
-        let text = GOOD.replace(
-            "served_log = ",
-            "crl_check_interval_seconds = 0\nmax_connection_age_seconds = 0\nserved_log = ",
-        );
+        let text = GOOD
+            .replace("served_log = ", "crl_check_interval_seconds = 0\nmax_connection_age_seconds = 0\nserved_log = ");
         let config: ConnectorConfig = toml::from_str(&text).expect("parse");
         let message = config.validate().expect_err("zero").to_string();
         assert!(message.contains("crl_check_interval_seconds: must be at least 1"), "{message}");

@@ -393,6 +393,10 @@ pub struct ColumnFacts {
     /// PostgreSQL `numeric`: the declared scale (`None` for a bare
     /// `numeric`, whose values the provider rounds to a fixed scale).
     pub numeric_scale: Option<i64>,
+    /// PostgreSQL `numeric`: the declared precision. The provider reads
+    /// through a 96-bit decimal, so values of more than
+    /// [`PG_EXACT_NUMERIC_DIGITS`] digits arrive rounded.
+    pub numeric_precision: Option<i64>,
     /// PostgreSQL: whether the column's collation is deterministic
     /// (equal only when byte-equal; `LIKE` is refused otherwise).
     pub deterministic: bool,
@@ -401,6 +405,12 @@ pub struct ColumnFacts {
     /// MariaDB `utf8mb4_nopad_bin`, MySQL `utf8mb4_0900_bin`.
     pub byte_ordered: bool,
 }
+
+/// Digits of a PostgreSQL `numeric` the provider reads exactly (it goes
+/// through `rust_decimal`'s 96-bit mantissa); wider columns arrive rounded,
+/// so the database's exact comparisons would disagree with the values the
+/// connector serves.
+pub const PG_EXACT_NUMERIC_DIGITS: i64 = 28;
 
 /// Quotes `text` as a SQL string literal (`'` doubled); only for the fixed
 /// catalogue queries below, whose values come from the connector's config.
@@ -418,6 +428,7 @@ async fn postgres_columns(
     let sql = format!(
         "SELECT c.column_name::text, c.data_type::text, \
                 CASE WHEN c.data_type = 'numeric' THEN c.numeric_scale::int8 END, \
+                CASE WHEN c.data_type = 'numeric' THEN c.numeric_precision::int8 END, \
                 COALESCE((SELECT bool_and(co.collisdeterministic) FROM pg_catalog.pg_collation co \
                           WHERE co.collname = c.collation_name), true), \
                 COALESCE(c.collation_name::text, '') \
@@ -431,11 +442,13 @@ async fn postgres_columns(
         let name: String = row.try_get(0).map_err(|e| tidy(&e.to_string()))?;
         let db_type: String = row.try_get(1).map_err(|e| tidy(&e.to_string()))?;
         let numeric_scale: Option<i64> = row.try_get(2).map_err(|e| tidy(&e.to_string()))?;
-        let deterministic: bool = row.try_get(3).map_err(|e| tidy(&e.to_string()))?;
-        let collation: String = row.try_get(4).map_err(|e| tidy(&e.to_string()))?;
+        let numeric_precision: Option<i64> = row.try_get(3).map_err(|e| tidy(&e.to_string()))?;
+        let deterministic: bool = row.try_get(4).map_err(|e| tidy(&e.to_string()))?;
+        let collation: String = row.try_get(5).map_err(|e| tidy(&e.to_string()))?;
         let facts = ColumnFacts {
             db_type: db_type.to_ascii_lowercase(),
             numeric_scale,
+            numeric_precision,
             deterministic,
             byte_ordered: deterministic && matches!(collation.as_str(), "C" | "POSIX" | "ucs_basic"),
             ..Default::default()
@@ -474,6 +487,7 @@ async fn mysql_columns(
                 mysql_boolean,
                 charset: charset.map(|c| c.to_ascii_lowercase()),
                 numeric_scale: None,
+                numeric_precision: None,
                 deterministic: true,
                 byte_ordered: matches!(collation.as_deref(), Some("utf8mb4_nopad_bin" | "utf8mb4_0900_bin")),
             };
@@ -662,9 +676,7 @@ impl DbPushdown {
                 | ScalarValue::UInt64(_),
             ) => Fidelity::Exact,
             (Kind::Decimal, ScalarValue::Decimal128(Some(_), _, scale)) if *scale >= 0 => Fidelity::Exact,
-            (Kind::Date, ScalarValue::Date32(Some(days))) if date_in_range(i64::from(*days), mysql) => {
-                Fidelity::Exact
-            }
+            (Kind::Date, ScalarValue::Date32(Some(days))) if date_in_range(i64::from(*days), mysql) => Fidelity::Exact,
             (Kind::Timestamp, ScalarValue::TimestampMicrosecond(Some(micros), None))
                 if timestamp_in_range(*micros, mysql) =>
             {
@@ -747,7 +759,9 @@ fn column_kind(kind: DatabaseKind, data_type: &DataType, facts: &ColumnFacts) ->
     let postgres = kind == DatabaseKind::Postgres;
     match data_type {
         DataType::Boolean if postgres && db == "boolean" => Kind::Boolean,
-        DataType::Boolean if !postgres && facts.mysql_boolean => Kind::Boolean,
+        // A MariaDB boolean is an integer to the provider, which refuses to
+        // plan `WHERE b` over it: only `IS [NOT] NULL` goes to the database.
+        DataType::Boolean if !postgres && facts.mysql_boolean => Kind::Other,
         t if t.is_integer() && postgres && matches!(db, "smallint" | "integer" | "bigint") => Kind::Integer,
         t if t.is_integer()
             && !postgres
@@ -757,8 +771,12 @@ fn column_kind(kind: DatabaseKind, data_type: &DataType, facts: &ColumnFacts) ->
             Kind::Integer
         }
         DataType::Decimal128(_, scale) if *scale >= 0 && postgres && db == "numeric" => {
-            match facts.numeric_scale {
-                Some(declared) if declared == i64::from(*scale) => Kind::Decimal,
+            match (facts.numeric_precision, facts.numeric_scale) {
+                (Some(precision), Some(declared))
+                    if declared == i64::from(*scale) && precision <= PG_EXACT_NUMERIC_DIGITS =>
+                {
+                    Kind::Decimal
+                }
                 _ => Kind::Other,
             }
         }
@@ -853,11 +871,8 @@ impl DatabaseTable {
             .iter()
             .map(|f| {
                 let boolean = facts.get(f.name()).is_some_and(|c| c.mysql_boolean);
-                let target = if boolean && f.data_type().is_integer() {
-                    DataType::Boolean
-                } else {
-                    plain_type(f.data_type())
-                };
+                let target =
+                    if boolean && f.data_type().is_integer() { DataType::Boolean } else { plain_type(f.data_type()) };
                 f.as_ref().clone().with_data_type(target)
             })
             .collect();

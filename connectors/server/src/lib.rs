@@ -20,8 +20,8 @@ mod server;
 mod sources;
 
 pub use config::{
-    ConnectorConfig, DEFAULT_CRL_CHECK_INTERVAL_SECONDS, DEFAULT_MAX_CONNECTION_AGE_SECONDS, DEFAULT_MEMORY_LIMIT_BYTES,
-    DEFAULT_QUERY_TIMEOUT_MS, DatabaseSource, TableConfig, TableFormat,
+    ConnectorConfig, DEFAULT_CRL_CHECK_INTERVAL_SECONDS, DEFAULT_MAX_CONNECTION_AGE_SECONDS,
+    DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_QUERY_TIMEOUT_MS, DatabaseSource, TableConfig, TableFormat,
 };
 pub use dburl::{DatabaseKind, DatabaseUrl};
 pub use error::ConnectorError;

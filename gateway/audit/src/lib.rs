@@ -22,7 +22,7 @@
 //!
 //! # Verification
 //!
-//! [`verify`] (and `creditgate audit verify`, see [`cli`]) detects a changed
+//! [`verify()`] (and `creditgate audit verify`, see [`cli`]) detects a changed
 //! byte, deleted, reordered or duplicated records, bad or mismatching
 //! checkpoints, and — against a checkpoint exported with
 //! [`export_checkpoint`] — a truncated tail or a rewritten log. Each class has
@@ -71,17 +71,17 @@ pub use log::{
     AuditLog, AuditOptions, AuditReceipt, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_EVERY_RECORDS,
     DEFAULT_GROUP_COMMIT_WINDOW, DEFAULT_RETENTION_DAYS, DEFAULT_SEGMENT_MAX_RECORDS, MIN_RETENTION_DAYS, PruneReport,
 };
+pub use normalize::{
+    IDENTIFIER_PLACEHOLDER_PREFIX, LITERAL_PLACEHOLDER_PREFIX, MAX_NORMALIZE_BYTES, MAX_NORMALIZE_DEPTH, NormalizedSql,
+    SubjectHash, normalize_parsed_sql, normalize_sql,
+};
 pub use record::{
     AuditRecord, Caller, ColumnAccess, Frontend, GENESIS_HASH, NewRecord, Outcome, RecordedQuery, SourceStatus,
 };
+pub use scan::{redact_text, subject_keys_in};
 pub use search::{
     AccessEntry, AuditQuery, DailyCount, FlagRule, FlaggedCaller, Page, Stats, StatsQuery, compute_stats,
 };
-pub use normalize::{
-    IDENTIFIER_PLACEHOLDER_PREFIX, LITERAL_PLACEHOLDER_PREFIX, MAX_NORMALIZE_BYTES, MAX_NORMALIZE_DEPTH, NormalizedSql,
-    SubjectHash, normalize_sql,
-};
-pub use scan::{redact_text, subject_keys_in};
 pub use segment::{SEGMENT_PREFIX, SEGMENT_SUFFIX};
 pub use subject::{SubjectHasher, SubjectKey, SubjectKeyKind};
 pub use verify::{Finding, FindingKind, VerifyOptions, VerifyReport, export_checkpoint, verify, verify_with};

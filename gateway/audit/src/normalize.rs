@@ -18,7 +18,7 @@
 //!   so every `:p<N>` in a normalized text stands for a value that was
 //!   removed;
 //! - identifiers are kept when they are *ordinary*: ASCII letters, digits and
-//!   `_` only, with no run of [`MIN_SUSPICIOUS_DIGITS`] or more digits and
+//!   `_` only, with no run of [`MIN_SUSPICIOUS_DIGITS`](crate::scan::MIN_SUSPICIOUS_DIGITS) or more digits and
 //!   nothing shaped like a credit code or resident ID. Any other identifier
 //!   (`"3702…"`, `"姓名"`, `t_13812345678`) becomes a numbered identifier
 //!   placeholder `":i1"`, `":i2"`, … (quoted, so it cannot be confused with a
@@ -46,7 +46,7 @@
 //! concatenation (`reverse('87654321831')`, `13812345677 + 1`). Their
 //! literals are still removed from the text; only the subject hash is
 //! missing. Hashing the literals of the planned query (see
-//! [`subject_keys_in`](crate::scan::subject_keys_in)) closes that gap.
+//! [`subject_keys_in`]) closes that gap.
 
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -60,7 +60,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 
-use crate::scan::{MIN_SUSPICIOUS_DIGITS, looks_sensitive, subject_keys_in};
+use crate::scan::{looks_sensitive, subject_keys_in};
 use crate::subject::{SubjectHasher, SubjectKeyKind};
 
 /// Prefix of a literal placeholder: `:p1`, `:p2`, …
@@ -186,17 +186,21 @@ fn normalized_text(sql: &str, state: &mut State<'_>) -> Option<String> {
         return None;
     }
     let dialect = GenericDialect {};
-    let tokens = Tokenizer::new(&dialect, sql).tokenize().ok()?;
-    if nesting_bound(&tokens) > MAX_NORMALIZE_DEPTH {
+    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().ok()?;
+    if nesting_bound(tokens.iter().map(|t| &t.token)) > MAX_NORMALIZE_DEPTH {
         return None;
     }
-    drop(tokens);
-    let mut statements = Parser::new(&dialect)
+    let statements = Parser::new(&dialect)
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
-        .try_with_sql(sql)
-        .ok()?
+        .with_tokens_with_locations(tokens)
         .parse_statements()
         .ok()?;
+    statements_text(statements, state)
+}
+
+/// Replaces the literals of parsed statements, renders them, and rewrites
+/// the rendered tokens; `None` if the result is not clean.
+fn statements_text(mut statements: Vec<Statement>, state: &mut State<'_>) -> Option<String> {
     let mut visitor = Literals { state };
     for statement in &mut statements {
         let _ = statement.visit(&mut visitor);
@@ -210,11 +214,33 @@ fn normalized_text(sql: &str, state: &mut State<'_>) -> Option<String> {
     Some(text)
 }
 
+/// [`normalize_sql`] for a statement the caller has already parsed, which
+/// saves parsing it again (about half the cost).
+///
+/// `statement` must be what sqlparser 0.62 with `GenericDialect` parsed from
+/// `sql` — for example the `ast::Statement` inside DataFusion's
+/// `datafusion::sql::parser::Statement::Statement` from `DFParser::parse_sql`
+/// (the same sqlparser type: there is one sqlparser in the tree). The raw
+/// text is still scanned for identifiers (comments are not in the tree). The
+/// caller must have bounded the statement's nesting before parsing it (the
+/// gateway's SQL gate does, at a lower depth than [`MAX_NORMALIZE_DEPTH`]);
+/// this function does not re-check it.
+pub fn normalize_parsed_sql(sql: &str, statement: &Statement, hasher: &SubjectHasher) -> NormalizedSql {
+    let mut state = State { hasher, subjects: Vec::new(), literals: 0, identifiers: Vec::new() };
+    state.scan(sql);
+    let raw_subjects = state.subjects.clone();
+    let text = catch_unwind(AssertUnwindSafe(|| statements_text(vec![statement.clone()], &mut state))).ok().flatten();
+    match text {
+        Some(text) => NormalizedSql { text, parsed: true, subjects: state.subjects },
+        None => NormalizedSql { text: unparsed_text(sql, hasher), parsed: false, subjects: raw_subjects },
+    }
+}
+
 /// An upper bound on how deeply the parsed tree can nest, from the tokens:
 /// over every path of brackets, the sum of the operator and keyword tokens
 /// written directly inside each enclosing pair (literals, plain names, commas
 /// and periods are not counted: lists are flat in the tree).
-pub fn nesting_bound(tokens: &[Token]) -> usize {
+pub fn nesting_bound<'a>(tokens: impl IntoIterator<Item = &'a Token>) -> usize {
     // One frame per open bracket: (tokens counted directly inside, deepest child path).
     let mut frames: Vec<(usize, usize)> = vec![(0, 0)];
     for token in tokens {

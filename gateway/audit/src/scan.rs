@@ -14,13 +14,23 @@
 //! | 15 | first-generation resident ID (hashed in its 18-character form); `0086` + mobile number |
 //! | 18 | unified social credit code and resident ID (both, when both validate) |
 //!
+//! A run longer than 18 characters, with at least 8 digits and not made of
+//! hexadecimal digits only (hashes, fingerprints), is also searched for an
+//! 18-character credit code or resident ID glued to other characters
+//! (`x91350100M000100Y43`).
+//!
 //! A run that has the *shape* of a credit code or resident ID (15 or 18
-//! letters and digits, at least 8 of them digits) but fails its checks is a
-//! near miss: often a typo of a real identifier, so personal data too.
+//! letters and digits, at least 8 of them digits) but fails its checks, and
+//! any run of [`MIN_SUSPICIOUS_DIGITS`] or more digits that is not itself an
+//! identifier (`313812345678` holds a mobile number after its first digit),
+//! is a near miss: often a typo or a disguise of a real identifier, so
+//! personal data too. Digit runs inside this crate's own `subject:<hash>` and
+//! `hmac:<digest>` are not near misses, so redacting twice keeps them.
 //!
 //! Not found: identifiers written with separators (`138-1234-5678`), in
-//! full-width digits, or glued to letters on both sides of a credit code
-//! (`ab91350100M000100Y43`); these do not match a stored identifier either.
+//! full-width digits, or glued inside a run of hexadecimal digits; these do
+//! not match a stored identifier either. The SQL normalizer does not rely on
+//! this scan to keep values out of its text (it removes every literal).
 
 use std::ops::Range;
 
@@ -155,21 +165,48 @@ pub(crate) fn find(text: &str) -> Vec<Hit> {
         let own_hash = is_subject_hash(whole) && OWN_PREFIXES.iter().any(|p| text[..run.start].ends_with(p));
         let mut inner = Vec::new();
         for d in digit_runs(text, run.clone()) {
-            if d == run {
-                continue;
-            }
             let part = &text[d.clone()];
             let keys = keys_of(part);
             if !keys.is_empty() {
                 inner.push(Hit { range: d, kind: HitKind::Valid(keys) });
-            } else if shaped(part) && !own_hash {
+            } else if (shaped(part) || part.len() >= MIN_SUSPICIOUS_DIGITS) && !own_hash {
                 inner.push(Hit { range: d, kind: HitKind::NearMiss });
             }
         }
-        if inner.is_empty() && shaped(whole) {
-            hits.push(Hit { range: run, kind: HitKind::NearMiss });
-        } else {
+        if !inner.is_empty() {
             hits.extend(inner);
+        } else if shaped(whole) {
+            hits.push(Hit { range: run, kind: HitKind::NearMiss });
+        } else if whole.len() > 18 && !own_hash && !is_hex(whole) && digit_count(whole) >= 8 {
+            hits.extend(glued_windows(text, run));
+        }
+    }
+    hits
+}
+
+/// Whether `s` is made of hexadecimal digits only (a hash, a fingerprint).
+fn is_hex(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn digit_count(s: &str) -> usize {
+    s.bytes().filter(u8::is_ascii_digit).count()
+}
+
+/// Credit codes and resident IDs glued to other letters and digits
+/// (`x91350100M000100Y43`): every 18-character window of a longer run,
+/// left to right, without overlaps.
+fn glued_windows(text: &str, run: Range<usize>) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    let mut i = run.start;
+    while i + 18 <= run.end {
+        let keys: Vec<SubjectKey> =
+            keys_of(&text[i..i + 18]).into_iter().filter(|k| !matches!(k, SubjectKey::Mobile(_))).collect();
+        if keys.is_empty() {
+            i += 1;
+        } else {
+            hits.push(Hit { range: i..i + 18, kind: HitKind::Valid(keys) });
+            i += 18;
         }
     }
     hits

@@ -30,7 +30,8 @@ pub enum SubjectKeyKind {
 
 impl SubjectKeyKind {
     /// Every kind, in the order [`SubjectKey::from_identifier`] tries them.
-    pub const ALL: [SubjectKeyKind; 3] = [SubjectKeyKind::CreditCode, SubjectKeyKind::ResidentId, SubjectKeyKind::Mobile];
+    pub const ALL: [SubjectKeyKind; 3] =
+        [SubjectKeyKind::CreditCode, SubjectKeyKind::ResidentId, SubjectKeyKind::Mobile];
 
     /// The name used in the text form and in API answers: `credit_code`,
     /// `resident_id` or `mobile`.

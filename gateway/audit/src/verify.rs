@@ -322,7 +322,13 @@ pub(crate) fn verify_live(
             return rep;
         }
         Err(e) => {
-            rep.push(FindingKind::Unreadable, Some(&shown_dir), None, None, format!("cannot open the audit directory: {e}"));
+            rep.push(
+                FindingKind::Unreadable,
+                Some(&shown_dir),
+                None,
+                None,
+                format!("cannot open the audit directory: {e}"),
+            );
             return rep;
         }
     }

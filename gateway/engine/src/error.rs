@@ -236,17 +236,15 @@ fn runtime_value_error(error: &datafusion::error::DataFusionError) -> Option<&'s
 /// and the kind of failure, never what the source said (its text can name
 /// columns the caller is not granted, or echo values).
 pub fn source_message(error: &SourceError) -> String {
-    let name = &error.source_name;
     match &error.kind {
-        SourceErrorKind::Unavailable(_) => format!("source `{name}` is unavailable; retry later"),
-        SourceErrorKind::Timeout { phase, after } => {
-            format!("source `{name}` did not send its {phase} within {} ms", after.as_millis())
-        }
-        SourceErrorKind::Refused(_) => format!("source `{name}` refused the gateway's connection"),
-        SourceErrorKind::Failed(_) => format!("source `{name}` could not answer this query"),
-        SourceErrorKind::SchemaMismatch(_) => {
-            format!("source `{name}` answered with data that does not match its advertised schema")
-        }
+        // Made by the gateway itself (deadlines, connection attempts, the
+        // circuit breaker, the schema check): shown as they are.
+        SourceErrorKind::Unavailable(_)
+        | SourceErrorKind::Timeout { .. }
+        | SourceErrorKind::Refused(_)
+        | SourceErrorKind::SchemaMismatch(_) => error.to_string(),
+        // The connector's own answer: never shown.
+        SourceErrorKind::Failed(_) => format!("source `{}` could not answer this query", error.source_name),
     }
 }
 

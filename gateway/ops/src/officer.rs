@@ -237,11 +237,16 @@ pub async fn serve(
         }
         _ => serde_json::json!({"audit_api": recorded_path}),
     };
-    let intent = Intent::new(Operation::AuditRead, purpose, RecordedQuery::Lookup(what)).with_subjects(subjects);
     let request = match read {
         Ok(request) => request,
-        Err(error) => return Err(engine.refuse(caller, intent, error).await),
+        Err(error) => {
+            // A request that cannot be read is recorded by its method and path.
+            let what = RecordedQuery::Request(format!("GET {recorded_path}"));
+            let intent = Intent::new(Operation::AuditRead, purpose, what).with_subjects(subjects);
+            return Err(engine.refuse(caller, intent, error).await);
+        }
     };
+    let intent = Intent::new(Operation::AuditRead, purpose, RecordedQuery::Lookup(what)).with_subjects(subjects);
     let permit = engine.authorize(caller, intent).await?;
     let log = Arc::clone(engine.auditor().log());
     let audit_error = |e: creditgate_audit::AuditError| GatewayError::internal(format!("audit log: {e}"));

@@ -81,10 +81,7 @@ pub enum PolicyError {
         allowed: Vec<String>,
     },
     /// The purpose is not a well-formed purpose code (nothing is trimmed or folded).
-    #[error(
-        "purpose \"{received}\" is not a purpose code: send it exactly as one of the codes of the policy \
-         (lowercase letters, digits and _, starting with a letter, at most 64), with no spaces or other characters"
-    )]
+    #[error("purpose \"{received}\" is not a purpose code (a-z, 0-9, _; sent exactly, no spaces)")]
     PurposeMalformed {
         /// What was received (control characters escaped, truncated).
         received: String,

@@ -380,7 +380,7 @@ fn message_resident_prefix() {
 fn ref_mobile(s: &str) -> bool {
     let chars: Vec<char> = s.chars().collect();
     chars.len() == 11
-        && chars.iter().all(|c| ('0'..='9').contains(c))
+        && chars.iter().all(char::is_ascii_digit)
         && chars[0] == '1'
         && ['3', '4', '5', '6', '7', '8', '9'].contains(&chars[1])
 }

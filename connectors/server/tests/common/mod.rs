@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_flight::sql::client::FlightSqlServiceClient;
@@ -13,6 +14,7 @@ use creditgate_connector::{
     Connector, ConnectorConfig, DEFAULT_MAX_CONNECTION_AGE_SECONDS, RunningConnector, TableConfig, TableFormat,
 };
 use futures::StreamExt;
+use tokio::io::AsyncReadExt;
 use tonic::transport::Channel;
 
 /// The identity the connector serves.
@@ -98,10 +100,37 @@ impl Lab {
     /// A Flight SQL client holding `cert` (it connects at its first call and
     /// keeps the connection).
     pub fn client(&self, cert: &Cert) -> FlightSqlServiceClient<Channel> {
-        let config = tls::client_config(&self.ca_file, Some((&cert.cert, &cert.key)), &[ALPN_H2]).unwrap();
+        self.client_with(self.client_config(cert))
+    }
+
+    /// A client configuration presenting `cert` (its TLS session cache is
+    /// shared by every connection made with it).
+    pub fn client_config(&self, cert: &Cert) -> Arc<rustls::ClientConfig> {
+        tls::client_config(&self.ca_file, Some((&cert.cert, &cert.key)), &[ALPN_H2]).unwrap()
+    }
+
+    /// A Flight SQL client over `config`.
+    pub fn client_with(&self, config: Arc<rustls::ClientConfig>) -> FlightSqlServiceClient<Channel> {
         let channel =
             tls::channel(&self.running.addr.to_string(), "localhost", config, Duration::from_secs(5)).unwrap();
         FlightSqlServiceClient::new(channel)
+    }
+
+    /// A bare TLS handshake with `config`, then a read (the HTTP/2 server
+    /// speaks first): `None` if accepted, else the error, which carries the
+    /// server's alert (tonic's errors do not).
+    pub async fn tls_refusal(&self, config: Arc<rustls::ClientConfig>) -> Option<String> {
+        let step = async {
+            let tcp = tokio::net::TcpStream::connect(self.running.addr).await?;
+            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            let mut byte = [0u8; 1];
+            tls.read_exact(&mut byte).await.map(|_| ())
+        };
+        match tokio::time::timeout(STEP, step).await {
+            Err(_) => Some("timed out".to_owned()),
+            Ok(result) => result.err().map(|e| e.to_string()),
+        }
     }
 
     /// Writes a CRL revoking `serials`.
@@ -150,8 +179,15 @@ pub async fn until_refused(client: &mut FlightSqlServiceClient<Channel>, since: 
     }
 }
 
-/// A refusal of `cert` on a new connection carries the TLS alert.
+/// `cert` is refused on a new connection: a Flight query fails, and the TLS
+/// handshake gets the CertificateRevoked alert.
 pub async fn assert_refused_on_new_connection(lab: &Lab, cert: &Cert) {
-    let error = query(&mut lab.client(cert)).await.expect_err("a new connection with a revoked certificate");
-    assert!(error.contains("CertificateRevoked"), "{error}");
+    assert_refused_with(lab, lab.client_config(cert)).await;
+}
+
+/// [`assert_refused_on_new_connection`] with a given client configuration.
+pub async fn assert_refused_with(lab: &Lab, config: Arc<rustls::ClientConfig>) {
+    query(&mut lab.client_with(Arc::clone(&config))).await.expect_err("a new connection with a revoked certificate");
+    let error = lab.tls_refusal(config).await.expect("the handshake is refused");
+    assert!(error.contains("received fatal alert: CertificateRevoked"), "{error}");
 }

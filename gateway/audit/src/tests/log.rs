@@ -342,12 +342,21 @@ fn cli_command_parses() {
         cmd: crate::cli::AuditCommand,
     }
     let cli = Cli::try_parse_from(["audit", "verify", "--dir", "/x", "--checkpoint", "/c.json"]).expect("parse");
-    assert_eq!(cli.cmd, crate::cli::AuditCommand::Verify { dir: "/x".into(), checkpoint: Some("/c.json".into()) });
+    assert_eq!(
+        cli.cmd,
+        crate::cli::AuditCommand::Verify { dir: "/x".into(), checkpoint: Some("/c.json".into()), allow_empty: false }
+    );
+    let cli = Cli::try_parse_from(["audit", "verify", "--dir", "/x", "--allow-empty"]).expect("parse");
+    assert_eq!(cli.cmd, crate::cli::AuditCommand::Verify { dir: "/x".into(), checkpoint: None, allow_empty: true });
     let env = populated(2);
     let out = env.tmp.path().join("w.json");
     let (code, msg) = crate::cli::run(&crate::cli::AuditCommand::ExportCheckpoint { dir: env.dir(), out: out.clone() });
     assert_eq!(code, 0, "{msg}");
-    let (code, msg) = crate::cli::run(&crate::cli::AuditCommand::Verify { dir: env.dir(), checkpoint: Some(out) });
+    let (code, msg) = crate::cli::run(&crate::cli::AuditCommand::Verify {
+        dir: env.dir(),
+        checkpoint: Some(out),
+        allow_empty: false,
+    });
     assert_eq!(code, 0, "{msg}");
 }
 

@@ -2,6 +2,7 @@
 //! fail-closed behaviour, rotation, pruning, search and statistics.
 
 mod log;
+mod normalize;
 mod search;
 mod tamper;
 

@@ -268,9 +268,90 @@ fn forged_exported_checkpoint_is_rejected() {
     assert_eq!(report.exit_code(), 32);
 }
 
+// ---------------------------------------------------------------------------
+// No log at all: a wrong path or a log deleted whole must not verify.
+
+/// Asserts a `no audit log` failure naming the directory and what was expected.
+fn assert_no_log(dir: &std::path::Path, allow_empty: bool) -> String {
+    let (code, msg) = run_verify(dir, None, allow_empty);
+    assert_eq!(code, crate::cli::EXIT_NO_LOG, "{msg}");
+    assert_eq!(code, 3);
+    assert!(msg.starts_with("audit log verification FAILED"), "{msg}");
+    assert!(msg.contains(&format!("no audit log in {}", dir.display())), "{msg}");
+    assert!(msg.contains("audit-<20-digit seq>-<YYYYMMDD>.jsonl"), "{msg}");
+    assert!(!msg.contains("audit log OK"), "{msg}");
+    msg
+}
+
 #[test]
-fn missing_directory_is_unreadable() {
+fn missing_directory_is_no_log() {
     let env = super::Env::new();
     let report = verify(&env.dir(), None);
-    assert_eq!(report.exit_code(), 2);
+    assert_eq!(report.findings[0].kind, FindingKind::NoLog, "{}", report.message());
+    let msg = assert_no_log(&env.dir(), false);
+    assert!(msg.contains("does not exist"), "{msg}");
+    // --allow-empty does not make a wrong path acceptable.
+    assert_no_log(&env.dir(), true);
+}
+
+#[test]
+fn a_file_instead_of_a_directory_is_no_log() {
+    let env = super::Env::new();
+    std::fs::write(env.tmp.path().join("log"), b"not a log").expect("write");
+    let msg = assert_no_log(&env.dir(), true);
+    assert!(msg.contains("not a directory"), "{msg}");
+}
+
+#[test]
+fn empty_directory_is_no_log_unless_allowed() {
+    let env = super::Env::new();
+    std::fs::create_dir_all(env.dir()).expect("mkdir");
+    let msg = assert_no_log(&env.dir(), false);
+    assert!(msg.contains("found 0 segment file(s) and no records"), "{msg}");
+    assert!(msg.contains("--allow-empty"), "the message names the way out: {msg}");
+    let (code, msg) = run_verify(&env.dir(), None, true);
+    assert_eq!(code, 0, "{msg}");
+    assert!(msg.starts_with("audit log OK: no records"), "{msg}");
+    assert!(msg.contains("accepted as an empty log (--allow-empty)"), "{msg}");
+}
+
+#[test]
+fn a_new_log_without_records_needs_allow_empty() {
+    let env = super::Env::new();
+    let log = env.open();
+    assert!(log.verify().is_ok(), "the live log of a new directory verifies: {}", log.verify().message());
+    log.close().expect("close");
+    drop(log);
+    let msg = assert_no_log(&env.dir(), false);
+    assert!(msg.contains("found 1 segment file(s) and no records; checkpoints.jsonl present"), "{msg}");
+    assert_eq!(run_verify(&env.dir(), None, true).0, 0);
+}
+
+#[test]
+fn a_log_deleted_whole_is_no_log() {
+    // Every file removed, the directory kept.
+    let env = populated(5);
+    assert_eq!(run_verify(&env.dir(), None, false).0, 0, "control: the real log verifies");
+    for entry in std::fs::read_dir(env.dir()).expect("dir") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("remove");
+    }
+    assert_no_log(&env.dir(), false);
+    // The directory removed too.
+    std::fs::remove_dir(env.dir()).expect("rmdir");
+    assert_no_log(&env.dir(), false);
+}
+
+#[test]
+fn deleted_segments_with_checkpoints_left_fail_even_with_allow_empty() {
+    let env = populated(5);
+    for seg in env.segments() {
+        std::fs::remove_file(seg).expect("remove");
+    }
+    let report = verify(&env.dir(), None);
+    assert_eq!(report.findings[0].kind, FindingKind::NoLog, "{}", report.message());
+    assert!(report.findings.iter().any(|f| f.kind == FindingKind::TruncatedTail), "{}", report.message());
+    // An empty log is allowed, a signed checkpoint of 5 records that are gone is not.
+    let report = crate::verify_with(&env.dir(), None, crate::VerifyOptions { allow_empty: true });
+    assert_eq!(report.findings[0].kind, FindingKind::TruncatedTail, "{}", report.message());
+    assert_eq!(report.exit_code(), 30);
 }
