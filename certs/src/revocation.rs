@@ -296,6 +296,7 @@ struct Inner {
     registry: Registry,
     stats: Stats,
     hook: Mutex<Option<ReportHook>>,
+    refusal_hook: Mutex<Option<RefusalHook>>,
     last_report: Mutex<Option<Arc<ReloadReport>>>,
     watcher_started: AtomicBool,
     /// Generation for which the expired-CRL refusal warning was logged.
@@ -364,6 +365,7 @@ impl ReloadableTrust {
             registry: Registry::default(),
             stats: Stats::default(),
             hook: Mutex::new(None),
+            refusal_hook: Mutex::new(None),
             last_report: Mutex::new(None),
             watcher_started: AtomicBool::new(false),
             expired_warned: AtomicU64::new(0),
@@ -507,6 +509,14 @@ impl ReloadableTrust {
     /// reloading thread: keep it short.
     pub fn on_report(&self, hook: impl Fn(&ReloadReport) + Send + Sync + 'static) {
         *self.inner.hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(hook));
+    }
+
+    /// Calls `hook` for every handshake refused because the client's
+    /// certificate is revoked (or its CA's CRL expired under enforcement),
+    /// for the audit trail (replaces an earlier hook). It runs inside the
+    /// handshake: keep it short and non-blocking.
+    pub fn on_refusal(&self, hook: impl Fn(&RefusedHandshake) + Send + Sync + 'static) {
+        *self.inner.refusal_hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(hook));
     }
 
     /// Generation of the CRL set in force (1 after start-up, +1 per change).
@@ -785,6 +795,24 @@ fn build_verifier(
     tls::webpki_verifier(trust, Arc::clone(roots), crls)
 }
 
+/// A handshake refused for revocation, as passed to
+/// [`ReloadableTrust::on_refusal`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RefusedHandshake {
+    /// SHA-256 fingerprint of the client's certificate (lowercase hex).
+    pub fingerprint: String,
+    /// Its serial (lowercase hex) and issuer, when the certificate parses.
+    pub serial: Option<String>,
+    /// Its issuer's distinguished name.
+    pub issuer: Option<String>,
+    /// Why: [`CloseReason::Revoked`] or [`CloseReason::CrlExpired`].
+    pub reason: CloseReason,
+    /// Generation of the CRL set that refused it.
+    pub crl_generation: u64,
+}
+
+type RefusalHook = Arc<dyn Fn(&RefusedHandshake) + Send + Sync>;
+
 /// The verifier handed to rustls: the CRL set in force at each handshake.
 struct LiveVerifier {
     inner: Arc<Inner>,
@@ -836,6 +864,20 @@ impl ClientCertVerifier for LiveVerifier {
                     }
                 }
                 CloseReason::NoLongerTrusted | CloseReason::MaxAge => {}
+            }
+            let reason = close_reason_for(error);
+            if matches!(reason, CloseReason::Revoked | CloseReason::CrlExpired) {
+                let hook = self.inner.refusal_hook.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some(hook) = hook {
+                    let parsed = X509Certificate::from_der(end_entity).ok().map(|(_, c)| c);
+                    hook(&RefusedHandshake {
+                        fingerprint: crate::identity::fingerprint_hex(end_entity),
+                        serial: parsed.as_ref().map(|c| crate::identity::serial_hex(c.raw_serial())),
+                        issuer: parsed.as_ref().map(|c| c.issuer().to_string()),
+                        reason,
+                        crl_generation: set.generation,
+                    });
+                }
             }
         }
         result

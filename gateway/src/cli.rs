@@ -142,23 +142,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-/// Reloads the policy on SIGHUP (a failed reload keeps the current policy).
-fn spawn_policy_reloader(gateway: Arc<Engine>) {
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangup) = signal(SignalKind::hangup()) else { return };
-        while hangup.recv().await.is_some() {
-            let _ = gateway.reload_policy();
-        }
-    });
-    #[cfg(not(unix))]
-    let _ = gateway;
-}
-
 /// Stack size of the runtime's worker threads.
 pub const WORKER_STACK_BYTES: usize = 32 * 1024 * 1024;
-
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32, String> {
@@ -193,7 +178,7 @@ fn run_main(command: Command) -> Result<(), String> {
             if let Some(public) = running.public_addr {
                 println!("public:     {public}");
             }
-            spawn_policy_reloader(Arc::clone(&gateway));
+            let _reloader = creditgate_server::reload_on_sighup(&running);
             shutdown_signal().await;
             tracing::info!("shutting down");
             running.stop().await.map_err(|e| e.to_string())

@@ -38,11 +38,7 @@ pub async fn start_lab_with(dir: &Path, adjust: impl FnOnce(&mut LabOptions)) ->
 /// so tests read the SQL as a person writes it.
 pub fn served(lab: &Lab, source: &str) -> Vec<ServedRecord> {
     let config = lab.connector_configs.get(source).unwrap_or_else(|| panic!("no connector {source}"));
-    let mut records = ServedLog::read_all(&config.served_log).unwrap_or_default();
-    for record in &mut records {
-        record.sql = record.sql.replace('"', "");
-    }
-    records
+    ServedLog::read_all(&config.served_log).unwrap_or_default()
 }
 
 /// A local DataFusion session over the federation's raw Parquet files, with
@@ -152,9 +148,10 @@ pub fn audit_records(lab: &Lab) -> Vec<creditgate_audit::AuditRecord> {
 }
 
 /// The records of requests in `lab`'s audit log, in order: every record but
-/// the stream-end records that complete streamed results.
+/// the stream-end records that complete streamed results and the events of
+/// the gateway itself (CRL reloads, refused handshakes).
 pub fn request_records(lab: &Lab) -> Vec<creditgate_audit::AuditRecord> {
-    audit_records(lab).into_iter().filter(|r| !r.is_stream_end()).collect()
+    audit_records(lab).into_iter().filter(|r| r.is_request()).collect()
 }
 
 /// The stream-end record of `request_id`. It is appended when the stream
@@ -270,10 +267,10 @@ impl HttpConn {
         self.sender.ready().await.map_err(|e| format!("the kept-alive connection is gone: {e}"))?;
         let mut builder =
             http::Request::builder().method(method).uri(path).header("host", creditgate_tooling::demo::SERVER_NAME);
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(PURPOSE_HEADER)) {
-            if let Some(purpose) = &self.purpose {
-                builder = builder.header(PURPOSE_HEADER, purpose.as_str());
-            }
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(PURPOSE_HEADER))
+            && let Some(purpose) = &self.purpose
+        {
+            builder = builder.header(PURPOSE_HEADER, purpose.as_str());
         }
         for (k, v) in headers {
             builder = builder.header(*k, *v);
@@ -523,7 +520,9 @@ pub async fn restart_gateway(lab: Lab) -> Lab {
     for _ in 0..100 {
         match creditgate_engine::Engine::new(gateway_config.clone()).await {
             Ok(handle) => {
-                let running = creditgate_server::start(Arc::clone(&handle)).await.unwrap_or_else(|e| panic!("start the gateway: {e}"));
+                let running = creditgate_server::start(Arc::clone(&handle))
+                    .await
+                    .unwrap_or_else(|e| panic!("start the gateway: {e}"));
                 return Lab {
                     dir,
                     ca_file,

@@ -4,8 +4,8 @@
 
 use creditgate_audit::{Outcome, RecordedQuery};
 use creditgate_audit::{SubjectHasher, SubjectKey};
-use creditgate_tooling::demo::Lab;
 use creditgate_tests::{audit_records, request_records as records, start_lab, stream_end_record};
+use creditgate_tooling::demo::Lab;
 
 fn raw_log(lab: &Lab) -> String {
     let dir = lab.dir.join("state").join("audit");
@@ -204,7 +204,9 @@ async fn refusals_before_any_record_still_leave_one_and_streams_record_their_end
     let before = records(&lab).len();
 
     let json = |body: serde_json::Value| Some(body.to_string());
-    let cases: Vec<(&str, &str, &str, Vec<(&str, &str)>, Option<String>, u16)> = vec![
+    // (caller, method, path, headers, body, expected status)
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>, Option<String>, u16);
+    let cases: Vec<Case> = vec![
         ("samr", "POST", "/v1/query", vec![], Some("not json".to_string()), 400),
         ("samr", "POST", "/v1/query", vec![("accept", "image/png")], json(serde_json::json!({"sql": "SELECT 1"})), 406),
         (
@@ -277,7 +279,8 @@ async fn refusals_before_any_record_still_leave_one_and_streams_record_their_end
     let opening = records(&lab)
         .into_iter()
         .rev()
-        .find(|r| r.query == RecordedQuery::Sql(sql.to_string()))
+        // Recorded as the statement, with its literals numbered.
+        .find(|r| r.query == RecordedQuery::Sql("SELECT name FROM market.enterprises ORDER BY name LIMIT :p1".into()))
         .expect("the query's record");
     assert_eq!((opening.outcome, opening.row_count), (Outcome::Allowed, None));
     let end = stream_end_record(&lab, &opening.request_id).await;

@@ -3,10 +3,10 @@
 //! told to expect the court's connector at the market's address must refuse
 //! what the market's connector answers.
 
-use creditgate_tooling::client::{FlightClient, flight_error_text};
-use creditgate_tooling::demo::{SERVER_NAME, connector_identity};
 use creditgate_engine::Engine as Gateway;
 use creditgate_tests::start_lab;
+use creditgate_tooling::client::{FlightClient, flight_error_text};
+use creditgate_tooling::demo::{SERVER_NAME, connector_identity};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connector_presenting_another_identity_is_refused_and_named() {

@@ -18,13 +18,13 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use creditgate_connector::{ConnectorConfig, ServedRecord};
-use creditgate_tooling::client::{FlightClient, flight_error_text};
-use creditgate_tooling::demo::{DEMO_POLICY, Lab};
 use creditgate_engine::PURPOSE_HEADER;
 use creditgate_tests::{
     HttpConn, audit_records, audit_records_in, request_records, restart_connector, rss_bytes, served, sorted_rows,
     start_lab, start_lab_with,
 };
+use creditgate_tooling::client::{FlightClient, flight_error_text};
+use creditgate_tooling::demo::{DEMO_POLICY, Lab};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 
@@ -171,7 +171,7 @@ async fn perform(
 /// Request `i` of load task `t`: (caller index, front end, request index).
 fn load_schedule(callers: &[LoadCaller], t: usize, i: usize) -> (usize, Front, usize) {
     let c = t % callers.len();
-    let front = if (t + i) % 2 == 0 { Front::Http } else { Front::Flight };
+    let front = if (t + i).is_multiple_of(2) { Front::Http } else { Front::Flight };
     (c, front, (t * 7 + i) % callers[c].requests.len())
 }
 
@@ -1052,18 +1052,12 @@ async fn in_process_caller(lab: &Lab, name: &str, purpose: &str) -> creditgate_e
     let who = lab.caller(name).expect("demo caller");
     let der = creditgate_certs::load::certs_from_pem_file(&who.cert).expect("certificate").remove(0);
     let identity = creditgate_certs::identity::Identity::from_der(&der).expect("identity");
-    let conn = creditgate_certs::tls::ConnInfo::new(
-        std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
-        Some(Arc::new(identity)),
-    );
-    let caller = lab
-        .gateway_handle
-        .authenticate(Some(&conn), creditgate_engine::Frontend::Flight)
-        .await
-        .expect("authenticated");
+    let conn =
+        creditgate_certs::tls::ConnInfo::new(std::net::SocketAddr::from(([127, 0, 0, 1], 9)), Some(Arc::new(identity)));
+    let caller =
+        lab.gateway_handle.authenticate(Some(&conn), creditgate_engine::Frontend::Flight).await.expect("authenticated");
     let what = creditgate_audit::RecordedQuery::Sql("in-process test".to_string());
-    let intent =
-        creditgate_engine::Intent::new(creditgate_policy::Operation::Query, Some(purpose.to_string()), what);
+    let intent = creditgate_engine::Intent::new(creditgate_policy::Operation::Query, Some(purpose.to_string()), what);
     lab.gateway_handle.authorize(caller, intent).await.expect("authorized")
 }
 

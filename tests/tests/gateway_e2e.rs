@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use arrow_flight::sql::CommandGetTables;
 use creditgate_certs::ca::{DevCa, IssueRequest};
-use creditgate_tooling::client::{ClientIdentity, FlightClient, flight_error_text, http_request};
-use creditgate_tooling::demo::SERVER_NAME;
 use creditgate_tests::{
     TEST_DEADLINES_MS, assert_transport_refusal, first_batches_then_stall_server, reference_session, served,
     sorted_rows, stall_server, start_lab, start_lab_with, tls_refusal,
 };
+use creditgate_tooling::client::{ClientIdentity, FlightClient, flight_error_text, http_request};
+use creditgate_tooling::demo::SERVER_NAME;
 use futures::TryStreamExt;
 
 const JOIN_SQL: &str = "\

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use creditgate_engine::PURPOSE_HEADER;
+use creditgate_engine::sql_gate::MAX_SQL_BYTES;
+use creditgate_server::http::MAX_BODY_BYTES;
+use creditgate_tests::start_lab;
 use creditgate_tooling::client::{FlightClient, flight_error_text};
 use creditgate_tooling::demo::{Lab, SERVER_NAME};
-use creditgate_engine::PURPOSE_HEADER;
-use creditgate_server::http::MAX_BODY_BYTES;
-use creditgate_engine::sql_gate::MAX_SQL_BYTES;
-use creditgate_tests::start_lab;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 

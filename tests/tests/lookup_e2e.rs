@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use creditgate_consent::{ConsentDraft, IssuerKey, SubjectRef};
-use creditgate_tooling::demo::{CONSENT_ISSUER, DEMO_POLICY, Lab};
 use creditgate_ident::SubjectKind;
 use creditgate_tests::{
     HttpConn, add_caller, reference_session, restart_gateway, served, sorted_rows, stall_server, start_lab,
     start_lab_with,
 };
+use creditgate_tooling::demo::{CONSENT_ISSUER, DEMO_POLICY, Lab};
 use futures::TryStreamExt;
 
 const CONSENTED: [&str; 2] = ["court.dishonest_debtors", "credit_platform.black_list"];
@@ -191,7 +191,8 @@ async fn identifiers_are_checked_before_anything_is_sent() {
     assert_eq!(doc["legal_basis"], "duty:supervision");
     let market = served(&lab, "market");
     let penalties = market.iter().rev().find(|r| r.sql.contains("penalties")).expect("penalties query");
-    assert!(penalties.sql.contains(&format!("credit_code = '{code}'")), "{}", penalties.sql);
+    // Identifiers are quoted on the wire; compare without the quotes.
+    assert!(penalties.sql.replace('"', "").contains(&format!("credit_code = '{code}'")), "{}", penalties.sql);
     let returned = doc["datasets"]["market.penalties"]["rows"].as_array().map(|r| r.len()).unwrap_or(0) as u64;
     assert_eq!(penalties.rows, returned, "the source sent only the subject's rows");
 
@@ -666,7 +667,8 @@ async fn a_consent_limits_the_columns_and_the_data_date_range_at_the_source() {
     // The range is part of the source's mandatory predicate, with the key:
     // the source sent exactly the rows in range.
     let court = served(&lab, "court").into_iter().rev().find(|r| r.sql.contains("dishonest_debtors")).expect("query");
-    assert!(court.sql.contains("filing_date >=") && court.sql.contains("filing_date <="), "{}", court.sql);
+    let unquoted = court.sql.replace('"', "");
+    assert!(unquoted.contains("filing_date >=") && unquoted.contains("filing_date <="), "{}", court.sql);
     assert!(court.sql.contains(&from), "{}", court.sql);
     assert_eq!(court.rows as usize, dates(&doc, DEBTORS, "filing_date").len(), "{}", court.sql);
 

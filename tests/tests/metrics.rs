@@ -2,8 +2,8 @@
 //! certificates. (Remote reads stopped early are counted as `cancelled`;
 //! `faults.rs` checks that with paused readers.)
 
-use creditgate_tooling::demo::Lab;
 use creditgate_tests::start_lab;
+use creditgate_tooling::demo::Lab;
 
 /// The value of the Prometheus sample `name{labels}` (0 when absent).
 async fn sample(lab: &Lab, name_and_labels: &str) -> f64 {

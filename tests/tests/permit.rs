@@ -117,7 +117,13 @@ async fn a_malformed_purpose_is_refused_alike_on_every_front_end_and_recorded_as
     }
     // Negative control: the exact code is accepted on each front end.
     let ok = lab
-        .http("samr", "POST", "/v1/query", &[(PURPOSE_HEADER, "supervision")], Some(serde_json::json!({"sql": sql}).to_string()))
+        .http(
+            "samr",
+            "POST",
+            "/v1/query",
+            &[(PURPOSE_HEADER, "supervision")],
+            Some(serde_json::json!({"sql": sql}).to_string()),
+        )
         .await
         .expect("http");
     assert_eq!(ok.status, 200);

@@ -11,11 +11,11 @@ use arrow::array::{Array, BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::Schema;
 use arrow_flight::IpcMessage;
 use arrow_flight::sql::CommandGetTables;
-use creditgate_tooling::client::flight_error_text;
-use creditgate_tooling::demo::{DEMO_POLICY, Lab};
 use creditgate_engine::PURPOSE_HEADER;
 use creditgate_policy::Policy;
 use creditgate_tests::{HttpConn, reference_session, sorted_rows, start_lab, start_lab_with};
+use creditgate_tooling::client::flight_error_text;
+use creditgate_tooling::demo::{DEMO_POLICY, Lab};
 use futures::TryStreamExt;
 
 /// Raw values the callers must never recover.

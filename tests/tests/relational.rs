@@ -20,10 +20,10 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, TimeUnit};
 use creditgate_certs::ca::{DevCa, IssueRequest};
 use creditgate_connector::{Connector, ConnectorConfig, DatabaseSource, RunningConnector, TableConfig, TableFormat};
+use creditgate_tests::{LoadedSchemas, share_lab_data, start_lab_on};
 use creditgate_tooling::client::{ClientIdentity, FlightClient, flight_error_text};
 use creditgate_tooling::demo::Lab;
 use creditgate_tooling::demo_backend::{BackendArgs, DemoBackend, Placement, source_tables};
-use creditgate_tests::{LoadedSchemas, share_lab_data, start_lab_on};
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
 

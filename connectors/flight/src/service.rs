@@ -116,11 +116,18 @@ pub struct FrontConfig {
     pub server_name: String,
     /// Maximum gRPC message size in bytes.
     pub max_message_bytes: usize,
+    /// At this age a connection is sent HTTP/2 GOAWAY and its calls in
+    /// flight may finish; `None`: no limit.
+    pub max_connection_age: Option<Duration>,
 }
 
 impl Default for FrontConfig {
     fn default() -> Self {
-        Self { server_name: "creditgate".to_string(), max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES }
+        Self {
+            server_name: "creditgate".to_string(),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_connection_age: None,
+        }
     }
 }
 
@@ -263,7 +270,7 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request).await?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Ok(Response::new(self.info_for(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
     }
 
@@ -293,7 +300,7 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request).await?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Ok(Response::new(self.info_for(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
     }
 
@@ -522,14 +529,14 @@ where
     let service = FlightServiceServer::new(front)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .tcp_nodelay(true)
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(ServeError::Transport)
+        .tcp_nodelay(true);
+    if let Some(age) = config.max_connection_age {
+        builder = builder.max_connection_age(age);
+    }
+    builder.add_service(service).serve_with_incoming_shutdown(incoming, shutdown).await.map_err(ServeError::Transport)
 }
 
 /// Why the Flight SQL server could not start or stopped abnormally.

@@ -94,7 +94,8 @@ impl<'a> Writer<'a> {
     /// `-0.0`/`0.0` are apart in DataFusion's order but not in the
     /// databases'. Every other float comparison stays in the gateway.
     fn compared(&self, expr: &Expr, column_type: Option<&DataType>, equality: bool) -> Option<String> {
-        let float_column = column_type.is_some_and(|t| matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64));
+        let float_column =
+            column_type.is_some_and(|t| matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64));
         if let Expr::Literal(value, None) = expr {
             let float_value = matches!(value.data_type(), DataType::Float16 | DataType::Float32 | DataType::Float64);
             if float_column || float_value {
@@ -275,8 +276,9 @@ pub fn literal_to_sql(value: &ScalarValue) -> Option<String> {
         return Some("NULL".to_string());
     }
     let cast = |text: String, sql_type: &str| Some(format!("CAST({} AS {sql_type})", quote_string(&text)));
-    let arrow_cast =
-        |inner: String, data_type: &DataType| Some(format!("arrow_cast({inner}, {})", quote_string(&data_type.to_string())));
+    let arrow_cast = |inner: String, data_type: &DataType| {
+        Some(format!("arrow_cast({inner}, {})", quote_string(&data_type.to_string())))
+    };
     match value {
         ScalarValue::Boolean(Some(b)) => Some(if *b { "TRUE" } else { "FALSE" }.to_string()),
         ScalarValue::Int8(Some(v)) => cast(v.to_string(), "TINYINT"),
@@ -288,11 +290,21 @@ pub fn literal_to_sql(value: &ScalarValue) -> Option<String> {
         ScalarValue::UInt32(Some(v)) => arrow_cast(quote_string(&v.to_string()), &DataType::UInt32),
         ScalarValue::UInt64(Some(v)) => arrow_cast(quote_string(&v.to_string()), &DataType::UInt64),
         ScalarValue::Float32(Some(v)) => {
-            let class = FloatClass { nan: v.is_nan(), canonical_nan: v.to_bits() == f32::NAN.to_bits(), infinite: v.is_infinite(), positive: v.is_sign_positive() };
+            let class = FloatClass {
+                nan: v.is_nan(),
+                canonical_nan: v.to_bits() == f32::NAN.to_bits(),
+                infinite: v.is_infinite(),
+                positive: v.is_sign_positive(),
+            };
             cast(class.text(format!("{v:?}"))?, "REAL")
         }
         ScalarValue::Float64(Some(v)) => {
-            let class = FloatClass { nan: v.is_nan(), canonical_nan: v.to_bits() == f64::NAN.to_bits(), infinite: v.is_infinite(), positive: v.is_sign_positive() };
+            let class = FloatClass {
+                nan: v.is_nan(),
+                canonical_nan: v.to_bits() == f64::NAN.to_bits(),
+                infinite: v.is_infinite(),
+                positive: v.is_sign_positive(),
+            };
             cast(class.text(format!("{v:?}"))?, "DOUBLE")
         }
         ScalarValue::Decimal128(Some(v), precision, scale) => {
@@ -430,15 +442,11 @@ mod tests {
 
     #[test]
     fn like_with_another_escape_stays() {
-        let like = |escape| {
-            Expr::Like(Like::new(false, Box::new(col("credit_code")), Box::new(lit("a!%")), escape, false))
-        };
+        let like =
+            |escape| Expr::Like(Like::new(false, Box::new(col("credit_code")), Box::new(lit("a!%")), escape, false));
         assert!(!is_pushable(&like(Some('!')), &None));
         assert_eq!(filter_to_sql(&like(None)).as_deref().ok(), Some("(\"credit_code\" LIKE 'a!%')"));
-        assert_eq!(
-            filter_to_sql(&like(Some('\\'))).as_deref().ok(),
-            Some("(\"credit_code\" LIKE 'a!%' ESCAPE '\\')")
-        );
+        assert_eq!(filter_to_sql(&like(Some('\\'))).as_deref().ok(), Some("(\"credit_code\" LIKE 'a!%' ESCAPE '\\')"));
     }
 
     #[test]

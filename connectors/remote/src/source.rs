@@ -348,10 +348,10 @@ impl Tail {
 /// `cancelled`, so every remote query shows up in the source metrics once.
 impl Drop for Tail {
     fn drop(&mut self) {
-        if !self.done {
-            if let Some(observer) = &self.source.observer {
-                observer(&self.source.name, "cancelled", self.started.elapsed());
-            }
+        if !self.done
+            && let Some(observer) = &self.source.observer
+        {
+            observer(&self.source.name, "cancelled", self.started.elapsed());
         }
     }
 }

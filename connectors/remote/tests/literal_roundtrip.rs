@@ -69,13 +69,13 @@ fn float32() -> impl Strategy<Value = f32> {
 }
 
 fn decimal() -> impl Strategy<Value = ScalarValue> {
-    (1u8..=38)
-        .prop_flat_map(|p| (Just(p), 0i8..=(p as i8), any::<i128>(), any::<bool>()))
-        .prop_map(|(p, s, raw, extreme)| {
+    (1u8..=38).prop_flat_map(|p| (Just(p), 0i8..=(p as i8), any::<i128>(), any::<bool>())).prop_map(
+        |(p, s, raw, extreme)| {
             let max = 10i128.pow(u32::from(p)) - 1;
             let v = if extreme { if raw < 0 { -max } else { max } } else { raw % (max + 1) };
             ScalarValue::Decimal128(Some(v), p, s)
-        })
+        },
+    )
 }
 
 fn timezone() -> impl Strategy<Value = Option<Arc<str>>> {

@@ -27,8 +27,10 @@
 //!   go as a pre-filter that the connector checks again (MariaDB compares
 //!   with trailing spaces ignored and, under `_ci` collations, without case;
 //!   PostgreSQL's `char(n)` pads); float comparisons go only with finite,
-//!   non-zero literals (DataFusion orders `-0.0 < 0.0` and NaN by IEEE total
-//!   order, the databases do not); everything else — string ordering (it
+//!   non-zero literals (DataFusion orders `-0.0 < 0.0` and NaNs by IEEE
+//!   total order, the databases do not; every NaN read from PostgreSQL, which
+//!   has only one, is served as the canonical positive NaN, ordered above
+//!   every number on both sides); everything else — string ordering (it
 //!   depends on the collation), `<>`/`NOT` on strings, `ILIKE`, a literal with
 //!   a NUL, a backslash in a MariaDB string, a `LIKE` ending in a lone escape,
 //!   any function — is evaluated by the connector's own engine. PostgreSQL
@@ -458,6 +460,10 @@ async fn postgres_columns(
     Ok(out)
 }
 
+/// One row of [`mysql_columns`]' catalogue query: name, column type, data
+/// type, character set, collation.
+type MysqlColumnRow = (String, String, String, Option<String>, Option<String>);
+
 /// The columns of a MariaDB/MySQL table, from `information_schema`;
 /// `BOOLEAN` (= `TINYINT(1)`) and `BIT(1)` columns are marked, since the
 /// provider reads them as integers.
@@ -469,7 +475,7 @@ async fn mysql_columns(
     use mysql_async::prelude::Queryable;
     let connection = pool.connect_direct().await.map_err(|e| tidy(&e.to_string()))?;
     let mut conn = connection.conn.lock().await;
-    let rows: Vec<(String, String, String, Option<String>, Option<String>)> = conn
+    let rows: Vec<MysqlColumnRow> = conn
         .exec(
             "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, CHARACTER_SET_NAME, COLLATION_NAME \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
@@ -687,16 +693,12 @@ impl DbPushdown {
             {
                 Fidelity::Exact
             }
-            (Kind::Float, ScalarValue::Float64(Some(v))) if float_literal_ok(*v, mysql) => {
-                // PostgreSQL orders every NaN above every number, DataFusion
-                // orders a NaN with the sign bit below: `>`/`>=` keep a
-                // superset there, `<`/`<=` would lose rows.
-                match (mysql, op) {
-                    (true, _) | (false, Operator::Eq | Operator::NotEq) => Fidelity::Exact,
-                    (false, Operator::Gt | Operator::GtEq) => Fidelity::Superset,
-                    (false, _) => Fidelity::No,
-                }
-            }
+            // MariaDB holds no NaN. PostgreSQL has one NaN, equal to itself
+            // and above every number; the connector reads it as the
+            // canonical NaN ([`canonical_nans`]), which DataFusion orders
+            // the same way (a NaN with the sign bit, which DataFusion would
+            // order below every number, never reaches it).
+            (Kind::Float, ScalarValue::Float64(Some(v))) if float_literal_ok(*v, mysql) => Fidelity::Exact,
             (Kind::Boolean, ScalarValue::Boolean(Some(_))) if !mysql && !ordering => Fidelity::Exact,
             (Kind::Text { exact: true }, ScalarValue::Utf8(Some(text))) if self.text_literal_ok(text) => {
                 Fidelity::Exact
@@ -732,11 +734,7 @@ impl DbPushdown {
             return Fidelity::No;
         }
         let facts_ok = self.facts(expr).is_some_and(|f| f.deterministic);
-        let escape_ok = match (self.kind, escape_char) {
-            (_, None) => true,
-            (DatabaseKind::Postgres, Some('\\')) => true,
-            _ => false,
-        };
+        let escape_ok = matches!((self.kind, escape_char), (_, None) | (DatabaseKind::Postgres, Some('\\')));
         // PostgreSQL refuses a pattern that ends in a lone escape, DataFusion
         // reads it as a literal backslash.
         let trailing = pattern.chars().rev().take_while(|c| *c == '\\').count();
@@ -915,7 +913,8 @@ impl TableProvider for DatabaseTable {
             Some(p) => Arc::new(self.schema.project(p)?),
             None => Arc::clone(&self.schema),
         };
-        Ok(Arc::new(DatabaseScanExec::new(&self.name, inner, schema, self.timeout)))
+        let canonical_nans = self.pushdown.kind == DatabaseKind::Postgres;
+        Ok(Arc::new(DatabaseScanExec::new(&self.name, inner, schema, self.timeout, canonical_nans)))
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
@@ -934,7 +933,8 @@ impl TableProvider for DatabaseTable {
 }
 
 /// Runs the provider's SQL scan with a deadline, converts its batches to
-/// plain Arrow types and names the table in every error. Opaque: it has no
+/// plain Arrow types (and, for PostgreSQL, every NaN to the canonical one:
+/// [`canonical_nans`]) and names the table in every error. Opaque: it has no
 /// children, so optimizer rules cannot rewrite the SQL scan inside it.
 #[derive(Debug)]
 pub struct DatabaseScanExec {
@@ -942,11 +942,18 @@ pub struct DatabaseScanExec {
     inner: Arc<dyn ExecutionPlan>,
     schema: SchemaRef,
     timeout: Duration,
+    canonical_nans: bool,
     properties: Arc<PlanProperties>,
 }
 
 impl DatabaseScanExec {
-    fn new(table: &str, inner: Arc<dyn ExecutionPlan>, schema: SchemaRef, timeout: Duration) -> DatabaseScanExec {
+    fn new(
+        table: &str,
+        inner: Arc<dyn ExecutionPlan>,
+        schema: SchemaRef,
+        timeout: Duration,
+        canonical_nans: bool,
+    ) -> DatabaseScanExec {
         let partitions = inner.output_partitioning().partition_count();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
@@ -954,7 +961,7 @@ impl DatabaseScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        DatabaseScanExec { table: Arc::from(table), inner, schema, timeout, properties }
+        DatabaseScanExec { table: Arc::from(table), inner, schema, timeout, canonical_nans, properties }
     }
 }
 
@@ -999,6 +1006,7 @@ impl ExecutionPlan for DatabaseScanExec {
             schema: Arc::clone(&self.schema),
             table: Arc::clone(&self.table),
             timeout: self.timeout,
+            canonical_nans: self.canonical_nans,
             deadline: Box::pin(tokio::time::sleep(self.timeout + DEADLINE_GRACE)),
             done: false,
         }))
@@ -1032,6 +1040,7 @@ struct GuardedStream {
     schema: SchemaRef,
     table: Arc<str>,
     timeout: Duration,
+    canonical_nans: bool,
     deadline: Pin<Box<tokio::time::Sleep>>,
     done: bool,
 }
@@ -1043,6 +1052,11 @@ impl GuardedStream {
     }
 
     fn convert(&self, batch: RecordBatch) -> std::result::Result<RecordBatch, String> {
+        let batch = self.plain(batch)?;
+        if self.canonical_nans { canonical_nans(batch) } else { Ok(batch) }
+    }
+
+    fn plain(&self, batch: RecordBatch) -> std::result::Result<RecordBatch, String> {
         if batch.schema().fields() == self.schema.fields() {
             return Ok(batch);
         }
@@ -1063,6 +1077,43 @@ impl GuardedStream {
         RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)
             .map_err(|e| format!("unexpected batch from the database: {e}"))
     }
+}
+
+/// `batch` with every NaN in its float columns replaced by the canonical
+/// NaN (positive, no payload). PostgreSQL has a single NaN, equal to every
+/// other and above every number, but stores whatever bits it was given
+/// (`-'NaN'::float8` has the sign bit); DataFusion orders floats by IEEE
+/// total order, where a NaN with the sign bit is below every number. Read
+/// as the canonical NaN, PostgreSQL's comparisons and DataFusion's agree,
+/// so float comparisons can be left to the database ([`DbPushdown`]).
+fn canonical_nans(batch: RecordBatch) -> std::result::Result<RecordBatch, String> {
+    use arrow::array::{Array, ArrayRef, AsArray};
+    use arrow::datatypes::{Float32Type, Float64Type};
+    let mut columns: Option<Vec<ArrayRef>> = None;
+    for (i, column) in batch.columns().iter().enumerate() {
+        let replaced: Option<ArrayRef> = match column.data_type() {
+            DataType::Float64 => {
+                let values = column.as_primitive::<Float64Type>();
+                values.values().iter().any(|v| v.is_nan() && v.to_bits() != f64::NAN.to_bits()).then(|| {
+                    Arc::new(values.unary::<_, Float64Type>(|v| if v.is_nan() { f64::NAN } else { v })) as ArrayRef
+                })
+            }
+            DataType::Float32 => {
+                let values = column.as_primitive::<Float32Type>();
+                values.values().iter().any(|v| v.is_nan() && v.to_bits() != f32::NAN.to_bits()).then(|| {
+                    Arc::new(values.unary::<_, Float32Type>(|v| if v.is_nan() { f32::NAN } else { v })) as ArrayRef
+                })
+            }
+            _ => None,
+        };
+        if let Some(replaced) = replaced {
+            columns.get_or_insert_with(|| batch.columns().to_vec())[i] = replaced;
+        }
+    }
+    let Some(columns) = columns else { return Ok(batch) };
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(batch.schema(), columns, &options)
+        .map_err(|e| format!("unexpected batch from the database: {e}"))
 }
 
 impl Stream for GuardedStream {
@@ -1179,6 +1230,61 @@ mod tests {
         }
         let error = classify("t", &DataFusionError::Execution("Unknown column 'x'".into()), timeout);
         assert_eq!(error.kind, SourceErrorKind::Failed);
+    }
+
+    #[test]
+    fn postgres_nans_are_read_as_the_canonical_nan() {
+        use arrow::array::{Array, AsArray, Float64Array, Int32Array};
+        use arrow::datatypes::Float64Type;
+        let signed = -f64::NAN;
+        let payload = f64::from_bits(0x7ff8_0000_0000_0001);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("f", DataType::Float64, true),
+            Field::new("i", DataType::Int32, true),
+        ]));
+        let floats = Float64Array::from(vec![Some(signed), None, Some(payload), Some(-0.0), Some(1.5)]);
+        let ints = Int32Array::from(vec![Some(1), None, Some(3), Some(4), Some(5)]);
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(floats), Arc::new(ints)]).expect("batch");
+        let read = canonical_nans(batch).expect("canonical");
+        let f = read.column(0).as_primitive::<Float64Type>();
+        assert_eq!(f.value(0).to_bits(), f64::NAN.to_bits());
+        assert!(f.is_null(1), "NULL stays NULL");
+        assert_eq!(f.value(2).to_bits(), f64::NAN.to_bits());
+        assert_eq!(f.value(3).to_bits(), (-0.0f64).to_bits(), "-0.0 is a number, kept as it is");
+        assert_eq!(f.value(4), 1.5);
+        assert_eq!(read.column(1).len(), 5);
+    }
+
+    #[test]
+    fn float_comparisons_go_to_the_database_with_finite_non_zero_literals_only() {
+        use datafusion::prelude::{col, lit};
+        let schema = Schema::new(vec![Field::new("f", DataType::Float64, true)]);
+        for (kind, db_type) in [(DatabaseKind::Postgres, "double precision"), (DatabaseKind::Mysql, "double")] {
+            let facts = HashMap::from([(
+                "f".to_string(),
+                ColumnFacts { db_type: db_type.to_string(), deterministic: true, ..Default::default() },
+            )]);
+            let rules = DbPushdown::new(kind, &schema, &facts);
+            for exact in [
+                col("f").gt(lit(1000.0)),
+                col("f").gt_eq(lit(1.5)),
+                col("f").lt(lit(1.5)),
+                col("f").lt_eq(lit(-1.5)),
+                col("f").eq(lit(1.5)),
+                col("f").not_eq(lit(1.5)),
+                !col("f").gt(lit(1000.0)),
+            ] {
+                assert_eq!(rules.classify(&exact), Fidelity::Exact, "{kind:?}: {exact}");
+            }
+            for kept in [
+                col("f").gt(lit(f64::NAN)),
+                col("f").lt(lit(f64::INFINITY)),
+                col("f").eq(lit(-0.0)),
+                col("f").lt(lit(0.0)),
+            ] {
+                assert_eq!(rules.classify(&kept), Fidelity::No, "{kind:?}: {kept}");
+            }
+        }
     }
 
     #[test]

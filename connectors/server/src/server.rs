@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
-use arrow_flight::flight_service_server::FlightServiceServer;
 use creditgate_certs::identity::Identity;
 use creditgate_certs::revocation::{DEFAULT_MAX_CONNECTION_AGE_GRACE, ReloadableTrust, RevocationOptions};
 use creditgate_certs::tls::{ALPN_H2, ClientTrust, IncomingOptions};
 use creditgate_flight::engine::{locked_down_runtime, read_only_sql_options, session};
-use creditgate_flight::{FlightSqlFront, FrontConfig, ObservedStream, QueryBackend, RequestContext, TableEntry};
+use creditgate_flight::{FrontConfig, ObservedStream, QueryBackend, RequestContext, TableEntry};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -107,8 +106,11 @@ impl Connector {
         };
         let incoming = trust.incoming(listener, server_config, options);
         let (tx, rx) = oneshot::channel::<()>();
-        let front =
-            FrontConfig { server_name: format!("creditgate connector {}", self.config.name), ..FrontConfig::default() };
+        let front = FrontConfig {
+            server_name: format!("creditgate connector {}", self.config.name),
+            max_connection_age: Some(self.max_connection_age()),
+            ..FrontConfig::default()
+        };
         let span = tracing::info_span!("connector", source = %self.config.name, %addr);
         tracing::info!(parent: &span, tables = self.tables.len(), "connector listening");
         let sighup = reload_on_sighup(&trust, &span);
@@ -117,8 +119,9 @@ impl Connector {
                 let shutdown = async move {
                     let _ = rx.await;
                 };
-                let max_age = self.max_connection_age();
-                serve(self, front, max_age, incoming, shutdown).await
+                creditgate_flight::serve(self, front, incoming, shutdown)
+                    .await
+                    .map_err(|e| ConnectorError::Server(e.to_string()))
             }
             .instrument(span),
         );
@@ -128,36 +131,6 @@ impl Connector {
     fn max_connection_age(&self) -> Duration {
         Duration::from_secs(self.config.max_connection_age_seconds)
     }
-}
-
-/// `creditgate_flight::serve` with a maximum connection age: at that age
-/// tonic sends HTTP/2 GOAWAY and lets the calls in flight finish (the
-/// registry of `ReloadableTrust` closes what is still open a grace period
-/// later). Same transport settings otherwise.
-async fn serve<S>(
-    connector: Arc<Connector>,
-    front: FrontConfig,
-    max_connection_age: Duration,
-    incoming: S,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), ConnectorError>
-where
-    S: futures::Stream<Item = Result<creditgate_certs::tls::TlsConn, std::io::Error>> + Send + 'static,
-{
-    let max_message_bytes = front.max_message_bytes;
-    let service = FlightSqlFront::new(connector, &front).map_err(|e| ConnectorError::Server(e.to_string()))?;
-    let service = FlightServiceServer::new(service)
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes);
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .tcp_nodelay(true)
-        .max_connection_age(max_connection_age)
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(|e| ConnectorError::Server(format!("Flight SQL transport: {e}")))
 }
 
 /// Reloads the CRLs on every SIGHUP while the connector runs.

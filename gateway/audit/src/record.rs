@@ -86,6 +86,10 @@ pub enum RecordedQuery {
     /// each source and how the stream ended. Audit-before-release means the
     /// opening record cannot know these; this one completes it.
     StreamEnd(u64),
+    /// Something the gateway itself did that an officer must be able to
+    /// trace, not a request: e.g. a reload of the certificate revocation
+    /// lists (`{"event": "crl_reload", …}`).
+    Event(serde_json::Value),
 }
 
 /// One column returned, with the mask applied to it.
@@ -236,6 +240,12 @@ impl AuditRecord {
     /// Whether this record completes a streamed result rather than recording a request.
     pub fn is_stream_end(&self) -> bool {
         matches!(self.query, RecordedQuery::StreamEnd(_))
+    }
+
+    /// Whether this record is a request (not a stream end nor an event of
+    /// the gateway itself): what the per-day statistics count.
+    pub fn is_request(&self) -> bool {
+        !matches!(self.query, RecordedQuery::StreamEnd(_) | RecordedQuery::Event(_))
     }
 
     /// Builds a record (hash filled in) from a [`NewRecord`].

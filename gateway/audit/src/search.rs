@@ -285,7 +285,7 @@ pub fn compute_stats<'a>(records: impl IntoIterator<Item = &'a AuditRecord>, que
     // fingerprint -> day -> distinct subjects
     let mut subjects: HashMap<&str, BTreeMap<NaiveDate, BTreeSet<&str>>> = HashMap::new();
     let mut who: HashMap<&str, (&str, &str)> = HashMap::new();
-    for r in records.into_iter().filter(|r| !r.is_stream_end()) {
+    for r in records.into_iter().filter(|r| r.is_request()) {
         let day = r.time.date_naive();
         if day >= query.from && day <= query.to {
             let e = daily.entry((day, r.caller.organization.clone(), r.purpose.clone())).or_default();

@@ -128,7 +128,10 @@ impl DisclosureSection {
             let column_ok = words.next().is_some_and(is_identifier);
             let direction_ok = words.next().is_none_or(|d| d == "asc" || d == "desc");
             if !column_ok || !direction_ok || words.next().is_some() {
-                problems.push(format!("{}: `{order}` must be a column, optionally followed by asc or desc", at("order_by")));
+                problems.push(format!(
+                    "{}: `{order}` must be a column, optionally followed by asc or desc",
+                    at("order_by")
+                ));
             }
         }
         problems
@@ -213,12 +216,22 @@ pub struct ServerConfig {
     pub key: PathBuf,
     /// CA bundle client certificates must chain to.
     pub client_ca: PathBuf,
-    /// CRLs checked on new connections.
+    /// CRLs of `client_ca`: checked at every handshake, read again on
+    /// SIGHUP, when a file changes and when a CRL passes its next update;
+    /// open connections whose certificate a new CRL revokes are closed.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
     /// Refuse clients while a CRL is past its next-update time.
     #[serde(default)]
     pub enforce_crl_expiry: bool,
+    /// How often the CRL files are checked for changes, in seconds.
+    #[serde(default = "default_crl_check_interval")]
+    pub crl_check_interval_seconds: u64,
+    /// Connections of callers are asked to close (HTTP/2 GOAWAY) at this
+    /// age, in seconds, and closed a grace period later: a missed CRL reload
+    /// is bounded by it.
+    #[serde(default = "default_max_connection_age")]
+    pub max_connection_age_seconds: u64,
     /// TLS handshake timeout in milliseconds.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_ms: u64,
@@ -295,6 +308,12 @@ impl DatasetConfig {
     }
 }
 
+fn default_crl_check_interval() -> u64 {
+    creditgate_certs::revocation::DEFAULT_CRL_CHECK_INTERVAL.as_secs()
+}
+fn default_max_connection_age() -> u64 {
+    creditgate_certs::revocation::DEFAULT_MAX_CONNECTION_AGE.as_secs()
+}
 fn default_handshake_timeout() -> u64 {
     DEFAULT_HANDSHAKE_TIMEOUT_MS
 }
@@ -405,6 +424,12 @@ impl GatewayConfig {
                 "audit.retention_days: {} is below the 183-day (6-month) minimum for network logs",
                 self.audit.retention_days
             ));
+        }
+        if self.server.crl_check_interval_seconds == 0 {
+            problems.push("server.crl_check_interval_seconds: must be at least 1".to_string());
+        }
+        if self.server.max_connection_age_seconds == 0 {
+            problems.push("server.max_connection_age_seconds: must be at least 1".to_string());
         }
         if self.audit.checkpoint_every_records == 0 || self.audit.checkpoint_every_seconds == 0 {
             problems.push("audit: checkpoint intervals must be greater than 0".to_string());

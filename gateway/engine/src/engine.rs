@@ -16,10 +16,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use creditgate_audit::{AuditLog, AuditOptions, NewRecord, Outcome, RecordedQuery, SourceStatus, SubjectHasher};
+use creditgate_certs::revocation::{CrlOutcome, RefusedHandshake, ReloadReport, ReloadableTrust};
 use creditgate_certs::tls::ConnInfo;
 use creditgate_flight::engine::{locked_down_runtime, read_only_sql_options, session};
 use creditgate_flight::{ObservedStream, TableEntry};
@@ -79,6 +80,59 @@ pub struct Engine {
     /// Functions, optimizer rules and settings, built once; each request
     /// session starts from a copy with its own memory pool.
     base_state: datafusion::execution::SessionState,
+    /// The listeners' client trust, once attached: its reloads and refused
+    /// handshakes are audited, its counters are in the metrics.
+    revocation: std::sync::OnceLock<ReloadableTrust>,
+    /// Refused handshakes already recorded, by certificate fingerprint: one
+    /// record per certificate per [`REFUSED_HANDSHAKE_RECORD_INTERVAL`], so
+    /// a revoked client retrying in a loop cannot flood the audit log.
+    refused_recorded: Mutex<HashMap<String, Instant>>,
+}
+
+/// How often a refused handshake of the same certificate is recorded again.
+pub const REFUSED_HANDSHAKE_RECORD_INTERVAL: Duration = Duration::from_secs(60);
+/// At most this many certificates are remembered for that interval.
+const REFUSED_HANDSHAKE_MEMORY: usize = 4096;
+
+/// How the gateway itself appears as the caller of its own events.
+fn gateway_itself() -> creditgate_audit::Caller {
+    creditgate_audit::Caller {
+        fingerprint: String::new(),
+        name: "creditgate gateway".to_string(),
+        organization: String::new(),
+        role: "system".to_string(),
+    }
+}
+
+/// The record of a connection refused before any request was read: an
+/// unknown identity, or a certificate revoked while the connection was open.
+fn connection_refusal(
+    identity: &creditgate_certs::identity::Identity,
+    role: &str,
+    frontend: Frontend,
+    reason: String,
+) -> NewRecord {
+    NewRecord {
+        request_id: crate::request_id(),
+        caller: creditgate_audit::Caller {
+            fingerprint: identity.fingerprint.clone(),
+            name: identity.name(),
+            organization: identity.organization.clone().unwrap_or_default(),
+            role: role.to_string(),
+        },
+        frontend: frontend.audit(),
+        purpose: None,
+        legal_basis: None,
+        query: RecordedQuery::Request("connection".to_string()),
+        datasets: Vec::new(),
+        columns: Vec::new(),
+        subject_hashes: Vec::new(),
+        row_count: None,
+        sources: Vec::new(),
+        outcome: Outcome::Refused,
+        refusal_reason: Some(reason),
+        duration_ms: 0,
+    }
 }
 
 /// Reads the deployment secret, creating 32 random bytes (hex, mode 0600) if missing.
@@ -191,7 +245,196 @@ impl Engine {
             limits,
             consents,
             base_state,
+            revocation: std::sync::OnceLock::new(),
+            refused_recorded: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// Attaches the client trust of the mTLS listeners: every later reload
+    /// of its CRLs is recorded in the audit log (which CRLs, their numbers,
+    /// how many serials, how many connections closed), every handshake it
+    /// refuses for revocation is recorded with the certificate's
+    /// fingerprint, and its counters appear in [`Engine::render_metrics`].
+    /// Attaching a second trust has no effect.
+    pub fn attach_revocation(self: &Arc<Self>, trust: &ReloadableTrust) {
+        if self.revocation.set(trust.clone()).is_err() {
+            return;
+        }
+        // The hooks run on the reloading thread and inside handshakes: they
+        // only queue the record on the runtime.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("no runtime: CRL reloads and refused handshakes will not be audited");
+            return;
+        };
+        let engine = Arc::downgrade(self);
+        let handle = runtime.clone();
+        trust.on_report(move |report| {
+            if let Some(engine) = engine.upgrade() {
+                let record = engine.crl_reload_record(report);
+                let _guard = handle.enter();
+                engine.auditor.append_detached(record);
+            }
+        });
+        let engine = Arc::downgrade(self);
+        trust.on_refusal(move |refused| {
+            if let Some(engine) = engine.upgrade()
+                && engine.first_refusal_in_interval(&refused.fingerprint)
+            {
+                let record = engine.refused_handshake_record(refused);
+                let _guard = runtime.enter();
+                engine.auditor.append_detached(record);
+            }
+        });
+    }
+
+    /// The attached client trust, if any (see [`Engine::attach_revocation`]).
+    pub fn revocation(&self) -> Option<&ReloadableTrust> {
+        self.revocation.get()
+    }
+
+    /// The metrics in Prometheus text, with the revocation counters.
+    pub fn render_metrics(&self) -> String {
+        let mut out = self.metrics.render();
+        if let Some(trust) = self.revocation.get() {
+            use std::fmt::Write;
+            let c = trust.counters();
+            let generation = trust.generation();
+            for (name, kind, value) in [
+                ("creditgate_crl_reloads_total{result=\"accepted\"}", "counter", c.reloads_ok),
+                ("creditgate_crl_reloads_total{result=\"rejected\"}", "counter", c.reloads_rejected),
+                ("creditgate_crl_generation", "gauge", generation),
+                ("creditgate_connections_closed_total{reason=\"revoked\"}", "counter", c.connections_closed_revoked),
+                (
+                    "creditgate_connections_closed_total{reason=\"no_longer_trusted\"}",
+                    "counter",
+                    c.connections_closed_untrusted,
+                ),
+                ("creditgate_connections_closed_total{reason=\"max_age\"}", "counter", c.connections_closed_max_age),
+                ("creditgate_handshakes_refused_total{reason=\"revoked\"}", "counter", c.handshakes_refused_revoked),
+                (
+                    "creditgate_handshakes_refused_total{reason=\"crl_expired\"}",
+                    "counter",
+                    c.handshakes_refused_expired_crl,
+                ),
+                ("creditgate_open_connections", "gauge", c.open_connections),
+            ] {
+                let family = name.split('{').next().unwrap_or(name);
+                if !out.contains(&format!("# TYPE {family} ")) {
+                    let _ = writeln!(out, "# TYPE {family} {kind}");
+                }
+                let _ = writeln!(out, "{name} {value}");
+            }
+        }
+        out
+    }
+
+    fn first_refusal_in_interval(&self, fingerprint: &str) -> bool {
+        let now = Instant::now();
+        let mut seen = self.refused_recorded.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= REFUSED_HANDSHAKE_MEMORY {
+            seen.retain(|_, at| now.duration_since(*at) < REFUSED_HANDSHAKE_RECORD_INTERVAL);
+            if seen.len() >= REFUSED_HANDSHAKE_MEMORY {
+                return false;
+            }
+        }
+        match seen.get(fingerprint) {
+            Some(at) if now.duration_since(*at) < REFUSED_HANDSHAKE_RECORD_INTERVAL => false,
+            _ => {
+                seen.insert(fingerprint.to_string(), now);
+                true
+            }
+        }
+    }
+
+    /// The record of one CRL reload: an event of the gateway itself.
+    fn crl_reload_record(&self, report: &ReloadReport) -> NewRecord {
+        let files: Vec<serde_json::Value> = report
+            .files
+            .iter()
+            .map(|file| {
+                let (outcome, reason) = match &file.outcome {
+                    CrlOutcome::Loaded => ("loaded", None),
+                    CrlOutcome::Unchanged => ("unchanged", None),
+                    CrlOutcome::Rejected { reason } => ("rejected", Some(reason.clone())),
+                };
+                serde_json::json!({
+                    "file": file.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    "outcome": outcome,
+                    "reason": reason,
+                    "expired": file.expired,
+                    "crls": file.crls.iter().map(|crl| serde_json::json!({
+                        "issuer": crl.issuer,
+                        "crl_number": crl.crl_number,
+                        "revoked_serials": crl.revoked_serials,
+                        "next_update": crl.next_update,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let closed: Vec<serde_json::Value> = report
+            .closed
+            .iter()
+            .map(|c| serde_json::json!({"serial": c.serial, "issuer": c.issuer, "reason": c.reason.label()}))
+            .collect();
+        let event = serde_json::json!({
+            "event": "crl_reload",
+            "trigger": report.trigger.label(),
+            "generation": report.generation,
+            "files": files,
+            "revoked_serials": report.revoked_serials(),
+            "connections_checked": report.connections_checked,
+            "connections_closed": report.connections_closed(),
+            "closed": closed,
+        });
+        let accepted = report.accepted();
+        NewRecord {
+            request_id: crate::request_id(),
+            caller: gateway_itself(),
+            frontend: creditgate_audit::Frontend::Http,
+            purpose: None,
+            legal_basis: None,
+            query: RecordedQuery::Event(event),
+            datasets: Vec::new(),
+            columns: Vec::new(),
+            subject_hashes: Vec::new(),
+            row_count: None,
+            sources: Vec::new(),
+            outcome: if accepted { Outcome::Allowed } else { Outcome::Failed },
+            refusal_reason: (!accepted).then(|| "a CRL file was rejected; the previous CRLs stay in force".to_string()),
+            duration_ms: 0,
+        }
+    }
+
+    /// The record of a handshake refused for revocation, naming the
+    /// certificate by its fingerprint (its subject is not known: the chain
+    /// was refused before it was read as an identity).
+    fn refused_handshake_record(&self, refused: &RefusedHandshake) -> NewRecord {
+        NewRecord {
+            request_id: crate::request_id(),
+            caller: creditgate_audit::Caller {
+                fingerprint: refused.fingerprint.clone(),
+                name: format!("serial {}", refused.serial.as_deref().unwrap_or("unknown")),
+                organization: String::new(),
+                role: "unknown".to_string(),
+            },
+            frontend: creditgate_audit::Frontend::Http,
+            purpose: None,
+            legal_basis: None,
+            query: RecordedQuery::Event(serde_json::json!({
+                "event": "handshake_refused",
+                "reason": refused.reason.label(),
+                "issuer": refused.issuer,
+                "crl_generation": refused.crl_generation,
+            })),
+            datasets: Vec::new(),
+            columns: Vec::new(),
+            subject_hashes: Vec::new(),
+            row_count: None,
+            sources: Vec::new(),
+            outcome: Outcome::Refused,
+            refusal_reason: Some(format!("CG-AUTH-001: TLS handshake refused: {}", refused.reason)),
+            duration_ms: 0,
+        }
     }
 
     /// The configuration the engine was started with.
@@ -260,10 +503,20 @@ impl Engine {
             return Err(GatewayError::Unauthenticated);
         };
         // A connection whose certificate was revoked (or whose CRL expired
-        // under enforcement) after it was made is refused like a new one.
-        if conn.is_some_and(|c| !c.still_valid()) {
-            self.metrics.denial(frontend.label(), "CG-AUTH-001");
-            return Err(GatewayError::Unauthenticated);
+        // under enforcement) after it was made is refused like a new one,
+        // and recorded with the certificate's fingerprint.
+        if let Some(reason) = conn.and_then(|c| c.close_reason()).filter(|r| r.invalidates_certificate()) {
+            let error = GatewayError::Unauthenticated;
+            self.metrics.denial(frontend.label(), error.code().code);
+            self.metrics.request(frontend.label(), error.code().code, Duration::ZERO);
+            let record = connection_refusal(
+                &identity,
+                "revoked",
+                frontend,
+                format!("{}: {} ({reason})", error.code().code, error.client_message()),
+            );
+            self.auditor.append(record).await?;
+            return Err(error);
         }
         let policy = self.policy();
         match policy.principal_for(&identity) {
@@ -272,29 +525,8 @@ impl Engine {
                 let error = GatewayError::UnknownCaller(identity.name());
                 self.metrics.denial(frontend.label(), error.code().code);
                 self.metrics.request(frontend.label(), error.code().code, Duration::ZERO);
-                let (outcome, reason) = (Outcome::Refused, format!("{}: {}", error.code().code, error.client_message()));
-                let record = NewRecord {
-                    request_id: crate::request_id(),
-                    caller: creditgate_audit::Caller {
-                        fingerprint: identity.fingerprint.clone(),
-                        name: identity.name(),
-                        organization: identity.organization.clone().unwrap_or_default(),
-                        role: "unknown".to_string(),
-                    },
-                    frontend: frontend.audit(),
-                    purpose: None,
-                    legal_basis: None,
-                    query: RecordedQuery::Request("connection".to_string()),
-                    datasets: Vec::new(),
-                    columns: Vec::new(),
-                    subject_hashes: Vec::new(),
-                    row_count: None,
-                    sources: Vec::new(),
-                    outcome,
-                    refusal_reason: Some(reason),
-                    duration_ms: 0,
-                };
-                self.auditor.append(record).await?;
+                let reason = format!("{}: {}", error.code().code, error.client_message());
+                self.auditor.append(connection_refusal(&identity, "unknown", frontend, reason)).await?;
                 Err(error)
             }
         }
@@ -361,10 +593,10 @@ impl Engine {
     fn catalog_for(&self, principal: &Principal) -> (Arc<MemoryCatalogProvider>, Arc<BTreeMap<String, DatasetGrant>>) {
         let key = (self.policy_generation(), self.federation.generation(), today());
         let mut cache = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(cached) = cache.get(&principal.name) {
-            if cached.key == key {
-                return (Arc::clone(&cached.catalog), Arc::clone(&cached.grants));
-            }
+        if let Some(cached) = cache.get(&principal.name)
+            && cached.key == key
+        {
+            return (Arc::clone(&cached.catalog), Arc::clone(&cached.grants));
         }
         let (catalog, grants) = self.build_catalog(principal, key.2);
         let (catalog, grants) = (Arc::new(catalog), Arc::new(grants));
@@ -435,7 +667,10 @@ impl Engine {
 
     /// A fresh session whose catalog holds only the permit's secure views,
     /// with its own memory limit and no disk.
-    pub fn session_for(&self, permit: &Permit) -> Result<(SessionContext, Arc<BTreeMap<String, DatasetGrant>>), GatewayError> {
+    pub fn session_for(
+        &self,
+        permit: &Permit,
+    ) -> Result<(SessionContext, Arc<BTreeMap<String, DatasetGrant>>), GatewayError> {
         let (catalog, grants) = self.catalog_for(permit.principal());
         let ctx = self.engine()?;
         ctx.register_catalog(CATALOG, catalog);
@@ -463,15 +698,15 @@ impl Engine {
         // A dataset whose source has not answered yet is "unavailable", not "unknown".
         let lowered = sql.to_lowercase();
         for dataset in self.federation.datasets() {
-            if lowered.contains(&dataset.name) {
-                if let Some(source) = self.federation.unavailable_source_of(&dataset.name) {
-                    return GatewayError::Source(creditgate_remote::SourceError {
-                        source_name: source,
-                        kind: creditgate_remote::SourceErrorKind::Unavailable(
-                            "the gateway has not reached it yet".to_string(),
-                        ),
-                    });
-                }
+            if lowered.contains(&dataset.name)
+                && let Some(source) = self.federation.unavailable_source_of(&dataset.name)
+            {
+                return GatewayError::Source(creditgate_remote::SourceError {
+                    source_name: source,
+                    kind: creditgate_remote::SourceErrorKind::Unavailable(
+                        "the gateway has not reached it yet".to_string(),
+                    ),
+                });
             }
         }
         GatewayError::from_datafusion(error, true)
@@ -574,7 +809,8 @@ impl Engine {
             let failed = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
             end.row_count = Some(report.rows);
             end.duration_ms = duration_ms;
-            (end.outcome, end.refusal_reason, end.sources) = stream_end(&report.outcome, failed.as_ref(), &source_names);
+            (end.outcome, end.refusal_reason, end.sources) =
+                stream_end(&report.outcome, failed.as_ref(), &source_names);
             auditor.append_detached(end);
         })))
     }

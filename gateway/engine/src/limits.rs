@@ -16,10 +16,13 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::error::GatewayError;
 
+/// A principal's rate limiter, with the (per-minute, burst) it was built for.
+type Limiter = (u32, u32, std::sync::Arc<DefaultDirectRateLimiter>);
+
 /// Per-principal limiters and daily counters.
 #[derive(Default)]
 pub struct Limits {
-    limiters: Mutex<HashMap<String, (u32, u32, std::sync::Arc<DefaultDirectRateLimiter>)>>,
+    limiters: Mutex<HashMap<String, Limiter>>,
     daily: Mutex<HashMap<String, (NaiveDate, u64)>>,
     /// Where the daily counts are saved (none: kept in memory only).
     state_file: Option<PathBuf>,

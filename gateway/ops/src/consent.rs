@@ -86,8 +86,7 @@ fn revoke_inner(
 
     // 1. The issuer, for its own consent.
     if let Some(issuer) = consents.issuers.issuer_ids().find(|id| *id == org) {
-        let newly =
-            consents.store.revoke(Some(issuer), consent_id, caller.name(), None).map_err(store_error)?;
+        let newly = consents.store.revoke(Some(issuer), consent_id, caller.name(), None).map_err(store_error)?;
         tracing::info!(consent.id = %consent_id, consent.issuer = %issuer, client.name = %caller.name(), "consent revoked by its issuer");
         return Ok(serde_json::json!({
             "consent_id": consent_id, "issuer": issuer, "revoked": true, "newly_revoked": newly, "revoked_as": "issuer",
@@ -118,10 +117,7 @@ fn revoke_inner(
         };
         let issuer = match known.as_slice() {
             [one] if one.issuer.is_some() => format!("organisation {}", one.issuer.as_deref().unwrap_or_default()),
-            _ => format!(
-                "one of the trusted issuers {}",
-                consents.issuers.issuer_ids().collect::<Vec<_>>().join(", ")
-            ),
+            _ => format!("one of the trusted issuers {}", consents.issuers.issuer_ids().collect::<Vec<_>>().join(", ")),
         };
         GatewayError::PolicyRefused(format!(
             "consent {consent_id} may be revoked only by its issuer ({issuer}) or by an agency whose statutory \
@@ -138,9 +134,11 @@ fn revoke_inner(
         if artefact.consent_id != consent_id {
             return Err(GatewayError::BadRequest(format!(
                 "consent: the artefact is consent {}, not {consent_id}",
-                creditgate_consent::is_consent_id(&artefact.consent_id)
-                    .then_some(artefact.consent_id.as_str())
-                    .unwrap_or("<malformed id>")
+                if creditgate_consent::is_consent_id(&artefact.consent_id) {
+                    artefact.consent_id.as_str()
+                } else {
+                    "<malformed id>"
+                }
             )));
         }
         creditgate_consent::authenticate(&artefact, &consents.issuers).map_err(consent_error)?;
@@ -153,10 +151,8 @@ fn revoke_inner(
                 kinds_label(&mut oversight.iter().copied())
             )));
         }
-        let newly = consents
-            .store
-            .revoke(Some(&artefact.issuer), consent_id, caller.name(), None)
-            .map_err(store_error)?;
+        let newly =
+            consents.store.revoke(Some(&artefact.issuer), consent_id, caller.name(), None).map_err(store_error)?;
         tracing::info!(consent.id = %consent_id, client.name = %caller.name(), "consent revoked by an oversight agency (artefact presented)");
         return Ok(serde_json::json!({
             "consent_id": consent_id, "issuer": artefact.issuer, "revoked": true, "newly_revoked": newly,
@@ -194,10 +190,8 @@ fn revoke_inner(
             kinds_label(&mut oversight.iter().copied())
         )));
     }
-    let newly = consents
-        .store
-        .revoke(target.issuer.as_deref(), consent_id, caller.name(), None)
-        .map_err(store_error)?;
+    let newly =
+        consents.store.revoke(target.issuer.as_deref(), consent_id, caller.name(), None).map_err(store_error)?;
     tracing::info!(consent.id = %consent_id, client.name = %caller.name(), "consent revoked by an oversight agency");
     Ok(serde_json::json!({
         "consent_id": consent_id, "issuer": target.issuer, "revoked": true, "newly_revoked": newly,

@@ -67,7 +67,7 @@ pub struct SubjectRequest {
 #[derive(Debug, Clone)]
 enum Basis {
     Decided(String),
-    Consent(VerifiedConsent),
+    Consent(Box<VerifiedConsent>),
 }
 
 impl Basis {
@@ -142,7 +142,6 @@ impl Planned {
         Ok(planned)
     }
 }
-
 
 pub(crate) fn consent_error(refusal: creditgate_consent::ConsentRefusal) -> GatewayError {
     GatewayError::ConsentRefused { code: refusal.code(), message: refusal.to_string() }
@@ -231,9 +230,14 @@ async fn run(
 
     // 2. The legal basis, decided by the policy; a consent is verified here.
     let basis = match (permit.legal_basis(), &request.consent) {
-        (LegalBasis::Consent, Some(artefact)) => {
-            Basis::Consent(verify_consent(engine, permit.caller(), artefact, subject, &purpose, requested.as_deref())?)
-        }
+        (LegalBasis::Consent, Some(artefact)) => Basis::Consent(Box::new(verify_consent(
+            engine,
+            permit.caller(),
+            artefact,
+            subject,
+            &purpose,
+            requested.as_deref(),
+        )?)),
         (other, _) => Basis::Decided(other.label()),
     };
 
@@ -370,7 +374,6 @@ async fn run(
     Ok(Done { document, disclosure })
 }
 
-
 fn verify_consent(
     engine: &Engine,
     caller: &Caller,
@@ -445,9 +448,9 @@ async fn read_subject(
         .in_current_span(),
     );
     let mut work = AbortOnDrop(work);
-    let outcome = tokio::time::timeout(deadline, &mut work.0).await.map(|joined| {
-        joined.unwrap_or_else(|e| Err(GatewayError::internal(format!("a dataset read stopped: {e}"))))
-    });
+    let outcome = tokio::time::timeout(deadline, &mut work.0)
+        .await
+        .map(|joined| joined.unwrap_or_else(|e| Err(GatewayError::internal(format!("a dataset read stopped: {e}")))));
     match outcome {
         Ok(Ok(batches)) => Ok(batches),
         Ok(Err(GatewayError::Source(e))) => {

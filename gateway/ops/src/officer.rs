@@ -142,7 +142,11 @@ fn read_request(
         return Err(GatewayError::BadRequest(format!(
             "unknown parameter{} {}; {} accepts {}",
             if unknown.len() == 1 { "" } else { "s" },
-            unknown.iter().map(|k| format!("`{}`", k.chars().take(40).collect::<String>())).collect::<Vec<_>>().join(", "),
+            unknown
+                .iter()
+                .map(|k| format!("`{}`", k.chars().take(40).collect::<String>()))
+                .collect::<Vec<_>>()
+                .join(", "),
             path,
             if accepted.is_empty() { "none".to_string() } else { accepted.join(", ") }
         )));

@@ -23,10 +23,7 @@ pub async fn enterprise(engine: &Engine, caller: Caller, raw: &str) -> Result<se
     let code = match CreditCode::parse(raw) {
         Ok(code) => code,
         Err(e) => {
-            let what = RecordedQuery::Request(format!(
-                "GET {ENTERPRISE_PATH}{}",
-                engine.auditor().redact_text(raw)
-            ));
+            let what = RecordedQuery::Request(format!("GET {ENTERPRISE_PATH}{}", engine.auditor().redact_text(raw)));
             let intent = Intent::new(Operation::Disclosure, purpose, what);
             return Err(engine.refuse(caller, intent, GatewayError::BadRequest(format!("credit_code: {e}"))).await);
         }

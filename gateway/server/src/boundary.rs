@@ -20,10 +20,10 @@ pub fn status(error: GatewayError) -> Status {
     if let Ok(value) = code.code.parse() {
         status.metadata_mut().insert("x-creditgate-error-code", value);
     }
-    if let GatewayError::RateLimited { retry_after_secs, .. } = &error {
-        if let Ok(value) = retry_after_secs.to_string().parse() {
-            status.metadata_mut().insert("retry-after", value);
-        }
+    if let GatewayError::RateLimited { retry_after_secs, .. } = &error
+        && let Ok(value) = retry_after_secs.to_string().parse()
+    {
+        status.metadata_mut().insert("retry-after", value);
     }
     status
 }
@@ -38,10 +38,10 @@ pub fn error_response(error: &GatewayError) -> http::Response<Body> {
         status,
         serde_json::json!({"error": {"code": code.code, "message": error.client_message(), "retryable": code.retryable}}),
     );
-    if let GatewayError::RateLimited { retry_after_secs, .. } = error {
-        if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
+    if let GatewayError::RateLimited { retry_after_secs, .. } = error
+        && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
 }

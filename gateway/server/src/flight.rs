@@ -90,8 +90,7 @@ impl QueryBackend for FlightBackend {
     type Error = FlightError;
 
     async fn authenticate(&self, ctx: &RequestContext) -> Result<FlightCaller, FlightError> {
-        let purpose =
-            ctx.metadata.get(PURPOSE_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let purpose = ctx.metadata.get(PURPOSE_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let caller = self.engine.authenticate(ctx.conn.as_ref(), Frontend::Flight).await?;
         let span = caller.span();
         Ok(FlightCaller { caller, purpose, span })

@@ -67,6 +67,9 @@ where
                 let mut stop = stop.clone();
                 connections.spawn(async move {
                     let info = conn.info().clone();
+                    // At its maximum age (or when it is cut) the server asks
+                    // the connection to close: GOAWAY, in-flight requests finish.
+                    let closing = info.closing();
                     let service = hyper::service::service_fn(move |req| {
                         let gateway = Arc::clone(&gateway);
                         let info = info.clone();
@@ -82,6 +85,10 @@ where
                             }
                         }
                         _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                        }
+                        _ = closing => {
                             connection.as_mut().graceful_shutdown();
                             let _ = connection.await;
                         }
@@ -141,7 +148,7 @@ async fn dispatch(
     let purpose = purpose_header(&req);
     match (path, method) {
         ("/healthz", &Method::GET) => Ok(json_response(StatusCode::OK, health(engine))),
-        ("/metrics", &Method::GET) => Ok(text_response("text/plain; version=0.0.4", engine.metrics().render())),
+        ("/metrics", &Method::GET) => Ok(text_response("text/plain; version=0.0.4", engine.render_metrics())),
         ("/v1/catalog", &Method::GET) => {
             let intent = Intent::new(Operation::Catalog, purpose, RecordedQuery::Request(format!("{method} {path}")));
             let permit = engine.authorize(caller, intent).await?;
@@ -192,7 +199,8 @@ async fn dispatch(
                             return Err(engine.refuse(caller, intent, error).await);
                         }
                     };
-                    let document = creditgate_ops::consent::revoke(engine, caller, purpose, &id, presented.as_ref()).await?;
+                    let document =
+                        creditgate_ops::consent::revoke(engine, caller, purpose, &id, presented.as_ref()).await?;
                     Ok(json_response(StatusCode::OK, document))
                 }
                 (None, &Method::GET) if !rest.contains('/') => {
@@ -377,11 +385,8 @@ async fn query(
     let (format, request) = match read.await {
         Ok(read) => read,
         Err(error) => {
-            let intent = Intent::new(
-                Operation::Query,
-                header_purpose,
-                RecordedQuery::Request("POST /v1/query".to_string()),
-            );
+            let intent =
+                Intent::new(Operation::Query, header_purpose, RecordedQuery::Request("POST /v1/query".to_string()));
             return Err(engine.refuse(caller, intent, error).await);
         }
     };
@@ -504,4 +509,3 @@ fn catalog(gateway: &Engine, principal: &creditgate_policy::Principal) -> serde_
         "datasets": datasets,
     })
 }
-

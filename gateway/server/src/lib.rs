@@ -22,7 +22,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use creditgate_certs::tls::{self, ClientTrust};
+use creditgate_certs::revocation::{DEFAULT_MAX_CONNECTION_AGE_GRACE, ReloadableTrust, RevocationOptions};
+use creditgate_certs::tls::{self, ALPN_H2, ClientTrust, IncomingOptions};
 use creditgate_engine::{Engine, Frontend, GatewayError};
 use creditgate_flight::FrontConfig;
 use tokio::sync::watch;
@@ -40,19 +41,36 @@ pub struct RunningGateway {
     stop: watch::Sender<bool>,
     handles: Vec<JoinHandle<Result<(), GatewayError>>>,
     engine: Arc<Engine>,
+    trust: ReloadableTrust,
 }
 
 /// Binds the listeners and serves `engine` until [`RunningGateway::stop`].
 pub async fn start(engine: Arc<Engine>) -> Result<RunningGateway, GatewayError> {
     let server = &engine.config().server;
-    let trust = ClientTrust {
-        ca_file: server.client_ca.clone(),
-        crl_files: server.crls.clone(),
-        enforce_crl_expiry: server.enforce_crl_expiry,
+    // One live client trust for both mTLS listeners: CRLs reloaded on
+    // SIGHUP (see `RunningGateway::reload_crls`), on a file change and at a
+    // CRL's next update; connections closed when their certificate is
+    // revoked, and at their maximum age.
+    let max_connection_age = Duration::from_secs(server.max_connection_age_seconds);
+    let trust = ReloadableTrust::new(
+        ClientTrust {
+            ca_file: server.client_ca.clone(),
+            crl_files: server.crls.clone(),
+            enforce_crl_expiry: server.enforce_crl_expiry,
+        },
+        RevocationOptions {
+            check_interval: Duration::from_secs(server.crl_check_interval_seconds),
+            max_connection_age: Some(max_connection_age),
+            max_connection_age_grace: DEFAULT_MAX_CONNECTION_AGE_GRACE,
+        },
+    )?;
+    engine.attach_revocation(&trust);
+    let handshake = IncomingOptions {
+        handshake_timeout: Duration::from_millis(server.handshake_timeout_ms),
+        ..IncomingOptions::default()
     };
-    let handshake = Duration::from_millis(server.handshake_timeout_ms);
-    let flight_tls = tls::server_config(&server.cert, &server.key, Some(&trust), &[b"h2"])?;
-    let http_tls = tls::server_config(&server.cert, &server.key, Some(&trust), &[b"h2", b"http/1.1"])?;
+    let flight_tls = trust.server_config(&server.cert, &server.key, &[ALPN_H2])?;
+    let http_tls = trust.server_config(&server.cert, &server.key, &[ALPN_H2, b"http/1.1"])?;
     let bind = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -69,13 +87,17 @@ pub async fn start(engine: Arc<Engine>) -> Result<RunningGateway, GatewayError> 
     {
         let backend = Arc::new(flight::FlightBackend::new(Arc::clone(&engine)));
         let mut rx = rx.clone();
-        let incoming = tls::incoming(flight_listener, flight_tls, handshake);
+        let incoming = trust.incoming(flight_listener, flight_tls, handshake);
         handles.push(tokio::spawn(
             async move {
                 let shutdown = async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 };
-                let front = FrontConfig { server_name: "creditgate gateway".to_string(), ..FrontConfig::default() };
+                let front = FrontConfig {
+                    server_name: "creditgate gateway".to_string(),
+                    max_connection_age: Some(max_connection_age),
+                    ..FrontConfig::default()
+                };
                 creditgate_flight::serve(backend, front, incoming, shutdown)
                     .await
                     .map_err(|e| GatewayError::Server(e.to_string()))
@@ -84,7 +106,7 @@ pub async fn start(engine: Arc<Engine>) -> Result<RunningGateway, GatewayError> 
         ));
     }
     {
-        let incoming = tls::incoming(http_listener, http_tls, handshake);
+        let incoming = trust.incoming(http_listener, http_tls, handshake);
         handles.push(tokio::spawn(
             http::serve(Arc::clone(&engine), incoming, rx.clone(), Frontend::Http)
                 .instrument(tracing::info_span!("http", %http_addr)),
@@ -92,11 +114,11 @@ pub async fn start(engine: Arc<Engine>) -> Result<RunningGateway, GatewayError> 
     }
     let mut public_addr = None;
     if let Some(addr) = server.public_listen {
-        let public_tls = tls::server_config(&server.cert, &server.key, None, &[b"h2", b"http/1.1"])?;
+        let public_tls = tls::server_config(&server.cert, &server.key, None, &[ALPN_H2, b"http/1.1"])?;
         let listener = bind(addr).await?;
         let bound = local(&listener)?;
         public_addr = Some(bound);
-        let incoming = tls::incoming(listener, public_tls, handshake);
+        let incoming = tls::incoming_with_options(listener, public_tls, handshake);
         handles.push(tokio::spawn(
             http::serve(Arc::clone(&engine), incoming, rx.clone(), Frontend::Public)
                 .instrument(tracing::info_span!("public", addr = %bound)),
@@ -104,13 +126,26 @@ pub async fn start(engine: Arc<Engine>) -> Result<RunningGateway, GatewayError> 
     }
     engine.spawn_upkeep(rx);
     tracing::info!(%flight_addr, %http_addr, public = ?public_addr, "gateway listening");
-    Ok(RunningGateway { flight_addr, http_addr, public_addr, stop: tx, handles, engine })
+    Ok(RunningGateway { flight_addr, http_addr, public_addr, stop: tx, handles, engine, trust })
 }
 
 impl RunningGateway {
     /// The engine being served.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// The client trust of the mTLS listeners (CRLs in force, open
+    /// connections, counters).
+    pub fn revocation(&self) -> &ReloadableTrust {
+        &self.trust
+    }
+
+    /// Reads the CRL files again now (what SIGHUP does), closes the open
+    /// connections whose certificate they revoke, and returns the report
+    /// (also recorded in the audit log).
+    pub async fn reload_crls(&self) -> creditgate_certs::revocation::ReloadReport {
+        self.trust.reload_async().await
     }
 
     /// Stops accepting, lets in-flight requests finish for up to
@@ -140,6 +175,39 @@ impl RunningGateway {
         let engine = Arc::clone(&self.engine);
         let _ = tokio::task::spawn_blocking(move || engine.close()).await;
         result
+    }
+}
+
+/// Reloads the policy and then the CRLs of `gateway` on every SIGHUP (Unix),
+/// until the returned task is aborted. A failed policy reload keeps the
+/// current policy; a rejected CRL file keeps its previous CRLs; both are
+/// logged, and the CRL reload is recorded in the audit log.
+pub fn reload_on_sighup(gateway: &RunningGateway) -> Option<JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => hangup,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; the policy and CRLs reload only as configured");
+                return None;
+            }
+        };
+        let engine = Arc::clone(&gateway.engine);
+        let trust = gateway.trust.clone();
+        Some(tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the policy and the CRLs");
+                // Both outcomes are logged where they happen.
+                let _ = engine.reload_policy();
+                let _ = trust.reload_async().await;
+            }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = gateway;
+        None
     }
 }
 

@@ -453,6 +453,50 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     let mut small_point = lookup_latencies(&small, args.lookups, Some(vec!["market.enterprises".into()])).await?;
     let small_p50 = percentile(&mut small_point, 0.5);
+
+    // Revocation: the CA rewrites the CRL (`certs revoke`), the gateway
+    // reloads it (what SIGHUP does; a file change is noticed within
+    // `crl_check_interval_seconds`, 30 s by default): time until the caller's
+    // open Flight channel and a new connection are both refused. Last, as it
+    // revokes a caller of this federation.
+    {
+        let victim = "platform_a";
+        let mut open = small.flight_client(victim)?;
+        let probe = "SELECT name FROM market.enterprises LIMIT 1";
+        open.query(probe).await.map_err(|e| crate::client::flight_error_text(&e))?;
+        let cert = small.caller(victim).ok_or("no victim caller")?.cert.clone();
+        creditgate_certs::cli::run(creditgate_certs::cli::CertsCommand::Revoke(creditgate_certs::cli::RevokeArgs {
+            dir: small.dir.join("certs"),
+            serial: Vec::new(),
+            cert: vec![cert],
+            crl_days: 30,
+        }))
+        .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let reload = small.gateway.reload_crls().await;
+        let reloaded = started.elapsed();
+        let mut old_refused = None;
+        let mut new_refused = None;
+        while (old_refused.is_none() || new_refused.is_none()) && started.elapsed() < Duration::from_secs(30) {
+            if old_refused.is_none() && open.query(probe).await.is_err() {
+                old_refused = Some(started.elapsed());
+            }
+            if new_refused.is_none() && small.http(victim, "GET", "/healthz", &[], None).await.is_err() {
+                new_refused = Some(started.elapsed());
+            }
+        }
+        let (Some(old), Some(new)) = (old_refused, new_refused) else {
+            return Err("the revoked caller was still served 30 s after the CRL reload".to_string());
+        };
+        report(
+            &mut rows,
+            "revocation → refusal (CRL reload)",
+            format!("{} / {}", ms(old), ms(new)),
+            ms(reloaded),
+            format!("{} closed", reload.connections_closed()),
+            "open channel / new connection refused after the reload starts; baseline: the reload itself",
+        );
+    }
     small.stop().await?;
 
     // ---- Large federation: bulk streaming, policy overhead, table-size scaling.

@@ -21,9 +21,10 @@ use serde::Serialize;
 use crate::client::{ClientIdentity, FlightClient, flight_error_text, http_request};
 use creditgate_engine::audit::AuditSink;
 use creditgate_engine::config::{
-    AuditConfig, ConnectorRef, DEFAULT_SHUTDOWN_GRACE_MS, DisclosureSection, PublicConfig, SectionShape, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS,
-    DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_TOTAL_TIMEOUT_MS, DatasetConfig, GatewayConfig,
-    ServerConfig, StateConfig, UpstreamConfig,
+    AuditConfig, ConnectorRef, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS,
+    DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_TOTAL_TIMEOUT_MS,
+    DatasetConfig, DisclosureSection, GatewayConfig, PublicConfig, SectionShape, ServerConfig, StateConfig,
+    UpstreamConfig,
 };
 use creditgate_engine::{Engine, PURPOSE_HEADER};
 use creditgate_server::RunningGateway;
@@ -141,6 +142,11 @@ pub struct LabOptions {
     /// Where audit records go instead of the log: set only by the benchmark
     /// that measures the audit's cost (the log still exists and verifies).
     pub audit_sink: Option<Arc<dyn AuditSink>>,
+    /// How often the gateway and the connectors check the CRL file for
+    /// changes (seconds).
+    pub crl_check_interval_seconds: u64,
+    /// Maximum age of a caller's connection to the gateway (seconds).
+    pub max_connection_age_seconds: u64,
 }
 
 /// The demo's public window: an enterprise's registration, its public
@@ -184,6 +190,8 @@ impl LabOptions {
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
             backend: crate::demo_backend::BackendArgs::default(),
             audit_sink: None,
+            crl_check_interval_seconds: creditgate_certs::revocation::DEFAULT_CRL_CHECK_INTERVAL.as_secs(),
+            max_connection_age_seconds: creditgate_certs::revocation::DEFAULT_MAX_CONNECTION_AGE.as_secs(),
         }
     }
 }
@@ -294,7 +302,7 @@ impl Lab {
         for source in &manifest.sources {
             let (cert, key) = issue(server(&connector_identity(&source.name)), &format!("connector-{}", source.name))?;
             let mut config = ConnectorConfig {
-                crl_check_interval_seconds: creditgate_certs::revocation::DEFAULT_CRL_CHECK_INTERVAL.as_secs(),
+                crl_check_interval_seconds: options.crl_check_interval_seconds,
                 max_connection_age_seconds: creditgate_certs::revocation::DEFAULT_MAX_CONNECTION_AGE.as_secs(),
                 name: source.name.clone(),
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -336,6 +344,8 @@ impl Lab {
                 client_ca: ca_file.clone(),
                 crls: vec![crl_file.clone()],
                 enforce_crl_expiry: false,
+                crl_check_interval_seconds: options.crl_check_interval_seconds,
+                max_connection_age_seconds: options.max_connection_age_seconds,
                 handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
                 memory_limit_bytes: options.memory_limit_bytes,
                 shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
@@ -428,10 +438,10 @@ impl Lab {
     ) -> Result<crate::client::HttpResponse, String> {
         let c = self.caller(caller).ok_or_else(|| format!("no demo caller `{caller}`"))?;
         let mut all: Vec<(&str, &str)> = headers.to_vec();
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(PURPOSE_HEADER)) {
-            if let Some(purpose) = c.purposes.first() {
-                all.push((PURPOSE_HEADER, purpose.as_str()));
-            }
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(PURPOSE_HEADER))
+            && let Some(purpose) = c.purposes.first()
+        {
+            all.push((PURPOSE_HEADER, purpose.as_str()));
         }
         http_request(&self.gateway.http_addr.to_string(), SERVER_NAME, &self.identity_of(c), method, path, &all, body)
             .await
@@ -837,8 +847,12 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     if args.serve && result.is_ok() {
         let path = lab.write_endpoints()?;
         println!("\nEverything keeps running. Endpoints, CA and caller certificates: {}", path.display());
-        println!("Press Ctrl-C to stop.");
+        println!("Press Ctrl-C to stop; SIGHUP reloads the policy and the CRLs.");
+        let reloader = creditgate_server::reload_on_sighup(&lab.gateway);
         creditgate_server::shutdown_signal().await;
+        if let Some(task) = reloader {
+            task.abort();
+        }
     }
     lab.stop().await?;
     result.map(|()| println!("\ndemo finished"))

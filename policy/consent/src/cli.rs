@@ -61,6 +61,7 @@ impl From<SubjectTypeArg> for SubjectKind {
 
 /// Consent issuer commands.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process; boxing would only obscure the clap derive")]
 pub enum ConsentCommand {
     /// Create an issuer signing key (Ed25519, PKCS#8 PEM, mode 0600), or load
     /// the existing one; write its public key to KEYFILE.pub and print the

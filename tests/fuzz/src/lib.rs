@@ -12,11 +12,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod smoke;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use creditgate_consent::{CheckContext, ConsentArtefact, ConsentLedger, SubjectRef, TrustedIssuers};
-use creditgate_ops::lookup::LookupRequest;
 use creditgate_engine::sql_gate::{MAX_SQL_BYTES, parse_query};
 use creditgate_ident::{CreditCode, ResidentId, Subject, SubjectKind};
+use creditgate_ops::lookup::LookupRequest;
 use creditgate_policy::Policy;
 use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast;
@@ -236,8 +238,9 @@ pub fn check_http_bodies(data: &[u8]) {
 
 fn check_sql(sql: &str) {
     match parse_query(sql) {
-        Ok(statement) => {
+        Ok(parsed) => {
             assert!(sql.len() <= MAX_SQL_BYTES, "SQL over the size limit was accepted");
+            let statement = parsed.statement;
             assert!(is_read_only(&statement), "the SQL gate let through `{statement}`");
         }
         Err(e) => {
