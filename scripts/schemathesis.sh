@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Schemathesis against the committed OpenAPI document (gateway/openapi.json):
+# Schemathesis against the committed OpenAPI document (gateway/server/openapi.json):
 # starts `creditgate demo --serve` in a temporary directory, then generates
 # requests for every documented operation, on the mTLS listener (with a
 # demo caller's client certificate) and on the public listener (server TLS
@@ -91,7 +91,7 @@ run_pass() {
   (
     cd "$work" # hypothesis keeps nothing in the repository
     CI=true timeout --signal=INT --kill-after=10 "$PASS_SECONDS" \
-      "$VENV/bin/st" run "$root/gateway/openapi.json" \
+      "$VENV/bin/st" run "$root/gateway/server/openapi.json" \
       --url "$url" \
       --tls-verify "$CA_FILE" \
       --checks not_a_server_error \

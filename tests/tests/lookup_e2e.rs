@@ -698,3 +698,44 @@ async fn a_consent_limits_the_columns_and_the_data_date_range_at_the_source() {
     assert_eq!(doc["datasets"]["tax.credit_ratings"]["status"], "ok", "control: {doc}");
     lab.stop().await.expect("stop");
 }
+
+/// Consent status is the consent's business only: its grantee, its issuer's
+/// side and the subject's oversight agency read it; anyone else gets exactly
+/// the answer an unknown or malformed id gets, and every read is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_status_is_readable_only_by_those_concerned_and_looks_unknown_to_others() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lab = creditgate_tests::start_lab(tmp.path()).await;
+    let consent = sign(&lab, draft(&lab));
+    let cid = consent["consent_id"].as_str().expect("id").to_string();
+    let (status, _) = lookup(&lab, "credit_agency", person_request(&lab, Some(consent))).await;
+    assert_eq!(status, 200, "the consent is used once");
+    let read = async |caller: &str, id: &str| {
+        let response = lab.http(caller, "GET", &format!("/v1/consents/{id}"), &[], None).await.expect("http");
+        (response.status, serde_json::from_slice::<serde_json::Value>(&response.body).unwrap_or_default())
+    };
+    // The grantee and the oversight agency of the subject's kind read it.
+    let (status, doc) = read("credit_agency", &cid).await;
+    assert_eq!((status, doc["uses"].as_u64()), (200, Some(1)), "{doc}");
+    let (status, _) = read("samr", &cid).await;
+    assert_eq!(status, 200);
+    // A platform is none of those: the same 404 as for an unknown id and a malformed one.
+    let (other, other_doc) = read("platform_a", &cid).await;
+    let unknown_id = format!("{}0", &cid[..cid.len() - 1]);
+    let unknown_id = if unknown_id == cid { format!("{}1", &cid[..cid.len() - 1]) } else { unknown_id };
+    let (unknown, unknown_doc) = read("platform_a", &unknown_id).await;
+    let (malformed, malformed_doc) = read("platform_a", "not-a-consent").await;
+    assert_eq!((other, unknown, malformed), (404, 404, 404));
+    let message = |doc: &serde_json::Value| doc["error"].clone();
+    assert_eq!(message(&other_doc), message(&unknown_doc), "indistinguishable from an unknown id");
+    assert_eq!(message(&other_doc), message(&malformed_doc), "indistinguishable from a malformed id");
+    assert!(!other_doc.to_string().contains("uses"), "{other_doc}");
+    // Every read, allowed or not, is one audit record.
+    let reads = creditgate_tests::audit_records(&lab)
+        .iter()
+        .filter(|r| serde_json::to_string(&r.query).is_ok_and(|q| q.contains("consent")) && r.datasets.is_empty())
+        .filter(|r| r.caller.name == "platform_a")
+        .count();
+    assert_eq!(reads, 3, "three reads by the platform, three records");
+    lab.stop().await.expect("stop");
+}

@@ -192,3 +192,45 @@ async fn connections_are_closed_at_their_maximum_age() {
     assert!(sample(&lab, "samr", "creditgate_connections_closed_total{reason=\"max_age\"}").await >= 1.0);
     lab.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_crls_and_a_principal_removed_from_the_policy_loses_its_open_connection() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // An interval the test never reaches: only the signal can reload.
+    let lab = start_lab_with(tmp.path(), |o| o.crl_check_interval_seconds = 3600).await;
+    let reloader = creditgate_server::reload_on_sighup(&lab.gateway).expect("SIGHUP handler");
+    let mut samr = HttpConn::open(&lab, "samr").await.expect("http connection");
+    assert_eq!(samr.request("GET", "/v1/catalog", &[], None).await.expect("catalog").status, 200);
+    let mut agency = HttpConn::open(&lab, "credit_agency").await.expect("http connection");
+    assert_eq!(agency.request("GET", "/v1/catalog", &[], None).await.expect("catalog").status, 200);
+
+    // The policy loses samr; the CA revokes platform_a; one SIGHUP.
+    let policy_file = lab.gateway_config.policy.clone();
+    let policy = std::fs::read_to_string(&policy_file).expect("policy");
+    let start = policy.find("[[principals]]\nname = \"samr\"").expect("samr's principal entry");
+    let end = policy[start + 1..].find("[[").map_or(policy.len(), |i| start + 1 + i);
+    std::fs::write(&policy_file, format!("{}{}", &policy[..start], &policy[end..])).expect("write policy");
+    revoke(&lab, "platform_a");
+    let status =
+        std::process::Command::new("kill").args(["-HUP", &std::process::id().to_string()]).status().expect("kill");
+    assert!(status.success());
+
+    // samr's open connection is refused at its next request, by name.
+    let reply = eventually("samr is refused on its open connection", async || {
+        let reply = samr.request("GET", "/v1/catalog", &[], None).await.ok()?;
+        (reply.status != 200).then_some(reply)
+    })
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(reply.text().contains("CG-AUTH-002") || reply.text().contains("unknown"), "{}", reply.text());
+    // platform_a's certificate is refused at the handshake.
+    eventually("platform_a is refused", async || {
+        lab.http("platform_a", "GET", "/v1/catalog", &[], None).await.is_err().then_some(())
+    })
+    .await;
+    assert_eq!(events(&lab, "crl_reload").first().map(|(_, e)| e["trigger"].clone()), Some("on_demand".into()));
+    // Negative control: a principal still in the policy keeps its connection.
+    assert_eq!(agency.request("GET", "/v1/catalog", &[], None).await.expect("catalog").status, 200);
+    reloader.abort();
+    lab.stop().await.expect("stop");
+}

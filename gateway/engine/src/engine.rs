@@ -104,6 +104,33 @@ fn gateway_itself() -> creditgate_audit::Caller {
     }
 }
 
+/// A record that names no data: a refusal before any request was read, or
+/// an event of the gateway itself.
+fn record_without_data(
+    caller: creditgate_audit::Caller,
+    frontend: creditgate_audit::Frontend,
+    query: RecordedQuery,
+    outcome: Outcome,
+    refusal_reason: Option<String>,
+) -> NewRecord {
+    NewRecord {
+        request_id: crate::request_id(),
+        caller,
+        frontend,
+        purpose: None,
+        legal_basis: None,
+        query,
+        datasets: Vec::new(),
+        columns: Vec::new(),
+        subject_hashes: Vec::new(),
+        row_count: None,
+        sources: Vec::new(),
+        outcome,
+        refusal_reason,
+        duration_ms: 0,
+    }
+}
+
 /// The record of a connection refused before any request was read: an
 /// unknown identity, or a certificate revoked while the connection was open.
 fn connection_refusal(
@@ -112,27 +139,14 @@ fn connection_refusal(
     frontend: Frontend,
     reason: String,
 ) -> NewRecord {
-    NewRecord {
-        request_id: crate::request_id(),
-        caller: creditgate_audit::Caller {
-            fingerprint: identity.fingerprint.clone(),
-            name: identity.name(),
-            organization: identity.organization.clone().unwrap_or_default(),
-            role: role.to_string(),
-        },
-        frontend: frontend.audit(),
-        purpose: None,
-        legal_basis: None,
-        query: RecordedQuery::Request("connection".to_string()),
-        datasets: Vec::new(),
-        columns: Vec::new(),
-        subject_hashes: Vec::new(),
-        row_count: None,
-        sources: Vec::new(),
-        outcome: Outcome::Refused,
-        refusal_reason: Some(reason),
-        duration_ms: 0,
-    }
+    let caller = creditgate_audit::Caller {
+        fingerprint: identity.fingerprint.clone(),
+        name: identity.name(),
+        organization: identity.organization.clone().unwrap_or_default(),
+        role: role.to_string(),
+    };
+    let query = RecordedQuery::Request("connection".to_string());
+    record_without_data(caller, frontend.audit(), query, Outcome::Refused, Some(reason))
 }
 
 /// Reads the deployment secret, creating 32 random bytes (hex, mode 0600) if missing.
@@ -387,54 +401,38 @@ impl Engine {
             "closed": closed,
         });
         let accepted = report.accepted();
-        NewRecord {
-            request_id: crate::request_id(),
-            caller: gateway_itself(),
-            frontend: creditgate_audit::Frontend::Http,
-            purpose: None,
-            legal_basis: None,
-            query: RecordedQuery::Event(event),
-            datasets: Vec::new(),
-            columns: Vec::new(),
-            subject_hashes: Vec::new(),
-            row_count: None,
-            sources: Vec::new(),
-            outcome: if accepted { Outcome::Allowed } else { Outcome::Failed },
-            refusal_reason: (!accepted).then(|| "a CRL file was rejected; the previous CRLs stay in force".to_string()),
-            duration_ms: 0,
-        }
+        record_without_data(
+            gateway_itself(),
+            creditgate_audit::Frontend::Http,
+            RecordedQuery::Event(event),
+            if accepted { Outcome::Allowed } else { Outcome::Failed },
+            (!accepted).then(|| "a CRL file was rejected; the previous CRLs stay in force".to_string()),
+        )
     }
 
     /// The record of a handshake refused for revocation, naming the
     /// certificate by its fingerprint (its subject is not known: the chain
     /// was refused before it was read as an identity).
     fn refused_handshake_record(&self, refused: &RefusedHandshake) -> NewRecord {
-        NewRecord {
-            request_id: crate::request_id(),
-            caller: creditgate_audit::Caller {
-                fingerprint: refused.fingerprint.clone(),
-                name: format!("serial {}", refused.serial.as_deref().unwrap_or("unknown")),
-                organization: String::new(),
-                role: "unknown".to_string(),
-            },
-            frontend: creditgate_audit::Frontend::Http,
-            purpose: None,
-            legal_basis: None,
-            query: RecordedQuery::Event(serde_json::json!({
-                "event": "handshake_refused",
-                "reason": refused.reason.label(),
-                "issuer": refused.issuer,
-                "crl_generation": refused.crl_generation,
-            })),
-            datasets: Vec::new(),
-            columns: Vec::new(),
-            subject_hashes: Vec::new(),
-            row_count: None,
-            sources: Vec::new(),
-            outcome: Outcome::Refused,
-            refusal_reason: Some(format!("CG-AUTH-001: TLS handshake refused: {}", refused.reason)),
-            duration_ms: 0,
-        }
+        let caller = creditgate_audit::Caller {
+            fingerprint: refused.fingerprint.clone(),
+            name: format!("serial {}", refused.serial.as_deref().unwrap_or("unknown")),
+            organization: String::new(),
+            role: "unknown".to_string(),
+        };
+        let event = serde_json::json!({
+            "event": "handshake_refused",
+            "reason": refused.reason.label(),
+            "issuer": refused.issuer,
+            "crl_generation": refused.crl_generation,
+        });
+        record_without_data(
+            caller,
+            creditgate_audit::Frontend::Http,
+            RecordedQuery::Event(event),
+            Outcome::Refused,
+            Some(format!("CG-AUTH-001: TLS handshake refused: {}", refused.reason)),
+        )
     }
 
     /// The configuration the engine was started with.
