@@ -1,5 +1,6 @@
 //! Connector configuration (TOML).
 
+pub(crate) use creditgate_ident::is_identifier;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -450,13 +451,6 @@ pub(crate) fn is_database_identifier(name: &str) -> bool {
     name.len() <= 63
         && matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Lowercase SQL identifier: `[a-z_][a-z0-9_]*`.
-pub(crate) fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Gateway configuration (TOML).
 
+use creditgate_ident::is_identifier;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -333,12 +334,6 @@ fn default_first_batch_timeout() -> u64 {
 }
 fn default_total_timeout() -> u64 {
     DEFAULT_TOTAL_TIMEOUT_MS
-}
-
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 impl GatewayConfig {

@@ -1,5 +1,6 @@
 //! The consent artefact, its shape rules, its canonical encoding and issuing.
 
+pub(crate) use creditgate_ident::{is_dataset_name as is_dataset, is_identifier};
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
@@ -373,19 +374,6 @@ pub(crate) fn is_code(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_PURPOSE_LEN
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// A column or table identifier (same rule as the policy file).
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    s.len() <= MAX_NAME_LEN
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// A dataset name `<source>.<table>`.
-pub(crate) fn is_dataset(s: &str) -> bool {
-    s.split_once('.').is_some_and(|(a, b)| is_identifier(a) && is_identifier(b))
 }
 
 /// A value safe to echo in a message: control characters dropped, capped.

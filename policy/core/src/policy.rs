@@ -1,5 +1,6 @@
 //! Loading and validating a policy file, and answering questions about it.
 
+use creditgate_ident::is_identifier;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -136,12 +137,6 @@ fn key(k: &str) -> String {
 /// A deserialization error on one line.
 fn serde_message(e: &toml::de::Error) -> String {
     e.to_string().trim_end().replace('\n', " ")
-}
-
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn is_code(s: &str) -> bool {

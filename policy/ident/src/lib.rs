@@ -623,5 +623,8 @@ impl Subject {
     }
 }
 
+pub mod names;
+pub use names::{is_dataset_name, is_identifier};
+
 #[cfg(test)]
 mod tests;
