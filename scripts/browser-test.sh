@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/creditgate-target}"
+# The same target directory as `cargo run -- demo` (./target), unless CI points elsewhere.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
 export CHROMIUM_BIN

@@ -18,7 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/creditgate-target}"
+# The same target directory as `cargo run -- demo` (./target), unless CI points elsewhere.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 VENV="${CREDITGATE_VENV:-$HOME/.cache/creditgate-venv}"
 EXAMPLES="${SCHEMATHESIS_EXAMPLES:-30}"
 SEED="${SCHEMATHESIS_SEED:-20250630}"

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/creditgate-target}"
+# The same target directory as `cargo run -- demo` (./target), unless CI points elsewhere.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 VENV="${CREDITGATE_VENV:-$HOME/.cache/creditgate-venv}"
 
 echo "== cargo test (workspace)"

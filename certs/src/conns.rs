@@ -89,15 +89,29 @@ impl fmt::Display for CloseReason {
 
 // Connection states, ordered: a state only ever moves to a larger value
 // (`fetch_max`), so a revocation overrides a pending max-age close and
-// nothing re-opens a cut connection.
+// nothing re-opens a cut connection. Each reason has two states: *refusing*
+// (the server decided; requests are refused and streams end with a status
+// naming the reason, but the transport still carries that status to the
+// client) and *cut* (reads and writes fail). Certificate reasons go through
+// refusing first and are cut [`REFUSE_GRACE`] later; a max-age close drains
+// gracefully first.
 const OPEN: u8 = 0;
 /// Max age reached: the HTTP layer should close gracefully.
-const DRAINING: u8 = 1;
+const DRAINING: u8 = 2;
 /// Max age plus grace reached: I/O cut.
-const CUT_MAX_AGE: u8 = 2;
-const CUT_NO_LONGER_TRUSTED: u8 = 3;
-const CUT_CRL_EXPIRED: u8 = 4;
-const CUT_REVOKED: u8 = 5;
+const CUT_MAX_AGE: u8 = 3;
+const REFUSING_NO_LONGER_TRUSTED: u8 = 4;
+const CUT_NO_LONGER_TRUSTED: u8 = 5;
+const REFUSING_CRL_EXPIRED: u8 = 6;
+const CUT_CRL_EXPIRED: u8 = 7;
+const REFUSING_REVOKED: u8 = 8;
+const CUT_REVOKED: u8 = 9;
+
+/// How long a connection whose certificate is no longer accepted keeps its
+/// transport after the decision, so that the streams in flight on it can
+/// end with a status that names the reason (instead of a transport error).
+/// Requests are refused from the decision on.
+pub const REFUSE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// State shared by a connection's [`crate::tls::TlsConn`], every clone of its
 /// [`crate::tls::ConnInfo`] and the registry.
@@ -140,8 +154,8 @@ impl ConnShared {
         match self.state.load(Ordering::Acquire) {
             OPEN => None,
             DRAINING | CUT_MAX_AGE => Some(CloseReason::MaxAge),
-            CUT_NO_LONGER_TRUSTED => Some(CloseReason::NoLongerTrusted),
-            CUT_CRL_EXPIRED => Some(CloseReason::CrlExpired),
+            REFUSING_NO_LONGER_TRUSTED | CUT_NO_LONGER_TRUSTED => Some(CloseReason::NoLongerTrusted),
+            REFUSING_CRL_EXPIRED | CUT_CRL_EXPIRED => Some(CloseReason::CrlExpired),
             _ => Some(CloseReason::Revoked),
         }
     }
@@ -152,7 +166,10 @@ impl ConnShared {
     }
 
     pub(crate) fn is_cut(&self) -> bool {
-        self.state.load(Ordering::Acquire) >= CUT_MAX_AGE
+        matches!(
+            self.state.load(Ordering::Acquire),
+            CUT_MAX_AGE | CUT_NO_LONGER_TRUSTED | CUT_CRL_EXPIRED | CUT_REVOKED
+        )
     }
 
     pub(crate) fn register_read(&self, waker: &std::task::Waker) {
@@ -171,13 +188,29 @@ impl ConnShared {
     /// Cuts reads and writes; returns whether this call cut it (false when
     /// it already was cut for this or a stronger reason).
     pub(crate) fn cut(&self, reason: CloseReason) -> bool {
-        let state = match reason {
+        self.advance(match reason {
             CloseReason::MaxAge => CUT_MAX_AGE,
             CloseReason::NoLongerTrusted => CUT_NO_LONGER_TRUSTED,
             CloseReason::CrlExpired => CUT_CRL_EXPIRED,
             CloseReason::Revoked => CUT_REVOKED,
-        };
-        self.advance(state)
+        })
+    }
+
+    /// Decides to close for `reason` without cutting yet: requests are
+    /// refused and [`ConnShared::closing`] resolves, while the transport
+    /// still works (see [`REFUSE_GRACE`]). Returns whether this call
+    /// decided it.
+    pub(crate) fn refuse(&self, reason: CloseReason) -> bool {
+        self.advance(Self::refusing_state(reason))
+    }
+
+    fn refusing_state(reason: CloseReason) -> u8 {
+        match reason {
+            CloseReason::MaxAge => DRAINING,
+            CloseReason::NoLongerTrusted => REFUSING_NO_LONGER_TRUSTED,
+            CloseReason::CrlExpired => REFUSING_CRL_EXPIRED,
+            CloseReason::Revoked => REFUSING_REVOKED,
+        }
     }
 
     fn advance(&self, to: u8) -> bool {
@@ -241,6 +274,25 @@ pub struct ClosedConn {
     pub reason: CloseReason,
 }
 
+/// Cuts `state` for `reason` after [`REFUSE_GRACE`] (at once outside a
+/// Tokio runtime, where nothing could carry a status anyway).
+fn cut_after_grace(state: &Arc<ConnShared>, reason: CloseReason) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let state = Arc::downgrade(state);
+            runtime.spawn(async move {
+                tokio::time::sleep(REFUSE_GRACE).await;
+                if let Some(state) = state.upgrade() {
+                    state.cut(reason);
+                }
+            });
+        }
+        Err(_) => {
+            state.cut(reason);
+        }
+    }
+}
+
 /// A registered connection.
 pub(crate) struct Registered {
     pub(crate) state: Arc<ConnShared>,
@@ -256,14 +308,29 @@ impl Registered {
     /// Re-verifies the peer chain with `verifier`; on failure cuts the
     /// connection and says why. Connections without a certificate, or
     /// already cut, are left alone.
-    pub(crate) fn revalidate(&self, verifier: &dyn ClientCertVerifier, now: UnixTime) -> Option<ClosedConn> {
+    ///
+    /// With `grace`, the connection is refused at once and cut
+    /// [`REFUSE_GRACE`] later, so that its streams in flight end with a
+    /// status naming the reason; without, it is cut at once (a connection
+    /// that has served nothing yet).
+    pub(crate) fn revalidate(
+        &self,
+        verifier: &dyn ClientCertVerifier,
+        now: UnixTime,
+        grace: bool,
+    ) -> Option<ClosedConn> {
         let (leaf, intermediates) = self.chain.split_first()?;
-        if self.state.is_cut() {
+        if self.state.close_reason().is_some_and(CloseReason::invalidates_certificate) {
             return None;
         }
         let error = verifier.verify_client_cert(leaf, intermediates, now).err()?;
         let reason = close_reason_for(&error);
-        if !self.state.cut(reason) {
+        if grace {
+            if !self.state.refuse(reason) {
+                return None;
+            }
+            cut_after_grace(&self.state, reason);
+        } else if !self.state.cut(reason) {
             return None;
         }
         let closed = self.closed(reason);
@@ -374,6 +441,37 @@ mod tests {
         assert_eq!(state.close_reason(), Some(CloseReason::Revoked));
         assert!(CloseReason::Revoked.invalidates_certificate());
         assert!(!CloseReason::MaxAge.invalidates_certificate());
+    }
+
+    #[test]
+    fn a_certificate_reason_refuses_before_it_cuts_and_cutting_keeps_the_reason() {
+        let state = ConnShared::new(true);
+        assert!(state.refuse(CloseReason::Revoked));
+        assert_eq!(state.close_reason(), Some(CloseReason::Revoked));
+        assert!(!state.is_cut(), "refusing leaves the transport to carry the status");
+        // The max-age timer firing meanwhile neither cuts nor weakens it.
+        assert!(!state.request_close());
+        assert!(!state.cut(CloseReason::MaxAge));
+        assert!(!state.is_cut());
+        assert!(!state.refuse(CloseReason::NoLongerTrusted));
+        assert!(state.cut(CloseReason::Revoked));
+        assert_eq!(state.cut_reason(), Some(CloseReason::Revoked));
+        assert!(!state.refuse(CloseReason::Revoked));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_cut_after_the_grace() {
+        let state = ConnShared::new(true);
+        assert!(state.refuse(CloseReason::CrlExpired));
+        cut_after_grace(&state, CloseReason::CrlExpired);
+        assert!(!state.is_cut(), "cut only after the grace");
+        let cut = tokio::time::timeout(REFUSE_GRACE * 20, async {
+            while !state.is_cut() {
+                tokio::time::sleep(REFUSE_GRACE / 10).await;
+            }
+        });
+        assert!(cut.await.is_ok(), "never cut");
+        assert_eq!(state.cut_reason(), Some(CloseReason::CrlExpired));
     }
 
     #[tokio::test]

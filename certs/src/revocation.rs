@@ -586,7 +586,7 @@ impl ReloadableTrust {
         let conns = inner.registry.snapshot();
         let unix_now = UnixTime::now();
         let closed: Vec<ClosedConn> =
-            conns.iter().filter_map(|conn| conn.revalidate(set.verifier.as_ref(), unix_now)).collect();
+            conns.iter().filter_map(|conn| conn.revalidate(set.verifier.as_ref(), unix_now, true)).collect();
         for conn in &closed {
             inner.count_cut(conn.reason);
         }
@@ -947,7 +947,7 @@ impl Tracker {
         });
         let set = self.0.current.load_full();
         if (resumed || set.generation != generation)
-            && let Some(closed) = registered.revalidate(set.verifier.as_ref(), UnixTime::now())
+            && let Some(closed) = registered.revalidate(set.verifier.as_ref(), UnixTime::now(), false)
         {
             self.0.count_cut(closed.reason);
         }

@@ -125,14 +125,35 @@ pub fn policy_check(file: &std::path::Path) -> Result<String, String> {
     Ok(lines.join("\n"))
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default (`info`, DataFusion at `warn`).
-pub fn init_tracing(json: bool) {
+/// Logs go to stderr, or appended to `file` (its directory created);
+/// `RUST_LOG` overrides the default (`info`, DataFusion at `warn`). Colours
+/// only on a terminal.
+pub fn init_tracing(json: bool, file: Option<&std::path::Path>) -> Result<(), String> {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("info,datafusion=warn,datafusion_optimizer=warn,h2=warn,hyper=warn,tonic=warn")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match file {
+        Some(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
+            let builder = builder.with_ansi(false).with_writer(std::sync::Mutex::new(log));
+            if json { builder.json().try_init() } else { builder.try_init() }
+        }
+        None => {
+            let builder = builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr);
+            if json { builder.json().try_init() } else { builder.try_init() }
+        }
+    };
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -13,7 +13,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     creditgate_certs::install_default_provider();
     let cli = creditgate_gateway::cli::Cli::parse();
-    creditgate_gateway::cli::init_tracing(cli.log_json);
+    let log_file = match &cli.command {
+        creditgate_gateway::cli::Command::Demo(args) => args.log_file(),
+        _ => None,
+    };
+    if let Err(e) = creditgate_gateway::cli::init_tracing(cli.log_json, log_file.as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     match creditgate_gateway::cli::run(cli) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {

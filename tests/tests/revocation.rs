@@ -104,19 +104,27 @@ async fn a_revoked_caller_loses_its_open_connections_and_cannot_make_new_ones() 
     assert!(event["files"][0]["crls"][0]["crl_number"].is_string(), "the CRL's number is recorded: {event}");
     assert!(event["connections_closed"].as_u64().unwrap_or(0) >= 3, "HTTP, Flight and the stream's: {event}");
 
-    // The open stream ends with an error, not as a complete result.
+    // The open stream ends with a status that names the revocation, not
+    // as a complete result and not with a bare transport error.
     let mut rows = first.num_rows();
-    let mut ended_with_error = false;
+    let mut ended_with = None;
     while let Some(batch) = stream.next().await {
         match batch {
             Ok(batch) => rows += batch.num_rows(),
-            Err(_) => {
-                ended_with_error = true;
+            Err(error) => {
+                ended_with = Some(error);
                 break;
             }
         }
     }
-    assert!(ended_with_error, "the stream was cut after {rows} rows");
+    match ended_with {
+        Some(arrow_flight::error::FlightError::Tonic(status)) => {
+            assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+            assert!(status.message().contains("CG-AUTH-003"), "{status:?}");
+            assert!(status.message().contains("revoked"), "{status:?}");
+        }
+        other => panic!("the stream ended after {rows} rows with {other:?}, not the revocation's status"),
+    }
     // The old HTTP connection and the old Flight channel are refused.
     assert!(http.request("GET", "/v1/catalog", &[], None).await.is_err(), "the kept-alive connection is cut");
     assert!(flight.query("SELECT name FROM market.enterprises LIMIT 1").await.is_err(), "the Flight channel is cut");

@@ -21,6 +21,7 @@ use arrow_flight::sql::{
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
+use creditgate_certs::revocation::CloseReason;
 use creditgate_certs::tls::{ConnInfo, TlsConn};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
@@ -89,6 +90,12 @@ pub trait QueryBackend: Send + Sync + 'static {
 
     /// Converts an error raised while streaming.
     fn stream_error(&self, caller: &Self::Caller, error: DataFusionError) -> Self::Error;
+
+    /// The error that ends a result stream when the server stops accepting
+    /// the connection's certificate while the stream runs (revoked, its CRL
+    /// expired under enforcement): the same refusal a new request on that
+    /// connection gets.
+    fn connection_refused(&self, caller: &Self::Caller, reason: CloseReason) -> Self::Error;
 
     /// The tables `caller` may see.
     async fn tables(&self, caller: &Self::Caller) -> Result<Vec<TableEntry>, Self::Error>;
@@ -178,18 +185,35 @@ impl<B: QueryBackend> FlightSqlFront<B> {
             .map(|info| info.with_endpoint(endpoint).with_descriptor(descriptor).with_ordered(true))
     }
 
-    async fn stream_sql(&self, caller: B::Caller, sql: &str) -> Result<Response<DoGetStream>, Status> {
+    async fn stream_sql(
+        &self,
+        caller: B::Caller,
+        conn: Option<ConnInfo>,
+        sql: &str,
+    ) -> Result<Response<DoGetStream>, Status> {
         let stream = self.backend.execute(&caller, sql).await.map_err(Into::into)?;
         let schema = normalize_schema(&stream.schema());
         let backend = Arc::clone(&self.backend);
         let target = Arc::clone(&schema);
+        let caller = Arc::new(caller);
+        let stream_caller = Arc::clone(&caller);
         let batches = stream.map(move |item| match item {
             Ok(batch) => normalize_batch(batch, &target).map_err(FlightError::Arrow),
             Err(error) => {
-                let status: Status = backend.stream_error(&caller, error).into();
+                let status: Status = backend.stream_error(&stream_caller, error).into();
                 Err(FlightError::Tonic(Box::new(status)))
             }
         });
+        // A certificate refused while the stream runs ends it with the
+        // refusal's status, while the transport still carries it.
+        let backend = Arc::clone(&self.backend);
+        let refused = async move {
+            let Some(conn) = conn else { return std::future::pending().await };
+            let reason = certificate_refused(&conn).await;
+            let status: Status = backend.connection_refused(&caller, reason).into();
+            FlightError::Tonic(Box::new(status))
+        };
+        let batches = EndOnRefusal { stream: batches.boxed(), refused: Some(Box::pin(refused)) };
         let encoded =
             FlightDataEncoderBuilder::new().with_schema(schema).build(batches).map_err(flight_error_to_status);
         Ok(Response::new(Box::pin(encoded)))
@@ -205,6 +229,54 @@ impl<B: QueryBackend> FlightSqlFront<B> {
 }
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
+
+/// The connection a request came on (absent outside [`serve`]).
+fn conn_of<T>(request: &Request<T>) -> Option<ConnInfo> {
+    request.extensions().get::<ConnInfo>().cloned()
+}
+
+/// Resolves when the server stops accepting `conn`'s certificate (never
+/// for a connection that only reaches its maximum age: its streams finish).
+async fn certificate_refused(conn: &ConnInfo) -> CloseReason {
+    let reason = conn.closing().await;
+    if reason.invalidates_certificate() {
+        return reason;
+    }
+    // Draining for its age; a revocation may still follow.
+    loop {
+        if let Some(reason) = conn.close_reason().filter(|r| r.invalidates_certificate()) {
+            return reason;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A result stream that ends with an error once `refused` resolves.
+struct EndOnRefusal<S> {
+    stream: S,
+    refused: Option<Pin<Box<dyn Future<Output = FlightError> + Send>>>,
+}
+
+impl<S> Stream for EndOnRefusal<S>
+where
+    S: Stream<Item = Result<arrow::array::RecordBatch, FlightError>> + Unpin,
+{
+    type Item = Result<arrow::array::RecordBatch, FlightError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let Some(refused) = self.refused.as_mut() else { return Poll::Ready(None) };
+        if let Poll::Ready(error) = refused.as_mut().poll(cx) {
+            self.refused = None;
+            return Poll::Ready(Some(Err(error)));
+        }
+        let next = Pin::new(&mut self.stream).poll_next(cx);
+        if matches!(next, Poll::Ready(None)) {
+            self.refused = None;
+        }
+        next
+    }
+}
 
 fn flight_error_to_status(error: FlightError) -> Status {
     match error {
@@ -321,7 +393,7 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request).await?;
         let sql = self.open_ticket(&caller, &ticket.statement_handle)?;
-        self.stream_sql(caller, &sql).await
+        self.stream_sql(caller, conn_of(&request), &sql).await
     }
 
     async fn do_get_prepared_statement(
@@ -331,7 +403,7 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request).await?;
         let sql = self.open_ticket(&caller, &query.prepared_statement_handle)?;
-        self.stream_sql(caller, &sql).await
+        self.stream_sql(caller, conn_of(&request), &sql).await
     }
 
     async fn do_get_catalogs(
@@ -476,7 +548,7 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
                 .unpack::<CommandStatementQuery>()
                 .map_err(|e| Status::invalid_argument(format!("malformed statement ticket: {e}")))?
                 .ok_or_else(|| Status::invalid_argument("malformed statement ticket"))?;
-            return self.stream_sql(caller, &query.query).await;
+            return self.stream_sql(caller, conn_of(&request), &query.query).await;
         }
         Err(Status::unimplemented(format!("unsupported ticket type {}", cap_message(&message.type_url))))
     }

@@ -19,5 +19,5 @@ mod table;
 pub use error::{SourceError, SourceErrorKind};
 pub use pushdown::{RawColumns, filter_to_sql, is_pushable, literal_to_sql, pushable_sql, quote_ident};
 pub use scan::RemoteScanExec;
-pub use source::{CIRCUIT_FAILURE_THRESHOLD, CIRCUIT_OPEN_FOR, Deadlines, RemoteSource, RemoteTableInfo};
+pub use source::{CIRCUIT_FAILURE_THRESHOLD, CIRCUIT_OPEN_FOR, Deadlines, Reachability, RemoteSource, RemoteTableInfo};
 pub use table::RemoteTable;

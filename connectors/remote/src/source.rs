@@ -105,6 +105,44 @@ impl Circuit {
     }
 }
 
+/// Whether a source answers, as last seen by any call to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reachability {
+    /// Not called yet.
+    Unknown,
+    /// Its last call got an answer (a result or an error of its own).
+    Reachable,
+    /// Its last call could not reach it (connection failed or timed out).
+    Unreachable,
+}
+
+impl Reachability {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Reachability::Reachable,
+            2 => Reachability::Unreachable,
+            _ => Reachability::Unknown,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            Reachability::Unknown => 0,
+            Reachability::Reachable => 1,
+            Reachability::Unreachable => 2,
+        }
+    }
+
+    /// A short label (health, logs).
+    pub fn label(self) -> &'static str {
+        match self {
+            Reachability::Unknown => "unknown",
+            Reachability::Reachable => "reachable",
+            Reachability::Unreachable => "unreachable",
+        }
+    }
+}
+
 /// Called after each remote query with the source, a status label and the duration.
 pub type SourceObserver = Arc<dyn Fn(&str, &'static str, Duration) + Send + Sync>;
 
@@ -115,6 +153,8 @@ pub struct RemoteSource {
     deadlines: Deadlines,
     observer: Option<SourceObserver>,
     circuit: Circuit,
+    /// [`Reachability`] as a number, changed by [`RemoteSource::note`].
+    reachability: std::sync::atomic::AtomicU8,
 }
 
 impl std::fmt::Debug for RemoteSource {
@@ -135,6 +175,7 @@ impl RemoteSource {
             deadlines,
             observer: None,
             circuit: Circuit::default(),
+            reachability: std::sync::atomic::AtomicU8::new(0),
         }
     }
 
@@ -152,6 +193,39 @@ impl RemoteSource {
     /// The source's deadlines.
     pub fn deadlines(&self) -> Deadlines {
         self.deadlines
+    }
+
+    /// Whether the source answered its last call.
+    pub fn reachability(&self) -> Reachability {
+        Reachability::from_u8(self.reachability.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Records the outcome of a call for [`RemoteSource::reachability`],
+    /// with one log line when the source goes away and one when it returns
+    /// (not one per failed call).
+    fn note(&self, error: Option<&SourceError>) {
+        let now = match error {
+            Some(e) if matches!(e.kind, SourceErrorKind::Unavailable(_) | SourceErrorKind::Timeout { .. }) => {
+                Reachability::Unreachable
+            }
+            _ => Reachability::Reachable,
+        };
+        let before = Reachability::from_u8(self.reachability.swap(now.as_u8(), std::sync::atomic::Ordering::AcqRel));
+        match (before, now, error) {
+            (Reachability::Unknown, Reachability::Unreachable, Some(e)) => {
+                tracing::warn!(source = %self.name, error = %e.kind, "source not reachable; retrying in the background");
+            }
+            (Reachability::Reachable, Reachability::Unreachable, Some(e)) => {
+                tracing::warn!(source = %self.name, error = %e.kind, "source went away; retrying in the background");
+            }
+            (Reachability::Unreachable, Reachability::Reachable, _) => {
+                tracing::info!(source = %self.name, "source reachable again");
+            }
+            (Reachability::Unknown, Reachability::Reachable, _) => {
+                tracing::info!(source = %self.name, "source reachable");
+            }
+            _ => {}
+        }
     }
 
     fn error(&self, kind: SourceErrorKind) -> SourceError {
@@ -179,10 +253,12 @@ impl RemoteSource {
             }
             Ok(out)
         };
-        match tokio::time::timeout(deadline, work).await {
+        let result = match tokio::time::timeout(deadline, work).await {
             Ok(result) => result,
             Err(_) => Err(self.error(SourceErrorKind::Timeout { phase: "table list", after: deadline })),
-        }
+        };
+        self.note(result.as_ref().err());
+        result
     }
 
     fn parse_tables(&self, batch: &RecordBatch) -> Result<Vec<RemoteTableInfo>, SourceError> {
@@ -231,7 +307,10 @@ impl RemoteSource {
             }
             let open = source.open(sql, &expected_for_stream);
             let (first, rest) = match tokio::time::timeout(first_deadline, open).await {
-                Ok(Ok(pair)) => pair,
+                Ok(Ok(pair)) => {
+                    source.note(None);
+                    pair
+                }
                 Ok(Err(e)) => return Err(source.observe_failure(e, started)),
                 Err(_) => {
                     let e = source.error(SourceErrorKind::Timeout { phase: "first batch", after: first_deadline });
@@ -281,6 +360,7 @@ impl RemoteSource {
 
     fn observe_failure(&self, error: SourceError, started: Instant) -> SourceError {
         self.circuit.record(Some(&error));
+        self.note(Some(&error));
         if let Some(observer) = &self.observer {
             observer(&self.name, error.status_label(), started.elapsed());
         }
@@ -319,6 +399,7 @@ impl Tail {
             None => {
                 self.done = true;
                 self.source.circuit.record(None);
+                self.source.note(None);
                 if let Some(observer) = &self.source.observer {
                     observer(&self.source.name, "ok", self.started.elapsed());
                 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use creditgate_certs::identity::Identity;
+use creditgate_certs::revocation::CloseReason;
 use creditgate_certs::revocation::{DEFAULT_MAX_CONNECTION_AGE_GRACE, ReloadableTrust, RevocationOptions};
 use creditgate_certs::tls::{ALPN_H2, ClientTrust, IncomingOptions};
 use creditgate_flight::engine::{locked_down_runtime, read_only_sql_options, session};
@@ -282,6 +283,10 @@ impl QueryBackend for Connector {
 
     fn stream_error(&self, _caller: &ConnectorCaller, error: DataFusionError) -> ConnectorError {
         from_datafusion(error, false)
+    }
+
+    fn connection_refused(&self, _caller: &ConnectorCaller, reason: CloseReason) -> ConnectorError {
+        ConnectorError::CertificateNoLongerAccepted(reason)
     }
 
     async fn tables(&self, _caller: &ConnectorCaller) -> Result<Vec<TableEntry>, ConnectorError> {

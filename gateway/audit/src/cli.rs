@@ -129,27 +129,16 @@ fn rotate_key_file(dir: &Path, key: &Path) -> Result<(String, String), AuditErro
         return Err(e);
     }
     std::fs::rename(&tmp, key).map_err(AuditError::io("rename", key))?;
-    if let Some(parent) = key.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(AuditError::io("sync directory", parent))?;
-    }
+    let parent = key.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    crate::segment::sync_dir(parent)?;
     log.close()?;
     Ok((old_id, new_id))
 }
 
-/// Writes a private key file (mode 0600, fsynced), replacing a stale one.
+/// Writes a private key file (mode 0600, atomically), replacing a stale one.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
-    use std::io::Write as _;
-    let _ = std::fs::remove_file(path);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(AuditError::io("create", path))?;
-    f.write_all(bytes).map_err(AuditError::io("write", path))?;
-    f.sync_all().map_err(AuditError::io("sync", path))
+    use creditgate_files::{Access, Existing};
+    creditgate_files::write_atomic(path, bytes, Access::Private, Existing::Replace).map_err(crate::segment::write_error)
 }
 
 /// Runs a command: returns the exit code and the message to print.

@@ -1,7 +1,6 @@
 //! Ed25519 checkpoint signing keys and the public key ring (`keys.json`).
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -79,16 +78,13 @@ impl SigningKey {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     fs::create_dir_all(parent).map_err(AuditError::io("create directory", parent))?;
                 }
-                let mut opts = fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt as _;
-                    opts.mode(0o600);
+                use creditgate_files::{Access, Existing};
+                match creditgate_files::write_atomic(path, &der, Access::Private, Existing::Keep) {
+                    Ok(()) => {}
+                    // Another process created it meanwhile: use that one.
+                    Err(e) if e.already_exists() => return Self::load_or_create(path),
+                    Err(e) => return Err(crate::segment::write_error(e)),
                 }
-                let mut f = opts.open(path).map_err(AuditError::io("create", path))?;
-                f.write_all(&der).map_err(AuditError::io("write", path))?;
-                f.sync_all().map_err(AuditError::io("sync", path))?;
                 info!(audit.key_id = %key.key_id, "created a new audit checkpoint signing key");
                 Ok(key)
             }

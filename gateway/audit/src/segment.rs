@@ -1,7 +1,6 @@
 //! Segment files (`audit-<first seq, 20 digits>-<YYYYMMDD>.jsonl`) and line reading.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
@@ -98,19 +97,20 @@ pub(crate) fn read_lines(path: &Path) -> Result<Vec<RawLine>, AuditError> {
     Ok(split_lines(&data))
 }
 
-/// fsyncs a directory so that created, renamed or removed entries are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), AuditError> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(AuditError::io("sync directory", dir))
+/// Maps a failed write of the workspace's one atomic write to [`AuditError`].
+pub(crate) fn write_error(
+    creditgate_files::WriteError { step, path, source }: creditgate_files::WriteError,
+) -> AuditError {
+    AuditError::io(step, path)(source)
 }
 
-/// Writes `dir/name` atomically: temporary file, fsync, rename, fsync directory.
+/// fsyncs a directory so that created, renamed or removed entries are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), AuditError> {
+    creditgate_files::sync_dir(dir).map_err(write_error)
+}
+
+/// Writes `dir/name` atomically and durably, readable by its owner only.
 pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), AuditError> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let target = dir.join(name);
-    let mut f = fs::File::create(&tmp).map_err(AuditError::io("create", &tmp))?;
-    f.write_all(bytes).map_err(AuditError::io("write", &tmp))?;
-    f.sync_all().map_err(AuditError::io("sync", &tmp))?;
-    drop(f);
-    fs::rename(&tmp, &target).map_err(AuditError::io("rename", &target))?;
-    sync_dir(dir)
+    use creditgate_files::{Access, Existing};
+    creditgate_files::write_atomic(&dir.join(name), bytes, Access::Private, Existing::Replace).map_err(write_error)
 }

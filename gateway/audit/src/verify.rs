@@ -826,7 +826,6 @@ pub(crate) fn write_export(out: &Path, exported: &ExportedCheckpoint) -> Result<
     let mut bytes = serde_json::to_vec_pretty(exported)
         .map_err(|source| AuditError::Json { what: "exported checkpoint", source })?;
     bytes.push(b'\n');
-    let tmp = out.with_extension("tmp");
-    fs::write(&tmp, &bytes).and_then(|()| fs::File::open(&tmp)?.sync_all()).map_err(AuditError::io("write", &tmp))?;
-    fs::rename(&tmp, out).map_err(AuditError::io("rename", out))
+    use creditgate_files::{Access, Existing};
+    creditgate_files::write_atomic(out, &bytes, Access::Public, Existing::Replace).map_err(crate::segment::write_error)
 }

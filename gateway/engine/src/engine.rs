@@ -156,21 +156,13 @@ pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, GatewayError> {
     if !path.exists() {
         let mut bytes = [0u8; 32];
         SystemRandom::new().fill(&mut bytes).map_err(|_| fail("cannot generate", &"no random source"))?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| fail("cannot create directory", &e))?;
+        use creditgate_files::{Access, Existing};
+        match creditgate_files::write_atomic(path, hex::encode(bytes).as_bytes(), Access::Private, Existing::Keep) {
+            // Created, or created meanwhile by another process: read what is there.
+            Ok(()) => {}
+            Err(e) if e.already_exists() => {}
+            Err(e) => return Err(GatewayError::Config(e.to_string())),
         }
-        let tmp = path.with_extension("tmp");
-        {
-            use std::io::Write;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&tmp).map_err(|e| fail("cannot create", &e))?;
-            file.write_all(hex::encode(bytes).as_bytes()).map_err(|e| fail("cannot write", &e))?;
-            file.sync_all().map_err(|e| fail("cannot write", &e))?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| fail("cannot write", &e))?;
     }
     let text = std::fs::read_to_string(path).map_err(|e| fail("cannot read", &e))?;
     let bytes = hex::decode(text.trim()).map_err(|_| fail("invalid secret", &"expected hex"))?;
@@ -504,14 +496,14 @@ impl Engine {
         // under enforcement) after it was made is refused like a new one,
         // and recorded with the certificate's fingerprint.
         if let Some(reason) = conn.and_then(|c| c.close_reason()).filter(|r| r.invalidates_certificate()) {
-            let error = GatewayError::Unauthenticated;
+            let error = GatewayError::CertificateNoLongerAccepted(reason);
             self.metrics.denial(frontend.label(), error.code().code);
             self.metrics.request(frontend.label(), error.code().code, Duration::ZERO);
             let record = connection_refusal(
                 &identity,
                 "revoked",
                 frontend,
-                format!("{}: {} ({reason})", error.code().code, error.client_message()),
+                format!("{}: {}", error.code().code, error.client_message()),
             );
             self.auditor.append(record).await?;
             return Err(error);
@@ -692,13 +684,41 @@ impl Engine {
         Ok(Planned { frame: DataFrame::new(state, plan), grants, deep })
     }
 
+    /// The datasets (`schema.table`) that `sql` names, configured or not,
+    /// for the audit record (so a probe of an ungranted or unknown dataset
+    /// is searchable). Names that are not plain identifiers, or that hold
+    /// something the audit would redact, are left out: they could carry a
+    /// subject's identifier. Empty for SQL that does not parse.
+    pub fn referenced_datasets(&self, sql: &str) -> Vec<String> {
+        use datafusion::common::TableReference;
+        let Ok(parsed) = crate::sql_gate::parse_query(sql) else { return Vec::new() };
+        let Ok((tables, _ctes)) = datafusion::sql::resolve::resolve_table_references(&parsed.statement, true) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = tables
+            .into_iter()
+            .filter_map(|table| match table {
+                TableReference::Partial { schema, table } => Some(format!("{schema}.{table}")),
+                TableReference::Full { catalog, schema, table } if catalog.as_ref() == CATALOG => {
+                    Some(format!("{schema}.{table}"))
+                }
+                _ => None,
+            })
+            .filter(|name| {
+                creditgate_ident::names::is_dataset_name(name)
+                    && !has_digit_run(name, 6)
+                    && self.auditor.redact_text(name) == *name
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     fn planning_error(&self, sql: &str, error: DataFusionError) -> GatewayError {
         // A dataset whose source has not answered yet is "unavailable", not "unknown".
-        let lowered = sql.to_lowercase();
-        for dataset in self.federation.datasets() {
-            if lowered.contains(&dataset.name)
-                && let Some(source) = self.federation.unavailable_source_of(&dataset.name)
-            {
+        for name in self.referenced_datasets(sql) {
+            if let Some(source) = self.federation.unavailable_source_of(&name) {
                 return GatewayError::Source(creditgate_remote::SourceError {
                     source_name: source,
                     kind: creditgate_remote::SourceErrorKind::Unavailable(
@@ -1100,6 +1120,19 @@ where
         })
         .map_err(|e| GatewayError::internal(format!("cannot start a planning thread: {e}")))?;
     result.await.map_err(|_| GatewayError::internal("the planning thread stopped without an answer"))
+}
+
+/// Whether `text` has `n` or more consecutive ASCII digits (the shape of a
+/// subject identifier: no dataset name has one).
+fn has_digit_run(text: &str, n: usize) -> bool {
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        if run >= n {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]

@@ -25,6 +25,11 @@ pub enum GatewayError {
     /// No verified client certificate.
     #[error("a client certificate is required")]
     Unauthenticated,
+    /// The connection's certificate stopped being accepted after it was
+    /// made (revoked, its CRL expired under enforcement): the request, or
+    /// the rest of a stream, is refused as a new connection would be.
+    #[error("{0}; a new connection with this certificate is refused too")]
+    CertificateNoLongerAccepted(creditgate_certs::revocation::CloseReason),
     /// The certificate is valid but its identity is not a caller of this gateway.
     #[error("certificate identity `{0}` is not a known caller of this gateway")]
     UnknownCaller(String),
@@ -101,6 +106,7 @@ impl GatewayError {
         use tonic::Code;
         let (code, http, grpc, retryable) = match self {
             GatewayError::Unauthenticated => ("CG-AUTH-001", 401, Code::Unauthenticated, false),
+            GatewayError::CertificateNoLongerAccepted(_) => ("CG-AUTH-003", 401, Code::Unauthenticated, false),
             GatewayError::UnknownCaller(_) => ("CG-AUTH-002", 403, Code::PermissionDenied, false),
             GatewayError::PolicyRefused(_) => ("CG-POL-001", 403, Code::PermissionDenied, false),
             GatewayError::ConsentRefused { .. } => ("CG-CON-001", 403, Code::PermissionDenied, false),
@@ -144,6 +150,7 @@ impl GatewayError {
         let code = self.code();
         match self {
             GatewayError::Unauthenticated
+            | GatewayError::CertificateNoLongerAccepted(_)
             | GatewayError::UnknownCaller(_)
             | GatewayError::PolicyRefused(_)
             | GatewayError::ConsentRefused { .. }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use creditgate_certs::tls;
-use creditgate_remote::{Deadlines, RemoteSource, SourceError};
+use creditgate_remote::{Deadlines, Reachability, RemoteSource, SourceError};
 
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
@@ -118,7 +118,10 @@ impl Federation {
             let schemas = self.schemas.read().unwrap_or_else(|p| p.into_inner());
             self.sources
                 .values()
-                .filter(|s| self.datasets.iter().any(|d| d.source == s.name() && !schemas.contains_key(&d.name)))
+                .filter(|s| {
+                    s.reachability() == Reachability::Unreachable
+                        || self.datasets.iter().any(|d| d.source == s.name() && !schemas.contains_key(&d.name))
+                })
                 .collect()
         };
         let results = futures::future::join_all(missing.iter().map(|s| async move { (s, s.tables().await) })).await;
@@ -140,10 +143,8 @@ impl Federation {
                             }
                         }
                     }
-                    Err(e) => {
-                        tracing::warn!(source = %e.source_name, error = %e.kind, "connector unavailable");
-                        failures.push(e);
-                    }
+                    // The source logged the change itself (once, not per retry).
+                    Err(e) => failures.push(e),
                 }
             }
         }
@@ -151,13 +152,16 @@ impl Federation {
         failures
     }
 
-    /// Keeps retrying sources that have not answered yet, every `every`.
+    /// Keeps retrying sources that have not answered yet or were last seen
+    /// unreachable, every `every` (so that their return is noticed even
+    /// without a query).
     pub fn spawn_refresher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let federation = Arc::clone(self);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if federation.available().len() < federation.datasets.len() {
+                let unreachable = federation.sources.values().any(|s| s.reachability() == Reachability::Unreachable);
+                if unreachable || federation.available().len() < federation.datasets.len() {
                     federation.refresh().await;
                 }
             }

@@ -83,9 +83,7 @@ impl Limits {
         if result.is_err() {
             self.dirty.store(true, Ordering::Release);
         }
-        result
-            .map(|()| true)
-            .map_err(|e| GatewayError::Server(format!("saving quota counts to {}: {e}", file.display())))
+        result.map(|()| true).map_err(|e| GatewayError::Server(format!("saving quota counts: {e}")))
     }
 
     /// Admits one request of `principal` under its rate limit, or refuses
@@ -157,15 +155,10 @@ impl Limits {
     }
 }
 
-/// Writes `bytes` to `file` atomically: temporary file, fsync, rename.
-fn write_atomic(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let tmp = file.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, file)
+/// Writes `bytes` to `file` with the workspace's one atomic write.
+fn write_atomic(file: &Path, bytes: &[u8]) -> Result<(), creditgate_files::WriteError> {
+    use creditgate_files::{Access, Existing};
+    creditgate_files::write_atomic(file, bytes, Access::Private, Existing::Replace)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use creditgate_audit::RecordedQuery;
+use creditgate_certs::revocation::CloseReason;
 use creditgate_engine::{Caller, Disclosure, Engine, Frontend, GatewayError, Intent, PURPOSE_HEADER};
 use creditgate_flight::{QueryBackend, RequestContext, TableEntry};
 use creditgate_policy::Operation;
@@ -34,7 +35,9 @@ pub async fn run_sql(
     plan_only: bool,
 ) -> Result<SendableRecordBatchStream, GatewayError> {
     let (what, subjects) = recorded_sql(engine, sql);
-    let mut intent = Intent::new(Operation::Query, purpose, RecordedQuery::Sql(what)).with_subjects(subjects);
+    let mut intent = Intent::new(Operation::Query, purpose, RecordedQuery::Sql(what))
+        .with_subjects(subjects)
+        .naming(engine.referenced_datasets(sql));
     if plan_only {
         intent = intent.planning_only();
     }
@@ -115,6 +118,10 @@ impl QueryBackend for FlightBackend {
         FlightError(GatewayError::from_datafusion(error, false))
     }
 
+    fn connection_refused(&self, _caller: &FlightCaller, reason: CloseReason) -> FlightError {
+        FlightError(GatewayError::CertificateNoLongerAccepted(reason))
+    }
+
     async fn tables(&self, caller: &FlightCaller) -> Result<Vec<TableEntry>, FlightError> {
         let what = RecordedQuery::Request("Flight SQL metadata (catalogs, schemas, tables)".to_string());
         let intent = Intent::new(Operation::Catalog, caller.purpose.clone(), what);
@@ -149,7 +156,7 @@ impl QueryBackend for FlightBackend {
                 Ok(request) => request,
                 Err(e) => {
                     let what = RecordedQuery::Request(format!("DoAction {action_type}"));
-                    let intent = Intent::new(Operation::Catalog, caller.purpose.clone(), what);
+                    let intent = Intent::new(Operation::Unroutable, caller.purpose.clone(), what);
                     let error = GatewayError::BadRequest(format!("lookup body: {e}"));
                     return Err(engine.refuse(caller.caller.clone(), intent, error).await);
                 }

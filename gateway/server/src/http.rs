@@ -172,7 +172,7 @@ async fn dispatch(
             let request: creditgate_ops::lookup::LookupRequest = match read_json(req, shape).await {
                 Ok(request) => request,
                 Err(error) => {
-                    let intent = Intent::new(Operation::Catalog, purpose, recorded_request(engine, method, path));
+                    let intent = Intent::new(Operation::Unroutable, purpose, recorded_request(engine, method, path));
                     return Err(engine.refuse(caller, intent, error).await);
                 }
             };
@@ -220,7 +220,7 @@ async fn dispatch(
             }
         }
         ("/healthz" | "/metrics" | "/openapi.json" | "/v1/query" | "/v1/catalog" | "/v1/lookup" | "/console", _) => {
-            let intent = Intent::new(Operation::Catalog, purpose, recorded_request(engine, method, path));
+            let intent = Intent::new(Operation::Unroutable, purpose, recorded_request(engine, method, path));
             Err(engine.refuse(caller, intent, GatewayError::MethodNotAllowed(format!("{method} {path}"))).await)
         }
         (p, _) if p.starts_with("/v1/audit/") => {
@@ -228,7 +228,7 @@ async fn dispatch(
             Err(engine.refuse(caller, intent, GatewayError::MethodNotAllowed(format!("{method} {path}"))).await)
         }
         (p, _) => {
-            let intent = Intent::new(Operation::Catalog, purpose, recorded_request(engine, method, path));
+            let intent = Intent::new(Operation::Unroutable, purpose, recorded_request(engine, method, path));
             let error = GatewayError::NotFound(engine.auditor().redact_text(&p.chars().take(200).collect::<String>()));
             Err(engine.refuse(caller, intent, error).await)
         }
@@ -236,18 +236,26 @@ async fn dispatch(
 }
 
 fn health(gateway: &Engine) -> serde_json::Value {
-    let available: Vec<String> = gateway.federation().available().into_iter().map(|(d, _)| d.name).collect();
-    let missing: Vec<&str> = gateway
-        .federation()
-        .datasets()
-        .iter()
-        .filter(|d| !available.contains(&d.name))
-        .map(|d| d.name.as_str())
-        .collect();
+    let federation = gateway.federation();
+    let available: Vec<String> = federation.available().into_iter().map(|(d, _)| d.name).collect();
+    let missing: Vec<&str> =
+        federation.datasets().iter().filter(|d| !available.contains(&d.name)).map(|d| d.name.as_str()).collect();
+    let mut sources = serde_json::Map::new();
+    let mut unreachable = Vec::new();
+    for source in federation.sources() {
+        let reachability = source.reachability();
+        if reachability == creditgate_remote::Reachability::Unreachable {
+            unreachable.push(source.name().to_string());
+        }
+        sources.insert(source.name().to_string(), reachability.label().into());
+    }
+    let degraded = !missing.is_empty() || !unreachable.is_empty();
     serde_json::json!({
-        "status": if missing.is_empty() { "ok" } else { "degraded" },
+        "status": if degraded { "degraded" } else { "ok" },
         "datasets_available": available.len(),
         "datasets_unavailable": missing,
+        "sources": sources,
+        "sources_unreachable": unreachable,
     })
 }
 

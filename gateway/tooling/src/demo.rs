@@ -45,6 +45,17 @@ pub struct DemoArgs {
     /// Where the sources keep their data (`--backend mixed`: some on PostgreSQL, one on MariaDB).
     #[command(flatten)]
     pub storage: crate::demo_backend::BackendArgs,
+    /// Print the connectors' and the gateway's logs between the tour's
+    /// steps (by default they go to DIR/logs/demo.log).
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+impl DemoArgs {
+    /// Where the logs go: `None` for standard error (`--verbose`).
+    pub fn log_file(&self) -> Option<PathBuf> {
+        (!self.verbose).then(|| self.dir.join("logs").join("demo.log"))
+    }
 }
 
 /// The SPIFFE identity of the gateway towards connectors.
@@ -147,6 +158,10 @@ pub struct LabOptions {
     pub crl_check_interval_seconds: u64,
     /// Maximum age of a caller's connection to the gateway (seconds).
     pub max_connection_age_seconds: u64,
+    /// Sources whose connector is stopped before the gateway starts (its
+    /// config and port stay in `Lab::connector_configs`, to start it later):
+    /// a source down since the gateway started.
+    pub down_at_start: Vec<String>,
 }
 
 /// The demo's public window: an enterprise's registration, its public
@@ -192,6 +207,7 @@ impl LabOptions {
             audit_sink: None,
             crl_check_interval_seconds: creditgate_certs::revocation::DEFAULT_CRL_CHECK_INTERVAL.as_secs(),
             max_connection_age_seconds: creditgate_certs::revocation::DEFAULT_MAX_CONNECTION_AGE.as_secs(),
+            down_at_start: Vec::new(),
         }
     }
 }
@@ -226,9 +242,13 @@ fn io(context: &str, path: &Path, e: impl std::fmt::Display) -> String {
 
 fn write_toml<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
     let text = toml::to_string_pretty(value).map_err(|e| io("cannot encode", path, e))?;
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text).map_err(|e| io("cannot write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("cannot write", path, e))
+    write_public(path, text.as_bytes())
+}
+
+/// Writes a demo file (configs, CRL, endpoints) with the workspace's one atomic write.
+fn write_public(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use creditgate_files::{Access, Existing};
+    creditgate_files::write_atomic(path, bytes, Access::Public, Existing::Replace).map_err(|e| e.to_string())
 }
 
 fn loopback_ips() -> Vec<IpAddr> {
@@ -251,7 +271,7 @@ impl Lab {
         let crl_file = certs.join("crl.pem");
         if !crl_file.exists() {
             let crl = ca.crl_pem(&[], Duration::from_secs(30 * 86_400)).map_err(|e| e.to_string())?;
-            std::fs::write(&crl_file, crl).map_err(|e| io("cannot write", &crl_file, e))?;
+            write_public(&crl_file, crl.as_bytes())?;
         }
         let issue = |request: IssueRequest, stem: &str| -> Result<(PathBuf, PathBuf), String> {
             ca.issue(&request).and_then(|issued| issued.write(&certs, stem)).map_err(|e| e.to_string())
@@ -331,8 +351,7 @@ impl Lab {
 
         // Gateway.
         let policy_file = dir.join("policy.toml");
-        std::fs::write(&policy_file, options.policy.as_deref().unwrap_or(DEMO_POLICY))
-            .map_err(|e| io("cannot write", &policy_file, e))?;
+        write_public(&policy_file, options.policy.as_deref().unwrap_or(DEMO_POLICY).as_bytes())?;
         let (connect, first_batch, total) = options.deadlines_ms;
         let gateway_config = GatewayConfig {
             server: ServerConfig {
@@ -387,6 +406,10 @@ impl Lab {
             public: demo_public_window(),
         };
         write_toml(&dir.join("gateway.toml"), &gateway_config)?;
+        for source in &options.down_at_start {
+            let running = connectors.remove(source).ok_or_else(|| format!("down_at_start: no source `{source}`"))?;
+            running.stop().await.map_err(|e| e.to_string())?;
+        }
         let sink = options.audit_sink.clone();
         let gateway_handle = Engine::with_sink(gateway_config.clone(), sink).await.map_err(|e| e.to_string())?;
         let gateway = creditgate_server::start(Arc::clone(&gateway_handle)).await.map_err(|e| e.to_string())?;
@@ -498,7 +521,7 @@ impl Lab {
             })).collect::<Vec<_>>(),
         });
         let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
-        std::fs::write(&path, text).map_err(|e| io("cannot write", &path, e))?;
+        write_public(&path, text.as_bytes())?;
         Ok(path)
     }
 
@@ -574,6 +597,14 @@ fn print_json_rows(document: &serde_json::Value) {
     }
 }
 
+/// A JSON body pretty-printed (as received when it is not JSON).
+fn pretty_json(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
 /// `STATUS CODE: message` of a JSON error response (the raw body if it is not one).
 fn error_line(status: u16, body: &[u8]) -> String {
     match serde_json::from_slice::<serde_json::Value>(body) {
@@ -624,6 +655,36 @@ pub const JOINT_PUNISHMENT_SQL: &str = "\
     LEFT JOIN (SELECT credit_code, COUNT(*) AS cases FROM court.dishonest_debtors \
                WHERE credit_code IS NOT NULL GROUP BY credit_code) d ON d.credit_code = s.owner_credit_code \
     ORDER BY dishonest_debtor DESC, s.shop_id";
+
+/// The tour's last words: where the console, the public listener, the
+/// audit log, the logs and the endpoints file are, and how to open the
+/// console in a browser.
+fn where_things_are(lab: &Lab, args: &DemoArgs) {
+    let dir = args.dir.display();
+    heading("Where things are");
+    let console = format!("https://localhost:{}/console", lab.gateway.http_addr.port());
+    if args.serve {
+        println!("  privacy-officer console  {console}");
+        match lab.gateway.public_addr {
+            Some(public) => println!("  public window            https://localhost:{}/", public.port()),
+            None => println!("  public window            (not configured)"),
+        }
+        println!("  endpoints of everything  {dir}/endpoints.json");
+    } else {
+        println!("  run `creditgate demo --serve` to keep the federation running and open the console");
+    }
+    println!("  audit log                {dir}/state/audit  (verify: creditgate audit verify --dir {dir}/state/audit)");
+    match args.log_file() {
+        Some(log) => println!("  logs                     {}  (--verbose prints them here)", log.display()),
+        None => println!("  logs                     printed above (--verbose)"),
+    }
+    println!("  certificates             {dir}/certs  (CA: {dir}/certs/ca.pem)");
+    println!(
+        "  console in a browser     make a .p12 of the officer's certificate:\n    openssl pkcs12 -export -in \
+         {dir}/certs/caller-privacy_officer.pem -inkey {dir}/certs/caller-privacy_officer.key -out officer.p12\n    \
+         import it and {dir}/certs/ca.pem in the browser, then open {console}"
+    );
+}
 
 async fn tour(lab: &Lab) -> Result<(), String> {
     let company = &lab.manifest.featured.enterprise_credit_code;
@@ -791,7 +852,7 @@ async fn tour(lab: &Lab) -> Result<(), String> {
         body.to_string()
     };
     let response = lab.http("credit_agency", "POST", "/v1/lookup", &[], Some(ask(None))).await?;
-    println!("-> {} {}", response.status, String::from_utf8_lossy(&response.body));
+    println!("-> {}", error_line(response.status, &response.body));
     if response.status != 403 {
         return Err("a lookup of an individual without consent was not refused".to_string());
     }
@@ -818,9 +879,9 @@ async fn tour(lab: &Lab) -> Result<(), String> {
     heading("9. Market regulation revokes the consent; the next use is refused");
     let id = consent["consent_id"].as_str().unwrap_or_default();
     let response = lab.http("samr", "POST", &format!("/v1/consents/{id}/revoke"), &[], Some("{}".into())).await?;
-    println!("revoke -> {} {}", response.status, String::from_utf8_lossy(&response.body));
+    println!("revoke -> {}\n{}", response.status, pretty_json(&response.body));
     let response = lab.http("credit_agency", "POST", "/v1/lookup", &[], Some(ask(Some(&consent)))).await?;
-    println!("lookup -> {} {}", response.status, String::from_utf8_lossy(&response.body));
+    println!("lookup -> {}", error_line(response.status, &response.body));
     if response.status != 403 {
         return Err("a revoked consent was accepted".to_string());
     }
@@ -843,6 +904,9 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     let result = tour(&lab).await;
     if let Err(e) = &result {
         eprintln!("tour failed: {e}");
+    }
+    if result.is_ok() {
+        where_things_are(&lab, &args);
     }
     if args.serve && result.is_ok() {
         let path = lab.write_endpoints()?;

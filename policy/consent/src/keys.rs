@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -88,15 +87,13 @@ impl IssuerKey {
             Ok(_) => Self::load(path).map(|k| (k, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let (key, der) = Self::generate()?;
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    fs::create_dir_all(parent).map_err(ConsentError::io("create directory", parent))?;
-                }
-                let pem = pem_encode(&der);
-                let mut f = create_private(path)?;
-                f.write_all(pem.as_bytes()).map_err(ConsentError::io("write", path))?;
-                f.sync_all().map_err(ConsentError::io("sync", path))?;
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    crate::fsutil::sync_dir(parent)?;
+                match crate::fsutil::create_atomic(path, pem_encode(&der).as_bytes()) {
+                    Ok(()) => {}
+                    // Another process created it meanwhile: use that one.
+                    Err(ConsentError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return Self::load(path).map(|k| (k, false));
+                    }
+                    Err(e) => return Err(e),
                 }
                 Ok((key, true))
             }
@@ -136,18 +133,6 @@ fn pem_encode(der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {PEM_LABEL}-----\n"));
     out
-}
-
-/// Creates a new file (failing if it exists) readable only by its owner.
-pub(crate) fn create_private(path: &Path) -> Result<fs::File, ConsentError> {
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    opts.open(path).map_err(ConsentError::io("create", path))
 }
 
 #[cfg(unix)]

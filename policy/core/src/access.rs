@@ -82,6 +82,10 @@ pub enum Operation {
     AuditRead,
     /// The public disclosure window.
     Disclosure,
+    /// A request that reaches no operation: an unknown path, a method its
+    /// path does not take, or a body that cannot be read. It is only ever
+    /// refused (with the reason it could not be routed), never allowed.
+    Unroutable,
 }
 
 impl Operation {
@@ -95,6 +99,7 @@ impl Operation {
             Operation::ConsentRevoke => "consent_revoke",
             Operation::AuditRead => "audit_read",
             Operation::Disclosure => "disclosure",
+            Operation::Unroutable => "unroutable",
         }
     }
 
@@ -108,6 +113,7 @@ impl Operation {
             Operation::ConsentRevoke => "revoke consents",
             Operation::AuditRead => "read the audit log (the audit API and console are for privacy officers)",
             Operation::Disclosure => "use the public disclosure window (it is for the public listener)",
+            Operation::Unroutable => "send a request that names no operation",
         }
     }
 
@@ -133,6 +139,7 @@ impl Operation {
             Operation::ConsentStatus | Operation::ConsentRevoke => role != Role::Public,
             Operation::AuditRead => role == Role::PrivacyOfficer,
             Operation::Disclosure => role == Role::Public,
+            Operation::Unroutable => false,
         }
     }
 }
@@ -200,7 +207,9 @@ impl Policy {
         }
         // 4. Legal basis.
         let basis = match (operation, principal.role) {
-            (Operation::Catalog | Operation::ConsentStatus | Operation::ConsentRevoke, _) => LegalBasis::NoDisclosure,
+            (Operation::Catalog | Operation::ConsentStatus | Operation::ConsentRevoke | Operation::Unroutable, _) => {
+                LegalBasis::NoDisclosure
+            }
             (Operation::AuditRead, _) => LegalBasis::Oversight,
             (Operation::Disclosure, _) => LegalBasis::Disclosure,
             (Operation::Query | Operation::Lookup { .. }, Role::Agency) => {
