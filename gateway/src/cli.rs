@@ -101,9 +101,21 @@ pub enum PolicyCommand {
     },
 }
 
-/// Validates a policy file offline; the summary on success, every problem on failure.
+/// Validates a policy file offline; the summary on success, every problem on
+/// failure. Purposes that look like typos of others fail the check too
+/// (the gateway itself would load such a policy).
 pub fn policy_check(file: &std::path::Path) -> Result<String, String> {
     let policy = creditgate_policy::Policy::load(file).map_err(|e| e.to_string())?;
+    let warnings = creditgate_policy::lint::near_miss_purposes(&policy);
+    if !warnings.is_empty() {
+        let n = warnings.len();
+        let mut message = format!("{}: {n} likely mistake{}", file.display(), if n == 1 { "" } else { "s" });
+        for warning in &warnings {
+            message.push_str("\n  ");
+            message.push_str(warning);
+        }
+        return Err(message);
+    }
     let mut lines = vec![format!(
         "{}: valid — {} principals, {} datasets, {} rules",
         file.display(),
@@ -156,6 +168,13 @@ pub fn init_tracing(json: bool, file: Option<&std::path::Path>) -> Result<(), St
     Ok(())
 }
 
+/// Prints a line to stdout. A closed stdout (`creditgate policy check … | head`)
+/// is not an error of a command that has done its work: the rest is dropped.
+fn say(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -170,13 +189,13 @@ pub const WORKER_STACK_BYTES: usize = 32 * 1024 * 1024;
 pub fn run(cli: Cli) -> Result<i32, String> {
     match cli.command {
         Command::Policy(PolicyCommand::Check { file }) => {
-            println!("{}", policy_check(&file)?);
+            say(&policy_check(&file)?);
             Ok(0)
         }
         Command::Audit(command) => {
             let (code, message) = creditgate_audit::cli::run(&command);
             if code == 0 {
-                println!("{message}");
+                say(&message);
             } else {
                 eprintln!("{message}");
             }
@@ -194,10 +213,10 @@ fn run_main(command: Command) -> Result<(), String> {
             let config = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
             let gateway = Engine::new(config).await.map_err(|e| e.to_string())?;
             let running = creditgate_server::start(Arc::clone(&gateway)).await.map_err(|e| e.to_string())?;
-            println!("flight sql: {}", running.flight_addr);
-            println!("http:       {}", running.http_addr);
+            say(&format!("flight sql: {}", running.flight_addr));
+            say(&format!("http:       {}", running.http_addr));
             if let Some(public) = running.public_addr {
-                println!("public:     {public}");
+                say(&format!("public:     {public}"));
             }
             let _reloader = creditgate_server::reload_on_sighup(&running);
             shutdown_signal().await;
@@ -208,7 +227,7 @@ fn run_main(command: Command) -> Result<(), String> {
             let config = ConnectorConfig::load(&config).map_err(|e| e.to_string())?;
             let connector = Connector::open(config).await.map_err(|e| e.to_string())?;
             let running = connector.start().await.map_err(|e| e.to_string())?;
-            println!("flight sql: {}", running.addr);
+            say(&format!("flight sql: {}", running.addr));
             shutdown_signal().await;
             running.stop().await.map_err(|e| e.to_string())
         }),
@@ -236,7 +255,7 @@ fn run_main(command: Command) -> Result<(), String> {
             let took = started.elapsed().as_secs_f64();
             let tables: usize = manifest.sources.iter().map(|s| s.tables.len()).sum();
             let rows: u64 = manifest.sources.iter().flat_map(|s| &s.tables).map(|t| t.rows).sum();
-            println!(
+            say(&format!(
                 "wrote {} sources, {tables} tables, {rows} rows (as of {}, seed {}, scale {}) to {} \
                  in {took:.2} s ({:.0} rows/s)",
                 manifest.sources.len(),
@@ -245,21 +264,21 @@ fn run_main(command: Command) -> Result<(), String> {
                 manifest.scale,
                 options.dir.display(),
                 rows as f64 / took.max(1e-9)
-            );
+            ));
             if load_postgres.is_none() && load_mysql.is_none() {
                 return Ok(());
             }
             runtime()?.block_on(async {
                 use creditgate_datagen::load::{LoadOptions, LoadReport, load_mysql as mysql, load_postgres as pg};
                 let show = |kind: &str, url: &str, report: &LoadReport| {
-                    println!(
+                    say(&format!(
                         "loaded {} tables, {} rows into {kind} {} in {:.1} s (schemas: {})",
                         report.tables,
                         report.rows,
                         creditgate_datagen::load::redact_url(url),
                         report.elapsed.as_secs_f64(),
                         report.schemas.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(", ")
-                    )
+                    ))
                 };
                 if let Some(url) = &load_postgres {
                     let load = LoadOptions {

@@ -157,6 +157,33 @@ fn policy_check_names_file_key_and_reason_for_each_mistake() {
     assert!(stderr.contains("cannot read policy file") && stderr.contains("missing-policy.toml"), "{stderr}");
 }
 
+/// A purpose misspelt in one principal is valid TOML and a valid code, but
+/// `policy check` fails on it, naming the key and the code it resembles.
+#[test]
+fn policy_check_flags_a_purpose_that_looks_like_a_typo() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let demo = demo_text();
+    let typo_at = entry_index(&demo, "principals", "purposes = [\"licensing_review\", \"supervision\"");
+    let broken = break_once(
+        &demo,
+        "purposes = [\"licensing_review\", \"supervision\"",
+        "purposes = [\"licensing_review\", \"supervison\"",
+    );
+    let file = tmp.path().join("typo-policy.toml");
+    std::fs::write(&file, &broken).expect("write");
+    let out = creditgate(&["policy", "check"], &file);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    // Its duty code is still spelt right: used as often as the typo, both are named.
+    let want = format!(
+        "principals[{typo_at}].duty_codes[1]: `supervision` and `supervison` (principals[{typo_at}].purposes[1]) differ"
+    );
+    assert!(stderr.contains("1 likely mistake") && stderr.contains(&want), "no `{want}` in:\n{stderr}");
+    // The same file without the typo passes.
+    std::fs::write(&file, &demo).expect("write");
+    assert_eq!(creditgate(&["policy", "check"], &file).status.code(), Some(0));
+}
+
 /// The committed example gateway config, its relative paths resolved in `dir`.
 fn example_config(dir: &Path) -> GatewayConfig {
     let text = std::fs::read_to_string(EXAMPLE_CONFIG).expect("example config");

@@ -1,6 +1,7 @@
 //! The workspace's one way to write a file that must never be seen half
 //! written or readable by others: keys, secrets, CRLs, state snapshots,
-//! exported checkpoints, generated configs.
+//! exported checkpoints, generated configs; and its one way to read a
+//! config file, with every problem reported together ([`config`]).
 //!
 //! [`write_atomic`] writes a temporary file in the target's directory,
 //! created with its final permissions (so a private key is never readable
@@ -8,6 +9,8 @@
 //! target (or hard-links it when the target must not be replaced), then
 //! fsyncs the directory so the new name survives a crash. On any error the
 //! temporary file is removed and the target is untouched.
+
+pub mod config;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;

@@ -313,17 +313,9 @@ impl ConnectorConfig {
     /// Reads, parses and validates a config file; relative paths are resolved
     /// against the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConnectorError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConnectorError::Config(format!("{}: cannot read: {e}", path.display())))?;
-        let mut config: ConnectorConfig = toml::from_str(&text)
-            .map_err(|e| ConnectorError::Config(format!("{}: {}", path.display(), e.to_string().trim())))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        config.resolve_paths(base);
-        config.validate().map_err(|e| match e {
-            ConnectorError::Config(message) => ConnectorError::Config(format!("{}: {message}", path.display())),
-            other => other,
-        })?;
-        Ok(config)
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        creditgate_files::config::load(path, |config: &mut ConnectorConfig| config.resolve_paths(&base), Self::problems)
+            .map_err(ConnectorError::Config)
     }
 
     /// Makes every relative path absolute against `base`.
@@ -351,6 +343,12 @@ impl ConnectorConfig {
     /// Checks everything that can be checked without touching the data;
     /// reports all problems together.
     pub fn validate(&self) -> Result<(), ConnectorError> {
+        let problems = self.problems();
+        if problems.is_empty() { Ok(()) } else { Err(ConnectorError::Config(problems.join("; "))) }
+    }
+
+    /// Every problem of the config, each `key: reason`.
+    pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if !is_identifier(&self.name) {
             problems.push(format!("name: `{}` must be a lowercase identifier (a-z, 0-9, _)", self.name));
@@ -440,7 +438,7 @@ impl ConnectorConfig {
                 }
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(ConnectorError::Config(problems.join("; "))) }
+        problems
     }
 }
 
@@ -609,5 +607,30 @@ columns = ["x"]
         );
         let error = toml::from_str::<ConnectorConfig>(&text).expect_err("misplaced keys");
         assert!(error.to_string().contains("schema, password_env only used with format = \"postgres\""), "{error}");
+    }
+
+    #[test]
+    fn a_file_with_mistakes_of_every_kind_reports_them_all() {
+        // A misspelt key, a value of the wrong type, an unknown format and a
+        // semantic mistake: four problems, one message, each with its key.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "handshake_timeout_ms = \"ten\"\n".to_string()
+            + &GOOD
+                .replace("served_log =", "serverd_log =")
+                .replace("name = \"market\"", "name = \"Market\"")
+                .replace("format = \"parquet\"", "format = \"parqet\"");
+        let file = dir.path().join("market.toml");
+        std::fs::write(&file, text).expect("write");
+        let message = ConnectorConfig::load(&file).expect_err("invalid").to_string();
+        for expected in [
+            "serverd_log: unknown key (did you mean `served_log`?)",
+            "served_log: missing",
+            "handshake_timeout_ms: invalid type",
+            "tables[0].format: unknown variant `parqet`",
+            "name: `Market` must be a lowercase identifier",
+        ] {
+            assert!(message.contains(expected), "`{expected}` not in:\n{message}");
+        }
+        assert!(message.contains("market.toml: 5 problems"), "{message}");
     }
 }

@@ -340,13 +340,9 @@ impl GatewayConfig {
     /// Reads, parses and validates a config file; relative paths are resolved
     /// against the file's directory. All problems are reported together.
     pub fn load(path: &Path) -> Result<Self, GatewayError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| GatewayError::Config(format!("{}: cannot read: {e}", path.display())))?;
-        let mut config: GatewayConfig = toml::from_str(&text)
-            .map_err(|e| GatewayError::Config(format!("{}: {}", path.display(), e.to_string().trim())))?;
-        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        config.validate().map_err(|problems| GatewayError::Config(format!("{}: {problems}", path.display())))?;
-        Ok(config)
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        creditgate_files::config::load(path, |config: &mut GatewayConfig| config.resolve_paths(&base), Self::problems)
+            .map_err(GatewayError::Config)
     }
 
     /// Makes every relative path absolute against `base`.
@@ -377,6 +373,12 @@ impl GatewayConfig {
 
     /// Checks references and names; returns every problem found, joined.
     pub fn validate(&self) -> Result<(), String> {
+        let problems = self.problems();
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    }
+
+    /// Every problem of the config, each `key: reason`.
+    pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut connectors = BTreeSet::new();
         for (i, c) in self.connectors.iter().enumerate() {
@@ -429,7 +431,7 @@ impl GatewayConfig {
         if self.audit.checkpoint_every_records == 0 || self.audit.checkpoint_every_seconds == 0 {
             problems.push("audit: checkpoint intervals must be greater than 0".to_string());
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+        problems
     }
 }
 
@@ -474,5 +476,27 @@ mod tests {
         let text = EXAMPLE.replace("first_batch_timeout_ms", "first_batch_timout_ms");
         let error = toml::from_str::<GatewayConfig>(&text).expect_err("typo");
         assert!(error.to_string().contains("first_batch_timout_ms"), "{error}");
+    }
+
+    #[test]
+    fn a_file_with_mistakes_of_every_kind_reports_them_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = EXAMPLE
+            .replace("first_batch_timeout_ms", "first_batch_timout_ms")
+            .replace("flight_listen = \"127.0.0.1:7000\"", "flight_listen = 7000")
+            .replace("retention_days = 1096", "retention_days = 30")
+            .replace("connector = \"court\"", "connector = \"courts\"");
+        let file = dir.path().join("gateway.toml");
+        std::fs::write(&file, text).expect("write");
+        let message = GatewayConfig::load(&file).expect_err("invalid").to_string();
+        for expected in [
+            "connectors[0].first_batch_timout_ms: unknown key (did you mean `first_batch_timeout_ms`?)",
+            "server.flight_listen: invalid type",
+            "audit.retention_days: 30 is below",
+            "datasets[2].connector: unknown connector `courts`",
+        ] {
+            assert!(message.contains(expected), "`{expected}` not in:\n{message}");
+        }
+        assert!(message.contains("gateway.toml: 4 problems"), "{message}");
     }
 }

@@ -415,8 +415,14 @@ async fn read_subject(
 ) -> Result<Vec<arrow::array::RecordBatch>, (&'static str, String)> {
     let Some((dataset, schema)) = available.get(&grant.dataset).cloned() else {
         let source = engine.federation().datasets().iter().find(|d| d.name == grant.dataset).map(|d| d.source.clone());
-        let source = source.unwrap_or_default();
-        return Err(("unavailable", format!("source `{source}` has not been reached since the gateway started")));
+        return Err(match source {
+            Some(source) => {
+                ("unavailable", format!("source `{source}` has not been reached since the gateway started"))
+            }
+            None => {
+                ("unavailable", "the policy grants this dataset but no connector of this gateway serves it".to_string())
+            }
+        });
     };
     let Some(source) = engine.federation().source(&dataset.source).cloned() else {
         return Err(("error", "unknown source".to_string()));

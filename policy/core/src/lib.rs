@@ -33,6 +33,7 @@
 mod access;
 mod error;
 mod grant;
+pub mod lint;
 pub mod masks;
 mod model;
 mod policy;
