@@ -81,8 +81,6 @@ enum Expect {
     Rows,
     /// No rows.
     Empty,
-    /// Exactly n rows.
-    Count(usize),
     /// A refusal or error whose text leaks nothing.
     Refused,
     /// The output (rows or error) does not contain this text.
@@ -195,7 +193,9 @@ async fn attack_suite_recovers_nothing_masked_or_withheld_on_either_front_end() 
             "GROUP BY the hidden part",
             "credit_agency",
             "SELECT substr(legal_rep_id, 7, 8) AS g, COUNT(*) FROM market.enterprises GROUP BY g".into(),
-            Expect::Count(1),
+            // Grouping on a masked identifier relates rows: refused (CG-POL-002;
+            // with relating allowed it would give one group, all stars).
+            Expect::Refused,
         ),
         (
             "ORDER BY the masked column",
@@ -213,7 +213,9 @@ async fn attack_suite_recovers_nothing_masked_or_withheld_on_either_front_end() 
             "join against guessed values",
             "credit_agency",
             format!("SELECT e.name FROM market.enterprises e JOIN (VALUES ('{id}')) AS g(id) ON e.legal_rep_id = g.id"),
-            Expect::Empty,
+            // A join key on a masked identifier: refused (CG-POL-002; with
+            // relating allowed it would match nothing, the mask is compared).
+            Expect::Refused,
         ),
         (
             "EXISTS with the raw id",
@@ -233,7 +235,8 @@ async fn attack_suite_recovers_nothing_masked_or_withheld_on_either_front_end() 
             "INTERSECT with a guess",
             "credit_agency",
             format!("SELECT legal_rep_id FROM market.enterprises INTERSECT SELECT '{id}'"),
-            Expect::Empty,
+            // A set operation over a masked identifier: refused (CG-POL-002).
+            Expect::Refused,
         ),
         ("CAST error text", "credit_agency", format!("SELECT CAST(legal_rep_id AS BIGINT) {base}"), Expect::Refused),
         (
@@ -331,7 +334,6 @@ async fn attack_suite_recovers_nothing_masked_or_withheld_on_either_front_end() 
             match expect {
                 Expect::Rows => assert!(outcome.rows.is_some_and(|n| n > 0), "{label} over {front}: {}", outcome.text),
                 Expect::Empty => assert_eq!(outcome.rows, Some(0), "{label} over {front}: {}", outcome.text),
-                Expect::Count(n) => assert_eq!(outcome.rows, Some(*n), "{label} over {front}: {}", outcome.text),
                 Expect::Refused => {
                     assert!(outcome.rows.is_none(), "{label} over {front} was answered: {}", outcome.text)
                 }

@@ -674,13 +674,23 @@ impl Engine {
         let (ctx, grants) = self.session_for(permit)?;
         let state = ctx.state();
         let planning_state = state.clone();
-        let planned =
-            on_stack_for(deep, async move { planning_state.statement_to_plan(parsed.statement).await }).await?;
-        let plan = match planned {
-            Ok(plan) => plan,
+        // The relation check walks the plan recursively: on the same deep stack as planning.
+        let check_grants = (!self.policy().masking().relate_masked_values).then(|| Arc::clone(&grants));
+        let planned = on_stack_for(deep, async move {
+            let plan = planning_state.statement_to_plan(parsed.statement).await?;
+            let relation =
+                check_grants.and_then(|grants| creditgate_policy::relate::check_relations(&plan, &grants).err());
+            Ok::<_, DataFusionError>((plan, relation))
+        })
+        .await?;
+        let (plan, relation) = match planned {
+            Ok(planned) => planned,
             Err(error) => return Err(self.planning_error(sql, error)),
         };
         read_only_sql_options().verify_plan(&plan).map_err(|e| GatewayError::InvalidQuery(e.strip_backtrace()))?;
+        if let Some(refused) = relation {
+            return Err(GatewayError::MaskedRelation(refused));
+        }
         Ok(Planned { frame: DataFrame::new(state, plan), grants, deep })
     }
 

@@ -36,6 +36,10 @@ pub enum GatewayError {
     /// The policy refuses the request (purpose, licence, role); the message says why.
     #[error("refused by policy: {0}")]
     PolicyRefused(String),
+    /// The query uses a masked personal or sensitive column to relate
+    /// records (join key, `GROUP BY`, comparison with another column, …).
+    #[error("refused by policy: {0}")]
+    MaskedRelation(creditgate_policy::relate::RelationRefused),
     /// A consent artefact was refused; the message names the failed check.
     #[error("consent refused ({code}): {message}")]
     ConsentRefused {
@@ -109,6 +113,7 @@ impl GatewayError {
             GatewayError::CertificateNoLongerAccepted(_) => ("CG-AUTH-003", 401, Code::Unauthenticated, false),
             GatewayError::UnknownCaller(_) => ("CG-AUTH-002", 403, Code::PermissionDenied, false),
             GatewayError::PolicyRefused(_) => ("CG-POL-001", 403, Code::PermissionDenied, false),
+            GatewayError::MaskedRelation(_) => ("CG-POL-002", 403, Code::PermissionDenied, false),
             GatewayError::ConsentRefused { .. } => ("CG-CON-001", 403, Code::PermissionDenied, false),
             GatewayError::RateLimited { .. } => ("CG-RATE-001", 429, Code::ResourceExhausted, true),
             GatewayError::BadRequest(_) => ("CG-REQ-001", 400, Code::InvalidArgument, false),
@@ -153,6 +158,7 @@ impl GatewayError {
             | GatewayError::CertificateNoLongerAccepted(_)
             | GatewayError::UnknownCaller(_)
             | GatewayError::PolicyRefused(_)
+            | GatewayError::MaskedRelation(_)
             | GatewayError::ConsentRefused { .. }
             | GatewayError::RateLimited { .. } => {
                 tracing::info!(error.code = code.code, reason = %self, "request refused");

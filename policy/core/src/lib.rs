@@ -38,6 +38,7 @@ pub mod masks;
 mod model;
 mod policy;
 mod predicate;
+pub mod relate;
 mod view;
 
 pub use access::{LegalBasis, MAX_PURPOSE_LEN, Operation, Purpose};
@@ -48,6 +49,6 @@ pub use model::{
     ColumnClass, DEFAULT_RETENTION_YEARS, Dataset, Licence, NegativeRecords, PUBLIC_IDENTITY, Principal, RateLimit,
     Role, RowFilter, Rule, RuleSubject, SubjectKeys, default_mask,
 };
-pub use policy::{MAX_POLICY_BYTES, Policy};
+pub use policy::{MAX_POLICY_BYTES, Masking, Policy};
 pub use predicate::MAX_ROW_FILTER_LEN;
 pub use view::secure_view;

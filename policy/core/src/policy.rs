@@ -111,6 +111,19 @@ pub struct Policy {
     consent_oversight: BTreeMap<String, Vec<SubjectKind>>,
     datasets: BTreeMap<String, Dataset>,
     rules: Vec<Rule>,
+    masking: Masking,
+}
+
+/// The policy's `[masking]` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Masking {
+    /// Allow masked personal/sensitive values to relate records (joins,
+    /// `GROUP BY`, …; see [`crate::relate`]). Off by default: a partial mask
+    /// works as a pseudonym. Switch it on only where every such mask is
+    /// known not to re-identify (`creditgate policy linkage`).
+    #[serde(default)]
+    pub relate_masked_values: bool,
 }
 
 /// Collects issues with the policy's origin.
@@ -207,6 +220,7 @@ impl Policy {
         let mut principals_raw = Vec::new();
         let mut datasets_raw = Vec::new();
         let mut rules_raw = Vec::new();
+        let mut masking = Masking::default();
         for (k, v) in table {
             match (k.as_str(), v) {
                 ("principals", toml::Value::Array(items)) => principals_raw = items,
@@ -216,7 +230,13 @@ impl Policy {
                     issues.push(k.clone(), format!("`{k}` must be an array of tables ([[{k}]])"))
                 }
                 ("datasets", _) => issues.push(k, "`datasets` must be a table"),
-                (other, _) => issues.push(key(other), "unknown top-level key (expected principals, datasets, rules)"),
+                ("masking", value) => match value.try_into::<Masking>() {
+                    Ok(parsed) => masking = parsed,
+                    Err(e) => issues.push("masking", e.to_string().trim_end().to_string()),
+                },
+                (other, _) => {
+                    issues.push(key(other), "unknown top-level key (expected principals, datasets, rules, masking)")
+                }
             }
         }
 
@@ -225,10 +245,15 @@ impl Policy {
         let rules = validate_rules(rules_raw, &principals, &datasets, &mut issues);
 
         if issues.list.is_empty() {
-            Ok(Policy { origin: origin.to_owned(), principals, consent_oversight, datasets, rules })
+            Ok(Policy { origin: origin.to_owned(), principals, consent_oversight, datasets, rules, masking })
         } else {
             Err(PolicyError::Invalid(Issues(issues.list)))
         }
+    }
+
+    /// The `[masking]` settings.
+    pub fn masking(&self) -> Masking {
+        self.masking
     }
 
     /// The name the policy was loaded from.

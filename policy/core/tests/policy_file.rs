@@ -594,7 +594,7 @@ fn unknown_fields_are_refused() {
     assert_eq!(errs.len(), 1);
     assert!(errs[0].starts_with("policy.toml: rules[0]: unknown field `alow`"), "{errs:?}");
     let errs = errors("[settings]\nx = 1\n");
-    assert_eq!(errs, ["policy.toml: settings: unknown top-level key (expected principals, datasets, rules)"]);
+    assert_eq!(errs, ["policy.toml: settings: unknown top-level key (expected principals, datasets, rules, masking)"]);
 }
 
 #[test]

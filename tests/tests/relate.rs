@@ -1,0 +1,210 @@
+//! Masked values are for reading, not for relating: the re-identification
+//! join of the red team (complainants' masked mobiles and names matched
+//! against the masked mobiles of legal representatives, whose names market
+//! regulation sees) works with the rule switched off and is refused with it
+//! on; every relating construct is refused on a masked column over Flight SQL
+//! and HTTP, and allowed on a keyed-hash and on an unmasked column (negative
+//! controls); reading a masked column (select, literal comparison, sort,
+//! count) stays allowed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::{Array, RecordBatch, StringArray};
+use creditgate_engine::PURPOSE_HEADER;
+use creditgate_tests::{HttpConn, reference_session, start_lab};
+use creditgate_tooling::client::flight_error_text;
+use creditgate_tooling::demo::{DEMO_POLICY, Lab};
+
+/// The red team's join: a complainant's masked mobile and the first
+/// character of the masked name against a legal representative's masked
+/// mobile and raw name.
+const ATTACK: &str = "\
+    SELECT c.complaint_id, e.legal_rep_name \
+    FROM complaints.complaints c \
+    JOIN market.enterprises e \
+      ON c.complainant_mobile = e.phone \
+     AND substr(c.complainant_name, 1, 1) = substr(e.legal_rep_name, 1, 1)";
+
+fn strings(batches: &[RecordBatch], column: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let array = arrow::compute::cast(batch.column(column), &arrow::datatypes::DataType::Utf8).expect("cast");
+        let array = array.as_any().downcast_ref::<StringArray>().expect("strings");
+        out.extend((0..array.len()).map(|i| if array.is_null(i) { String::new() } else { array.value(i).to_string() }));
+    }
+    out
+}
+
+async fn samr_query(lab: &Lab, sql: &str) -> Result<Vec<RecordBatch>, String> {
+    let mut client = lab.flight_client("samr").expect("client");
+    client.set_header(PURPOSE_HEADER, "supervision");
+    client.query(sql).await.map_err(|e| flight_error_text(&e))
+}
+
+async fn http_query(conn: &mut HttpConn, sql: &str) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({ "sql": sql }).to_string();
+    let reply = conn.request("POST", "/v1/query", &[("accept", "application/json")], Some(body)).await.expect("HTTP");
+    (reply.status, reply.json())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_masked_join_re_identifies_complainants_only_when_relating_is_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = start_lab(dir.path()).await;
+
+    // With the rule on (the default): refused, naming the column and the rule.
+    let refused = samr_query(&lab, ATTACK).await.expect_err("the re-identifying join must be refused");
+    assert!(refused.contains("CG-POL-002"), "{refused}");
+    assert!(refused.contains("complaints.complaints.complainant_mobile"), "{refused}");
+    assert!(refused.contains("join"), "{refused}");
+
+    // The old behaviour, with the rule switched off in the policy: the join
+    // runs, and its answers are right (checked against the raw files).
+    let relaxed = format!("{DEMO_POLICY}\n[masking]\nrelate_masked_values = true\n");
+    std::fs::write(lab.dir.join("policy.toml"), relaxed).expect("write policy");
+    lab.gateway_handle.reload_policy().expect("reload");
+    let batches = samr_query(&lab, ATTACK).await.expect("with relating allowed the join runs");
+    let ids = strings(&batches, 0);
+    let names = strings(&batches, 1);
+    let reference = reference_session(&lab).await;
+    let raw = reference
+        .sql("SELECT complaint_id, complainant_name FROM complaints.complaints")
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("raw complaints");
+    let truth: BTreeMap<String, String> = strings(&raw, 0).into_iter().zip(strings(&raw, 1)).collect();
+    let identified: BTreeSet<&String> = ids.iter().collect();
+    let correct = ids.iter().zip(&names).filter(|(id, name)| truth.get(*id) == Some(*name)).count();
+    // The attack is real on this data: many complainants, nearly all named right.
+    assert!(identified.len() >= 50, "only {} complainants matched", identified.len());
+    assert!(correct * 10 >= ids.len() * 9, "{correct} of {} matches correct", ids.len());
+    println!(
+        "with relating allowed: {} complainants of {} matched, {correct} of {} rows naming the right person",
+        identified.len(),
+        truth.len(),
+        ids.len()
+    );
+
+    // Switched back on by reload: refused again at the next query.
+    std::fs::write(lab.dir.join("policy.toml"), DEMO_POLICY).expect("write policy");
+    lab.gateway_handle.reload_policy().expect("reload");
+    assert!(samr_query(&lab, ATTACK).await.expect_err("refused again").contains("CG-POL-002"));
+    lab.stop().await.expect("stop");
+}
+
+/// A query template with `{c}` for the column under test.
+struct Case {
+    name: &'static str,
+    sql: &'static str,
+}
+
+const TABLE: &str = "complaints.complaints";
+
+/// Every relating construct, on `{c}` (and `{t}` for the dataset).
+const RELATING: &[Case] = &[
+    Case { name: "join key", sql: "SELECT count(*) FROM {t} a JOIN {t} b ON a.{c} = b.{c}" },
+    Case { name: "join using", sql: "SELECT count(*) FROM {t} a JOIN {t} b USING ({c})" },
+    Case {
+        name: "join key under a function",
+        sql: "SELECT count(*) FROM {t} a JOIN {t} b ON upper(a.{c}) = upper(b.{c})",
+    },
+    Case {
+        name: "join condition (inequality)",
+        sql: "SELECT count(*) FROM {t} a JOIN {t} b ON a.complaint_id = b.complaint_id AND a.{c} <> b.{c}",
+    },
+    Case { name: "cross join filtered", sql: "SELECT count(*) FROM {t} a, {t} b WHERE a.{c} = b.{c}" },
+    Case {
+        name: "IN subquery",
+        sql: "SELECT count(*) FROM {t} WHERE {c} IN (SELECT {c} FROM {t} WHERE status IS NOT NULL)",
+    },
+    Case {
+        name: "correlated EXISTS",
+        sql: "SELECT count(*) FROM {t} a WHERE EXISTS (SELECT 1 FROM {t} b WHERE b.{c} = a.{c} AND b.complaint_id <> a.complaint_id)",
+    },
+    Case {
+        name: "correlated scalar subquery",
+        sql: "SELECT (SELECT count(*) FROM {t} b WHERE b.{c} = a.{c}) AS n FROM {t} a LIMIT 5",
+    },
+    Case { name: "INTERSECT", sql: "SELECT {c} FROM {t} INTERSECT SELECT {c} FROM {t}" },
+    Case { name: "EXCEPT", sql: "SELECT {c} FROM {t} EXCEPT SELECT {c} FROM {t} WHERE status = 'x'" },
+    Case { name: "UNION (distinct)", sql: "SELECT {c} FROM {t} UNION SELECT {c} FROM {t}" },
+    Case { name: "GROUP BY", sql: "SELECT {c}, count(*) FROM {t} GROUP BY {c}" },
+    Case { name: "GROUP BY an expression", sql: "SELECT count(*) FROM {t} GROUP BY substr({c}, 1, 4)" },
+    Case { name: "DISTINCT", sql: "SELECT DISTINCT {c} FROM {t}" },
+    Case { name: "PARTITION BY", sql: "SELECT count(*) OVER (PARTITION BY {c}) FROM {t}" },
+    Case { name: "compared with another column", sql: "SELECT count(*) FROM {t} WHERE {c} = description" },
+    Case {
+        name: "in a CTE, then joined",
+        sql: "WITH m AS (SELECT {c} AS x FROM {t}) SELECT count(*) FROM m a JOIN m b ON a.x = b.x",
+    },
+    Case {
+        name: "through a derived table",
+        sql: "SELECT count(*) FROM (SELECT {c} AS x, complaint_id FROM {t}) a JOIN {t} b ON a.x = b.{c}",
+    },
+    Case {
+        name: "CASE comparing two rows",
+        sql: "SELECT sum(CASE WHEN a.{c} = b.{c} THEN 1 ELSE 0 END) FROM {t} a CROSS JOIN (SELECT * FROM {t} LIMIT 3) b",
+    },
+];
+
+fn render(sql: &str, column: &str) -> String {
+    sql.replace("{t}", TABLE).replace("{c}", column)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_relating_construct_is_refused_on_a_masked_column_and_allowed_on_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = start_lab(dir.path()).await;
+    let mut http = HttpConn::open(&lab, "samr").await.expect("HTTP");
+    // `complainant_mobile`: sensitive, masked `mobile` for samr (refused);
+    // `complainant_id`: sensitive, keyed hash (allowed: the way to relate);
+    // `category`: restricted, unmasked (allowed).
+    for case in RELATING {
+        let masked = render(case.sql, "complainant_mobile");
+        let flight = samr_query(&lab, &masked).await;
+        let error = flight.expect_err(&format!("{}: a masked column was used to relate rows over Flight", case.name));
+        assert!(
+            error.contains("CG-POL-002") && error.contains("complaints.complaints.complainant_mobile"),
+            "{}: {error}",
+            case.name
+        );
+        let (status, body) = http_query(&mut http, &masked).await;
+        assert_eq!(status, 403, "{}: {body}", case.name);
+        assert_eq!(body["error"]["code"], "CG-POL-002", "{}: {body}", case.name);
+
+        for allowed in ["complainant_id", "category"] {
+            let sql = render(case.sql, allowed);
+            if let Err(e) = samr_query(&lab, &sql).await {
+                panic!("{} on `{allowed}` must be allowed over Flight: {e}", case.name);
+            }
+            let (status, body) = http_query(&mut http, &sql).await;
+            assert_eq!(status, 200, "{} on `{allowed}` over HTTP: {body}", case.name);
+        }
+    }
+    lab.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reading_a_masked_column_stays_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = start_lab(dir.path()).await;
+    let reads = [
+        "SELECT complainant_mobile, complainant_name FROM complaints.complaints ORDER BY complainant_mobile LIMIT 5",
+        "SELECT count(*) FROM complaints.complaints WHERE complainant_mobile = '138****0000'",
+        "SELECT count(*) FROM complaints.complaints WHERE complainant_mobile LIKE '13%'",
+        "SELECT count(complainant_mobile), count(DISTINCT complainant_mobile) FROM complaints.complaints",
+        "SELECT complainant_mobile FROM complaints.complaints UNION ALL SELECT phone FROM market.enterprises LIMIT 3",
+        "SELECT category, count(*) FROM complaints.complaints WHERE complainant_mobile IS NOT NULL GROUP BY category",
+        "SELECT upper(complainant_name) FROM complaints.complaints LIMIT 3",
+        "SELECT c.complainant_mobile FROM complaints.complaints c \
+         JOIN market.enterprises e ON c.merchant_credit_code = e.credit_code LIMIT 3",
+    ];
+    for sql in reads {
+        if let Err(e) = samr_query(&lab, sql).await {
+            panic!("reading must stay allowed: {sql}: {e}");
+        }
+    }
+    lab.stop().await.expect("stop");
+}
