@@ -49,6 +49,28 @@ pub struct DemoArgs {
     /// steps (by default they go to DIR/logs/demo.log).
     #[arg(long)]
     pub verbose: bool,
+    /// Language of the tour: zh (简体中文, the default) or en.
+    #[arg(long, value_enum, default_value_t = Lang::Zh)]
+    pub lang: Lang,
+}
+
+/// The tour's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// 简体中文.
+    Zh,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// `zh` or `en`, as this language reads.
+    pub fn pick(self, zh: impl Into<String>, en: impl Into<String>) -> String {
+        match self {
+            Lang::Zh => zh.into(),
+            Lang::En => en.into(),
+        }
+    }
 }
 
 impl DemoArgs {
@@ -659,40 +681,90 @@ pub const JOINT_PUNISHMENT_SQL: &str = "\
 /// The tour's last words: where the console, the public listener, the
 /// audit log, the logs and the endpoints file are, and how to open the
 /// console in a browser.
-fn where_things_are(lab: &Lab, args: &DemoArgs) {
+fn where_things_are(lab: &Lab, args: &DemoArgs, p12: &Result<Vec<PathBuf>, String>) {
     let dir = args.dir.display();
-    heading("Where things are");
+    let lang = args.lang;
+    let label = |zh: &str, en: &str| match lang {
+        // Chinese labels are two columns wide per character: pad to the same width.
+        Lang::Zh => format!("  {zh}{}", " ".repeat(25usize.saturating_sub(zh.chars().count() * 2))),
+        Lang::En => format!("  {en:<25}"),
+    };
+    heading(&lang.pick("各项位置", "Where things are"));
     let console = format!("https://localhost:{}/console", lab.gateway.http_addr.port());
     if args.serve {
-        println!("  privacy-officer console  {console}");
+        println!("{}{console}", label("隐私官控制台", "privacy-officer console"));
         match lab.gateway.public_addr {
-            Some(public) => println!("  public window            https://localhost:{}/", public.port()),
-            None => println!("  public window            (not configured)"),
+            Some(public) => println!("{}https://localhost:{}/", label("公示窗口", "public window"), public.port()),
+            None => println!("{}{}", label("公示窗口", "public window"), lang.pick("（未配置）", "(not configured)")),
         }
-        println!("  endpoints of everything  {dir}/endpoints.json");
+        println!("{}{dir}/endpoints.json", label("所有端点", "endpoints of everything"));
     } else {
-        println!("  run `creditgate demo --serve` to keep the federation running and open the console");
+        println!(
+            "  {}",
+            lang.pick(
+                "运行 `creditgate demo --serve` 可让联邦保持运行并打开控制台",
+                "run `creditgate demo --serve` to keep the federation running and open the console"
+            )
+        );
     }
-    println!("  audit log                {dir}/state/audit  (verify: creditgate audit verify --dir {dir}/state/audit)");
-    match args.log_file() {
-        Some(log) => println!("  logs                     {}  (--verbose prints them here)", log.display()),
-        None => println!("  logs                     printed above (--verbose)"),
-    }
-    println!("  certificates             {dir}/certs  (CA: {dir}/certs/ca.pem)");
     println!(
-        "  console in a browser     make a .p12 of the officer's certificate:\n    openssl pkcs12 -export -in \
-         {dir}/certs/caller-privacy_officer.pem -inkey {dir}/certs/caller-privacy_officer.key -out officer.p12\n    \
-         import it and {dir}/certs/ca.pem in the browser, then open {console}"
+        "{}{dir}/state/audit  ({}: creditgate audit verify --dir {dir}/state/audit)",
+        label("审计日志", "audit log"),
+        lang.pick("校验", "verify")
     );
+    match args.log_file() {
+        Some(log) => println!(
+            "{}{}  ({})",
+            label("日志", "logs"),
+            log.display(),
+            lang.pick("--verbose 则直接打印在此", "--verbose prints them here")
+        ),
+        None => {
+            println!("{}{}", label("日志", "logs"), lang.pick("已打印在上方（--verbose）", "printed above (--verbose)"))
+        }
+    }
+    println!("{}{dir}/certs  (CA: {dir}/certs/ca.pem)", label("证书", "certificates"));
+    let browser = label("在浏览器中打开控制台", "console in a browser");
+    match p12 {
+        Ok(files) if !files.is_empty() => println!(
+            "{browser}{}",
+            lang.pick(
+                format!(
+                    "导入 {dir}/certs/caller-privacy_officer.p12（密码 {P12_PASSWORD}；每个调用方一个 .p12），\
+                     并信任 {dir}/certs/ca.pem，然后打开 {console}"
+                ),
+                format!(
+                    "import {dir}/certs/caller-privacy_officer.p12 (password {P12_PASSWORD}; one .p12 per caller \
+                     beside it) and trust {dir}/certs/ca.pem, then open {console}"
+                )
+            )
+        ),
+        _ => println!(
+            "{browser}{}\n    openssl pkcs12 -export -in {dir}/certs/caller-privacy_officer.pem \
+             -inkey {dir}/certs/caller-privacy_officer.key -out officer.p12\n    {}",
+            lang.pick("先把隐私官的证书做成 .p12：", "make a .p12 of the officer's certificate:"),
+            lang.pick(
+                format!("在浏览器中导入它和 {dir}/certs/ca.pem，然后打开 {console}"),
+                format!("import it and {dir}/certs/ca.pem in the browser, then open {console}")
+            )
+        ),
+    }
 }
 
-async fn tour(lab: &Lab) -> Result<(), String> {
+async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
     let company = &lab.manifest.featured.enterprise_credit_code;
-    heading(&format!(
-        "1. Market regulation (agency, purpose: supervision) looks up {} ({}) across every source",
-        lab.manifest.featured.enterprise_name, company
+    let (name, code) = (&lab.manifest.featured.enterprise_name, company);
+    heading(&lang.pick(
+        format!("1. 市场监管局（政府机关，用途 supervision）跨所有数据源查询 {name}（{code}）"),
+        format!("1. Market regulation (agency, purpose: supervision) looks up {name} ({code}) across every source"),
     ));
-    println!("Records per dataset (one federated query), then the records:");
+    println!(
+        "{}",
+        lang.pick(
+            "各数据集的记录数（一次联邦查询），然后是记录本身：",
+            "Records per dataset (one federated query), then the records:"
+        )
+    );
     let mut samr = lab.flight_client("samr")?;
     samr.set_header(PURPOSE_HEADER, "supervision");
     // One federated query counts the company's records in every source…
@@ -716,19 +788,30 @@ async fn tour(lab: &Lab) -> Result<(), String> {
             continue;
         }
         let sql = format!("SELECT {columns} FROM {dataset} WHERE {key} = '{company}' LIMIT 5");
-        let first = if records > 5 { ", the first 5" } else { "" };
-        println!("-- {dataset} ({records} record{}{first})", if records == 1 { "" } else { "s" });
+        let heading = match lang {
+            Lang::Zh => format!("-- {dataset}（{records} 条{}）", if records > 5 { "，显示前 5 条" } else { "" }),
+            Lang::En => format!(
+                "-- {dataset} ({records} record{}{})",
+                if records == 1 { "" } else { "s" },
+                if records > 5 { ", the first 5" } else { "" }
+            ),
+        };
+        println!("{heading}");
         match samr.query(&sql).await {
             Ok(batches) => print_batches(&batches),
             Err(e) => return Err(format!("{dataset}: {}", flight_error_text(&e))),
         }
     }
 
-    heading(
+    heading(&lang.pick(
+        "2. 平台 A 的店铺比对黑名单（平台，用途 merchant_onboarding），以及失信被执行人名单（市场监管局，联合惩戒）",
         "2. Platform A's shops against the black list (the platform, merchant onboarding) \
          and the dishonest-debtor list (market regulation, joint punishment)",
+    ));
+    println!(
+        "{}",
+        lang.pick("平台 A：经营主体在黑名单上的店铺", "Platform A: its shops whose owner company is on the black list")
     );
-    println!("Platform A: its shops whose owner company is on the black list");
     let mut platform = lab.flight_client("platform_a")?;
     let sql = "\
         SELECT s.shop_id, s.shop_name, e.name AS company, b.basis, b.listing_department, b.disputed \
@@ -741,8 +824,12 @@ async fn tour(lab: &Lab) -> Result<(), String> {
         Err(e) => return Err(format!("join: {}", flight_error_text(&e))),
     }
     println!(
-        "Market regulation (purpose: joint_punishment) flags those on the court's dishonest-debtor list \
-         (a list the platform's policy does not grant it):"
+        "{}",
+        lang.pick(
+            "市场监管局（用途 joint_punishment）标出其中同在法院失信被执行人名单上的（平台的策略不授予它这份名单）：",
+            "Market regulation (purpose: joint_punishment) flags those on the court's dishonest-debtor list \
+             (a list the platform's policy does not grant it):"
+        )
     );
     let mut joint = lab.flight_client("samr")?;
     joint.set_header(PURPOSE_HEADER, "joint_punishment");
@@ -752,7 +839,10 @@ async fn tour(lab: &Lab) -> Result<(), String> {
         Err(e) => return Err(format!("join with the dishonest debtors: {}", flight_error_text(&e))),
     }
 
-    heading("3. Credit agency over HTTP/JSON (purpose: credit_report): the same company, personal data masked");
+    heading(&lang.pick(
+        "3. 征信机构通过 HTTP/JSON 查询（用途 credit_report）：同一家企业，个人信息已脱敏",
+        "3. Credit agency over HTTP/JSON (purpose: credit_report): the same company, personal data masked",
+    ));
     let sql = format!(
         "SELECT e.name, e.legal_rep_name, e.legal_rep_id, e.phone, \
                 (SELECT COUNT(*) FROM market.penalties p WHERE p.credit_code = e.credit_code) AS penalties, \
@@ -772,10 +862,18 @@ async fn tour(lab: &Lab) -> Result<(), String> {
     if response.status != 200 {
         return Err(format!("HTTP query failed: {}", error_line(response.status, &response.body)));
     }
-    println!("POST /v1/query -> {} (application/json, {} row(s))", response.status, value["row_count"]);
+    println!(
+        "POST /v1/query -> {} (application/json, {} {})",
+        response.status,
+        value["row_count"],
+        lang.pick("行", "row(s)")
+    );
     print_json_rows(&value);
 
-    heading("4. Refusals: a purpose the caller may not use, and a certificate whose organisation is not a caller");
+    heading(&lang.pick(
+        "4. 拒绝：调用方无权使用的用途，以及组织不在调用方名单中的证书",
+        "4. Refusals: a purpose the caller may not use, and a certificate whose organisation is not a caller",
+    ));
     let response = lab
         .http(
             "credit_agency",
@@ -785,24 +883,34 @@ async fn tour(lab: &Lab) -> Result<(), String> {
             Some(serde_json::json!({"sql": "SELECT name FROM market.enterprises LIMIT 1"}).to_string()),
         )
         .await?;
-    println!("purpose `marketing`: {}", error_line(response.status, &response.body));
+    println!("{} `marketing`: {}", lang.pick("用途", "purpose"), error_line(response.status, &response.body));
     if response.status != 403 {
         return Err("a purpose outside the caller's allowed set was not refused".to_string());
     }
     let mut stranger = lab.flight_client("stranger")?;
     match stranger.query("SELECT name FROM market.enterprises LIMIT 1").await {
         Ok(_) => return Err("the unknown caller was served".to_string()),
-        Err(e) => println!("unknown organisation over Flight SQL: {}", flight_error_text(&e)),
+        Err(e) => println!(
+            "{}: {}",
+            lang.pick("未知组织（Flight SQL）", "unknown organisation over Flight SQL"),
+            flight_error_text(&e)
+        ),
     }
     let response = lab
         .http("stranger", "POST", "/v1/query", &[], Some(serde_json::json!({"sql": "SELECT 1"}).to_string()))
         .await?;
-    println!("unknown organisation over HTTP: {}", error_line(response.status, &response.body));
+    println!(
+        "{}: {}",
+        lang.pick("未知组织（HTTP）", "unknown organisation over HTTP"),
+        error_line(response.status, &response.body)
+    );
     if response.status != 403 {
         return Err("the unknown caller was not refused over HTTP".to_string());
     }
 
-    heading("5. The public disclosure window (no client certificate)");
+    heading(
+        &lang.pick("5. 信用信息公示窗口（无需客户端证书）", "5. The public disclosure window (no client certificate)"),
+    );
     let response = lab.public_get(&format!("/public/v1/enterprises/{company}")).await?;
     let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
     println!(
@@ -817,27 +925,41 @@ async fn tour(lab: &Lab) -> Result<(), String> {
         return Err(format!("public disclosure failed: {value}"));
     }
 
-    heading("6. Subject lookup: market regulation asks for everything about the company (statutory duty)");
+    heading(&lang.pick(
+        "6. 主体查询：市场监管局查询该企业的全部信息（法定职责）",
+        "6. Subject lookup: market regulation asks for everything about the company (statutory duty)",
+    ));
     let body = serde_json::json!({"subject": {"type": "credit_code", "id": company}, "purpose": "supervision"});
     let response = lab.http("samr", "POST", "/v1/lookup", &[], Some(body.to_string())).await?;
     let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
     if response.status != 200 {
         return Err(format!("lookup failed: {value}"));
     }
-    println!("legal basis {} | incomplete: {}", value["legal_basis"], value["incomplete"]);
+    println!(
+        "{} {} | {}: {}",
+        lang.pick("法律依据", "legal basis"),
+        value["legal_basis"],
+        lang.pick("不完整", "incomplete"),
+        value["incomplete"]
+    );
     if let Some(datasets) = value["datasets"].as_object() {
         for (name, result) in datasets {
             let rows = result["rows"].as_array().map(|r| r.len()).unwrap_or(0);
             if rows > 0 || result["status"] != "ok" {
-                println!("  {name:<32} {:<8} {rows} rows", result["status"].as_str().unwrap_or("?"));
+                println!(
+                    "  {name:<32} {:<8} {rows} {}",
+                    result["status"].as_str().unwrap_or("?"),
+                    lang.pick("行", "rows")
+                );
             }
         }
     }
 
     let person = &lab.manifest.featured.individual_resident_id;
-    heading(&format!(
-        "7. A credit agency looks up an individual seller ({}) without consent",
-        lab.manifest.featured.individual_name
+    let seller = &lab.manifest.featured.individual_name;
+    heading(&lang.pick(
+        format!("7. 征信机构在未获同意的情况下查询个体卖家（{seller}）"),
+        format!("7. A credit agency looks up an individual seller ({seller}) without consent"),
     ));
     let datasets = ["court.dishonest_debtors", "credit_platform.black_list"];
     let ask = |consent: Option<&serde_json::Value>| {
@@ -857,61 +979,140 @@ async fn tour(lab: &Lab) -> Result<(), String> {
         return Err("a lookup of an individual without consent was not refused".to_string());
     }
 
-    heading("8. The same with the seller's signed consent (issued by the public credit platform)");
+    heading(&lang.pick(
+        "8. 同一查询，附卖家签署的授权（由公共信用信息平台签发）",
+        "8. The same with the seller's signed consent (issued by the public credit platform)",
+    ));
     let subject = creditgate_consent::SubjectRef::parse(creditgate_ident::SubjectKind::ResidentId, person)
         .map_err(|e| e.to_string())?;
     let consent = lab.consent(subject, "credit-agency", &["credit_report"], &datasets, 5)?;
-    println!("consent {} for {:?}, valid until {}", consent["consent_id"], datasets, consent["valid_until"]);
+    println!(
+        "{} {} {} {:?}, {} {}",
+        lang.pick("授权", "consent"),
+        consent["consent_id"],
+        lang.pick("适用于", "for"),
+        datasets,
+        lang.pick("有效期至", "valid until"),
+        consent["valid_until"]
+    );
     let response = lab.http("credit_agency", "POST", "/v1/lookup", &[], Some(ask(Some(&consent)))).await?;
     let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
     if response.status != 200 {
         return Err(format!("consented lookup failed: {value}"));
     }
-    println!("legal basis {} | consent uses {}", value["legal_basis"], value["consent"]["uses"]);
+    println!(
+        "{} {} | {} {}",
+        lang.pick("法律依据", "legal basis"),
+        value["legal_basis"],
+        lang.pick("授权已使用次数", "consent uses"),
+        value["consent"]["uses"]
+    );
     for name in datasets {
         let result = &value["datasets"][name];
-        println!("-- {name} ({}), masks: {}", result["status"], result["masks"]);
+        println!("-- {name} ({}), {}: {}", result["status"], lang.pick("脱敏", "masks"), result["masks"]);
         for row in result["rows"].as_array().into_iter().flatten().take(3) {
             println!("   {row}");
         }
     }
 
-    heading("9. Market regulation revokes the consent; the next use is refused");
+    heading(&lang.pick(
+        "9. 市场监管局撤销该授权；下一次使用被拒绝",
+        "9. Market regulation revokes the consent; the next use is refused",
+    ));
     let id = consent["consent_id"].as_str().unwrap_or_default();
     let response = lab.http("samr", "POST", &format!("/v1/consents/{id}/revoke"), &[], Some("{}".into())).await?;
-    println!("revoke -> {}\n{}", response.status, pretty_json(&response.body));
+    println!("{} -> {}\n{}", lang.pick("撤销", "revoke"), response.status, pretty_json(&response.body));
     let response = lab.http("credit_agency", "POST", "/v1/lookup", &[], Some(ask(Some(&consent)))).await?;
-    println!("lookup -> {}", error_line(response.status, &response.body));
+    println!("{} -> {}", lang.pick("查询", "lookup"), error_line(response.status, &response.body));
     if response.status != 403 {
         return Err("a revoked consent was accepted".to_string());
     }
     Ok(())
 }
 
+/// Password of the demo's PKCS#12 files.
+pub const P12_PASSWORD: &str = "changeit";
+
+/// Writes `certs/caller-NAME.p12` (certificate, key and CA, password
+/// [`P12_PASSWORD`]) for every demo caller, for importing into a browser,
+/// with the `openssl` command when it is installed. Returns the files written,
+/// or why none were.
+fn export_p12(lab: &Lab) -> Result<Vec<PathBuf>, String> {
+    let mut written = Vec::new();
+    for caller in &lab.callers {
+        let out = caller.cert.with_extension("p12");
+        let status = std::process::Command::new("openssl")
+            .args(["pkcs12", "-export", "-in"])
+            .arg(&caller.cert)
+            .arg("-inkey")
+            .arg(&caller.key)
+            .arg("-certfile")
+            .arg(&lab.ca_file)
+            .args(["-name", &format!("creditgate {}", caller.name), "-passout", &format!("pass:{P12_PASSWORD}")])
+            .arg("-out")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("the openssl command is not available ({e})"))?;
+        if !status.success() {
+            return Err(format!("openssl pkcs12 failed for {} ({status})", caller.name));
+        }
+        written.push(out);
+    }
+    Ok(written)
+}
+
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> Result<(), String> {
-    println!("creditgate demo: building the federation in {}", args.dir.display());
+    let lang = args.lang;
+    println!(
+        "{}",
+        lang.pick(
+            format!("creditgate 演示：正在 {} 中构建联邦", args.dir.display()),
+            format!("creditgate demo: building the federation in {}", args.dir.display())
+        )
+    );
     let mut options = LabOptions::new(&args.dir);
     options.scale = args.scale;
     options.backend = args.storage.clone();
     let lab = Lab::start(options).await?;
+    let (n, flight, http) = (lab.connectors.len(), lab.gateway.flight_addr, lab.gateway.http_addr);
     println!(
-        "{} connectors and the gateway are up (Flight SQL {}, HTTP {})",
-        lab.connectors.len(),
-        lab.gateway.flight_addr,
-        lab.gateway.http_addr
+        "{}",
+        lang.pick(
+            format!("{n} 个连接器和网关已启动（Flight SQL {flight}，HTTP {http}）"),
+            format!("{n} connectors and the gateway are up (Flight SQL {flight}, HTTP {http})")
+        )
     );
-    let result = tour(&lab).await;
+    let p12 = export_p12(&lab);
+    if let Err(reason) = &p12 {
+        tracing::warn!(%reason, "no PKCS#12 files for browsers");
+    }
+    let result = tour(&lab, args.lang).await;
     if let Err(e) = &result {
-        eprintln!("tour failed: {e}");
+        eprintln!("{}: {e}", lang.pick("演示失败", "tour failed"));
     }
     if result.is_ok() {
-        where_things_are(&lab, &args);
+        where_things_are(&lab, &args, &p12);
     }
     if args.serve && result.is_ok() {
         let path = lab.write_endpoints()?;
-        println!("\nEverything keeps running. Endpoints, CA and caller certificates: {}", path.display());
-        println!("Press Ctrl-C to stop; SIGHUP reloads the policy and the CRLs.");
+        println!(
+            "\n{}: {}",
+            lang.pick(
+                "一切保持运行。端点、CA 和调用方证书",
+                "Everything keeps running. Endpoints, CA and caller certificates"
+            ),
+            path.display()
+        );
+        println!(
+            "{}",
+            lang.pick(
+                "按 Ctrl-C 停止；SIGHUP 重新加载策略和 CRL。",
+                "Press Ctrl-C to stop; SIGHUP reloads the policy and the CRLs."
+            )
+        );
         let reloader = creditgate_server::reload_on_sighup(&lab.gateway);
         creditgate_server::shutdown_signal().await;
         if let Some(task) = reloader {
@@ -919,5 +1120,5 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         }
     }
     lab.stop().await?;
-    result.map(|()| println!("\ndemo finished"))
+    result.map(|()| println!("\n{}", lang.pick("演示结束", "demo finished")))
 }
