@@ -35,6 +35,20 @@ fn strings(batches: &[RecordBatch], column: usize) -> Vec<String> {
     out
 }
 
+/// The second path: the credit agency links individual dishonest debtors to
+/// the enterprises they represent, without consent, on masked resident IDs.
+const DEBTOR_LINK: &str = "\
+    SELECT d.case_no, e.credit_code \
+    FROM court.dishonest_debtors d \
+    JOIN market.enterprises e ON d.resident_id = e.legal_rep_id \
+    WHERE d.subject_type = 'individual'";
+
+async fn agency_query(lab: &Lab, sql: &str) -> Result<Vec<RecordBatch>, String> {
+    let mut client = lab.flight_client("credit_agency").expect("client");
+    client.set_header(PURPOSE_HEADER, "credit_report");
+    client.query(sql).await.map_err(|e| flight_error_text(&e))
+}
+
 async fn samr_query(lab: &Lab, sql: &str) -> Result<Vec<RecordBatch>, String> {
     let mut client = lab.flight_client("samr").expect("client");
     client.set_header(PURPOSE_HEADER, "supervision");
@@ -57,6 +71,8 @@ async fn the_masked_join_re_identifies_complainants_only_when_relating_is_allowe
     assert!(refused.contains("CG-POL-002"), "{refused}");
     assert!(refused.contains("complaints.complaints.complainant_mobile"), "{refused}");
     assert!(refused.contains("join"), "{refused}");
+    let refused = agency_query(&lab, DEBTOR_LINK).await.expect_err("the debtor link must be refused");
+    assert!(refused.contains("CG-POL-002") && refused.contains("court.dishonest_debtors.resident_id"), "{refused}");
 
     // The old behaviour, with the rule switched off in the policy: the join
     // runs, and its answers are right (checked against the raw files).
@@ -86,6 +102,11 @@ async fn the_masked_join_re_identifies_complainants_only_when_relating_is_allowe
         truth.len(),
         ids.len()
     );
+
+    let linked = agency_query(&lab, DEBTOR_LINK).await.expect("with relating allowed the link runs");
+    let links = linked.iter().map(|b| b.num_rows()).sum::<usize>();
+    assert!(links > 0, "the masked resident IDs link debtors to enterprises when relating is allowed");
+    println!("with relating allowed: {links} debtor records linked to enterprises on masked resident IDs");
 
     // Switched back on by reload: refused again at the next query.
     std::fs::write(lab.dir.join("policy.toml"), DEMO_POLICY).expect("write policy");
