@@ -35,6 +35,7 @@ mod error;
 mod grant;
 pub mod masks;
 mod model;
+mod names;
 mod policy;
 mod predicate;
 mod view;
@@ -47,6 +48,7 @@ pub use model::{
     ColumnClass, DEFAULT_RETENTION_YEARS, Dataset, Licence, NegativeRecords, PUBLIC_IDENTITY, Principal, RateLimit,
     Role, RowFilter, Rule, RuleSubject, SubjectKeys, default_mask,
 };
+pub use names::{DisplayName, MAX_DISPLAY_NAME_CHARS};
 pub use policy::{MAX_POLICY_BYTES, Policy};
 pub use predicate::MAX_ROW_FILTER_LEN;
 pub use view::secure_view;
