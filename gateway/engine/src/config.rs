@@ -511,7 +511,11 @@ mod tests {
             let result = config.validate();
             assert_eq!(result.is_ok(), ok, "{zone}: {result:?}");
             if !ok {
-                assert!(result.unwrap_err().contains(&format!("audit.time_zone: `{zone}` is not an IANA time zone")));
+                assert!(
+                    result
+                        .expect_err("invalid")
+                        .contains(&format!("audit.time_zone: `{zone}` is not an IANA time zone"))
+                );
             }
         }
     }

@@ -324,8 +324,8 @@ pub async fn serve(
     let params = query_params(query);
     let mut subjects = Vec::new();
     let reader = caller.fingerprint().to_owned();
-    let read = negotiate(path, accept)
-        .and_then(|format| read_request(engine, path, &params, &reader, &mut subjects).map(|r| (format, r)));
+    let read = read_request(engine, path, &params, &reader, &mut subjects)
+        .and_then(|request| negotiate(path, accept).map(|format| (format, request)));
     let mut filters = params;
     filters.remove("subject");
     let recorded_path = engine.auditor().redact_text(path);
