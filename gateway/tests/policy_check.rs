@@ -158,7 +158,9 @@ fn policy_check_names_file_key_and_reason_for_each_mistake() {
 }
 
 /// A purpose misspelt in one principal is valid TOML and a valid code, but
-/// `policy check` fails on it, naming the key and the code it resembles.
+/// `policy check` fails on it, naming the key and the code it resembles: as
+/// a code missing from the `[purposes]` registry (the demo policy has one),
+/// and, in a policy without a registry, as a near-miss of another code.
 #[test]
 fn policy_check_flags_a_purpose_that_looks_like_a_typo() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -170,18 +172,46 @@ fn policy_check_flags_a_purpose_that_looks_like_a_typo() {
         "purposes = [\"licensing_review\", \"supervison\"",
     );
     let file = tmp.path().join("typo-policy.toml");
-    std::fs::write(&file, &broken).expect("write");
-    let out = creditgate(&["policy", "check"], &file);
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    let check = |text: &str| {
+        std::fs::write(&file, text).expect("write");
+        let out = creditgate(&["policy", "check"], &file);
+        (out.status.code(), text_of(&out.stderr))
+    };
+    let (code, stderr) = check(&broken);
+    assert_eq!(code, Some(1), "{stderr}");
+    let want = format!(
+        "principals[{typo_at}].purposes[1]: purpose \"supervison\" has no [purposes.supervison] entry (did you mean `supervision`?"
+    );
+    assert!(stderr.contains(&want), "no `{want}` in:\n{stderr}");
+
+    // Without the registry: the near-miss check of `policy check` itself.
+    let without_registry = |text: &str| -> String {
+        let mut out = Vec::new();
+        let mut skipping = false;
+        for line in text.lines() {
+            if line.starts_with('[') {
+                skipping = line.starts_with("[purposes.") || line.starts_with("[organizations.");
+            }
+            if !skipping {
+                out.push(line);
+            }
+        }
+        out.join("\n")
+    };
+    let (code, stderr) = check(&without_registry(&broken));
+    assert_eq!(code, Some(1), "{stderr}");
     // Its duty code is still spelt right: used as often as the typo, both are named.
     let want = format!(
         "principals[{typo_at}].duty_codes[1]: `supervision` and `supervison` (principals[{typo_at}].purposes[1]) differ"
     );
     assert!(stderr.contains("1 likely mistake") && stderr.contains(&want), "no `{want}` in:\n{stderr}");
-    // The same file without the typo passes.
-    std::fs::write(&file, &demo).expect("write");
-    assert_eq!(creditgate(&["policy", "check"], &file).status.code(), Some(0));
+    // The same files without the typo pass.
+    assert_eq!(check(&without_registry(&demo)).0, Some(0));
+    assert_eq!(check(&demo).0, Some(0));
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    text(bytes)
 }
 
 /// The committed example gateway config, its relative paths resolved in `dir`.

@@ -4,11 +4,15 @@
 // temporary directory, makes requests as the data user `samr` (allowed
 // look-ups of the featured company and refused ones), then drives the console
 // in headless Debian Chromium through playwright-core with the privacy
-// officer's client certificate: chain status, search by caller, search for
-// refusals, the subject access report, the activity chart, an API error shown
-// to the user, and a screenshot (<tmp>/console.png). Negative controls: a data
-// user's certificate gets the policy refusal instead of the page, and no
-// certificate gets no page at all.
+// officer's client certificate: Chinese first and the English switch (kept
+// across a reload), times in the deployment's time zone with UTC on hover,
+// purposes and organisations by name, chain status, search by caller, search
+// for refusals, the officer's own reads, the subject access report with its
+// summary, pages, CSV export and printable page, the activity chart, API
+// errors shown beside the field that caused them, and a screenshot
+// (<tmp>/console.png). Negative controls: a data user's certificate gets the
+// HTML refusal page instead of the console, and no certificate gets no page
+// at all.
 //
 // Run: CREDITGATE_BIN=target/debug/creditgate node --test tests/browser/
 // (scripts/browser-test.sh installs what is missing and does exactly that).
@@ -41,6 +45,16 @@ const DEMO_START_TIMEOUT_MS = 180_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Upper bound for the demo to exit after SIGTERM before it is killed. */
 const DEMO_STOP_TIMEOUT_MS = 15_000;
+/** Subject report entries per console page (the console's REPORT_PAGE). */
+const REPORT_PAGE = 25;
+/** Extra look-ups of the featured company, so its report has several pages. */
+const EXTRA_LOOKUPS = 28;
+
+/** `utc` (RFC 3339) as day and clock time in Asia/Shanghai (UTC+8, no DST). */
+function shanghai(utc) {
+  const local = new Date(Date.parse(utc) + 8 * 3600_000).toISOString();
+  return { day: local.slice(0, 10), clock: local.slice(11, 19) };
+}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -120,9 +134,9 @@ class Demo {
   }
 
   /** One HTTPS request as `caller` (a name from endpoints.json). */
-  request(caller, method, urlPath, { purpose, json } = {}) {
+  request(caller, method, urlPath, { purpose, json, accept } = {}) {
     const c = this.caller(caller);
-    const headers = { accept: "application/json" };
+    const headers = { accept: accept ?? "application/json" };
     if (purpose !== undefined) headers["x-creditgate-purpose"] = purpose;
     const body = json === undefined ? undefined : Buffer.from(JSON.stringify(json));
     if (body) {
@@ -247,7 +261,15 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
     code = demo.manifest.featured.enterprise_credit_code;
     assert.match(code, /^[0-9A-Z]{18}$/);
 
-    // Traffic as samr: look-ups of the featured company ...
+    // Traffic as samr: many look-ups of the featured company, so its report
+    // runs over several pages ...
+    for (let i = 0; i < EXTRA_LOOKUPS; i++) {
+      const sql = `SELECT name FROM market.enterprises WHERE credit_code = '${code}'`;
+      const r = await demo.request("samr", "POST", "/v1/query", { purpose: "supervision", json: { sql } });
+      assert.equal(r.status, 200, r.text);
+      made.samr += 1;
+    }
+    // ... two more, the newest ...
     for (const sql of [
       `SELECT name, status FROM market.enterprises WHERE credit_code = '${code}'`,
       `SELECT licence_no, licence_type FROM market.licences WHERE credit_code = '${code}'`,
@@ -322,6 +344,7 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
         assert.deepEqual(pageErrors, [], "no script error in the console page");
       } catch (e) {
         failed = true;
+        if (pageErrors.length) console.log(`script errors in the page: ${pageErrors.join("\n")}`);
         throw e;
       }
     });
@@ -344,11 +367,49 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
     return resp.json();
   }
 
-  step("opens /console and shows the chain as verified", async () => {
+  step("opens /console in Chinese, with local times and names, and switches to English for good", async () => {
     const resp = await page.goto(`${demo.origin}/console`);
     assert.equal(resp.status(), 200);
     assert.match(resp.headers()["content-type"], /^text\/html/);
     await page.waitForSelector("body[data-ready=true]");
+    assert.equal(await page.getAttribute("html", "lang"), "zh-CN");
+    assert.equal(await page.textContent("#records-title"), "审计记录");
+    assert.equal(await page.textContent("#subject-btn"), "生成报告");
+    assert.match(await page.getByTestId("chain-status").textContent(), /^哈希链已验证：\d+ 条记录$/);
+    assert.equal(await page.getByTestId("lang-toggle").textContent(), "English");
+    assert.match(await page.locator("#results-table th.th-time").textContent(), /Asia\/Shanghai/);
+    // Times in Asia/Shanghai (the browser runs in UTC), UTC on hover.
+    const firstTime = rows().first().getByTestId("time");
+    const utc = await firstTime.getAttribute("data-utc");
+    assert.equal(await firstTime.getAttribute("title"), `UTC ${utc}`);
+    const local = shanghai(utc);
+    assert.equal(await firstTime.textContent(), local.day + local.clock);
+    // Purposes and organisations by the names the policy gives them.
+    const samrRow = rows().filter({ has: page.locator("[data-testid=caller] .name", { hasText: /^samr$/ }) })
+      .filter({ has: page.locator("[data-testid=purpose][data-code=supervision]") }).first();
+    assert.equal(await samrRow.getByTestId("purpose").textContent(), "监督管理supervision");
+    assert.equal(await samrRow.getByTestId("organization").textContent(), "青岛市市场监督管理局");
+    assert.equal(await samrRow.getByTestId("organization").getAttribute("title"), "Qingdao Administration for Market Regulation");
+    assert.equal(await samrRow.getByTestId("outcome").textContent(), "允许");
+
+    await page.click("#lang-toggle");
+    assert.equal(await page.getAttribute("html", "lang"), "en");
+    assert.equal(await page.textContent("#records-title"), "Audit records");
+    assert.equal(await page.getByTestId("lang-toggle").textContent(), "中文");
+    assert.equal(await samrRow.getByTestId("purpose").textContent(), "Supervisionsupervision");
+    assert.equal(await samrRow.getByTestId("outcome").textContent(), "allowed");
+    // Remembered: a reload comes back in English.
+    await page.reload();
+    await page.waitForSelector("body[data-ready=true]");
+    assert.equal(await page.getAttribute("html", "lang"), "en");
+    assert.equal(await page.textContent("#records-title"), "Audit records");
+    assert.equal(await page.evaluate(() => localStorage.getItem("creditgate.console.lang")), "en");
+    // Loading the console leaves no refusal for an icon in the log.
+    const refused = await demo.request("privacy_officer", "GET", "/v1/audit/records?outcome=refused&limit=1000");
+    assert.ok(!/favicon|apple-touch|robots/.test(refused.text), "no refused browser asset in the log");
+  });
+
+  step("shows the chain as verified", async () => {
     const status = page.getByTestId("chain-status");
     assert.equal(await status.getAttribute("data-state"), "ok", await status.textContent());
     const text = await status.textContent();
@@ -370,10 +431,13 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
     assert.equal(await rows().count(), Math.min(total, 25));
     const callers = await rows().locator("[data-testid=caller] .name").allTextContents();
     assert.ok(callers.every((c) => c === "samr"), callers.join(","));
-    const purposes = await rows().locator("[data-testid=purpose]").allTextContents();
+    const purposes = await rows().locator("[data-testid=purpose]").evaluateAll((cs) => cs.map((c) => c.dataset.code));
     assert.ok(purposes.includes("supervision"), purposes.join(","));
     assert.ok(purposes.includes("marketing"), purposes.join(","));
-    const orgs = await rows().locator("[data-testid=organization]").allTextContents();
+    // A purpose the policy does not name is shown by its code alone.
+    const marketing = rows().locator("[data-testid=purpose][data-code=marketing]").first();
+    assert.equal(await marketing.textContent(), "marketing");
+    const orgs = await rows().locator("[data-testid=organization]").evaluateAll((cs) => cs.map((c) => c.dataset.org));
     samrOrganization = expected.json.items[0].caller.organization;
     assert.ok(orgs.every((o) => o === samrOrganization), orgs.join(","));
     const bases = await rows().locator("[data-testid=legal-basis]").allTextContents();
@@ -436,7 +500,7 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
     );
     assert.ok(reasons.some((r) => r.includes("CG-AUTH-002")), "the unknown organisation's refusal is listed");
     // The purpose that is markup is shown literally and never runs.
-    const purposes = await rows().locator("[data-testid=purpose]").allTextContents();
+    const purposes = await rows().locator("[data-testid=purpose] [data-testid=purpose-code]").allTextContents();
     assert.ok(purposes.includes(XSS_PURPOSE), purposes.join("\n"));
     assert.equal(await page.locator("#results-table img").count(), 0);
     assert.equal(await page.evaluate(() => window.__xss), undefined);
@@ -458,16 +522,128 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
       .filter({ has: page.locator("[data-testid=caller] .name", { hasText: /^samr$/ }) });
     assert.ok((await samrRows.count()) >= 2, "samr's look-ups (the tour's and ours) are listed");
     const first = samrRows.first();
-    assert.equal(await first.locator("[data-testid=purpose]").textContent(), "supervision");
+    assert.equal(await first.locator("[data-testid=purpose]").getAttribute("data-code"), "supervision");
     assert.equal(await first.locator("[data-testid=legal-basis]").textContent(), "duty:supervision");
     assert.equal(await first.getAttribute("data-outcome"), "allowed");
     const fields = await first.locator("[data-testid=fields] summary").textContent();
     assert.match(fields, /^\d+ fields? · /);
-    // Masks are shown: the credit agency's report masks personal fields.
-    const allFields = await page.locator("#subject-body [data-testid=fields] summary").allTextContents();
+  });
+
+  /** The report as the API gives it (the officer's own reads left out, as the console does by default). */
+  async function apiReport() {
+    const r = await demo.request("privacy_officer", "GET", `/v1/audit/subjects/${code}/report?limit=1000&own_reads=exclude`);
+    assert.equal(r.status, 200, r.text);
+    return r.json;
+  }
+
+  step("pages the subject report and sums it up: who, how often, which purposes", async () => {
+    const whole = await apiReport();
+    const all = whole.accesses.map((a) => String(a.seq));
+    assert.ok(all.length > REPORT_PAGE, `the report has ${all.length} entries, more than one page`);
+    assert.equal(await page.getByTestId("sum-accesses").textContent(), String(whole.summary.accesses));
+    assert.equal(whole.summary.accesses, all.length);
+    const samrTally = page.locator("[data-testid=sum-orgs] [data-testid=tally]", { hasText: "Qingdao Administration for Market Regulation" });
+    const samrCount = whole.summary.organizations.find((o) => o.key === samrOrganization).accesses;
+    assert.ok(samrCount >= EXTRA_LOOKUPS, `samr's organisation: ${samrCount}`);
+    assert.equal(await samrTally.locator(".n").textContent(), String(samrCount));
+    const purposeTally = page.locator("[data-testid=sum-purposes] [data-testid=tally][data-key=supervision]");
+    assert.match(await purposeTally.textContent(), /^Supervision \(supervision\)\d+$/);
+    assert.ok((await page.locator("[data-testid=sum-callers] [data-testid=tally][data-key=samr]").count()) === 1);
+
+    // Page by page, following the cursor, to the end; and back.
+    const seen = [];
+    const pageSeqs = () => page.locator("#subject-body [data-testid=access-row]").evaluateAll((rs) => rs.map((r) => r.dataset.seq));
+    const allFields = [];
+    const maskChips = [];
+    const collectMasks = async () => {
+      allFields.push(...(await page.locator("#subject-body [data-testid=fields] summary").allTextContents()));
+      maskChips.push(...(await page.locator("#subject-body [data-testid=fields] .chip.masked").allTextContents()));
+    };
+    const firstPage = await pageSeqs();
+    await collectMasks();
+    assert.equal(firstPage.length, REPORT_PAGE);
+    assert.equal(await page.isEnabled("#subject-prev"), false);
+    seen.push(...firstPage);
+    for (let guard = 0; await page.isEnabled("#subject-next"); guard++) {
+      assert.ok(guard < 50, "the pages end");
+      const before = seen[seen.length - 1];
+      await Promise.all([
+        page.waitForResponse((r) => r.url().includes("/v1/audit/subjects/") && r.url().includes("cursor=")),
+        page.click("#subject-next"),
+      ]);
+      await page.waitForFunction((b) => document.querySelector("#subject-body [data-testid=access-row]")?.dataset.seq !== b, before);
+      await page.waitForSelector("#subject-btn:not([disabled])");
+      seen.push(...(await pageSeqs()));
+      await collectMasks();
+    }
+    assert.deepEqual(seen, all, "the pages together are the whole report, in order, without repeats");
+    // Masks are shown: the credit agency's report (an older page) masks personal fields.
     assert.ok(allFields.some((f) => /· [1-9]\d* masked/.test(f)), allFields.join("\n"));
-    const maskChips = await page.locator("#subject-body [data-testid=fields] .chip.masked").allTextContents();
     assert.ok(maskChips.some((c) => /^resident_id · \S+/.test(c)), maskChips.join(","));
+    assert.match(await page.getByTestId("subject-page-info").textContent(), new RegExp(` of ${all.length}$`));
+    await Promise.all([page.waitForResponse((r) => r.url().includes("/v1/audit/subjects/")), page.click("#subject-prev")]);
+    await page.waitForSelector("#subject-btn:not([disabled])");
+    assert.ok((await page.isEnabled("#subject-next")), "a later page again");
+    // The officer's own reads of the report are left out unless asked for.
+    assert.equal(await page.locator("#subject-body [data-testid=access-row][data-own-read=true]").count(), 0);
+    await Promise.all([page.waitForResponse((r) => r.url().includes("own_reads=include")), page.check("#subject-own")]);
+    await page.waitForSelector("#subject-btn:not([disabled])");
+    const own = page.locator("#subject-body [data-testid=access-row][data-own-read=true]");
+    assert.ok((await own.count()) >= 1, "the officer's own reads of this report are listed and flagged");
+    assert.equal(await own.first().getByTestId("own-read").textContent(), "your read");
+    await Promise.all([page.waitForResponse((r) => r.url().includes("own_reads=exclude")), page.uncheck("#subject-own")]);
+    await page.waitForSelector("#subject-btn:not([disabled])");
+  });
+
+  step("exports the subject report as CSV and as a printable page", async () => {
+    const whole = await apiReport();
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#subject-csv")]);
+    assert.match(download.suggestedFilename(), /^subject-report-credit_code-\d{4}-\d\d-\d\d\.csv$/);
+    const csv = (await fsp.readFile(await download.path(), "utf8")).replace(/^\ufeff/, "");
+    const lines = csv.split("\r\n").filter((l) => l !== "");
+    assert.equal(lines[0], "seq,time_utc,caller,organization,role,frontend,purpose,legal_basis,datasets,fields,outcome,refusal_reason,own_read");
+    const seqs = lines.slice(1).map((l) => l.split(",")[0]);
+    // Exported after `whole` was read: the same entries (own reads are left out).
+    assert.deepEqual(seqs, whole.accesses.map((a) => String(a.seq)));
+    assert.ok(!csv.includes(code) || lines.every((l) => !l.startsWith(code)), "the CSV lists accesses, keyed by seq");
+
+    // The printable page: built from every page of the report, then printed.
+    await page.evaluate(() => {
+      window.__printed = 0;
+      window.print = () => { window.__printed += 1; };
+    });
+    await page.click("#subject-print");
+    await page.waitForFunction(() => window.__printed === 1);
+    assert.equal(await page.locator("#print-report [data-testid=print-row]").count(), whole.accesses.length);
+    assert.match(await page.getByTestId("print-total").textContent(), new RegExp(`^${whole.summary.accesses} · `));
+    const subject = await page.getByTestId("print-subject").textContent();
+    assert.ok(subject.startsWith("Credit code ") && subject.includes(code.slice(0, 6)) && !subject.includes(code), subject);
+    assert.match(await page.locator("#print-report h1").textContent(), /^Report of access to personal information$/);
+    assert.match(await page.locator("#print-report").textContent(), /Article 45/);
+    // In print, only the report shows.
+    assert.equal(await page.isVisible("#print-report"), false, "not on screen");
+    await page.emulateMedia({ media: "print" });
+    try {
+      assert.equal(await page.isVisible("#print-report"), true);
+      assert.equal(await page.isVisible("#records-section"), false);
+      assert.equal(await page.isVisible("header.top"), false);
+    } finally {
+      await page.emulateMedia({ media: "screen" });
+    }
+  });
+
+  step("lists the officer's own console reads apart", async () => {
+    const only = await submitSearch(() => page.selectOption("#f-own_reads", "only"));
+    assert.ok(only.total >= 3, `own reads: ${only.total}`);
+    const flags = await rows().evaluateAll((rs) => rs.map((r) => r.dataset.ownRead));
+    assert.ok(flags.length > 0 && flags.every((f) => f === "true"), flags.join(","));
+    assert.equal(await rows().first().getByTestId("own-read").textContent(), "your read");
+    const callers = await rows().locator("[data-testid=caller] .name").allTextContents();
+    assert.ok(callers.every((c) => c === "privacy_officer"), callers.join(","));
+    const others = await submitSearch(() => page.selectOption("#f-own_reads", "exclude"));
+    const otherFlags = await rows().evaluateAll((rs) => rs.map((r) => r.dataset.ownRead));
+    assert.ok(otherFlags.every((f) => f === "false"), otherFlags.join(","));
+    assert.ok(others.items.some((r) => r.caller.name === "samr"));
   });
 
   step("draws the activity chart and the flagged-callers list", async () => {
@@ -482,20 +658,54 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
     if (flagged === 0) assert.match(await page.getByTestId("flagged-empty").textContent(), /^No caller flagged/);
   });
 
-  step("shows an API error's message in the message area", async () => {
+  /** Asserts that `error` sits right under `input`, overlapping it sideways. */
+  async function besides(input, error) {
+    const a = await page.locator(input).boundingBox();
+    const b = await page.locator(error).boundingBox();
+    assert.ok(a && b, `${input} and ${error} are on screen`);
+    const gap = b.y - (a.y + a.height);
+    assert.ok(gap >= 0 && gap <= 24, `${error} is ${gap}px below ${input}`);
+    assert.ok(b.x < a.x + a.width && a.x < b.x + b.width, `${error} is beside ${input} (x ${b.x} vs ${a.x})`);
+  }
+
+  step("shows an error beside the field that caused it", async () => {
+    // The subject report: an invalid identifier.
     await page.fill("#subject-id", "123");
     const [resp] = await Promise.all([
       page.waitForResponse((r) => r.url().includes("/v1/audit/subjects/")),
       page.click("#subject-btn"),
     ]);
     assert.equal(resp.status(), 400);
-    const message = page.getByTestId("message");
-    await message.waitFor({ state: "visible" });
-    const text = await message.textContent();
+    const error = page.locator("#subject-id-error");
+    await error.waitFor({ state: "visible" });
+    const text = await error.textContent();
     assert.match(text, /CG-REQ-001/);
     assert.match(text, /not a valid unified social credit code/);
-    await page.click("#message-close");
-    assert.equal(await message.isVisible(), false);
+    assert.equal(await page.getAttribute("#subject-id", "aria-invalid"), "true");
+    assert.equal(await page.getAttribute("#subject-id", "aria-describedby"), "subject-id-error");
+    assert.equal(await page.getByTestId("message").isVisible(), false, "not in the message area at the top");
+    await besides("#subject-id", "#subject-id-error");
+    // Empty: said at once, in the page's language, without a request.
+    await page.fill("#subject-id", "");
+    await page.click("#subject-btn");
+    assert.equal(await error.textContent(), "enter a unified social credit code or a resident ID");
+    // The records search: an invalid subject filter, beside that filter.
+    const [search] = await Promise.all([
+      page.waitForResponse((r) => r.url().includes("/v1/audit/records")),
+      (async () => { await page.fill("#f-subject", "123"); await page.click("#search-btn"); })(),
+    ]);
+    assert.equal(search.status(), 400);
+    const filterError = page.locator("#f-subject-error");
+    await filterError.waitFor({ state: "visible" });
+    assert.match(await filterError.textContent(), /^CG-REQ-001 bad request: subject: not a valid/);
+    await besides("#f-subject", "#f-subject-error");
+    assert.equal(await page.getByTestId("message").isVisible(), false);
+    // A correct search clears it.
+    await page.fill("#f-subject", "");
+    await Promise.all([page.waitForResponse((r) => r.url().includes("/v1/audit/records")), page.click("#search-btn")]);
+    await page.waitForSelector("#search-btn:not([disabled])");
+    assert.equal(await filterError.isVisible(), false);
+    assert.equal(await page.getAttribute("#f-subject", "aria-invalid"), null);
   });
 
   step("looks clean (screenshot)", async () => {
@@ -559,11 +769,17 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
       const other = await context.newPage();
       const resp = await other.goto(`${demo.origin}/console`);
       assert.equal(resp.status(), 403);
-      assert.match(resp.headers()["content-type"], /^application\/json/);
-      const body = await resp.json();
-      assert.equal(body.error.code, "CG-POL-001");
-      assert.match(body.error.message, /privacy officers/);
+      assert.match(resp.headers()["content-type"], /^text\/html/);
+      assert.equal(resp.headers()["x-creditgate-error-code"], "CG-POL-001");
+      assert.equal(await other.getByTestId("refusal-code").textContent(), "CG-POL-001");
+      assert.match(await other.getByTestId("refusal-message").textContent(), /privacy officers/);
+      assert.equal(await other.getByTestId("refusal-title").textContent(), "无权访问");
       assert.equal(await other.locator("#chain-status").count(), 0, "the console page must not be served");
+      assert.equal(await other.locator("script").count(), 0);
+      // An API client still gets the JSON error.
+      const json = await demo.request("samr", "GET", "/console");
+      assert.equal(json.status, 403);
+      assert.equal(json.json.error.code, "CG-POL-001");
     } finally {
       await context.close();
     }
@@ -573,6 +789,17 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
       logged.json.items.some((r) => (r.refusal_reason || "").includes("privacy officers")),
       logged.text,
     );
+  });
+
+  step("switches back to Chinese, everything on screen included", async () => {
+    await page.click("#lang-toggle");
+    assert.equal(await page.getAttribute("html", "lang"), "zh-CN");
+    assert.ok((await page.getByTestId("subject-summary").textContent()).startsWith(`统一社会信用代码 ${code}：`));
+    assert.match(await page.getByTestId("chain-status").textContent(), /^哈希链未通过验证：record modified（序号 \d+）$/);
+    assert.equal(await page.evaluate(() => localStorage.getItem("creditgate.console.lang")), "zh");
+    await page.fill("#subject-id", "");
+    await page.click("#subject-btn");
+    assert.equal(await page.locator("#subject-id-error").textContent(), "请填写统一社会信用代码或身份证号");
   });
 
   step("gives no page to a browser without a client certificate", async () => {

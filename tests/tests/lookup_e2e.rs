@@ -459,7 +459,9 @@ fn policy_with_other_agencies() -> String {
          duty_codes = [\"supervision\"]\n\n\
          [[principals]]\nname = \"post_bureau\"\nidentity = \"spiffe://credit.example/org/post-bureau\"\n\
          organization = \"Qingdao Postal Administration\"\nrole = \"agency\"\npurposes = [\"supervision\"]\n\
-         duty_codes = [\"supervision\"]\nconsent_oversight = [\"credit_code\"]\n"
+         duty_codes = [\"supervision\"]\nconsent_oversight = [\"credit_code\"]\n\n\
+         [organizations.\"Qingdao Tax Bureau\"]\nzh = \"青岛市税务局\"\nen = \"Qingdao Tax Bureau\"\n\n\
+         [organizations.\"Qingdao Postal Administration\"]\nzh = \"青岛市邮政管理局\"\nen = \"Qingdao Postal Administration\"\n"
     )
 }
 

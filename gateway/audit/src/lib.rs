@@ -80,7 +80,8 @@ pub use record::{
 };
 pub use scan::{redact_text, subject_keys_in};
 pub use search::{
-    AccessEntry, AuditQuery, DailyCount, FlagRule, FlaggedCaller, Page, Stats, StatsQuery, compute_stats,
+    AccessEntry, AuditQuery, DailyCount, FlagRule, FlaggedCaller, OwnReads, Page, ReportSummary, Stats, StatsQuery,
+    Tally, compute_stats, summarize,
 };
 pub use segment::{SEGMENT_PREFIX, SEGMENT_SUFFIX};
 pub use subject::{SubjectHasher, SubjectKey, SubjectKeyKind};

@@ -248,6 +248,26 @@ impl AuditRecord {
         !matches!(self.query, RecordedQuery::StreamEnd(_) | RecordedQuery::Event(_))
     }
 
+    /// Whether this record is a read of the audit log itself: the officer
+    /// API (`/v1/audit/…`) or the console page, allowed or refused.
+    pub fn is_audit_read(&self) -> bool {
+        match &self.query {
+            RecordedQuery::Lookup(what) => what.get("audit_api").is_some(),
+            RecordedQuery::Request(text) => {
+                let path = text.strip_prefix("GET ").unwrap_or(text);
+                path.starts_with("/v1/audit/") || path == "/console"
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this record is `fingerprint`'s own read of the audit log
+    /// (see [`AuditRecord::is_audit_read`]): what the officer's own console
+    /// activity looks like, told apart from everyone else's records.
+    pub fn is_own_read(&self, fingerprint: &str) -> bool {
+        !fingerprint.is_empty() && self.caller.fingerprint == fingerprint && self.is_audit_read()
+    }
+
     /// Builds a record (hash filled in) from a [`NewRecord`].
     pub(crate) fn seal(new: NewRecord, seq: u64, time: DateTime<Utc>, prev_hash: String) -> Result<Self, AuditError> {
         let mut record = AuditRecord {

@@ -18,6 +18,43 @@ pub const DEFAULT_PAGE_LIMIT: usize = 50;
 /// Largest page size.
 pub const MAX_PAGE_LIMIT: usize = 1000;
 
+/// How the requesting officer's own reads of the audit log are treated by a
+/// search (see [`AuditRecord::is_own_read`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OwnReads {
+    /// Listed with everything else (flagged `own_read`).
+    #[default]
+    Include,
+    /// Left out.
+    Exclude,
+    /// Only they are listed.
+    Only,
+}
+
+impl OwnReads {
+    /// The parameter spellings, for error messages.
+    pub const EXPECTED: &'static str = "include, exclude, only";
+
+    /// Parses `include`, `exclude` or `only`.
+    pub fn parse(text: &str) -> Option<OwnReads> {
+        match text {
+            "include" => Some(OwnReads::Include),
+            "exclude" => Some(OwnReads::Exclude),
+            "only" => Some(OwnReads::Only),
+            _ => None,
+        }
+    }
+
+    /// Whether a record that is (or is not) an own read passes.
+    pub fn admits(self, own: bool) -> bool {
+        match self {
+            OwnReads::Include => true,
+            OwnReads::Exclude => !own,
+            OwnReads::Only => own,
+        }
+    }
+}
+
 /// Filters for [`AuditLog::search`](crate::AuditLog::search). Unset fields
 /// match everything; set fields must all match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,6 +75,11 @@ pub struct AuditQuery {
     pub to: Option<DateTime<Utc>>,
     /// Keyed subject hash (from [`SubjectHasher`](crate::SubjectHasher)).
     pub subject_hash: Option<String>,
+    /// The requesting officer's certificate fingerprint: whose reads are
+    /// "own reads" for [`AuditQuery::own_reads`].
+    pub reader: Option<String>,
+    /// Whether the reader's own reads of the audit log are listed.
+    pub own_reads: OwnReads,
     /// Matches to skip (newest first).
     pub offset: usize,
     /// Page size (0: [`DEFAULT_PAGE_LIMIT`]; capped at [`MAX_PAGE_LIMIT`]).
@@ -55,6 +97,7 @@ impl AuditQuery {
             && self.from.is_none_or(|t| r.time >= t)
             && self.to.is_none_or(|t| r.time < t)
             && self.subject_hash.as_ref().is_none_or(|h| r.subject_hashes.contains(h))
+            && self.own_reads.admits(self.reader.as_deref().is_some_and(|me| r.is_own_read(me)))
     }
 
     fn effective_limit(&self) -> usize {
@@ -87,6 +130,8 @@ pub struct AccessEntry {
     pub time: DateTime<Utc>,
     /// Caller name.
     pub caller_name: String,
+    /// Caller certificate fingerprint.
+    pub caller_fingerprint: String,
     /// Caller organisation.
     pub organization: String,
     /// Caller role.
@@ -105,6 +150,85 @@ pub struct AccessEntry {
     pub outcome: Outcome,
     /// Why it was refused or failed.
     pub refusal_reason: Option<String>,
+    /// Whether this access was a read of the audit log (an officer's search
+    /// naming the subject), not of the subject's credit data.
+    pub audit_read: bool,
+}
+
+/// How often one organisation, caller or purpose appears in a subject report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    /// The organisation, the caller's name, or the purpose code (`None`: no purpose declared).
+    pub key: Option<String>,
+    /// The caller's organisation (for callers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    /// Accesses (every outcome).
+    pub accesses: u64,
+    /// Of which allowed.
+    pub allowed: u64,
+}
+
+/// The summary of a subject report: who accessed the subject, how often and
+/// for which purposes, over the whole retained log (not one page).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportSummary {
+    /// Accesses in total.
+    pub accesses: u64,
+    /// Of which allowed (data released).
+    pub allowed: u64,
+    /// Of which refused, failed or cancelled.
+    pub not_allowed: u64,
+    /// The oldest access.
+    pub first: Option<DateTime<Utc>>,
+    /// The newest access.
+    pub last: Option<DateTime<Utc>>,
+    /// Per organisation, most accesses first.
+    pub organizations: Vec<Tally>,
+    /// Per caller, most accesses first.
+    pub callers: Vec<Tally>,
+    /// Per purpose, most accesses first.
+    pub purposes: Vec<Tally>,
+}
+
+fn tallies(counts: BTreeMap<(Option<String>, Option<String>), (u64, u64)>) -> Vec<Tally> {
+    let mut out: Vec<Tally> = counts
+        .into_iter()
+        .map(|((key, organization), (accesses, allowed))| Tally { key, organization, accesses, allowed })
+        .collect();
+    out.sort_by(|a, b| b.accesses.cmp(&a.accesses).then_with(|| a.key.cmp(&b.key)));
+    out
+}
+
+/// Summarises the accesses of a subject report (any order).
+pub fn summarize(entries: &[AccessEntry]) -> ReportSummary {
+    let mut organizations = BTreeMap::new();
+    let mut callers = BTreeMap::new();
+    let mut purposes = BTreeMap::new();
+    let mut allowed = 0;
+    for e in entries {
+        let ok = u64::from(e.outcome == Outcome::Allowed);
+        allowed += ok;
+        for (map, key) in [
+            (&mut organizations, (Some(e.organization.clone()), None)),
+            (&mut callers, (Some(e.caller_name.clone()), Some(e.organization.clone()))),
+            (&mut purposes, (e.purpose.clone(), None)),
+        ] {
+            let c: &mut (u64, u64) = map.entry(key).or_default();
+            c.0 += 1;
+            c.1 += ok;
+        }
+    }
+    ReportSummary {
+        accesses: entries.len() as u64,
+        allowed,
+        not_allowed: entries.len() as u64 - allowed,
+        first: entries.iter().map(|e| e.time).min(),
+        last: entries.iter().map(|e| e.time).max(),
+        organizations: tallies(organizations),
+        callers: tallies(callers),
+        purposes: tallies(purposes),
+    }
 }
 
 /// Which callers are flagged for review in [`Stats::flagged`].
@@ -246,7 +370,9 @@ pub fn subject_report_dir(
             out.push(AccessEntry {
                 seq: r.seq,
                 time: r.time,
+                audit_read: r.is_audit_read(),
                 caller_name: r.caller.name,
+                caller_fingerprint: r.caller.fingerprint,
                 organization: r.caller.organization,
                 role: r.caller.role,
                 frontend: r.frontend,

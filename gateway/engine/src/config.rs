@@ -165,6 +165,9 @@ pub const DEFAULT_AUDIT_CHECKPOINT_SECONDS: u64 = 60;
 /// Default audit retention: 3 years (PIPL §55–56 processing records).
 pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 1096;
 
+/// Default time zone the console and reports show times in.
+pub const DEFAULT_AUDIT_TIME_ZONE: &str = "Asia/Shanghai";
+
 /// Audit log settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,6 +181,19 @@ pub struct AuditConfig {
     /// Records older than this are pruned (at least 183 days).
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// The deployment's time zone (an IANA name such as `Asia/Shanghai`):
+    /// the console and subject reports show times in it, with UTC beside.
+    /// Records are kept in UTC.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+impl AuditConfig {
+    /// The configured time zone ([`DEFAULT_AUDIT_TIME_ZONE`] if it is not a
+    /// known IANA name, which [`GatewayConfig::validate`] refuses).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.time_zone.parse().unwrap_or(chrono_tz::Tz::Asia__Shanghai)
+    }
 }
 
 impl Default for AuditConfig {
@@ -186,6 +202,7 @@ impl Default for AuditConfig {
             checkpoint_every_records: DEFAULT_AUDIT_CHECKPOINT_RECORDS,
             checkpoint_every_seconds: DEFAULT_AUDIT_CHECKPOINT_SECONDS,
             retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
+            time_zone: DEFAULT_AUDIT_TIME_ZONE.to_string(),
         }
     }
 }
@@ -198,6 +215,9 @@ fn default_checkpoint_seconds() -> u64 {
 }
 fn default_retention_days() -> u32 {
     DEFAULT_AUDIT_RETENTION_DAYS
+}
+fn default_time_zone() -> String {
+    DEFAULT_AUDIT_TIME_ZONE.to_string()
 }
 
 /// Listeners and the gateway's server certificate.
@@ -431,6 +451,12 @@ impl GatewayConfig {
         if self.audit.checkpoint_every_records == 0 || self.audit.checkpoint_every_seconds == 0 {
             problems.push("audit: checkpoint intervals must be greater than 0".to_string());
         }
+        if self.audit.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            problems.push(format!(
+                "audit.time_zone: `{}` is not an IANA time zone name (for example {DEFAULT_AUDIT_TIME_ZONE} or UTC)",
+                self.audit.time_zone.chars().take(60).collect::<String>()
+            ));
+        }
         problems
     }
 }
@@ -469,6 +495,31 @@ mod tests {
         assert!(problems.contains("datasets[2].connector: unknown connector `courts`"), "{problems}");
         assert!(problems.contains("audit.retention_days: 30"), "{problems}");
         assert!(problems.contains("`market.enterprises` is declared twice"), "{problems}");
+    }
+
+    #[test]
+    fn the_time_zone_is_an_iana_name_shanghai_by_default() {
+        let config: GatewayConfig = toml::from_str(EXAMPLE).expect("parses");
+        assert_eq!(AuditConfig::default().time_zone, "Asia/Shanghai");
+        for (zone, ok) in [
+            ("Asia/Shanghai", true),
+            ("UTC", true),
+            ("Europe/Berlin", true),
+            ("Asia/Beijing", false),
+            ("+08:00", false),
+        ] {
+            let mut config = config.clone();
+            config.audit.time_zone = zone.to_string();
+            let result = config.validate();
+            assert_eq!(result.is_ok(), ok, "{zone}: {result:?}");
+            if !ok {
+                assert!(
+                    result
+                        .expect_err("invalid")
+                        .contains(&format!("audit.time_zone: `{zone}` is not an IANA time zone"))
+                );
+            }
+        }
     }
 
     #[test]

@@ -86,9 +86,14 @@ pub enum GatewayError {
     /// The audit log cannot be written; requests fail closed.
     #[error("the audit log is unavailable, so no data can be released; try again later")]
     AuditUnavailable,
-    /// Unsupported `Accept`.
-    #[error("cannot produce {0}; use application/json, text/csv or application/vnd.apache.arrow.stream")]
-    NotAcceptable(String),
+    /// Unsupported `Accept`: what was asked for, and what this route can produce.
+    #[error("cannot produce {asked}; use {offered}")]
+    NotAcceptable {
+        /// The `Accept` header as received (shortened).
+        asked: String,
+        /// The media types the route produces, in words.
+        offered: &'static str,
+    },
 }
 
 /// A client-visible classification of a [`GatewayError`].
@@ -120,7 +125,7 @@ impl GatewayError {
             GatewayError::InvalidQuery(_) => ("CG-REQ-002", 400, Code::InvalidArgument, false),
             GatewayError::NotFound(_) => ("CG-REQ-003", 404, Code::NotFound, false),
             GatewayError::MethodNotAllowed(_) => ("CG-REQ-004", 405, Code::Unimplemented, false),
-            GatewayError::NotAcceptable(_) => ("CG-REQ-005", 406, Code::InvalidArgument, false),
+            GatewayError::NotAcceptable { .. } => ("CG-REQ-005", 406, Code::InvalidArgument, false),
             GatewayError::ResourcesExhausted => ("CG-RES-001", 507, Code::ResourceExhausted, false),
             GatewayError::Source(e) => match e.kind {
                 SourceErrorKind::Timeout { .. } => ("CG-SRC-001", 504, Code::DeadlineExceeded, true),
@@ -167,7 +172,7 @@ impl GatewayError {
             | GatewayError::InvalidQuery(_)
             | GatewayError::NotFound(_)
             | GatewayError::MethodNotAllowed(_)
-            | GatewayError::NotAcceptable(_) => {
+            | GatewayError::NotAcceptable { .. } => {
                 tracing::debug!(error.code = code.code, reason = %self, "bad request");
             }
             GatewayError::Source(source) => {

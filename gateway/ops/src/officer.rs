@@ -5,11 +5,17 @@
 //! audited. Subjects are searched by their raw identifier, which is
 //! validated and hashed here; the log holds only hashes. Unknown parameters
 //! are refused by name, so a misspelt filter never returns every record.
+//! Records and subject reports come as JSON or, with `Accept: text/csv`, as
+//! CSV; an `Accept` the route cannot produce is refused (406). The
+//! officer's own reads of the audit log are flagged `own_read` and can be
+//! left out or picked out (`own_reads=include|exclude|only`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use creditgate_audit::{AuditQuery, Outcome, RecordedQuery, StatsQuery, SubjectKey};
+use creditgate_audit::{
+    AccessEntry, AuditQuery, AuditRecord, Outcome, OwnReads, RecordedQuery, StatsQuery, SubjectKey,
+};
 use creditgate_engine::{Caller, Disclosure, Engine, GatewayError, Intent};
 use creditgate_ident::{CreditCode, ResidentId};
 use creditgate_policy::Operation;
@@ -106,34 +112,103 @@ fn number_param(params: &BTreeMap<String, String>, name: &str, default: usize) -
 pub enum Answer {
     /// A JSON document.
     Json(serde_json::Value),
+    /// A CSV document (header line first), for `Accept: text/csv`.
+    Csv(String),
     /// The console page (the server serves it).
     Console,
 }
 
+/// Subject report entries per page when `limit` is not given.
+pub const DEFAULT_REPORT_PAGE: usize = 50;
+/// Largest subject report page.
+pub const MAX_REPORT_PAGE: usize = 1000;
+
 /// The parameters each endpoint accepts.
 fn accepted(path: &str) -> &'static [&'static str] {
     match path {
-        "/v1/audit/records" => {
-            &["caller", "organization", "purpose", "outcome", "dataset", "from", "to", "subject", "offset", "limit"]
-        }
+        "/v1/audit/records" => &[
+            "caller",
+            "organization",
+            "purpose",
+            "outcome",
+            "dataset",
+            "from",
+            "to",
+            "subject",
+            "own_reads",
+            "offset",
+            "limit",
+        ],
         "/v1/audit/stats" => &["from", "to"],
+        p if is_report(p) => &["cursor", "limit", "own_reads"],
         _ => &[],
     }
+}
+
+fn is_report(path: &str) -> bool {
+    path.starts_with("/v1/audit/subjects/") && path.ends_with("/report")
+}
+
+/// The formats of the officer API's answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+}
+
+/// The format `accept` asks for, among what `path` produces: records and
+/// subject reports come as JSON or CSV, everything else as JSON. No
+/// `Accept`, `*/*` and `application/json` mean JSON; media types with
+/// `q=0` are not wanted. The console page ignores `Accept`.
+fn negotiate(path: &str, accept: Option<&str>) -> Result<Format, GatewayError> {
+    let csv = path == "/v1/audit/records" || is_report(path);
+    let Some(value) = accept.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(Format::Json) };
+    if path == "/console" {
+        return Ok(Format::Json);
+    }
+    for part in value.split(',') {
+        let mut pieces = part.split(';');
+        let media = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+        let unwanted = pieces
+            .any(|p| p.trim().strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)));
+        if unwanted {
+            continue;
+        }
+        match media.as_str() {
+            "application/json" | "*/*" | "application/*" | "" => return Ok(Format::Json),
+            "text/csv" | "text/*" if csv => return Ok(Format::Csv),
+            _ => {}
+        }
+    }
+    Err(GatewayError::NotAcceptable {
+        asked: value.chars().take(100).collect(),
+        offered: if csv { "application/json or text/csv" } else { "application/json" },
+    })
 }
 
 /// A request of the officer API, read before authorization.
 enum Request {
     Console,
     Verify,
+    Meta,
     Records(Box<AuditQuery>),
     Stats(StatsQuery),
-    Report { kind: &'static str, hash: String },
+    Report { kind: &'static str, hash: String, cursor: Option<u64>, limit: usize, own_reads: OwnReads },
+}
+
+fn own_reads_param(params: &BTreeMap<String, String>) -> Result<OwnReads, GatewayError> {
+    match params.get("own_reads").map(String::as_str).filter(|s| !s.is_empty()) {
+        None => Ok(OwnReads::Include),
+        Some(text) => OwnReads::parse(text)
+            .ok_or_else(|| GatewayError::BadRequest(format!("own_reads: one of {}", OwnReads::EXPECTED))),
+    }
 }
 
 fn read_request(
     engine: &Engine,
     path: &str,
     params: &BTreeMap<String, String>,
+    reader: &str,
     subjects: &mut Vec<String>,
 ) -> Result<Request, GatewayError> {
     let unknown: Vec<&str> = params.keys().map(String::as_str).filter(|k| !accepted(path).contains(k)).collect();
@@ -154,6 +229,7 @@ fn read_request(
     Ok(match path {
         "/console" => Request::Console,
         "/v1/audit/verify" => Request::Verify,
+        "/v1/audit/meta" => Request::Meta,
         "/v1/audit/records" => {
             let subject_hash = match params.get("subject").filter(|s| !s.is_empty()) {
                 Some(raw) => {
@@ -183,6 +259,8 @@ fn read_request(
                 from: time_param(params, "from")?,
                 to: time_param(params, "to")?,
                 subject_hash,
+                reader: Some(reader.to_owned()),
+                own_reads: own_reads_param(params)?,
                 offset: number_param(params, "offset", 0)?,
                 limit: number_param(params, "limit", 50)?,
             }))
@@ -202,9 +280,22 @@ fn read_request(
             }
             Request::Stats(StatsQuery { from, to, flag_rule: Default::default() })
         }
-        p if p.starts_with("/v1/audit/subjects/") && p.ends_with("/report") => {
+        p if is_report(p) => {
             let raw = percent_decode(&p["/v1/audit/subjects/".len()..p.len() - "/report".len()]);
             let key = subject_key(&raw)?;
+            let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
+                None => None,
+                Some(c) => Some(c.parse::<u64>().map_err(|_| {
+                    GatewayError::BadRequest(
+                        "cursor: expected the next_cursor of the previous page (a non-negative integer)".into(),
+                    )
+                })?),
+            };
+            let limit = match number_param(params, "limit", DEFAULT_REPORT_PAGE)? {
+                0 => DEFAULT_REPORT_PAGE,
+                n => n.min(MAX_REPORT_PAGE),
+            };
+            let own_reads = own_reads_param(params)?;
             let kind = match key {
                 SubjectKey::CreditCode(_) => "credit_code",
                 SubjectKey::ResidentId(_) => "resident_id",
@@ -212,37 +303,40 @@ fn read_request(
             };
             let hash = engine.auditor().hasher().hash(&key);
             subjects.push(hash.clone());
-            Request::Report { kind, hash }
+            Request::Report { kind, hash, cursor, limit, own_reads }
         }
         other => return Err(GatewayError::NotFound(other.chars().take(200).collect())),
     })
 }
 
 /// Serves `GET /v1/audit/…` and `GET /console` for `caller`: reads the
-/// request (parameters checked), asks for an `audit_read` permit, answers,
-/// and records the access with its filters (the subject filter only as its
-/// keyed hash). `path` is the decoded path.
+/// request (parameters and `accept` checked), asks for an `audit_read`
+/// permit, answers, and records the access with its filters (the subject
+/// filter only as its keyed hash). `path` is the decoded path.
 pub async fn serve(
     engine: &Engine,
     caller: Caller,
     purpose: Option<String>,
     path: &str,
     query: Option<&str>,
+    accept: Option<&str>,
 ) -> Result<Answer, GatewayError> {
     let params = query_params(query);
     let mut subjects = Vec::new();
-    let read = read_request(engine, path, &params, &mut subjects);
+    let reader = caller.fingerprint().to_owned();
+    let read = read_request(engine, path, &params, &reader, &mut subjects)
+        .and_then(|request| negotiate(path, accept).map(|format| (format, request)));
     let mut filters = params;
     filters.remove("subject");
     let recorded_path = engine.auditor().redact_text(path);
     let what = match &read {
-        Ok(Request::Records(_) | Request::Stats(_)) if !filters.is_empty() => {
+        Ok((_, Request::Records(_) | Request::Stats(_) | Request::Report { .. })) if !filters.is_empty() => {
             serde_json::json!({"audit_api": recorded_path, "filters": filters})
         }
         _ => serde_json::json!({"audit_api": recorded_path}),
     };
-    let request = match read {
-        Ok(request) => request,
+    let (format, request) = match read {
+        Ok(read) => read,
         Err(error) => {
             // A request that cannot be read is recorded by its method and path.
             let what = RecordedQuery::Request(format!("GET {recorded_path}"));
@@ -259,26 +353,48 @@ pub async fn serve(
     };
     let answer = match request {
         Request::Console => Ok(Answer::Console),
-        Request::Verify => {
-            blocking(Box::new(move || Ok(serde_json::to_value(log.verify()).unwrap_or_default()))).await.map(Answer::Json)
-        }
+        Request::Meta => Ok(Answer::Json(meta(engine, &permit))),
+        Request::Verify => blocking(Box::new(move || Ok(serde_json::to_value(log.verify()).unwrap_or_default())))
+            .await
+            .map(Answer::Json),
         Request::Records(search) => blocking(Box::new(move || {
             let page = log.search(&search).map_err(audit_error)?;
-            Ok(serde_json::json!({"total": page.total, "offset": page.offset, "limit": page.limit, "items": page.items}))
+            if format == Format::Csv {
+                return Ok(serde_json::Value::String(records_csv(&page.items, &reader)));
+            }
+            let items: Vec<serde_json::Value> = page.items.iter().map(|r| record_json(r, &reader)).collect();
+            Ok(serde_json::json!({"total": page.total, "offset": page.offset, "limit": page.limit, "items": items}))
         }))
         .await
-        .map(Answer::Json),
+        .map(|v| into_answer(format, v)),
         Request::Stats(stats) => blocking(Box::new(move || {
             Ok(serde_json::to_value(log.stats(&stats).map_err(audit_error)?).unwrap_or_default())
         }))
         .await
         .map(Answer::Json),
-        Request::Report { kind, hash } => blocking(Box::new(move || {
-            let accesses = log.subject_report(&hash).map_err(audit_error)?;
-            Ok(serde_json::json!({"subject": {"type": kind, "hash": hash}, "accesses": accesses}))
+        Request::Report { kind, hash, cursor, limit, own_reads } => blocking(Box::new(move || {
+            let mut accesses = log.subject_report(&hash).map_err(audit_error)?;
+            accesses.retain(|a| own_reads.admits(is_own(a, &reader)));
+            let summary = creditgate_audit::summarize(&accesses);
+            // Newest first; a page starts after the cursor (the seq of the
+            // previous page's last entry).
+            let start = cursor.map_or(0, |c| accesses.iter().position(|a| a.seq < c).unwrap_or(accesses.len()));
+            let page = &accesses[start..(start + limit).min(accesses.len())];
+            let next_cursor = (start + page.len() < accesses.len()).then(|| page.last().map(|a| a.seq.to_string()));
+            if format == Format::Csv {
+                return Ok(serde_json::Value::String(report_csv(page, &reader)));
+            }
+            let entries: Vec<serde_json::Value> = page.iter().map(|a| access_json(a, &reader)).collect();
+            Ok(serde_json::json!({
+                "subject": {"type": kind, "hash": hash},
+                "summary": summary,
+                "limit": limit,
+                "accesses": entries,
+                "next_cursor": next_cursor.flatten(),
+            }))
         }))
         .await
-        .map(Answer::Json),
+        .map(|v| into_answer(format, v)),
     };
     match answer {
         Ok(answer) => {
@@ -286,5 +402,209 @@ pub async fn serve(
             Ok(answer)
         }
         Err(error) => Err(permit.refuse(error).await),
+    }
+}
+
+/// `GET /v1/audit/meta`: what the console needs to show records to people:
+/// the deployment's time zone, the display names of purposes and
+/// organisations from the policy, and who is asking.
+fn meta(engine: &Engine, permit: &creditgate_engine::Permit) -> serde_json::Value {
+    let policy = engine.policy();
+    let me = permit.caller();
+    serde_json::json!({
+        "time_zone": engine.config().audit.tz().name(),
+        "purposes": policy.purpose_names(),
+        "organizations": policy.organization_names(),
+        "officer": {
+            "name": me.name(),
+            "organization": me.principal().organization,
+            "fingerprint": me.fingerprint(),
+        },
+    })
+}
+
+fn into_answer(format: Format, value: serde_json::Value) -> Answer {
+    match (format, value) {
+        (Format::Csv, serde_json::Value::String(text)) => Answer::Csv(text),
+        (_, value) => Answer::Json(value),
+    }
+}
+
+fn is_own(entry: &AccessEntry, reader: &str) -> bool {
+    entry.audit_read && !reader.is_empty() && entry.caller_fingerprint == reader
+}
+
+/// A record as the API shows it: the record, with `own_read`.
+fn record_json(record: &AuditRecord, reader: &str) -> serde_json::Value {
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("own_read".into(), record.is_own_read(reader).into());
+    }
+    value
+}
+
+fn access_json(entry: &AccessEntry, reader: &str) -> serde_json::Value {
+    let mut value = serde_json::to_value(entry).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("own_read".into(), is_own(entry, reader).into());
+    }
+    value
+}
+
+/// One CSV field (RFC 4180): quoted when it holds a comma, quote or line
+/// break. A field a spreadsheet would run as a formula (`=`, `+`, `-`, `@`,
+/// tab, carriage return first) is prefixed with `'`, as callers choose some
+/// of this text (purposes, names).
+fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
+}
+
+fn csv_line(out: &mut String, fields: &[&str]) {
+    let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+    out.push_str(&line.join(","));
+    out.push_str("\r\n");
+}
+
+fn time_text(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn query_text(query: &RecordedQuery) -> String {
+    match query {
+        RecordedQuery::Sql(sql) => sql.clone(),
+        RecordedQuery::Lookup(v) | RecordedQuery::Event(v) => v.to_string(),
+        RecordedQuery::Request(text) => text.clone(),
+        RecordedQuery::StreamEnd(seq) => format!("end of the stream of record {seq}"),
+    }
+}
+
+/// Records as CSV: one line per record, times in UTC (RFC 3339).
+fn records_csv(records: &[AuditRecord], reader: &str) -> String {
+    let mut out = String::new();
+    csv_line(
+        &mut out,
+        &[
+            "seq",
+            "time_utc",
+            "caller",
+            "caller_fingerprint",
+            "organization",
+            "role",
+            "frontend",
+            "purpose",
+            "legal_basis",
+            "datasets",
+            "outcome",
+            "row_count",
+            "refusal_reason",
+            "own_read",
+            "query",
+        ],
+    );
+    for r in records {
+        let frontend = serde_json::to_value(r.frontend).ok().and_then(|v| v.as_str().map(str::to_owned));
+        csv_line(
+            &mut out,
+            &[
+                &r.seq.to_string(),
+                &time_text(&r.time),
+                &r.caller.name,
+                &r.caller.fingerprint,
+                &r.caller.organization,
+                &r.caller.role,
+                frontend.as_deref().unwrap_or(""),
+                r.purpose.as_deref().unwrap_or(""),
+                r.legal_basis.as_deref().unwrap_or(""),
+                &r.datasets.join(";"),
+                r.outcome.as_str(),
+                &r.row_count.map(|n| n.to_string()).unwrap_or_default(),
+                r.refusal_reason.as_deref().unwrap_or(""),
+                if r.is_own_read(reader) { "true" } else { "false" },
+                &query_text(&r.query),
+            ],
+        );
+    }
+    out
+}
+
+/// A subject report page as CSV: one line per access, the disclosed fields
+/// as `dataset.column:mask` separated by `;`.
+fn report_csv(entries: &[AccessEntry], reader: &str) -> String {
+    let mut out = String::new();
+    csv_line(
+        &mut out,
+        &[
+            "seq",
+            "time_utc",
+            "caller",
+            "organization",
+            "role",
+            "frontend",
+            "purpose",
+            "legal_basis",
+            "datasets",
+            "fields",
+            "outcome",
+            "refusal_reason",
+            "own_read",
+        ],
+    );
+    for a in entries {
+        let frontend = serde_json::to_value(a.frontend).ok().and_then(|v| v.as_str().map(str::to_owned));
+        let fields: Vec<String> = a.columns.iter().map(|c| format!("{}.{}:{}", c.dataset, c.column, c.mask)).collect();
+        csv_line(
+            &mut out,
+            &[
+                &a.seq.to_string(),
+                &time_text(&a.time),
+                &a.caller_name,
+                &a.organization,
+                &a.role,
+                frontend.as_deref().unwrap_or(""),
+                a.purpose.as_deref().unwrap_or(""),
+                a.legal_basis.as_deref().unwrap_or(""),
+                &a.datasets.join(";"),
+                &fields.join(";"),
+                a.outcome.as_str(),
+                a.refusal_reason.as_deref().unwrap_or(""),
+                if is_own(a, reader) { "true" } else { "false" },
+            ],
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_field("line\nbreak"), "\"line\nbreak\"");
+    }
+
+    #[test]
+    fn accept_picks_json_or_csv_and_refuses_the_rest() {
+        let records = "/v1/audit/records";
+        let report = "/v1/audit/subjects/x/report";
+        assert_eq!(negotiate(records, None).ok(), Some(Format::Json));
+        assert_eq!(negotiate(records, Some("text/csv")).ok(), Some(Format::Csv));
+        assert_eq!(negotiate(report, Some("text/csv; charset=utf-8")).ok(), Some(Format::Csv));
+        assert_eq!(negotiate(records, Some("text/csv;q=0, application/json")).ok(), Some(Format::Json));
+        assert_eq!(negotiate(records, Some("text/html, */*;q=0.8")).ok(), Some(Format::Json));
+        assert!(matches!(
+            negotiate(records, Some("application/xml")),
+            Err(GatewayError::NotAcceptable { offered: "application/json or text/csv", .. })
+        ));
+        assert!(matches!(
+            negotiate("/v1/audit/stats", Some("text/csv")),
+            Err(GatewayError::NotAcceptable { offered: "application/json", .. })
+        ));
+        assert_eq!(negotiate("/console", Some("text/html")).ok(), Some(Format::Json));
     }
 }

@@ -6,7 +6,11 @@
 //! from the verified client certificate of the connection; each route reads
 //! its request into an intent and gets a permit from the engine (directly or
 //! through an operation of the ops crate). `/healthz`, `/metrics` and
-//! `/openapi.json` release no data and are not audited.
+//! `/openapi.json` release no data and are not audited; nor are the files a
+//! browser fetches on its own (`/favicon.ico`, `/robots.txt`,
+//! `/apple-touch-icon*.png`), answered before authentication. A refused
+//! `GET` from a browser (one whose `Accept` lists `text/html`) gets a plain
+//! HTML page instead of the JSON error.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -124,17 +128,60 @@ fn recorded_request(engine: &Engine, method: &Method, path: &str) -> RecordedQue
     ))
 }
 
+/// What `/robots.txt` says: nothing here is for crawlers.
+pub const ROBOTS_TXT: &str = "User-agent: *\nDisallow: /\n";
+
+/// The answer to a file a browser asks for on its own (an icon,
+/// `robots.txt`): it releases nothing, so it is answered before
+/// authentication and not audited (a console visit would otherwise leave a
+/// refusal per icon in the log).
+fn browser_asset(path: &str) -> Option<Response<Body>> {
+    match path {
+        "/favicon.ico" => Some(empty_response(StatusCode::NO_CONTENT)),
+        "/robots.txt" => Some(text_response("text/plain; charset=utf-8", ROBOTS_TXT.to_string())),
+        p if p.starts_with("/apple-touch-icon") && p.ends_with(".png") && !p[1..].contains('/') => {
+            Some(empty_response(StatusCode::NOT_FOUND))
+        }
+        _ => None,
+    }
+}
+
+/// Whether the request comes from a browser showing a page: a `GET` whose
+/// `Accept` lists `text/html` (the console's own API calls ask for JSON).
+fn wants_html(req: &Request<Incoming>) -> bool {
+    req.method() == Method::GET
+        && req.headers().get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+            v.split(',').any(|part| {
+                let mut pieces = part.split(';');
+                let html = pieces.next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"));
+                html && !pieces.any(|p| {
+                    p.trim().strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+                })
+            })
+        })
+}
+
 async fn route(engine: &Arc<Engine>, info: &ConnInfo, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    match (path.as_str(), &method) {
-        ("/openapi.json", &Method::GET) => return Ok(text_response("application/json", OPENAPI.to_string())),
-        ("/favicon.ico", &Method::GET) => return Ok(empty_response(StatusCode::NO_CONTENT)),
-        _ => {}
+    if method == Method::GET {
+        if path == "/openapi.json" {
+            return Ok(text_response("application/json", OPENAPI.to_string()));
+        }
+        if let Some(response) = browser_asset(&path) {
+            return Ok(response);
+        }
     }
-    let caller = engine.authenticate(Some(info), Frontend::Http).await?;
-    let span = caller.span();
-    dispatch(engine, caller, req, &method, &path).instrument(span).await
+    let html = wants_html(&req);
+    let answer = async {
+        let caller = engine.authenticate(Some(info), Frontend::Http).await?;
+        let span = caller.span();
+        dispatch(engine, caller, req, &method, &path).instrument(span).await
+    };
+    match answer.await {
+        Err(error) if html => Ok(crate::boundary::error_page(&error)),
+        other => other,
+    }
 }
 
 /// The routes of the mTLS HTTP listener, for an authenticated caller.
@@ -159,12 +206,18 @@ async fn dispatch(
         ("/v1/query", &Method::POST) => query(engine, caller, purpose, req).await,
         (p, &Method::GET) if p == "/console" || p.starts_with("/v1/audit/") => {
             let decoded = creditgate_ops::officer::percent_decode(p);
-            let answer = creditgate_ops::officer::serve(engine, caller, purpose, &decoded, req.uri().query()).await;
+            let accept: Vec<&str> =
+                req.headers().get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+            let accept = (!accept.is_empty()).then(|| accept.join(","));
+            let answer =
+                creditgate_ops::officer::serve(engine, caller, purpose, &decoded, req.uri().query(), accept.as_deref())
+                    .await;
             Ok(match answer? {
                 creditgate_ops::officer::Answer::Console => {
                     text_response("text/html; charset=utf-8", CONSOLE_HTML.to_string())
                 }
                 creditgate_ops::officer::Answer::Json(document) => json_response(StatusCode::OK, document),
+                creditgate_ops::officer::Answer::Csv(text) => text_response("text/csv; charset=utf-8", text),
             })
         }
         ("/v1/lookup", &Method::POST) => {
@@ -296,7 +349,10 @@ impl Format {
                 _ => {}
             }
         }
-        Err(GatewayError::NotAcceptable(value.chars().take(100).collect()))
+        Err(GatewayError::NotAcceptable {
+            asked: value.chars().take(100).collect(),
+            offered: "application/json, text/csv or application/vnd.apache.arrow.stream",
+        })
     }
 
     fn content_type(self) -> &'static str {

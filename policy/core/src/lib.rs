@@ -36,6 +36,7 @@ mod grant;
 pub mod lint;
 pub mod masks;
 mod model;
+mod names;
 mod policy;
 mod predicate;
 pub mod relate;
@@ -49,6 +50,7 @@ pub use model::{
     ColumnClass, DEFAULT_RETENTION_YEARS, Dataset, Licence, NegativeRecords, PUBLIC_IDENTITY, Principal, RateLimit,
     Role, RowFilter, Rule, RuleSubject, SubjectKeys, default_mask,
 };
+pub use names::{DisplayName, MAX_DISPLAY_NAME_CHARS};
 pub use policy::{MAX_POLICY_BYTES, Masking, Policy};
 pub use predicate::MAX_ROW_FILTER_LEN;
 pub use view::secure_view;

@@ -52,7 +52,7 @@ pub fn near_miss_purposes(policy: &Policy) -> Vec<String> {
 
 /// Two codes one or two edits apart (a letter missing, extra, changed or two
 /// swapped), where that is small next to their length.
-fn is_near(a: &str, b: &str) -> bool {
+pub(crate) fn is_near(a: &str, b: &str) -> bool {
     let distance = strsim::damerau_levenshtein(a, b);
     let shorter = a.len().min(b.len());
     distance > 0 && (distance == 1 && shorter >= 4 || distance == 2 && shorter >= 8)

@@ -17,6 +17,7 @@ use crate::model::{
     ColumnClass, DEFAULT_RETENTION_YEARS, Dataset, Licence, NegativeRecords, PUBLIC_IDENTITY, Principal, RateLimit,
     Role, RowFilter, Rule, RuleSubject, SubjectKeys, default_mask,
 };
+use crate::names::{DisplayName, read_registry};
 use crate::predicate;
 
 /// Maximum size of a policy file, in bytes.
@@ -111,6 +112,10 @@ pub struct Policy {
     consent_oversight: BTreeMap<String, Vec<SubjectKind>>,
     datasets: BTreeMap<String, Dataset>,
     rules: Vec<Rule>,
+    /// Display names of purpose codes (`[purposes.<code>]`).
+    purpose_names: BTreeMap<String, DisplayName>,
+    /// Display names of organisations (`[organizations."<organization>"]`).
+    organization_names: BTreeMap<String, DisplayName>,
     masking: Masking,
 }
 
@@ -121,7 +126,7 @@ pub struct Masking {
     /// Allow masked personal/sensitive values to relate records (joins,
     /// `GROUP BY`, …; see [`crate::relate`]). Off by default: a partial mask
     /// works as a pseudonym. Switch it on only where every such mask is
-    /// known not to re-identify (`creditgate policy linkage`).
+    /// known not to re-identify.
     #[serde(default)]
     pub relate_masked_values: bool,
 }
@@ -139,7 +144,7 @@ impl Collector {
 }
 
 /// A TOML key, quoted when it is not a bare key.
-fn key(k: &str) -> String {
+pub(crate) fn key(k: &str) -> String {
     if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         k.to_owned()
     } else {
@@ -221,6 +226,8 @@ impl Policy {
         let mut datasets_raw = Vec::new();
         let mut rules_raw = Vec::new();
         let mut masking = Masking::default();
+        let mut purpose_names = BTreeMap::new();
+        let mut organization_names = BTreeMap::new();
         for (k, v) in table {
             match (k.as_str(), v) {
                 ("principals", toml::Value::Array(items)) => principals_raw = items,
@@ -234,18 +241,48 @@ impl Policy {
                     Ok(parsed) => masking = parsed,
                     Err(e) => issues.push("masking", e.to_string().trim_end().to_string()),
                 },
-                (other, _) => {
-                    issues.push(key(other), "unknown top-level key (expected principals, datasets, rules, masking)")
+                ("purposes", v) => {
+                    let (names, problems) = read_registry("purposes", v, |code| {
+                        if is_code(code) {
+                            Ok(())
+                        } else {
+                            Err("purpose codes are lowercase letters, digits and _".into())
+                        }
+                    });
+                    problems.into_iter().for_each(|(k, reason)| issues.push(k, reason));
+                    purpose_names = names;
                 }
+                ("organizations", v) => {
+                    let (names, problems) = read_registry("organizations", v, |name| {
+                        if name.trim().is_empty() { Err("organisation names must not be empty".into()) } else { Ok(()) }
+                    });
+                    problems.into_iter().for_each(|(k, reason)| issues.push(k, reason));
+                    organization_names = names;
+                }
+                (other, _) => issues.push(
+                    key(other),
+                    "unknown top-level key (expected principals, datasets, rules, purposes, organizations, masking)",
+                ),
             }
         }
 
+        let principals_listed = listed_names(&principals_raw);
         let datasets = validate_datasets(datasets_raw, &mut issues);
         let (principals, consent_oversight) = validate_principals(principals_raw, &datasets, &mut issues);
         let rules = validate_rules(rules_raw, &principals, &datasets, &mut issues);
+        check_names_cover(&principals_listed, &purpose_names, &organization_names, &mut issues);
 
         if issues.list.is_empty() {
-            Ok(Policy { origin: origin.to_owned(), principals, consent_oversight, datasets, rules, masking })
+            Ok(Policy {
+                origin: origin.to_owned(),
+                principals,
+                consent_oversight,
+                datasets,
+                rules,
+                purpose_names,
+                organization_names,
+                masking,
+            })
         } else {
             Err(PolicyError::Invalid(Issues(issues.list)))
         }
@@ -264,6 +301,19 @@ impl Policy {
     /// All principals, in file order.
     pub fn principals(&self) -> &[Principal] {
         &self.principals
+    }
+
+    /// Display names of purpose codes (`[purposes.<code>]`; empty when the
+    /// policy has no registry).
+    pub fn purpose_names(&self) -> &BTreeMap<String, DisplayName> {
+        &self.purpose_names
+    }
+
+    /// Display names of organisations, keyed by the `organization` of the
+    /// principals (`[organizations."<organization>"]`; empty when the policy
+    /// has no registry).
+    pub fn organization_names(&self) -> &BTreeMap<String, DisplayName> {
+        &self.organization_names
     }
 
     /// The principal with this name.
@@ -426,6 +476,62 @@ impl Policy {
 
 // ---------------------------------------------------------------------------
 // Validation.
+
+/// What each `[[principals]]` entry lists (by index): its purposes and its
+/// organisation, read leniently (malformed entries are reported elsewhere).
+fn listed_names(raw: &[toml::Value]) -> Vec<(Vec<String>, Option<String>)> {
+    raw.iter()
+        .map(|p| {
+            let purposes = p
+                .get("purposes")
+                .and_then(toml::Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            (purposes, p.get("organization").and_then(toml::Value::as_str).map(str::to_owned))
+        })
+        .collect()
+}
+
+/// With a `[purposes]` (or `[organizations]`) registry, every principal's
+/// purposes (organisation) must be in it: a code missing there is usually a
+/// typo, an organisation missing there one spelt two ways.
+fn check_names_cover(
+    listed: &[(Vec<String>, Option<String>)],
+    purposes: &BTreeMap<String, DisplayName>,
+    organizations: &BTreeMap<String, DisplayName>,
+    issues: &mut Collector,
+) {
+    for (i, (codes, organization)) in listed.iter().enumerate() {
+        if !purposes.is_empty() {
+            for (j, code) in codes.iter().enumerate() {
+                if is_code(code) && !purposes.contains_key(code) {
+                    let hint = purposes
+                        .keys()
+                        .find(|known| crate::lint::is_near(code, known))
+                        .map(|known| format!("did you mean `{known}`? "))
+                        .unwrap_or_default();
+                    issues.push(
+                        format!("principals[{i}].purposes[{j}]"),
+                        format!(
+                            "purpose \"{code}\" has no [purposes.{code}] entry ({hint}known: {})",
+                            list(purposes.keys())
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(org) = organization
+            && !organizations.is_empty()
+            && !org.trim().is_empty()
+            && !organizations.contains_key(org)
+        {
+            issues.push(
+                format!("principals[{i}].organization"),
+                format!("organisation \"{org}\" has no [organizations.{}] entry", key(org)),
+            );
+        }
+    }
+}
 
 fn validate_datasets(raw: Vec<(String, toml::Value)>, issues: &mut Collector) -> BTreeMap<String, Dataset> {
     let mut out = BTreeMap::new();

@@ -594,7 +594,12 @@ fn unknown_fields_are_refused() {
     assert_eq!(errs.len(), 1);
     assert!(errs[0].starts_with("policy.toml: rules[0]: unknown field `alow`"), "{errs:?}");
     let errs = errors("[settings]\nx = 1\n");
-    assert_eq!(errs, ["policy.toml: settings: unknown top-level key (expected principals, datasets, rules, masking)"]);
+    assert_eq!(
+        errs,
+        [
+            "policy.toml: settings: unknown top-level key (expected principals, datasets, rules, purposes, organizations, masking)"
+        ]
+    );
 }
 
 #[test]
@@ -828,4 +833,52 @@ fn consent_oversight_mistakes() {
     assert_eq!(policy.consent_oversight(ag), [creditgate_ident::SubjectKind::ResidentId]);
     assert_eq!(policy.consent_overseers(creditgate_ident::SubjectKind::CreditCode).count(), 0);
     assert!(policy.consent_oversight(policy.principal("samr").expect("samr")).is_empty());
+}
+
+#[test]
+fn demo_names_every_purpose_and_organisation_in_chinese_and_english() {
+    let policy = demo();
+    for principal in policy.principals() {
+        let org = policy.organization_names().get(&principal.organization);
+        assert!(org.is_some_and(|n| !n.zh.is_empty() && !n.en.is_empty()), "{}", principal.organization);
+        for purpose in &principal.purposes {
+            assert!(policy.purpose_names().contains_key(purpose), "{purpose}");
+        }
+    }
+    assert_eq!(policy.purpose_names()["supervision"].zh, "监督管理");
+}
+
+#[test]
+fn with_a_name_registry_a_purpose_or_organisation_missing_from_it_is_reported() {
+    let text = std::fs::read_to_string(DEMO).expect("demo policy");
+    let typo = text
+        .replacen(
+            "purposes = [\"licensing_review\", \"supervision\"",
+            "purposes = [\"licensing_review\", \"supervison\"",
+            1,
+        )
+        .replacen(
+            "organization = \"Platform A E-commerce Co., Ltd.\"",
+            "organization = \"Platform A E-Commerce Co., Ltd.\"",
+            1,
+        )
+        .replacen("[purposes.audit]\nzh = \"审计监督\"", "[purposes.Audit]\nzh = \"\"", 1);
+    let issues = match Policy::parse(&typo, "demo-policy.toml") {
+        Err(PolicyError::Invalid(issues)) => issues.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        other => panic!("expected issues, got {other:?}"),
+    };
+    let all = issues.join("\n");
+    assert!(
+        all.contains("principals[0].purposes[1]: purpose \"supervison\" has no [purposes.supervison] entry"),
+        "{all}"
+    );
+    assert!(all.contains("principals[2].organization: organisation \"Platform A E-Commerce Co., Ltd.\""), "{all}");
+    assert!(all.contains("purposes.Audit: purpose codes are lowercase"), "{all}");
+    assert!(all.contains("purposes.Audit.zh: a display name must not be empty"), "{all}");
+    // The privacy officer's purpose `audit` lost its entry with the rename.
+    assert!(all.contains("purpose \"audit\" has no [purposes.audit] entry"), "{all}");
+    // Without registries nothing is required.
+    let bare = text.split("# Names shown to people").next().expect("head").to_owned()
+        + text.split("# Datasets\n").nth(1).map(|rest| format!("# Datasets\n{rest}")).as_deref().unwrap_or("");
+    Policy::parse(&bare, "bare.toml").expect("a policy without name registries is valid");
 }
