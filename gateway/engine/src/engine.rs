@@ -192,6 +192,19 @@ impl Engine {
         Self::with_sink(config, None).await
     }
 
+    /// [`GatewayConfig::load`] then [`Engine::new`]: a problem of the
+    /// public window found against the policy (a column the public may not
+    /// see) is reported with the config file, as its other problems are.
+    pub async fn load(path: &Path) -> Result<Arc<Self>, GatewayError> {
+        let config = GatewayConfig::load(path)?;
+        Self::new(config).await.map_err(|error| match error {
+            GatewayError::Config(message) if message.starts_with("public.") => {
+                GatewayError::Config(format!("{}: {message}", path.display()))
+            }
+            other => other,
+        })
+    }
+
     /// [`Engine::new`], writing audit records to `sink` instead of the log
     /// (the benchmark measures the audit's cost this way; the log is still
     /// opened, and is what the officer API reads).
@@ -1118,7 +1131,10 @@ fn check_public_sections(config: &GatewayConfig, policy: &Policy) -> Result<(), 
             }
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(GatewayError::Config(problems.join("; "))) }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(GatewayError::Config(format!("{} (policy {})", problems.join("; "), policy.origin()))),
+    }
 }
 
 fn warn_about_policy_coverage(policy: &Policy, federation: &Federation) {
