@@ -196,9 +196,9 @@ async fn publication_periods_match_the_raw_data_on_boundary_days() {
     let decided: BTreeMap<String, NaiveDate> =
         penalties.iter().filter_map(|r| Some((text(r, "penalty_id"), day(r, "decision_date")?))).collect();
     for (inside, outside, rule) in [
-        (4, 5, "samr_order_45.art13_3m"),  // notice of criticism, 3 months
-        (6, 7, "samr_order_45.art13_3m"),  // a low fine (at the standard, inclusive), 3 months
-        (8, 9, "samr_order_45.art13_3y"),  // any other penalty, 3 years
+        (4, 5, "samr_order_45.art13_3m"), // notice of criticism, 3 months
+        (6, 7, "samr_order_45.art13_3m"), // a low fine (at the standard, inclusive), 3 months
+        (8, 9, "samr_order_45.art13_3y"), // any other penalty, 3 years
     ] {
         let (inside, outside) = (penalty(inside), penalty(outside));
         assert_eq!(shown_penalties.get(&inside).map(|s| s.1.as_str()), Some(rule), "{inside} is shown");
@@ -266,7 +266,8 @@ async fn search_by_code_and_name_prefix_paginated_and_audited() {
     let encoded: String = prefix.bytes().map(|b| format!("%{b:02X}")).collect();
     let by_name = seen.json(&lab, &format!("/public/v1/search?q={encoded}")).await;
     assert_eq!(by_name["by"], "name_prefix");
-    let names: Vec<&str> = by_name["results"].as_array().expect("results").iter().filter_map(|r| r["name"].as_str()).collect();
+    let names: Vec<&str> =
+        by_name["results"].as_array().expect("results").iter().filter_map(|r| r["name"].as_str()).collect();
     assert!(names.contains(&name.as_str()), "{by_name}");
     assert!(names.iter().all(|n| n.starts_with(&prefix)), "{names:?}");
 
@@ -282,7 +283,12 @@ async fn search_by_code_and_name_prefix_paginated_and_audited() {
     let first = seen.json(&lab, &format!("/public/v1/search?q={encoded}&per_page=5")).await;
     let second = seen.json(&lab, &format!("/public/v1/search?q={encoded}&per_page=5&page=2")).await;
     let codes = |v: &Value| -> Vec<String> {
-        v["results"].as_array().into_iter().flatten().map(|r| r["credit_code"].as_str().unwrap_or("").to_string()).collect()
+        v["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r["credit_code"].as_str().unwrap_or("").to_string())
+            .collect()
     };
     assert_eq!([codes(&first), codes(&second)].concat(), expected);
     assert_eq!(first["has_more"], true);
@@ -306,7 +312,8 @@ async fn search_by_code_and_name_prefix_paginated_and_audited() {
     // Audited: the code as a keyed hash, the name prefix not at all.
     let hash = lab.gateway.engine().auditor().hasher().hash(&SubjectKey::CreditCode(featured.clone()));
     let records = audit_records(&lab);
-    let public: Vec<_> = records.iter().filter(|r| serde_json::to_string(&r.frontend).unwrap_or_default().contains("public")).collect();
+    let public: Vec<_> =
+        records.iter().filter(|r| serde_json::to_string(&r.frontend).unwrap_or_default().contains("public")).collect();
     assert!(public.len() >= 8, "every public request is recorded ({})", public.len());
     assert!(public.iter().any(|r| r.subject_hashes.contains(&hash)), "the code search names its subject's hash");
     let log = serde_json::to_string(&records).expect("records");
@@ -314,12 +321,20 @@ async fn search_by_code_and_name_prefix_paginated_and_audited() {
     assert!(!log.contains(&prefix), "no name prefix in the audit log");
 
     // The page, the widget and their assets come from the gateway, nothing from elsewhere.
-    for (path, kind) in [("/", "text/html"), ("/embed", "text/html"), ("/assets/window.js", "text/javascript"), ("/assets/window.css", "text/css")] {
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/embed", "text/html"),
+        ("/assets/window.js", "text/javascript"),
+        ("/assets/window.css", "text/css"),
+    ] {
         let response = seen.get(&lab, path).await;
         assert_eq!(response.status, 200, "{path}");
         assert!(response.content_type.as_deref().unwrap_or("").starts_with(kind), "{path}");
         let body = String::from_utf8_lossy(&response.body).into_owned();
-        assert!(!body.contains("http://") && !body.contains("https://") && !body.contains("//cdn"), "{path} refers elsewhere");
+        assert!(
+            !body.contains("http://") && !body.contains("https://") && !body.contains("//cdn"),
+            "{path} refers elsewhere"
+        );
     }
     let page = seen.get(&lab, "/").await;
     let csp = page.header("content-security-policy").unwrap_or_default().to_string();
@@ -344,7 +359,8 @@ async fn a_section_added_in_config_only_is_shown_and_a_non_public_column_is_refu
     let text = std::fs::read_to_string(&file).expect("gateway.toml");
     assert!(text.contains("\"registered_capital\""), "the demo window shows the capital");
     let bad = lab.dir.join("gateway-bad.toml");
-    std::fs::write(&bad, text.replacen("\"registered_capital\"", "\"legal_rep_id\", \"registered_capital\"", 1)).expect("write");
+    std::fs::write(&bad, text.replacen("\"registered_capital\"", "\"legal_rep_id\", \"registered_capital\"", 1))
+        .expect("write");
     let error = creditgate_engine::Engine::load(&bad).await.err().expect("refused").to_string();
     assert!(error.contains("gateway-bad.toml"), "{error}");
     assert!(error.contains("public.sections[0]: column `legal_rep_id`"), "{error}");
@@ -372,7 +388,8 @@ async fn a_section_added_in_config_only_is_shown_and_a_non_public_column_is_refu
         let keys: BTreeSet<&str> = row.as_object().expect("row").keys().map(String::as_str).collect();
         assert_eq!(keys, BTreeSet::from(["licence_no", "licence_type"]));
     }
-    let section = page["sections"].as_array().expect("sections").iter().find(|s| s["name"] == "licence_numbers").cloned();
+    let section =
+        page["sections"].as_array().expect("sections").iter().find(|s| s["name"] == "licence_numbers").cloned();
     let section = section.expect("described");
     assert_eq!(section["title"]["zh"], "许可证编号");
     assert_eq!(section["title"]["en"], "Licence numbers");
@@ -436,7 +453,10 @@ async fn scan_for_personal_identifiers(lab: &Lab, seen: &Seen) {
                 continue;
             }
             if digits.len() == 11 {
-                assert!(creditgate_ident::Mobile::parse(&digits).is_err(), "a mobile number in a public answer: {digits}");
+                assert!(
+                    creditgate_ident::Mobile::parse(&digits).is_err(),
+                    "a mobile number in a public answer: {digits}"
+                );
             }
             digits.clear();
         }

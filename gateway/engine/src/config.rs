@@ -89,10 +89,8 @@ impl PublicConfig {
                 }
             }
             if search.page_size == 0 || search.page_size > MAX_SEARCH_PAGE_SIZE {
-                problems.push(format!(
-                    "public.search.page_size: {} must be 1 to {MAX_SEARCH_PAGE_SIZE}",
-                    search.page_size
-                ));
+                problems
+                    .push(format!("public.search.page_size: {} must be 1 to {MAX_SEARCH_PAGE_SIZE}", search.page_size));
             }
         }
         if let Some(limit) = &self.rate_limit_per_address

@@ -582,9 +582,11 @@ impl Engine {
                 (Some(limits), Some(client)) => limits.check(client),
                 _ => Ok(()),
             };
-            let limited = per_address.and_then(|()| self.limits.rate(current)).and_then(|()| match intent.operation.releases_data() {
-                true => self.limits.quota(current, today()),
-                false => Ok(()),
+            let limited = per_address.and_then(|()| self.limits.rate(current)).and_then(|()| {
+                match intent.operation.releases_data() {
+                    true => self.limits.quota(current, today()),
+                    false => Ok(()),
+                }
             });
             if let Err(error) = limited {
                 return Err(scope.refuse(error).await);

@@ -192,10 +192,7 @@ impl AddressLimits {
             self.limiter.shrink_to_fit();
         }
         self.limiter.check_key(&address).map_err(|not_until| GatewayError::RateLimited {
-            what: format!(
-                "rate limit of {} requests/s (burst {}) per client address",
-                self.per_second, self.burst
-            ),
+            what: format!("rate limit of {} requests/s (burst {}) per client address", self.per_second, self.burst),
             retry_after_secs: not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1),
         })
     }

@@ -263,8 +263,10 @@ impl PublicationRule {
                 let listed = || column(&r.listed_on);
                 let mut regimes = Vec::new();
                 for (severity, period) in &r.periods {
-                    let within_max = first_start_shown(today, period.max_months).ok_or_else(|| out_of_range(severity))?;
-                    let within_min = first_start_shown(today, period.min_months).ok_or_else(|| out_of_range(severity))?;
+                    let within_max =
+                        first_start_shown(today, period.max_months).ok_or_else(|| out_of_range(severity))?;
+                    let within_min =
+                        first_start_shown(today, period.min_months).ok_or_else(|| out_of_range(severity))?;
                     // Shown until min(listed + max, max(listed + min, ends_on)).
                     let mut still = listed().gt_eq(date_literal(within_min));
                     match &r.ends_on {
@@ -329,8 +331,7 @@ impl PublicationRule {
                         ends.max(shortest).min(longest)
                     }
                 };
-                (listed <= today && until >= today)
-                    .then(|| Shown { until, rule: format!("list_periods.{severity}") })
+                (listed <= today && until >= today).then(|| Shown { until, rule: format!("list_periods.{severity}") })
             }
         }
     }

@@ -266,11 +266,15 @@ pub async fn search(engine: &Engine, caller: Caller, q: &str, page: PageRequest)
             let hash = hasher.hash(&SubjectKey::CreditCode(code.clone()));
             ("credit_code", vec![hash], format!("{} = '{code}'", section.key))
         }
-        SearchTerm::NamePrefix(prefix) => ("name_prefix", Vec::new(), format!("{} LIKE {}", search.name, like_prefix(prefix))),
+        SearchTerm::NamePrefix(prefix) => {
+            ("name_prefix", Vec::new(), format!("{} LIKE {}", search.name, like_prefix(prefix)))
+        }
     };
     // The name prefix is not recorded (it may be a person's name): only its length.
     let recorded = match &term {
-        SearchTerm::Code(_) => serde_json::json!({"endpoint": "public search", "by": by, "subject": {"type": "credit_code", "hash": subjects[0]}}),
+        SearchTerm::Code(_) => {
+            serde_json::json!({"endpoint": "public search", "by": by, "subject": {"type": "credit_code", "hash": subjects[0]}})
+        }
         SearchTerm::NamePrefix(prefix) => {
             serde_json::json!({"endpoint": "public search", "by": by, "prefix_chars": prefix.chars().count()})
         }

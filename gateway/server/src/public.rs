@@ -53,7 +53,11 @@ fn asset(content_type: &'static str, text: &str, csp: Option<&'static str>) -> R
 }
 
 /// Routes a request on the public listener from `client`.
-pub async fn route(engine: &Arc<Engine>, client: IpAddr, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+pub async fn route(
+    engine: &Arc<Engine>,
+    client: IpAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
     let path = req.uri().path().to_string();
     let params = creditgate_ops::officer::query_params(req.uri().query());
     let csv = match params.get("format").map(String::as_str) {
@@ -75,10 +79,8 @@ pub async fn route(engine: &Arc<Engine>, client: IpAddr, req: Request<Incoming>)
         ("/openapi.json", &Method::GET) => Ok(text_response("application/json", OPENAPI.to_string())),
         ("/favicon.ico", &Method::GET) => Ok(empty_response(StatusCode::NO_CONTENT)),
         (SEARCH_PATH, &Method::GET) => {
-            let page = PageRequest::parse(
-                params.get("page").map(String::as_str),
-                params.get("per_page").map(String::as_str),
-            )?;
+            let page =
+                PageRequest::parse(params.get("page").map(String::as_str), params.get("per_page").map(String::as_str))?;
             let q = params.get("q").map(String::as_str).unwrap_or("");
             let caller = engine.public_caller(client)?;
             let span = caller.span();

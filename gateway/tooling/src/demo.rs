@@ -21,10 +21,10 @@ use serde::Serialize;
 use crate::client::{ClientIdentity, FlightClient, flight_error_text, http_request};
 use creditgate_engine::audit::AuditSink;
 use creditgate_engine::config::{
-    AuditConfig, ConnectorRef, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS,
+    AddressRateLimit, AuditConfig, ConnectorRef, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS,
     DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_TOTAL_TIMEOUT_MS,
-    AddressRateLimit, DatasetConfig, DisclosureSection, GatewayConfig, PublicConfig, SearchConfig, SectionShape,
-    SectionTitle, ServerConfig, StateConfig, UpstreamConfig,
+    DatasetConfig, DisclosureSection, GatewayConfig, PublicConfig, SearchConfig, SectionShape, SectionTitle,
+    ServerConfig, StateConfig, UpstreamConfig,
 };
 use creditgate_engine::{Engine, PURPOSE_HEADER};
 use creditgate_server::RunningGateway;
@@ -171,18 +171,19 @@ pub struct LabOptions {
 pub fn demo_public_window() -> PublicConfig {
     use creditgate_engine::publication::{ListPeriods, Order45, Period, PublicationRule};
     let strings = |list: &[&str]| Some(list.iter().map(|c| c.to_string()).collect::<Vec<_>>());
-    let section = |name: &str, dataset: &str, key: &str, columns: &[&str], order_by: Option<&str>, shape, title: (&str, &str)| {
-        DisclosureSection {
-            name: name.to_string(),
-            dataset: dataset.to_string(),
-            key: key.to_string(),
-            columns: strings(columns),
-            order_by: order_by.map(str::to_string),
-            shape,
-            title: Some(SectionTitle { zh: title.0.to_string(), en: title.1.to_string() }),
-            publication: None,
-        }
-    };
+    let section =
+        |name: &str, dataset: &str, key: &str, columns: &[&str], order_by: Option<&str>, shape, title: (&str, &str)| {
+            DisclosureSection {
+                name: name.to_string(),
+                dataset: dataset.to_string(),
+                key: key.to_string(),
+                columns: strings(columns),
+                order_by: order_by.map(str::to_string),
+                shape,
+                title: Some(SectionTitle { zh: title.0.to_string(), en: title.1.to_string() }),
+                publication: None,
+            }
+        };
     let order_45 = PublicationRule::SamrOrder45(Order45 {
         published_on: "decision_date".into(),
         kind: "penalty_kind".into(),
@@ -206,7 +207,17 @@ pub fn demo_public_window() -> PublicConfig {
         "penalties",
         "market.penalties",
         "credit_code",
-        &["penalty_id", "decision_no", "violation", "penalty_kind", "amount", "decision_date", "department", "is_public", "disputed"],
+        &[
+            "penalty_id",
+            "decision_no",
+            "violation",
+            "penalty_kind",
+            "amount",
+            "decision_date",
+            "department",
+            "is_public",
+            "disputed",
+        ],
         Some("decision_date desc"),
         SectionShape::Records,
         ("行政处罚信息", "Administrative penalties"),
@@ -250,7 +261,15 @@ pub fn demo_public_window() -> PublicConfig {
                 "enterprise",
                 "market.enterprises",
                 "credit_code",
-                &["credit_code", "name", "registered_capital", "established_date", "district_code", "business_scope", "status"],
+                &[
+                    "credit_code",
+                    "name",
+                    "registered_capital",
+                    "established_date",
+                    "district_code",
+                    "business_scope",
+                    "status",
+                ],
                 None,
                 SectionShape::Record,
                 ("登记信息", "Registration"),
@@ -280,7 +299,11 @@ pub fn demo_public_window() -> PublicConfig {
             shops("platform_a", "网店实名核验（海贝电商平台）", "Shops' real-name marks (Haibei platform)"),
             shops("platform_b", "网店实名核验（平台B）", "Shops' real-name marks (platform B)"),
         ],
-        search: Some(SearchConfig { name: "name".into(), columns: Some(vec!["credit_code".into(), "name".into(), "district_code".into(), "status".into()]), page_size: creditgate_engine::config::DEFAULT_SEARCH_PAGE_SIZE }),
+        search: Some(SearchConfig {
+            name: "name".into(),
+            columns: Some(vec!["credit_code".into(), "name".into(), "district_code".into(), "status".into()]),
+            page_size: creditgate_engine::config::DEFAULT_SEARCH_PAGE_SIZE,
+        }),
         rate_limit_per_address: Some(AddressRateLimit { per_second: 10, burst: 40 }),
     }
 }
