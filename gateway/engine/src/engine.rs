@@ -547,7 +547,7 @@ impl Engine {
         let principal = policy
             .public_principal()
             .ok_or_else(|| GatewayError::PolicyRefused("the policy defines no public principal".to_string()))?;
-        Ok(Caller::new(principal.clone(), None, None, Frontend::Public).from_address(client))
+        Ok(Caller::new(principal.clone(), None, None, Frontend::Public).coming_from(client))
     }
 
     /// The one way to a [`Permit`]: decides `intent` for `caller` in a fixed

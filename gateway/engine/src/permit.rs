@@ -92,7 +92,7 @@ impl Caller {
     }
 
     /// The same caller, coming from `client` (the public listener).
-    pub(crate) fn from_address(mut self, client: IpAddr) -> Caller {
+    pub(crate) fn coming_from(mut self, client: IpAddr) -> Caller {
         self.client = Some(client);
         self
     }

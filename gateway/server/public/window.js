@@ -249,7 +249,7 @@ function recordTable(section, records, caption) {
   const names = fieldsOf(section, records[0]);
   const withPeriod = records.some((r) => r.shown_until);
   const table = el("table");
-  table.append(el("caption", { text: caption }));
+  table.append(el("caption", { class: "sr-only", text: caption }));
   const head = el("tr");
   for (const name of names) head.append(el("th", { scope: "col", text: columnLabel(name) }));
   if (withPeriod) head.append(el("th", { scope: "col", text: columnLabel("shown_until") }));
