@@ -489,6 +489,11 @@ impl Engine {
     pub fn reload_policy(&self) -> Result<(), GatewayError> {
         match Policy::load(&self.config.policy) {
             Ok(policy) => {
+                // The public window's columns must stay granted to the public role.
+                if let Err(error) = check_public_sections(&self.config, &policy) {
+                    tracing::error!(error = %error, "policy reload refused; keeping the current policy");
+                    return Err(error);
+                }
                 warn_about_policy_coverage(&policy, &self.federation);
                 *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
                 self.policy_generation.fetch_add(1, Ordering::SeqCst);
