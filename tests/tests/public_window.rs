@@ -401,7 +401,10 @@ async fn a_section_added_in_config_only_is_shown_and_a_non_public_column_is_refu
     let policy = std::fs::read_to_string(&policy_file).expect("policy");
     let public_rule = "role = \"public\"\ndataset = \"market.enterprises\"\ncolumns = [\"credit_code\", \"name\", \"registered_capital\", ";
     assert!(policy.contains(public_rule), "the demo policy's public rule");
-    let narrowed = policy.replace(public_rule, "role = \"public\"\ndataset = \"market.enterprises\"\ncolumns = [\"credit_code\", \"name\", ");
+    let narrowed = policy.replace(
+        public_rule,
+        "role = \"public\"\ndataset = \"market.enterprises\"\ncolumns = [\"credit_code\", \"name\", ",
+    );
     std::fs::write(&policy_file, narrowed).expect("write policy");
     let error = lab.gateway.engine().reload_policy().expect_err("refused").to_string();
     assert!(error.contains("column `registered_capital`"), "{error}");

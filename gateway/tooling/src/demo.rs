@@ -762,8 +762,10 @@ pub const COMPANY_VIEW: &[(&str, &str, &str)] = &[
     ("payment.merchant_risk", "merchant_credit_code", "risk_level, flagged_date, reason"),
     ("platform_a.shops", "owner_credit_code", "shop_id, shop_name, rating, status"),
     ("platform_a.violations", "owner_credit_code", "violation_id, shop_id, violation, decision_date, disputed"),
+    ("platform_a.commitments", "owner_credit_code", "shop_id, commitment, signed_date"),
     ("platform_b.shops", "owner_credit_code", "shop_id, shop_name, rating, status"),
     ("platform_b.violations", "owner_credit_code", "violation_id, shop_id, violation, decision_date, disputed"),
+    ("platform_b.commitments", "owner_credit_code", "shop_id, commitment, signed_date"),
 ];
 
 /// The tour's joint-punishment check (as market regulation): Platform A's
