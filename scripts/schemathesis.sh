@@ -131,7 +131,7 @@ run_pass mtls_privacy_officer "$HTTP_URL" \
 # The public disclosure window: no client certificate; the demo allows 10 requests/s per client address.
 if [ -n "${PUBLIC_URL:-}" ]; then
   run_pass public "$PUBLIC_URL" \
-    --rate-limit 4/s \
+    --rate-limit 8/s \
     --include-path-regex '^/(public/|healthz$|openapi\.json$)'
 fi
 
