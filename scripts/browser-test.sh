@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Browser test of the privacy-officer console (/console): drives it in
+# Browser tests of the privacy-officer console (/console) and the public credit window (/, /embed): drives them in
 # headless Debian Chromium through playwright-core, with client certificates,
 # against a `creditgate demo --serve` it starts itself (tests/browser/).
 #
@@ -52,6 +52,6 @@ fi
 export CREDITGATE_BIN
 [ -x "$CREDITGATE_BIN" ] || { echo "CREDITGATE_BIN=$CREDITGATE_BIN is not an executable" >&2; exit 1; }
 
-echo "== browser test: console ($("$CHROMIUM_BIN" --version 2>/dev/null | head -n1))"
+echo "== browser test: console and public window ($("$CHROMIUM_BIN" --version 2>/dev/null | head -n1))"
 # every tests/browser/*.test.mjs (a glob, so Node 20 and 22 read it alike)
 node --test tests/browser/*.test.mjs

@@ -128,10 +128,10 @@ run_pass mtls_privacy_officer "$HTTP_URL" \
   -H "x-creditgate-purpose: audit" \
   --include-path-regex '^/(v1/audit/|console)'
 
-# The public disclosure window: no client certificate, 5 requests/s for the public principal.
+# The public disclosure window: no client certificate; the demo allows 10 requests/s per client address.
 if [ -n "${PUBLIC_URL:-}" ]; then
   run_pass public "$PUBLIC_URL" \
-    --rate-limit 4/s \
+    --rate-limit 8/s \
     --include-path-regex '^/(public/|healthz$|openapi\.json$)'
 fi
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use creditgate_connector::{Connector, ConnectorConfig};
 
-use creditgate_engine::{Engine, GatewayConfig};
+use creditgate_engine::Engine;
 use creditgate_server::shutdown_signal;
 
 /// creditgate: a mutual-TLS federated query gateway for credit information.
@@ -210,8 +210,7 @@ fn run_main(command: Command) -> Result<(), String> {
         Command::Demo(args) => runtime()?.block_on(creditgate_tooling::demo::run(args)),
         Command::Bench(args) => runtime()?.block_on(creditgate_tooling::bench::run(args)),
         Command::Gateway { config } => runtime()?.block_on(async move {
-            let config = GatewayConfig::load(&config).map_err(|e| e.to_string())?;
-            let gateway = Engine::new(config).await.map_err(|e| e.to_string())?;
+            let gateway = Engine::load(&config).await.map_err(|e| e.to_string())?;
             let running = creditgate_server::start(Arc::clone(&gateway)).await.map_err(|e| e.to_string())?;
             say(&format!("flight sql: {}", running.flight_addr));
             say(&format!("http:       {}", running.http_addr));

@@ -52,6 +52,11 @@ pub const MAX_SCALE: u32 = 10_000;
 /// Name of the manifest file written next to the sources.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// The largest fine that counts as a low fine in the generated penalties
+/// (a province's standard under SAMR Order 45 Art. 13; the demo's public
+/// window uses it too).
+pub const LOW_FINE_MAX: u64 = 10_000;
+
 /// Options of [`generate`].
 #[derive(Debug, Clone)]
 pub struct GenOptions {

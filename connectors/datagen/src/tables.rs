@@ -270,7 +270,42 @@ const PENALTIES: &[Col] = &[
     req("is_public", Bool),
     req("disputed", Bool),
     req("department", Text),
+    req("penalty_kind", Text),
+    req("annulled", Bool),
 ];
+
+/// The kind of a generated penalty (its most severe part) from its hash.
+fn penalty_kind(h: u64) -> &'static str {
+    match h % 100 {
+        0..12 => "warning",
+        12..22 => "criticism",
+        22..80 => "fine",
+        80..90 => "confiscation",
+        90..97 => "suspension",
+        _ => "revocation",
+    }
+}
+
+/// Penalties planted on the featured enterprise at the public window's
+/// boundary days (SAMR Order 45): unit → (kind, amount, decision day,
+/// annulled). Each pair is one day inside and one day outside its period.
+fn planted_penalty(w: &World, u: u64) -> Option<(&'static str, f64, i32, bool)> {
+    let short = w.first_shown(3);
+    let long = w.first_shown(36);
+    let low = crate::LOW_FINE_MAX as f64;
+    let high = low + 100.0;
+    Some(match u {
+        3 => ("criticism", 0.0, short, false),
+        4 => ("criticism", 0.0, short - 1, false),
+        5 => ("fine", low, short, false),
+        6 => ("fine", low, short - 1, false),
+        7 => ("fine", high, long, false),
+        8 => ("fine", high, long - 1, false),
+        9 => ("warning", 0.0, w.as_of - 10, false),
+        10 => ("fine", 80_000.0, w.as_of - 30, true),
+        _ => return None,
+    })
+}
 
 fn penalties(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
     let w = c.w;
@@ -281,7 +316,12 @@ fn penalties(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
         _ if c.rng.chance(0.2) => (*c.rng.pick(&w.black_ents[1..]), Role::Normal),
         _ => (w.random_ent(&mut c.rng), Role::Normal),
     };
-    let (d, disputed) = negative(c, role, 0.0);
+    let (mut d, disputed) = negative(c, role, 0.0);
+    let planted = planted_penalty(w, u);
+    let ent = if planted.is_some() { FEATURED_ENT } else { ent };
+    if let Some((_, _, day, _)) = planted {
+        d = NegDates { start: day, end: Some(day) };
+    }
     c.id.clear();
     let _ = write!(c.id, "SCJG-CF-{:08}", u + 1);
     c.out.text(&c.id);
@@ -289,13 +329,27 @@ fn penalties(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
     c.out.text(&c.a);
     c.out.textf(format_args!("青市监罚〔{}〕{}号", year_of(d.start), 1000 + u));
     c.out.text(if role == Role::Normal { c.rng.word(&PENALTY_VIOLATIONS) } else { PENALTY_VIOLATIONS[10] });
-    let amount = money(&mut c.rng, 2_000, 500_000, 100);
+    let drawn = money(&mut c.rng, 2_000, 500_000, 100);
+    // Kind and annulment come from their own hash: the table's stream stays as it was.
+    let (kind, amount, annulled) = match planted {
+        Some((kind, amount, _, annulled)) => (kind, amount, annulled),
+        // The featured subjects' own penalties: a fine published for 3 years.
+        None if role.featured() => ("fine", drawn.max(crate::LOW_FINE_MAX as f64 * 2.0), false),
+        None => {
+            let kind = penalty_kind(w.h("penalty.kind", u));
+            let amount = if matches!(kind, "warning" | "criticism") { 0.0 } else { drawn };
+            (kind, amount, w.h("penalty.annulled", u) % 100 < 3)
+        }
+    };
     c.out.float(amount);
     c.out.date(d.start);
     c.out.date(d.end.unwrap_or(d.start));
-    c.out.bool(role.featured() || c.rng.chance(0.9));
+    let public = role.featured() || c.rng.chance(0.9);
+    c.out.bool(public || planted.is_some());
     c.out.bool(disputed);
     c.out.text(c.rng.word(&MARKET_DEPARTMENTS));
+    c.out.text(kind);
+    c.out.bool(annulled);
     c.out.end_row();
     note(c, role, &d, disputed);
     Ok(())
@@ -722,7 +776,26 @@ const BLACK_LIST: &[Col] = &[
     req("listed_date", Date),
     opt("event_end_date", Date),
     req("disputed", Bool),
+    req("severity", Text),
 ];
+
+/// Black-list entries planted on black-listed enterprises at the public
+/// window's boundary days (minimum/maximum periods per severity): unit →
+/// (severity, listing day, days until the cause ended, if it did). Each
+/// pair is one day inside and one day outside its period.
+fn planted_black_entry(w: &World, u: u64) -> Option<(&'static str, i32, Option<i32>)> {
+    Some(match u {
+        2 => ("serious", w.first_shown(36), None),
+        4 => ("serious", w.first_shown(36) - 1, None),
+        6 => ("serious", w.first_shown(6), Some(10)),
+        8 => ("serious", w.first_shown(6) - 1, Some(10)),
+        10 => ("general", w.first_shown(12), None),
+        12 => ("general", w.first_shown(12) - 1, None),
+        14 => ("general", w.first_shown(3), Some(5)),
+        16 => ("general", w.first_shown(3) - 1, Some(5)),
+        _ => return None,
+    })
+}
 
 fn black_list(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
     let w = c.w;
@@ -733,7 +806,11 @@ fn black_list(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
         _ if u.is_multiple_of(2) => (Owner::Ent(w.black_ents[k]), Role::Normal),
         _ => (Owner::Person(w.black_persons[k]), Role::Normal),
     };
-    let (d, disputed) = negative(c, role, 0.4);
+    let (mut d, disputed) = negative(c, role, 0.4);
+    let planted = planted_black_entry(w, u);
+    if let Some((_, listed, ended)) = planted {
+        d = NegDates { start: listed, end: ended.map(|n| listed + n) };
+    }
     c.id.clear();
     let _ = write!(c.id, "XY-HMD-{:08}", u + 1);
     c.out.text(&c.id);
@@ -749,6 +826,13 @@ fn black_list(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
     c.out.date(d.start);
     c.out.date_opt(d.end);
     c.out.bool(disputed);
+    let severity = match planted {
+        Some((severity, _, _)) => severity,
+        None if u < 2 => "serious",
+        None if w.h("black.severity", u) % 100 < 40 => "serious",
+        None => "general",
+    };
+    c.out.text(severity);
     c.out.end_row();
     note(c, role, &d, disputed);
     Ok(())
@@ -950,6 +1034,7 @@ const SHOPS: &[Col] = &[
     req("opened_date", Date),
     req("rating", Float),
     req("status", Text),
+    req("real_name_verified", Bool),
 ];
 
 fn shops<const P: usize>(c: &mut Ctx<'_>, k: u64) -> Result<(), DatagenError> {
@@ -971,6 +1056,8 @@ fn shops<const P: usize>(c: &mut Ctx<'_>, k: u64) -> Result<(), DatagenError> {
     let rating = if black { c.rng.range(15, 38) } else { c.rng.range(35, 50) };
     c.out.float(rating as f64 / 10.0);
     c.out.text(if k < 2 { "营业中" } else { c.rng.weighted(&SHOP_STATUS) });
+    // The platform's real-name verification mark (from its own hash).
+    c.out.bool(k < 2 || w.h(if P == 0 { "shop.a.verified" } else { "shop.b.verified" }, k) % 100 < 92);
     c.out.end_row();
     if black {
         c.notes.blacklisted_shops.push(c.id.clone());
@@ -1019,7 +1106,8 @@ fn platform_violations<const P: usize>(c: &mut Ctx<'_>, u: u64) -> Result<(), Da
     Ok(())
 }
 
-const COMMITMENT_COLS: &[Col] = &[req("shop_id", Text), req("commitment", Text), req("signed_date", Date)];
+const COMMITMENT_COLS: &[Col] =
+    &[req("shop_id", Text), req("commitment", Text), req("signed_date", Date), opt("owner_credit_code", Text)];
 
 fn commitments<const P: usize>(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenError> {
     let w = c.w;
@@ -1029,6 +1117,9 @@ fn commitments<const P: usize>(c: &mut Ctx<'_>, u: u64) -> Result<(), DatagenErr
     c.out.text(c.rng.word(&COMMITMENTS));
     let opened = w.shop_opened(P, k);
     c.out.date(opened + c.rng.below((w.as_of - opened).max(1) as u64) as i32);
+    // The shop owner's credit code (none for a natural person).
+    w.owner_keys_into(w.shop_owner(P, k), &mut c.a, &mut c.b, &mut c.c)?;
+    c.out.text_opt(non_empty(&c.a));
     c.out.end_row();
     Ok(())
 }

@@ -164,7 +164,7 @@ impl World {
         Ok(w)
     }
 
-    fn h(&self, label: &str, i: u64) -> u64 {
+    pub(crate) fn h(&self, label: &str, i: u64) -> u64 {
         hash3(self.seed, tag(label), i)
     }
 
@@ -205,6 +205,19 @@ impl World {
         let start = self.as_of - rng.range(40, 700) as i32;
         let end = (start + rng.range(0, 30) as i32).min(self.as_of - 1);
         NegDates { start, end: Some(end) }
+    }
+
+    /// The first day D from which a publication period of `months` (D +
+    /// `months`, as the Civil Code counts months) still includes `as_of`;
+    /// the boundary records of the public window are planted around it.
+    pub(crate) fn first_shown(&self, months: u32) -> i32 {
+        let today = date(self.as_of);
+        let end = |d: i32| date(d).checked_add_months(chrono::Months::new(months)).unwrap_or(NaiveDate::MAX);
+        let mut d = self.as_of - months as i32 * 31;
+        while end(d) < today {
+            d += 1;
+        }
+        d
     }
 
     /// Whether a record with these dates is past the retention period.

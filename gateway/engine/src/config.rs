@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::GatewayError;
+use crate::publication::PublicationRule;
 
 /// Default memory limit of one query in the gateway.
 pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 512 * 1024 * 1024;
@@ -47,6 +48,13 @@ pub struct GatewayConfig {
     pub public: PublicConfig,
 }
 
+/// Default number of results per page of the public name search.
+pub const DEFAULT_SEARCH_PAGE_SIZE: u32 = 20;
+/// Largest page of the public name search a client may ask for.
+pub const MAX_SEARCH_PAGE_SIZE: u32 = 50;
+/// Shortest name prefix the public search accepts, in characters.
+pub const MIN_SEARCH_PREFIX_CHARS: usize = 2;
+
 /// The public disclosure window: its sections, in page order.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,7 +63,114 @@ pub struct PublicConfig {
     /// registration (a code without a row there is "not registered").
     #[serde(default)]
     pub sections: Vec<DisclosureSection>,
+    /// The search by credit code or name prefix over the first section; off when absent.
+    #[serde(default)]
+    pub search: Option<SearchConfig>,
+    /// Requests per client address on the public listener (search and
+    /// enterprise pages); unlimited per address when absent (the public
+    /// principal's own rate limit still applies to all of them together).
+    #[serde(default)]
+    pub rate_limit_per_address: Option<AddressRateLimit>,
 }
+
+impl PublicConfig {
+    /// Problems of the search, the rate limit and the publication rules
+    /// across sections (the sections' own are checked one by one).
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(search) = &self.search {
+            if self.sections.is_empty() {
+                problems.push("public.search: there is no section to search (the first section is searched)".into());
+            }
+            let names = std::iter::once(&search.name).chain(search.columns.iter().flatten());
+            for column in names {
+                if !is_identifier(column) {
+                    problems.push(format!("public.search: `{column}` must be a column name"));
+                }
+            }
+            if search.page_size == 0 || search.page_size > MAX_SEARCH_PAGE_SIZE {
+                problems
+                    .push(format!("public.search.page_size: {} must be 1 to {MAX_SEARCH_PAGE_SIZE}", search.page_size));
+            }
+        }
+        if let Some(limit) = &self.rate_limit_per_address
+            && (limit.per_second == 0 || limit.burst == 0)
+        {
+            problems.push("public.rate_limit_per_address: per_second and burst must be at least 1".into());
+        }
+        // The public role's rows of a dataset are filtered at the source by
+        // its rule, so one dataset cannot be shown under two rules.
+        for (i, section) in self.sections.iter().enumerate() {
+            let earlier = self.sections[..i].iter().find(|s| s.dataset == section.dataset);
+            if let Some(earlier) = earlier
+                && earlier.publication != section.publication
+            {
+                problems.push(format!(
+                    "public.sections[{i}].publication: `{}` is also shown by section `{}` under another publication rule",
+                    section.dataset, earlier.name
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The publication rule of `dataset` in this window, if any.
+    pub fn rule_for(&self, dataset: &str) -> Option<&PublicationRule> {
+        self.sections.iter().filter(|s| s.dataset == dataset).find_map(|s| s.publication.as_ref())
+    }
+}
+
+/// The public search over the first (registration) section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchConfig {
+    /// The registered-name column (matched by prefix).
+    pub name: String,
+    /// The columns of each result (granted to the public role); the key and the name when absent.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Results per page unless the client asks for fewer or more (at most
+    /// [`MAX_SEARCH_PAGE_SIZE`]).
+    #[serde(default = "default_search_page_size")]
+    pub page_size: u32,
+}
+
+fn default_search_page_size() -> u32 {
+    DEFAULT_SEARCH_PAGE_SIZE
+}
+
+impl SearchConfig {
+    /// The result columns: the configured ones, else `key` and the name.
+    pub fn result_columns(&self, key: &str) -> Vec<String> {
+        match &self.columns {
+            Some(columns) => columns.clone(),
+            None => vec![key.to_string(), self.name.clone()],
+        }
+    }
+}
+
+/// A rate limit per client address (token bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressRateLimit {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests allowed in a burst.
+    pub burst: u32,
+}
+
+/// A section's heading on the public page, in both languages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SectionTitle {
+    /// Simplified Chinese (shown first).
+    pub zh: String,
+    /// English.
+    pub en: String,
+}
+
+/// Names a section cannot have: other fields of the public answer.
+pub const RESERVED_SECTION_NAMES: &[&str] = &["credit_code", "sections", "as_of"];
 
 /// How a disclosure section shows its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,14 +204,29 @@ pub struct DisclosureSection {
     pub order_by: Option<String>,
     /// How the rows are shown.
     pub shape: SectionShape,
+    /// The heading on the public page; the name when absent.
+    #[serde(default)]
+    pub title: Option<SectionTitle>,
+    /// Which records are shown today (publication periods); all when absent.
+    #[serde(default)]
+    pub publication: Option<PublicationRule>,
 }
 
 impl DisclosureSection {
     /// The SQL reading this section for `credit_code` (already validated
-    /// as a credit code: it is made of digits and capital letters only).
+    /// as a credit code: it is made of digits and capital letters only). It
+    /// reads the shown columns and those the publication rule needs.
     pub fn sql(&self, credit_code: &str) -> String {
         let columns = match &self.columns {
-            Some(list) => list.join(", "),
+            Some(list) => {
+                let mut all = list.clone();
+                for column in self.publication.iter().flat_map(|r| r.columns()) {
+                    if !all.iter().any(|c| c == column) {
+                        all.push(column.to_string());
+                    }
+                }
+                all.join(", ")
+            }
             None => "*".to_string(),
         };
         let order = match &self.order_by {
@@ -106,12 +236,25 @@ impl DisclosureSection {
         format!("SELECT {columns} FROM {} WHERE {} = '{credit_code}'{order}", self.dataset, self.key)
     }
 
+    /// The heading of this section in Chinese and English.
+    pub fn heading(&self) -> SectionTitle {
+        self.title.clone().unwrap_or_else(|| SectionTitle { zh: self.name.clone(), en: self.name.clone() })
+    }
+
     /// The problems of this section (at index `i`), given the configured datasets.
     fn problems(&self, i: usize, datasets: &BTreeSet<&str>) -> Vec<String> {
         let mut problems = Vec::new();
         let at = |key: &str| format!("public.sections[{i}].{key}");
         if !is_identifier(&self.name) {
             problems.push(format!("{}: `{}` must be a lowercase identifier", at("name"), self.name));
+        }
+        if RESERVED_SECTION_NAMES.contains(&self.name.as_str()) || self.name.starts_with("on_") {
+            problems.push(format!(
+                "{}: `{}` is a field of the public answer itself (reserved: {}, on_…)",
+                at("name"),
+                self.name,
+                RESERVED_SECTION_NAMES.join(", ")
+            ));
         }
         if !datasets.contains(self.dataset.as_str()) {
             problems.push(format!("{}: `{}` is not a configured dataset", at("dataset"), self.dataset));
@@ -134,6 +277,9 @@ impl DisclosureSection {
                     at("order_by")
                 ));
             }
+        }
+        if let Some(rule) = &self.publication {
+            problems.extend(rule.problems(&at("publication")));
         }
         problems
     }
@@ -436,6 +582,7 @@ impl GatewayConfig {
                 problems.push(format!("public.sections[{i}].name: `{}` is declared twice", section.name));
             }
         }
+        problems.extend(self.public.problems());
         if self.audit.retention_days < 183 {
             problems.push(format!(
                 "audit.retention_days: {} is below the 183-day (6-month) minimum for network logs",

@@ -24,7 +24,7 @@ use creditgate_certs::revocation::{CrlOutcome, RefusedHandshake, ReloadReport, R
 use creditgate_certs::tls::ConnInfo;
 use creditgate_flight::engine::{locked_down_runtime, read_only_sql_options, session};
 use creditgate_flight::{ObservedStream, TableEntry};
-use creditgate_policy::{DatasetGrant, MaskUdfs, Policy, Principal};
+use creditgate_policy::{DatasetGrant, MaskUdfs, Policy, Principal, Role};
 use creditgate_remote::{RemoteTable, SourceError};
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
 use datafusion::error::DataFusionError;
@@ -76,6 +76,8 @@ pub struct Engine {
     auditor: Auditor,
     catalogs: Mutex<HashMap<String, CachedCatalog>>,
     limits: crate::limits::Limits,
+    /// Per client address on the public listener (`[public] rate_limit_per_address`).
+    address_limits: Option<crate::limits::AddressLimits>,
     consents: Option<Consents>,
     /// Functions, optimizer rules and settings, built once; each request
     /// session starts from a copy with its own memory pool.
@@ -190,6 +192,19 @@ impl Engine {
         Self::with_sink(config, None).await
     }
 
+    /// [`GatewayConfig::load`] then [`Engine::new`]: a problem of the
+    /// public window found against the policy (a column the public may not
+    /// see) is reported with the config file, as its other problems are.
+    pub async fn load(path: &Path) -> Result<Arc<Self>, GatewayError> {
+        let config = GatewayConfig::load(path)?;
+        Self::new(config).await.map_err(|error| match error {
+            GatewayError::Config(message) if message.starts_with("public.") => {
+                GatewayError::Config(format!("{}: {message}", path.display()))
+            }
+            other => other,
+        })
+    }
+
     /// [`Engine::new`], writing audit records to `sink` instead of the log
     /// (the benchmark measures the audit's cost this way; the log is still
     /// opened, and is what the officer API reads).
@@ -235,6 +250,8 @@ impl Engine {
         }
         federation.spawn_refresher(SOURCE_RETRY_INTERVAL);
         let limits = crate::limits::Limits::load(&config.state.dir.join(QUOTAS_FILE), today())?;
+        let address_limits =
+            config.public.rate_limit_per_address.map(|l| crate::limits::AddressLimits::new(l.per_second, l.burst));
         let mut auditor = Auditor::new(Arc::new(log), Arc::new(hasher));
         if let Some(sink) = sink {
             auditor = auditor.with_sink(sink);
@@ -249,6 +266,7 @@ impl Engine {
             auditor,
             catalogs: Mutex::new(HashMap::new()),
             limits,
+            address_limits,
             consents,
             base_state,
             revocation: std::sync::OnceLock::new(),
@@ -471,6 +489,11 @@ impl Engine {
     pub fn reload_policy(&self) -> Result<(), GatewayError> {
         match Policy::load(&self.config.policy) {
             Ok(policy) => {
+                // The public window's columns must stay granted to the public role.
+                if let Err(error) = check_public_sections(&self.config, &policy) {
+                    tracing::error!(error = %error, "policy reload refused; keeping the current policy");
+                    return Err(error);
+                }
                 warn_about_policy_coverage(&policy, &self.federation);
                 *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
                 self.policy_generation.fetch_add(1, Ordering::SeqCst);
@@ -522,13 +545,14 @@ impl Engine {
         }
     }
 
-    /// The `public` principal, for the disclosure listener.
-    pub fn public_caller(&self) -> Result<Caller, GatewayError> {
+    /// The `public` principal, for the disclosure listener, coming from
+    /// `client` (the address is only used for its rate limit, never recorded).
+    pub fn public_caller(&self, client: std::net::IpAddr) -> Result<Caller, GatewayError> {
         let policy = self.policy();
         let principal = policy
             .public_principal()
             .ok_or_else(|| GatewayError::PolicyRefused("the policy defines no public principal".to_string()))?;
-        Ok(Caller::new(principal.clone(), None, None, Frontend::Public))
+        Ok(Caller::new(principal.clone(), None, None, Frontend::Public).coming_from(client))
     }
 
     /// The one way to a [`Permit`]: decides `intent` for `caller` in a fixed
@@ -559,9 +583,15 @@ impl Engine {
         // Limits last, so a refused request spends nothing. A request that
         // only plans is counted when it executes.
         if !intent.plan_only {
-            let limited = self.limits.rate(current).and_then(|()| match intent.operation.releases_data() {
-                true => self.limits.quota(current, today()),
-                false => Ok(()),
+            let per_address = match (&self.address_limits, scope.caller().client()) {
+                (Some(limits), Some(client)) => limits.check(client),
+                _ => Ok(()),
+            };
+            let limited = per_address.and_then(|()| self.limits.rate(current)).and_then(|()| {
+                match intent.operation.releases_data() {
+                    true => self.limits.quota(current, today()),
+                    false => Ok(()),
+                }
             });
             if let Err(error) = limited {
                 return Err(scope.refuse(error).await);
@@ -616,7 +646,17 @@ impl Engine {
         for grant in policy.grants_for(principal) {
             let Some((dataset, schema)) = available.get(&grant.dataset) else { continue };
             let Some(source) = self.federation.source(&dataset.source) else { continue };
-            let view = grant.row_predicate(today).map_err(|e| e.to_string()).and_then(|predicate| {
+            let predicate = grant.row_predicate(today).map_err(|e| e.to_string()).and_then(|predicate| {
+                // The public window's publication periods, at the source like retention.
+                match self.config.public.rule_for(&grant.dataset) {
+                    Some(rule) if principal.role == Role::Public => {
+                        let period = rule.predicate(today)?;
+                        Ok(Some(predicate.map_or(period.clone(), |p| p.and(period))))
+                    }
+                    _ => Ok(predicate),
+                }
+            });
+            let view = predicate.and_then(|predicate| {
                 let remote = RemoteTable::new(Arc::clone(source), dataset.remote_table.clone(), Arc::clone(schema))
                     .with_mandatory_filter(predicate)
                     .with_raw_columns(grant.raw_columns());
@@ -1080,8 +1120,38 @@ fn check_public_sections(config: &GatewayConfig, policy: &Policy) -> Result<(), 
                 ));
             }
         }
+        // A publication rule reads raw values: its columns must be granted unmasked.
+        for column in section.publication.iter().flat_map(|r| r.columns()) {
+            match grant.column(column) {
+                Some(granted) if granted.mask == creditgate_policy::Mask::None => {}
+                Some(granted) => problems.push(format!(
+                    "public.sections[{i}].publication: column `{column}` of `{}` is masked ({}) for the public role; \
+                     a publication rule needs its raw value",
+                    section.dataset, granted.mask
+                )),
+                None => problems.push(format!(
+                    "public.sections[{i}].publication: column `{column}` of `{}` is not granted to the public role by the policy",
+                    section.dataset
+                )),
+            }
+        }
+        if i == 0
+            && let Some(search) = &config.public.search
+        {
+            for column in std::iter::once(&search.name).chain(search.columns.iter().flatten()) {
+                if grant.column(column).is_none() {
+                    problems.push(format!(
+                        "public.search: column `{column}` of `{}` is not granted to the public role by the policy",
+                        section.dataset
+                    ));
+                }
+            }
+        }
     }
-    if problems.is_empty() { Ok(()) } else { Err(GatewayError::Config(problems.join("; "))) }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(GatewayError::Config(format!("{} (policy {})", problems.join("; "), policy.origin()))),
+    }
 }
 
 fn warn_about_policy_coverage(policy: &Policy, federation: &Federation) {

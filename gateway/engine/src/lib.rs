@@ -8,6 +8,7 @@
 //!   per-request sessions of secure views, planning and execution.
 //! - [`error`]: the one table of stable error codes; refusals say why,
 //!   failures show a reference id or a source's name only.
+//! - [`publication`]: the public window's publication periods.
 //! - [`audit`], [`limits`], [`metrics`], [`federation`], [`sql_gate`],
 //!   [`encode`], [`config`]: the parts the engine is made of.
 //!
@@ -26,6 +27,7 @@ pub mod federation;
 pub mod limits;
 pub mod metrics;
 pub mod permit;
+pub mod publication;
 pub mod sql_gate;
 
 pub use config::GatewayConfig;

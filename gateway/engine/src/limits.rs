@@ -1,7 +1,8 @@
 //! Rate limits (governor, burst + sustained, per principal) and daily quotas
 //! (per licence for a licensed credit agency, else per principal), both from
 //! the policy file. Quota counts survive a restart: they are saved in the
-//! state directory every few seconds and at shutdown.
+//! state directory every few seconds and at shutdown. The public listener
+//! also limits each client address ([`AddressLimits`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
@@ -12,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::NaiveDate;
 use creditgate_policy::Principal;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
 
 use crate::error::GatewayError;
 
@@ -155,6 +158,51 @@ impl Limits {
     }
 }
 
+/// Checks between two clean-ups of the per-address limiter's table.
+const ADDRESS_RETAIN_EVERY: u64 = 1024;
+
+/// A rate limit per client address (the public listener: no certificate,
+/// so the address is all there is to tell clients apart). The table of
+/// addresses is cleaned of idle ones as it is used, so it stays bounded by
+/// the addresses active within one refill period.
+pub struct AddressLimits {
+    per_second: u32,
+    burst: u32,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    checks: AtomicU64,
+}
+
+impl AddressLimits {
+    /// `per_second` sustained, `burst` at once, per address (both at least 1).
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        let size = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        Self {
+            per_second,
+            burst,
+            limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(size)),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Admits one request from `address`, or refuses it with the time to wait.
+    pub fn check(&self, address: IpAddr) -> Result<(), GatewayError> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % ADDRESS_RETAIN_EVERY == ADDRESS_RETAIN_EVERY - 1 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        self.limiter.check_key(&address).map_err(|not_until| GatewayError::RateLimited {
+            what: format!("rate limit of {} requests/s (burst {}) per client address", self.per_second, self.burst),
+            retry_after_secs: not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1),
+        })
+    }
+
+    /// Addresses currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.limiter.len()
+    }
+}
+
 /// Writes `bytes` to `file` with the workspace's one atomic write.
 fn write_atomic(file: &Path, bytes: &[u8]) -> Result<(), creditgate_files::WriteError> {
     use creditgate_files::{Access, Existing};
@@ -244,6 +292,19 @@ mod tests {
         std::fs::write(&file, b"{not json").expect("write");
         let error = Limits::load(&file, today).err().expect("refused");
         assert!(error.to_string().contains("quotas.json"), "{error}");
+    }
+
+    #[test]
+    fn each_client_address_has_its_own_bucket() {
+        let limits = AddressLimits::new(1, 2);
+        let one: IpAddr = "192.0.2.1".parse().expect("ip");
+        let two: IpAddr = "192.0.2.2".parse().expect("ip");
+        limits.check(one).expect("1");
+        limits.check(one).expect("2: burst");
+        let error = limits.check(one).expect_err("over the burst");
+        assert!(error.to_string().contains("per client address"), "{error}");
+        limits.check(two).expect("another address is unaffected");
+        assert_eq!(limits.tracked(), 2);
     }
 
     #[test]

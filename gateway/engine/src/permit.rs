@@ -16,6 +16,7 @@
 //!   allowed ([`Permit::allow`]) or refused ([`Permit::refuse`]); a permit
 //!   dropped without either is recorded as failed.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -67,6 +68,9 @@ pub struct Caller {
     request_id: String,
     frontend: Frontend,
     started: Instant,
+    /// The client's address, on the public listener (its per-address rate
+    /// limit); never recorded.
+    client: Option<IpAddr>,
 }
 
 impl Caller {
@@ -83,7 +87,19 @@ impl Caller {
             request_id: crate::request_id(),
             frontend,
             started: Instant::now(),
+            client: None,
         }
+    }
+
+    /// The same caller, coming from `client` (the public listener).
+    pub(crate) fn coming_from(mut self, client: IpAddr) -> Caller {
+        self.client = Some(client);
+        self
+    }
+
+    /// The client's address, when the listener limits per address.
+    pub(crate) fn client(&self) -> Option<IpAddr> {
+        self.client
     }
 
     /// The policy principal.

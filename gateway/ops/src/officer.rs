@@ -52,7 +52,8 @@ pub fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn query_params(query: Option<&str>) -> BTreeMap<String, String> {
+/// The parameters of a query string, decoded (a repeated name keeps its last value).
+pub fn query_params(query: Option<&str>) -> BTreeMap<String, String> {
     query
         .unwrap_or("")
         .split('&')

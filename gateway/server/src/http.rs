@@ -107,7 +107,7 @@ where
 
 async fn handle(engine: Arc<Engine>, info: ConnInfo, req: Request<Incoming>, frontend: Frontend) -> Response<Body> {
     let result = match frontend {
-        Frontend::Public => crate::public::route(&engine, req).await,
+        Frontend::Public => crate::public::route(&engine, info.remote_addr.ip(), req).await,
         Frontend::Http | Frontend::Flight => route(&engine, &info, req).await,
     };
     result.unwrap_or_else(|error| error_response(&error))

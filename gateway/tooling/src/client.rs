@@ -134,6 +134,15 @@ pub struct HttpResponse {
     pub request_id: Option<String>,
     /// The whole body.
     pub body: Bytes,
+    /// Every header, names in lowercase, in the order received.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (lowercase), if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
 }
 
 /// One HTTP/1.1 request over mTLS to `addr`.
@@ -170,6 +179,11 @@ pub async fn http_request(
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let content_type = header("content-type");
     let request_id = header("x-request-id");
+    let all_headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
     let body = response.into_body().collect().await.map_err(|e| format!("HTTP body: {e}"))?.to_bytes();
-    Ok(HttpResponse { status, content_type, request_id, body })
+    Ok(HttpResponse { status, content_type, request_id, body, headers: all_headers })
 }

@@ -21,10 +21,10 @@ use serde::Serialize;
 use crate::client::{ClientIdentity, FlightClient, flight_error_text, http_request};
 use creditgate_engine::audit::AuditSink;
 use creditgate_engine::config::{
-    AuditConfig, ConnectorRef, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS,
+    AddressRateLimit, AuditConfig, ConnectorRef, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_FIRST_BATCH_TIMEOUT_MS,
     DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_TOTAL_TIMEOUT_MS,
-    DatasetConfig, DisclosureSection, GatewayConfig, PublicConfig, SectionShape, ServerConfig, StateConfig,
-    UpstreamConfig,
+    DatasetConfig, DisclosureSection, GatewayConfig, PublicConfig, SearchConfig, SectionShape, SectionTitle,
+    ServerConfig, StateConfig, UpstreamConfig,
 };
 use creditgate_engine::{Engine, PURPOSE_HEADER};
 use creditgate_server::RunningGateway;
@@ -186,24 +186,147 @@ pub struct LabOptions {
     pub down_at_start: Vec<String>,
 }
 
-/// The demo's public window: an enterprise's registration, its public
-/// penalties (latest first), and whether it is on the red or the black list.
+/// The demo's public window: an enterprise's registration and licences,
+/// its public penalties (SAMR Order 45 periods), red and black list status
+/// (black list: minimum/maximum periods per severity), the credit
+/// commitments of its shops on both platforms and their real-name marks.
 pub fn demo_public_window() -> PublicConfig {
-    let section = |name: &str, dataset: &str, order_by: Option<&str>, shape| DisclosureSection {
-        name: name.to_string(),
-        dataset: dataset.to_string(),
-        key: "credit_code".to_string(),
-        columns: None,
-        order_by: order_by.map(str::to_string),
-        shape,
+    use creditgate_engine::publication::{ListPeriods, Order45, Period, PublicationRule};
+    let strings = |list: &[&str]| Some(list.iter().map(|c| c.to_string()).collect::<Vec<_>>());
+    let section =
+        |name: &str, dataset: &str, key: &str, columns: &[&str], order_by: Option<&str>, shape, title: (&str, &str)| {
+            DisclosureSection {
+                name: name.to_string(),
+                dataset: dataset.to_string(),
+                key: key.to_string(),
+                columns: strings(columns),
+                order_by: order_by.map(str::to_string),
+                shape,
+                title: Some(SectionTitle { zh: title.0.to_string(), en: title.1.to_string() }),
+                publication: None,
+            }
+        };
+    let order_45 = PublicationRule::SamrOrder45(Order45 {
+        published_on: "decision_date".into(),
+        kind: "penalty_kind".into(),
+        amount: "amount".into(),
+        annulled: "annulled".into(),
+        low_fine_max: creditgate_datagen::LOW_FINE_MAX,
+        warning_kinds: vec!["warning".into()],
+        criticism_kinds: vec!["criticism".into()],
+        fine_kinds: vec!["fine".into()],
+    });
+    let list_periods = PublicationRule::ListPeriods(ListPeriods {
+        listed_on: "listed_date".into(),
+        ends_on: Some("event_end_date".into()),
+        severity: "severity".into(),
+        periods: BTreeMap::from([
+            ("serious".to_string(), Period { min_months: 6, max_months: 36 }),
+            ("general".to_string(), Period { min_months: 3, max_months: 12 }),
+        ]),
+    });
+    let mut penalties = section(
+        "penalties",
+        "market.penalties",
+        "credit_code",
+        &[
+            "penalty_id",
+            "decision_no",
+            "violation",
+            "penalty_kind",
+            "amount",
+            "decision_date",
+            "department",
+            "is_public",
+            "disputed",
+        ],
+        Some("decision_date desc"),
+        SectionShape::Records,
+        ("行政处罚信息", "Administrative penalties"),
+    );
+    penalties.publication = Some(order_45);
+    let mut black_list = section(
+        "black_list",
+        "credit_platform.black_list",
+        "credit_code",
+        &["entry_id", "basis", "listing_department", "listed_date", "severity", "disputed"],
+        Some("listed_date desc"),
+        SectionShape::Membership,
+        ("严重失信主体名单（黑名单）", "Black list (serious dishonesty)"),
+    );
+    black_list.publication = Some(list_periods);
+    let shops = |platform: &str, zh: &str, en: &str| {
+        section(
+            &format!("shops_{platform}"),
+            &format!("{platform}.shops"),
+            "owner_credit_code",
+            &["shop_id", "shop_name", "real_name_verified", "status"],
+            Some("shop_id"),
+            SectionShape::Records,
+            (zh, en),
+        )
+    };
+    let commitments = |platform: &str, zh: &str, en: &str| {
+        section(
+            &format!("commitments_{platform}"),
+            &format!("{platform}.commitments"),
+            "owner_credit_code",
+            &["shop_id", "commitment", "signed_date"],
+            Some("signed_date desc"),
+            SectionShape::Records,
+            (zh, en),
+        )
     };
     PublicConfig {
         sections: vec![
-            section("enterprise", "market.enterprises", None, SectionShape::Record),
-            section("penalties", "market.penalties", Some("decision_date desc"), SectionShape::Records),
-            section("red_list", "credit_platform.red_list", None, SectionShape::Membership),
-            section("black_list", "credit_platform.black_list", None, SectionShape::Membership),
+            section(
+                "enterprise",
+                "market.enterprises",
+                "credit_code",
+                &[
+                    "credit_code",
+                    "name",
+                    "registered_capital",
+                    "established_date",
+                    "district_code",
+                    "business_scope",
+                    "status",
+                ],
+                None,
+                SectionShape::Record,
+                ("登记信息", "Registration"),
+            ),
+            section(
+                "licences",
+                "market.licences",
+                "credit_code",
+                &["licence_no", "licence_type", "issuer", "issued_date", "expiry_date"],
+                Some("issued_date desc"),
+                SectionShape::Records,
+                ("行政许可", "Licences"),
+            ),
+            penalties,
+            section(
+                "red_list",
+                "credit_platform.red_list",
+                "credit_code",
+                &["entry_id", "basis", "listing_department", "listed_date", "expiry_date"],
+                Some("listed_date desc"),
+                SectionShape::Membership,
+                ("守信激励名单（红名单）", "Red list (trustworthy)"),
+            ),
+            black_list,
+            commitments("platform_a", "信用承诺（海贝电商平台）", "Credit commitments (Haibei platform)"),
+            commitments("platform_b", "信用承诺（平台B）", "Credit commitments (platform B)"),
+            shops("platform_a", "网店实名核验（海贝电商平台）", "Shops' real-name marks (Haibei platform)"),
+            shops("platform_b", "网店实名核验（平台B）", "Shops' real-name marks (platform B)"),
         ],
+        search: Some(SearchConfig {
+            name: "name".into(),
+            columns: Some(vec!["credit_code".into(), "name".into(), "district_code".into(), "status".into()]),
+            page_size: creditgate_engine::config::DEFAULT_SEARCH_PAGE_SIZE,
+        }),
+        rate_limit_per_address: Some(AddressRateLimit { per_second: 10, burst: 40 }),
     }
 }
 
@@ -661,8 +784,10 @@ pub const COMPANY_VIEW: &[(&str, &str, &str)] = &[
     ("payment.merchant_risk", "merchant_credit_code", "risk_level, flagged_date, reason"),
     ("platform_a.shops", "owner_credit_code", "shop_id, shop_name, rating, status"),
     ("platform_a.violations", "owner_credit_code", "violation_id, shop_id, violation, decision_date, disputed"),
+    ("platform_a.commitments", "owner_credit_code", "shop_id, commitment, signed_date"),
     ("platform_b.shops", "owner_credit_code", "shop_id, shop_name, rating, status"),
     ("platform_b.violations", "owner_credit_code", "violation_id, shop_id, violation, decision_date, disputed"),
+    ("platform_b.commitments", "owner_credit_code", "shop_id, commitment, signed_date"),
 ];
 
 /// The tour's joint-punishment check (as market regulation): Platform A's

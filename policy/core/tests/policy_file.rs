@@ -41,6 +41,8 @@ const DEMO_DATASETS: &[(&str, &[&str])] = &[
             "is_public",
             "disputed",
             "department",
+            "penalty_kind",
+            "annulled",
         ],
     ),
     (
@@ -133,6 +135,7 @@ const DEMO_DATASETS: &[(&str, &[&str])] = &[
             "listed_date",
             "event_end_date",
             "disputed",
+            "severity",
         ],
     ),
     ("traceability.products", &["barcode", "batch_no", "product_name", "producer_credit_code", "produced_date"]),
@@ -167,6 +170,7 @@ const DEMO_DATASETS: &[(&str, &[&str])] = &[
             "opened_date",
             "rating",
             "status",
+            "real_name_verified",
         ],
     ),
     (
@@ -182,7 +186,7 @@ const DEMO_DATASETS: &[(&str, &[&str])] = &[
             "disputed",
         ],
     ),
-    ("platform_a.commitments", &["shop_id", "commitment", "signed_date"]),
+    ("platform_a.commitments", &["shop_id", "commitment", "signed_date", "owner_credit_code"]),
     (
         "platform_b.shops",
         &[
@@ -196,6 +200,7 @@ const DEMO_DATASETS: &[(&str, &[&str])] = &[
             "opened_date",
             "rating",
             "status",
+            "real_name_verified",
         ],
     ),
     (
@@ -211,7 +216,7 @@ const DEMO_DATASETS: &[(&str, &[&str])] = &[
             "disputed",
         ],
     ),
-    ("platform_b.commitments", &["shop_id", "commitment", "signed_date"]),
+    ("platform_b.commitments", &["shop_id", "commitment", "signed_date", "owner_credit_code"]),
 ];
 
 fn demo() -> Policy {
@@ -350,7 +355,7 @@ fn retention_and_dispute_flag() {
 
     // The dispute column is granted even when a rule's column list omits it.
     let text = std::fs::read_to_string(DEMO).expect("read").replace(
-        "columns = [\"penalty_id\", \"credit_code\", \"decision_no\", \"violation\", \"amount\", \"decision_date\", \"event_end_date\", \"is_public\", \"disputed\", \"department\"]",
+        "columns = [\"penalty_id\", \"credit_code\", \"decision_no\", \"violation\", \"penalty_kind\", \"amount\", \"decision_date\", \"event_end_date\", \"is_public\", \"annulled\", \"disputed\", \"department\"]",
         "columns = [\"penalty_id\", \"credit_code\"]",
     );
     let policy = Policy::parse(&text, "p.toml").expect("valid");
