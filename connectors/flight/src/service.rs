@@ -148,8 +148,9 @@ pub trait QueryBackend: Send + Sync + 'static {
     /// Releases the prepared statement of `key` (`ClosePreparedStatement`).
     async fn close_prepared(&self, _caller: &Self::Caller, _key: &str) {}
 
-    /// The status of a ticket or handle that does not open for this caller.
-    fn ticket_refused(&self, _caller: &Self::Caller, error: TicketError) -> Status {
+    /// The status of a ticket or handle that does not open for this caller
+    /// (the backend may record the refusal).
+    async fn ticket_refused(&self, _caller: &Self::Caller, error: TicketError) -> Status {
         match error {
             TicketError::Malformed => Status::invalid_argument(error.to_string()),
             TicketError::WrongCaller => Status::permission_denied(error.to_string()),
@@ -240,8 +241,11 @@ impl<B: QueryBackend> FlightSqlFront<B> {
         self.backend.authenticate(&ctx).await.map_err(Into::into)
     }
 
-    fn open_ticket(&self, caller: &B::Caller, handle: &[u8]) -> Result<String, Status> {
-        self.signer.open(&self.backend.binding(caller), handle).map_err(|e| self.backend.ticket_refused(caller, e))
+    async fn open_ticket(&self, caller: &B::Caller, handle: &[u8]) -> Result<String, Status> {
+        match self.signer.open(&self.backend.binding(caller), handle) {
+            Ok(opened) => Ok(opened),
+            Err(error) => Err(self.backend.ticket_refused(caller, error).await),
+        }
     }
 
     fn info_for(&self, schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
@@ -432,7 +436,7 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request).await?;
-        let key = self.open_ticket(&caller, &query.prepared_statement_handle)?;
+        let key = self.open_ticket(&caller, &query.prepared_statement_handle).await?;
         let planned = self.backend.plan_prepared(&caller, &key).await.map_err(Into::into)?;
         let schema = normalize_schema(&planned);
         let ticket = query.as_any().encode_to_vec();
@@ -495,7 +499,7 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request).await?;
-        let sql = self.open_ticket(&caller, &ticket.statement_handle)?;
+        let sql = self.open_ticket(&caller, &ticket.statement_handle).await?;
         self.stream_sql(caller, conn_of(&request), &sql).await
     }
 
@@ -505,7 +509,7 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request).await?;
-        let key = self.open_ticket(&caller, &query.prepared_statement_handle)?;
+        let key = self.open_ticket(&caller, &query.prepared_statement_handle).await?;
         let stream = self.backend.execute_prepared(&caller, &key).await.map_err(Into::into)?;
         self.stream_result(caller, conn_of(&request), stream)
     }
@@ -596,7 +600,7 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let caller = self.caller(&request).await?;
-        let key = self.open_ticket(&caller, &query.prepared_statement_handle)?;
+        let key = self.open_ticket(&caller, &query.prepared_statement_handle).await?;
         let batches = read_parameters(request.into_inner()).await?;
         match self.backend.bind(&caller, &key, batches.clone()).await {
             Some(bound) => {
@@ -620,7 +624,7 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let caller = self.caller(&request).await?;
-        let key = self.open_ticket(&caller, &query.prepared_statement_handle)?;
+        let key = self.open_ticket(&caller, &query.prepared_statement_handle).await?;
         match self.backend.execute_prepared_counting(&caller, &key).await {
             Some(counted) => counted.map_err(Into::into),
             None => Err(Status::unimplemented("this server is read-only: it runs no updates")),

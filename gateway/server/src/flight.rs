@@ -203,11 +203,16 @@ impl QueryBackend for FlightBackend {
         self.engine.close_prepared(&caller.caller, caller.purpose.as_deref(), key);
     }
 
-    fn ticket_refused(&self, _caller: &FlightCaller, error: TicketError) -> tonic::Status {
-        crate::boundary::status(match error {
+    async fn ticket_refused(&self, caller: &FlightCaller, error: TicketError) -> tonic::Status {
+        let error = match error {
             TicketError::Malformed => GatewayError::BadRequest("the ticket or prepared statement handle is malformed".into()),
             TicketError::WrongCaller => GatewayError::Prepared(PreparedRefusal::OtherCaller),
-        })
+        };
+        // Recorded: a replayed or forged handle is an attempt an officer must see.
+        let what = RecordedQuery::Request("Flight SQL ticket or prepared statement handle".to_string());
+        let intent = Intent::new(Operation::Query, caller.purpose.clone(), what).planning_only();
+        let refuse = self.engine.refuse(caller.caller.clone(), intent, error);
+        crate::boundary::status(refuse.instrument(caller.span.clone()).await)
     }
 
     fn stream_error(&self, _caller: &FlightCaller, error: DataFusionError) -> FlightError {
