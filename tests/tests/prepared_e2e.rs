@@ -160,9 +160,12 @@ async fn parameters_are_values_bound_into_one_plan_and_every_execution_is_record
     // One row: exactly the text query's rows; one schema in FlightInfo, prepare and stream.
     let bound = samr.bind(&handle, strings(&[Some(&code)])).await.expect("bound");
     let (info_schema, stream_schema, batches) = samr.run(&bound).await.expect("ran");
-    let expected =
-        text_rows(&lab, "samr", &format!("SELECT credit_code, name, status FROM market.enterprises WHERE credit_code = '{code}'"))
-            .await;
+    let expected = text_rows(
+        &lab,
+        "samr",
+        &format!("SELECT credit_code, name, status FROM market.enterprises WHERE credit_code = '{code}'"),
+    )
+    .await;
     assert_eq!(expected.len(), 1);
     assert_eq!(sorted_rows(&batches), expected);
     assert_eq!(info_schema, dataset_schema);
@@ -170,10 +173,12 @@ async fn parameters_are_values_bound_into_one_plan_and_every_execution_is_record
     assert!(batches.iter().all(|b| b.schema().as_ref() == &dataset_schema));
 
     // Many rows: the results of every row, one after the other; NULL matches nothing.
-    let other: String = text_rows(&lab, "samr", "SELECT credit_code FROM market.enterprises ORDER BY credit_code LIMIT 1")
-        .await
-        .remove(0);
-    let bound = samr.bind(&handle, strings(&[Some(&code), None, Some(&other), Some("no such code")])).await.expect("bound");
+    let other: String =
+        text_rows(&lab, "samr", "SELECT credit_code FROM market.enterprises ORDER BY credit_code LIMIT 1")
+            .await
+            .remove(0);
+    let bound =
+        samr.bind(&handle, strings(&[Some(&code), None, Some(&other), Some("no such code")])).await.expect("bound");
     let (_, _, batches) = samr.run(&bound).await.expect("ran");
     let expected = text_rows(
         &lab,
@@ -198,7 +203,8 @@ async fn parameters_are_values_bound_into_one_plan_and_every_execution_is_record
     // A masked column compared with a parameter is compared with the masked
     // value, as the same literal would be: the masked value finds the row,
     // the raw value finds nothing.
-    let masked = text_rows(&lab, "samr", &format!("SELECT phone FROM market.enterprises WHERE credit_code = '{code}'")).await;
+    let masked =
+        text_rows(&lab, "samr", &format!("SELECT phone FROM market.enterprises WHERE credit_code = '{code}'")).await;
     let masked_phone = masked[0].clone();
     let reference = reference_session(&lab).await;
     let raw = reference
@@ -210,9 +216,12 @@ async fn parameters_are_values_bound_into_one_plan_and_every_execution_is_record
         .expect("raw");
     let raw_phone = sorted_rows(&raw).remove(0);
     assert_ne!(raw_phone, masked_phone, "samr sees the phone masked");
-    let (by_phone, _, _) = samr.prepare("SELECT credit_code FROM market.enterprises WHERE phone = $1").await.expect("prepared");
+    let (by_phone, _, _) =
+        samr.prepare("SELECT credit_code FROM market.enterprises WHERE phone = $1").await.expect("prepared");
     for value in [&masked_phone, &raw_phone] {
-        let literal = text_rows(&lab, "samr", &format!("SELECT credit_code FROM market.enterprises WHERE phone = '{value}'")).await;
+        let literal =
+            text_rows(&lab, "samr", &format!("SELECT credit_code FROM market.enterprises WHERE phone = '{value}'"))
+                .await;
         let bound = samr.bind(&by_phone, strings(&[Some(value)])).await.expect("bound");
         let (_, _, batches) = samr.run(&bound).await.expect("ran");
         assert_eq!(sorted_rows(&batches), literal, "parameter {value} vs the same literal");
@@ -230,7 +239,9 @@ async fn parameters_are_values_bound_into_one_plan_and_every_execution_is_record
         .expect("the text query's record");
     let prepared: Vec<_> = records
         .iter()
-        .filter(|r| matches!(&r.query, RecordedQuery::Prepared { statement, .. } if statement.contains("credit_code = $1")))
+        .filter(
+            |r| matches!(&r.query, RecordedQuery::Prepared { statement, .. } if statement.contains("credit_code = $1")),
+        )
         .collect();
     // Runs: unbound (refused), one row, four rows, the count, five hostile values.
     assert_eq!(prepared.len(), 9, "{prepared:#?}");
@@ -242,7 +253,7 @@ async fn parameters_are_values_bound_into_one_plan_and_every_execution_is_record
     assert_eq!(prepared[1].subject_hashes, text_record.subject_hashes, "the code is hashed as its literal is");
     let RecordedQuery::Prepared { parameters, .. } = &prepared[2].query else { unreachable!() };
     assert_eq!(parameters.len(), 4);
-    assert_eq!(parameters[0][0], prepared_digest(&prepared[1]), "same value, same digest");
+    assert_eq!(parameters[0][0], prepared_digest(prepared[1]), "same value, same digest");
     assert_eq!(parameters[1][0], None, "NULL is recorded as null");
     for record in &records {
         let line = serde_json::to_string(record).expect("json");
@@ -273,8 +284,10 @@ async fn a_handle_serves_only_its_certificate_and_purpose_and_not_past_a_policy_
     let lab = start_lab(tmp.path()).await;
     let code = lab.manifest.featured.enterprise_credit_code.clone();
     let mut samr = Raw::new(&lab, "samr", "supervision");
-    let (handle, _, _) =
-        samr.prepare("SELECT credit_code, name FROM market.enterprises WHERE credit_code = $1").await.expect("prepared");
+    let (handle, _, _) = samr
+        .prepare("SELECT credit_code, name FROM market.enterprises WHERE credit_code = $1")
+        .await
+        .expect("prepared");
     let bound = samr.bind(&handle, strings(&[Some(&code)])).await.expect("bound");
     assert_eq!(sorted_rows(&samr.run(&bound).await.expect("ran").2).len(), 1);
 
@@ -305,8 +318,10 @@ async fn a_handle_serves_only_its_certificate_and_purpose_and_not_past_a_policy_
     }
     let stale = samr.bind(&handle, strings(&[Some(&code)])).await.expect_err("stale");
     assert_eq!(code_of(&stale), "CG-PREP-001", "{stale:?}");
-    let (fresh, _, _) =
-        samr.prepare("SELECT credit_code, name FROM market.enterprises WHERE credit_code = $1").await.expect("prepared");
+    let (fresh, _, _) = samr
+        .prepare("SELECT credit_code, name FROM market.enterprises WHERE credit_code = $1")
+        .await
+        .expect("prepared");
     let bound = samr.bind(&fresh, strings(&[Some(&code)])).await.expect("bound");
     assert_eq!(sorted_rows(&samr.run(&bound).await.expect("ran").2).len(), 1);
 

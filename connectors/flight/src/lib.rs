@@ -22,7 +22,8 @@ mod ticket;
 pub use normalize::{conform_batch, conform_stream, normalize_batch, normalize_schema};
 pub use observe::{ObservedStream, StreamOutcome, StreamReport, batch_data_bytes};
 pub use service::{
-    DEFAULT_MAX_MESSAGE_BYTES, FlightSqlFront, FrontConfig, MAX_BOUND_ROWS, PreparedStatement, QueryBackend, RequestContext, ServeError, TableEntry, serve,
+    DEFAULT_MAX_MESSAGE_BYTES, FlightSqlFront, FrontConfig, MAX_BOUND_ROWS, PreparedStatement, QueryBackend,
+    RequestContext, ServeError, TableEntry, serve,
 };
 pub use ticket::{TicketError, TicketSigner};
 

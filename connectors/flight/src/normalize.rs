@@ -76,7 +76,11 @@ pub fn conform_batch(batch: RecordBatch, declared: &SchemaRef) -> Result<RecordB
         .iter()
         .zip(declared.fields())
         .map(|(column, field)| {
-            if column.data_type() == field.data_type() { Ok(Arc::clone(column)) } else { cast(column, field.data_type()) }
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                cast(column, field.data_type())
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));

@@ -15,8 +15,8 @@ use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
     Any, CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
-    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
-    SqlSupportedTransaction, TicketStatementQuery,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery, DoPutPreparedStatementResult,
+    ProstMessageExt, SqlInfo, SqlSupportedTransaction, TicketStatementQuery,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
@@ -107,7 +107,11 @@ pub trait QueryBackend: Send + Sync + 'static {
     /// parameters.
     async fn prepare(&self, caller: &Self::Caller, sql: &str) -> Result<PreparedStatement, Self::Error> {
         let schema = self.plan(caller, sql).await?;
-        Ok(PreparedStatement { key: sql.to_string(), dataset_schema: schema, parameter_schema: Arc::new(Schema::empty()) })
+        Ok(PreparedStatement {
+            key: sql.to_string(),
+            dataset_schema: schema,
+            parameter_schema: Arc::new(Schema::empty()),
+        })
     }
 
     /// Binds the parameter rows of `batches` (Flight SQL `DoPut` on a

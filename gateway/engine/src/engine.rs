@@ -36,9 +36,9 @@ use tokio::sync::watch;
 use crate::audit::{AuditSink, Auditor, column_accesses, datasets_and_columns};
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
+use crate::error::PreparedRefusal;
 use crate::federation::{CATALOG, Federation};
 use crate::metrics::Metrics;
-use crate::error::PreparedRefusal;
 use crate::permit::{Caller, Disclosure, Frontend, Intent, Permit, Scope};
 use crate::prepared::{Owner, PlanSlot, PreparedKey, Statement};
 
@@ -844,24 +844,22 @@ impl Engine {
         batches: &[arrow::array::RecordBatch],
     ) -> Result<String, GatewayError> {
         let owner = Owner::of(&caller, purpose.as_deref());
-        let bound = PreparedKey::parse(key)
-            .ok_or(GatewayError::Prepared(PreparedRefusal::Unknown))
-            .and_then(|key| {
-                let (statement, _) = self.prepared.resolve(&key)?;
-                statement.check_owner(&owner)?;
-                if statement.generation != self.policy_generation() {
-                    return Err(GatewayError::Prepared(PreparedRefusal::PolicyReloaded));
-                }
-                let id = match key {
-                    PreparedKey::Statement(id) => id,
-                    PreparedKey::Bound(_) => match self.prepared.resolve(&key)?.1 {
-                        Some(binding) => binding.statement.clone(),
-                        None => return Err(GatewayError::Prepared(PreparedRefusal::Unknown)),
-                    },
-                };
-                let rows = crate::prepared::rows_from_arrow(&statement.parameters, batches)?;
-                Ok(self.prepared.bind(crate::prepared::binding(&self.auditor, id, rows)).to_key())
-            });
+        let bound = PreparedKey::parse(key).ok_or(GatewayError::Prepared(PreparedRefusal::Unknown)).and_then(|key| {
+            let (statement, _) = self.prepared.resolve(&key)?;
+            statement.check_owner(&owner)?;
+            if statement.generation != self.policy_generation() {
+                return Err(GatewayError::Prepared(PreparedRefusal::PolicyReloaded));
+            }
+            let id = match key {
+                PreparedKey::Statement(id) => id,
+                PreparedKey::Bound(_) => match self.prepared.resolve(&key)?.1 {
+                    Some(binding) => binding.statement.clone(),
+                    None => return Err(GatewayError::Prepared(PreparedRefusal::Unknown)),
+                },
+            };
+            let rows = crate::prepared::rows_from_arrow(&statement.parameters, batches)?;
+            Ok(self.prepared.bind(crate::prepared::binding(&self.auditor, id, rows)).to_key())
+        });
         match bound {
             Ok(key) => Ok(key),
             Err(error) => {
@@ -911,9 +909,10 @@ impl Engine {
             Ok(resolved) => resolved,
             Err(error) => return Err(self.refuse(caller, generic(purpose), error).await),
         };
-        let mut intent = Intent::new(creditgate_policy::Operation::Query, purpose, statement.recorded(binding.as_deref()))
-            .with_subjects(statement.subjects(binding.as_deref()))
-            .naming(statement.datasets.clone());
+        let mut intent =
+            Intent::new(creditgate_policy::Operation::Query, purpose, statement.recorded(binding.as_deref()))
+                .with_subjects(statement.subjects(binding.as_deref()))
+                .naming(statement.datasets.clone());
         if mode == PreparedMode::Plan {
             intent = intent.planning_only();
         }

@@ -46,6 +46,8 @@ pub const MAX_PREPARED_STATEMENTS: usize = 4096;
 pub const MAX_BINDINGS: usize = 4096;
 /// Most parameter rows one execution may bind.
 pub const MAX_EXECUTION_ROWS: usize = 1000;
+/// Most bytes of Arrow data one binding may hold (the kept bindings stay bounded in memory).
+pub const MAX_BINDING_BYTES: usize = 1024 * 1024;
 
 /// Who a prepared statement belongs to: the certificate, the purpose as
 /// received, the principal.
@@ -103,8 +105,12 @@ pub struct Statement {
 impl Statement {
     /// The parameter schema clients bind against: `$1`, `$2`, … nullable.
     pub fn parameter_schema(&self) -> SchemaRef {
-        let fields: Vec<Field> =
-            self.parameters.iter().enumerate().map(|(i, t)| Field::new(format!("${}", i + 1), t.clone(), true)).collect();
+        let fields: Vec<Field> = self
+            .parameters
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Field::new(format!("${}", i + 1), t.clone(), true))
+            .collect();
         Arc::new(Schema::new(fields))
     }
 
@@ -401,8 +407,17 @@ pub(crate) fn parameter_types(plan: &LogicalPlan, written: usize) -> Result<Vec<
 /// Converts bound Arrow rows (Flight `DoPut`) to the statement's parameter
 /// types. Column `i` is `$i+1`, whatever its name. Messages name the
 /// parameter and the types, never a value.
-pub(crate) fn rows_from_arrow(types: &[DataType], batches: &[RecordBatch]) -> Result<Vec<Vec<ScalarValue>>, GatewayError> {
+pub(crate) fn rows_from_arrow(
+    types: &[DataType],
+    batches: &[RecordBatch],
+) -> Result<Vec<Vec<ScalarValue>>, GatewayError> {
     let options = CastOptions { safe: false, ..CastOptions::default() };
+    let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+    if bytes > MAX_BINDING_BYTES {
+        return Err(GatewayError::InvalidParameters(format!(
+            "the bound parameters take {bytes} bytes; one binding holds at most {MAX_BINDING_BYTES}"
+        )));
+    }
     let mut rows = Vec::new();
     for batch in batches {
         if batch.num_rows() == 0 {
@@ -446,7 +461,10 @@ pub(crate) fn rows_from_arrow(types: &[DataType], batches: &[RecordBatch]) -> Re
 /// Converts JSON parameter values (HTTP `params`) to the statement's
 /// parameter types: `null` is NULL; a string, number or boolean is
 /// converted as `CAST(value AS type)` would.
-pub(crate) fn row_from_json(types: &[DataType], values: &[serde_json::Value]) -> Result<Vec<ScalarValue>, GatewayError> {
+pub(crate) fn row_from_json(
+    types: &[DataType],
+    values: &[serde_json::Value],
+) -> Result<Vec<ScalarValue>, GatewayError> {
     if values.len() != types.len() {
         return Err(GatewayError::InvalidParameters(format!(
             "the statement takes {} parameter(s); {} were given",
@@ -477,7 +495,10 @@ pub(crate) fn row_from_json(types: &[DataType], values: &[serde_json::Value]) ->
             };
             let kind = scalar.data_type();
             cast_scalar(scalar, wanted).ok_or_else(|| {
-                GatewayError::InvalidParameters(format!("parameter ${}: a {kind} value cannot be used as {wanted}", i + 1))
+                GatewayError::InvalidParameters(format!(
+                    "parameter ${}: a {kind} value cannot be used as {wanted}",
+                    i + 1
+                ))
             })
         })
         .collect()
@@ -588,16 +609,20 @@ mod tests {
     #[test]
     fn json_values_convert_to_the_parameter_types_or_are_refused_without_the_value() {
         let types = [DataType::Utf8, DataType::Int64, DataType::Date32, DataType::Float64];
-        let row = row_from_json(&types, &serde_json::from_str::<Vec<_>>(r#"["x' OR 1=1 --", 5, "2024-01-02", 1]"#).unwrap())
-            .expect("converted");
+        let row = row_from_json(
+            &types,
+            &serde_json::from_str::<Vec<_>>(r#"["x' OR 1=1 --", 5, "2024-01-02", 1]"#).expect("json"),
+        )
+        .expect("converted");
         assert_eq!(row[0], ScalarValue::Utf8(Some("x' OR 1=1 --".into())));
         assert_eq!(row[1], ScalarValue::Int64(Some(5)));
         assert_eq!(row[2].data_type(), DataType::Date32);
         assert_eq!(row[3], ScalarValue::Float64(Some(1.0)));
-        let nulls = row_from_json(&types, &[serde_json::Value::Null; 4]).expect("nulls");
+        let nulls = row_from_json(&types, &vec![serde_json::Value::Null; 4]).expect("nulls");
         assert!(nulls.iter().zip(&types).all(|(v, t)| v.is_null() && &v.data_type() == t));
-        let bad = row_from_json(&types, &serde_json::from_str::<Vec<_>>(r#"["a", "secret-7", null, null]"#).unwrap())
-            .expect_err("not a number");
+        let bad =
+            row_from_json(&types, &serde_json::from_str::<Vec<_>>(r#"["a", "secret-7", null, null]"#).expect("json"))
+                .expect_err("not a number");
         assert!(bad.to_string().contains("$2") && !bad.to_string().contains("secret-7"), "{bad}");
         let short = row_from_json(&types, &[serde_json::Value::Null]).expect_err("count");
         assert!(short.to_string().contains("takes 4"), "{short}");
@@ -621,7 +646,7 @@ mod tests {
         )
         .expect("batch");
         let types = [DataType::Utf8, DataType::Int64, DataType::Date32];
-        let rows = rows_from_arrow(&types, &[batch.clone()]).expect("rows");
+        let rows = rows_from_arrow(&types, std::slice::from_ref(&batch)).expect("rows");
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1][0], ScalarValue::Utf8(None));
         assert_eq!(rows[0][1], ScalarValue::Int64(Some(1)));

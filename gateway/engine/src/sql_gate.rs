@@ -131,9 +131,7 @@ pub fn number_parameters(sql: &str) -> Result<(String, usize), GatewayError> {
         return Ok((sql.to_string(), highest));
     }
     if highest > 0 {
-        return Err(GatewayError::InvalidQuery(
-            "the statement mixes ? and $n parameters; use one form".to_string(),
-        ));
+        return Err(GatewayError::InvalidQuery("the statement mixes ? and $n parameters; use one form".to_string()));
     }
     if questions.len() > MAX_PARAMETERS {
         return Err(GatewayError::InvalidQuery(format!(

@@ -116,7 +116,12 @@ impl FlightBackend {
 }
 
 impl FlightBackend {
-    async fn run_prepared(&self, caller: &FlightCaller, key: &str, mode: PreparedMode) -> Result<PreparedOutput, FlightError> {
+    async fn run_prepared(
+        &self,
+        caller: &FlightCaller,
+        key: &str,
+        mode: PreparedMode,
+    ) -> Result<PreparedOutput, FlightError> {
         let run = self.engine.run_prepared(caller.caller.clone(), caller.purpose.clone(), key, mode);
         Ok(run.instrument(caller.span.clone()).await?)
     }
@@ -184,7 +189,11 @@ impl QueryBackend for FlightBackend {
         }
     }
 
-    async fn execute_prepared(&self, caller: &FlightCaller, key: &str) -> Result<SendableRecordBatchStream, FlightError> {
+    async fn execute_prepared(
+        &self,
+        caller: &FlightCaller,
+        key: &str,
+    ) -> Result<SendableRecordBatchStream, FlightError> {
         match self.run_prepared(caller, key, PreparedMode::Stream).await? {
             PreparedOutput::Stream(stream) => Ok(stream),
             _ => Err(FlightError(GatewayError::internal("executing a prepared statement returned no stream"))),
@@ -205,7 +214,9 @@ impl QueryBackend for FlightBackend {
 
     async fn ticket_refused(&self, caller: &FlightCaller, error: TicketError) -> tonic::Status {
         let error = match error {
-            TicketError::Malformed => GatewayError::BadRequest("the ticket or prepared statement handle is malformed".into()),
+            TicketError::Malformed => {
+                GatewayError::BadRequest("the ticket or prepared statement handle is malformed".into())
+            }
             TicketError::WrongCaller => GatewayError::Prepared(PreparedRefusal::OtherCaller),
         };
         // Recorded: a replayed or forged handle is an attempt an officer must see.

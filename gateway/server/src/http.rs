@@ -391,8 +391,7 @@ async fn query(
 ) -> Result<Response<Body>, GatewayError> {
     let read = async {
         let format = Format::from_accept(req.headers().get(header::ACCEPT))?;
-        let request: QueryRequest =
-            read_json(req, "{\"sql\": \"…\", \"params\": […], \"purpose\": \"…\"}").await?;
+        let request: QueryRequest = read_json(req, "{\"sql\": \"…\", \"params\": […], \"purpose\": \"…\"}").await?;
         Ok::<_, GatewayError>((format, request))
     };
     let (format, request) = match read.await {

@@ -27,6 +27,13 @@ pub struct BenchArgs {
     /// Lookups per latency measurement.
     #[arg(long, default_value_t = 300)]
     pub lookups: usize,
+    /// Measure only the prepared-statement comparison (on the small
+    /// federation) and write a report of its rows alone.
+    #[arg(long)]
+    pub prepared_only: bool,
+    /// Executions per side of the prepared-statement comparison.
+    #[arg(long, default_value_t = 1000)]
+    pub executions: usize,
     /// Where to write the report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     pub out: PathBuf,
@@ -152,6 +159,90 @@ async fn interleaved_latencies(a: &Lab, b: &Lab, n: usize) -> Result<(Vec<Durati
     Ok(samples)
 }
 
+/// CPU time used by this process so far (user + system; `/proc/self/stat`,
+/// in the kernel's 100 Hz ticks). The bench runs the gateway and the
+/// connectors in this process, so it covers client, gateway and sources.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// The prepared-statement rows of the report: the same point query of
+/// `market.enterprises` by credit code, `n` times prepared and bound, `n`
+/// times as text, interleaved in rounds of 50 so a noisy machine affects
+/// both alike; wall time and process CPU per execution.
+async fn prepared_vs_text(
+    lab: &Lab,
+    code: &str,
+    n: usize,
+    report: &mut dyn FnMut(&str, String, String, String, &str),
+) -> Result<(), String> {
+    use arrow::array::{RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let error = |e: arrow_flight::error::FlightError| crate::client::flight_error_text(&e);
+    let mut text_client = lab.flight_client("samr")?;
+    let mut prepared_client = lab.flight_client("samr")?;
+    let columns = "credit_code, name, status, registered_capital, phone";
+    let mut statement = prepared_client
+        .inner_mut()
+        .prepare(format!("SELECT {columns} FROM market.enterprises WHERE credit_code = $1"), None)
+        .await
+        .map_err(error)?;
+    let schema = Arc::new(Schema::new(vec![Field::new("0", DataType::Utf8, true)]));
+    let binding =
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![code]))]).map_err(|e| e.to_string())?;
+    let text_sql = format!("SELECT {columns} FROM market.enterprises WHERE credit_code = '{code}'");
+    let (mut text_time, mut prepared_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut text_cpu, mut prepared_cpu) = (Duration::ZERO, Duration::ZERO);
+    let mut rows = (0usize, 0usize);
+    let mut done = 0usize;
+    while done < n {
+        let round = 50.min(n - done);
+        let (cpu, started) = (process_cpu(), Instant::now());
+        for _ in 0..round {
+            rows.0 += text_client.query(&text_sql).await.map_err(error)?.iter().map(|b| b.num_rows()).sum::<usize>();
+        }
+        text_time += started.elapsed();
+        text_cpu += process_cpu().zip(cpu).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
+        let (cpu, started) = (process_cpu(), Instant::now());
+        for _ in 0..round {
+            statement.set_parameters(binding.clone()).map_err(error)?;
+            let info = statement.execute().await.map_err(error)?;
+            for endpoint in info.endpoint {
+                let ticket = endpoint.ticket.ok_or("no ticket")?;
+                let stream = prepared_client.inner_mut().do_get(ticket).await.map_err(error)?;
+                let batches: Vec<RecordBatch> = futures::TryStreamExt::try_collect(stream).await.map_err(error)?;
+                rows.1 += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+            }
+        }
+        prepared_time += started.elapsed();
+        prepared_cpu += process_cpu().zip(cpu).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
+        done += round;
+    }
+    if rows.0 != rows.1 || rows.0 != n {
+        return Err(format!("prepared and text answers differ: {} vs {} rows for {n} executions", rows.1, rows.0));
+    }
+    let per = |d: Duration| d / n.max(1) as u32;
+    report(
+        &format!("prepared query × {n} vs as text × {n}: wall"),
+        format!("{} ms/exec", ms(per(prepared_time)).trim_end_matches(" ms")),
+        format!("{} ms/exec", ms(per(text_time)).trim_end_matches(" ms")),
+        format!("{:.2}×", prepared_time.as_secs_f64() / text_time.as_secs_f64()),
+        "bound each time: DoPut + GetFlightInfo + DoGet vs GetFlightInfo + DoGet; interleaved rounds of 50",
+    );
+    report(
+        &format!("prepared query × {n} vs as text × {n}: CPU"),
+        format!("{} ms/exec", ms(per(prepared_cpu)).trim_end_matches(" ms")),
+        format!("{} ms/exec", ms(per(text_cpu)).trim_end_matches(" ms")),
+        format!("{:.2}×", prepared_cpu.as_secs_f64() / text_cpu.as_secs_f64().max(1e-9)),
+        "process CPU (client, gateway and connectors share this process), 10 ms ticks",
+    );
+    Ok(())
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
@@ -190,6 +281,18 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     // ---- Small federation: lookups, concurrency, handshakes, audit on/off, source scaling.
     let small = start(&args.dir.join("small"), args.small_scale, true).await?;
     let code = small.manifest.featured.enterprise_credit_code.clone();
+
+    // 1b. A parameterized query prepared once and executed N times (a new
+    // value bound each time: DoPut, GetFlightInfo, DoGet) vs the same query
+    // sent as text with the literal N times (GetFlightInfo, DoGet).
+    prepared_vs_text(&small, &code, args.executions, &mut |name, ours, baseline, ratio, note| {
+        report(&mut rows, name, ours, baseline, ratio, note)
+    })
+    .await?;
+    if args.prepared_only {
+        small.stop().await?;
+        return write_report(&args, &rows);
+    }
 
     // 2. Fan-out lookup vs the slowest single source queried directly.
     let mut through = lookup_latencies(&small, args.lookups, None).await?;
@@ -591,17 +694,22 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     big.stop().await?;
 
+    write_report(&args, &rows)
+}
+
+fn write_report(args: &BenchArgs, rows: &[Row]) -> Result<(), String> {
     let mut text = format!(
-        "# creditgate benchmarks\n\nMeasured by `creditgate bench` ({}, scale {} and {}), {}.\n\
+        "# creditgate benchmarks\n\nMeasured by `creditgate bench` ({}{}, scale {} and {}), {}.\n\
          Machine: {}.\nEvery ratio compares two measurements made one after the other in the same run.\n\n\
          | benchmark | creditgate | baseline | ratio | note |\n|---|---:|---:|---:|---|\n",
         env!("CARGO_PKG_VERSION"),
+        if args.prepared_only { ", --prepared-only: the prepared-statement rows alone" } else { "" },
         args.small_scale,
         args.scale,
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine()
     );
-    for r in &rows {
+    for r in rows {
         text.push_str(&format!("| {} | {} | {} | {} | {} |\n", r.name, r.ours, r.baseline, r.ratio, r.note));
     }
     std::fs::write(&args.out, text).map_err(|e| format!("{}: {e}", args.out.display()))?;
