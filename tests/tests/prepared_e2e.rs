@@ -417,3 +417,67 @@ async fn http_params_bind_like_flight_and_constants_keep_one_schema() {
     }
     lab.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_plans_are_reused_with_the_key_bound_and_a_reload_applies_at_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lab = start_lab(tmp.path()).await;
+    let code = lab.manifest.featured.enterprise_credit_code.clone();
+    let other: String = text_rows(&lab, "samr", "SELECT credit_code FROM market.enterprises ORDER BY credit_code LIMIT 1")
+        .await
+        .remove(0);
+    assert_ne!(code, other);
+    let lookup = |id: String| {
+        let lab = &lab;
+        async move {
+            let body = serde_json::json!({"subject": {"type": "credit_code", "id": id}});
+            let reply = lab.http("samr", "POST", "/v1/lookup", &[], Some(body.to_string())).await.expect("http");
+            assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+            let doc: serde_json::Value = serde_json::from_slice(&reply.body).expect("json");
+            doc["datasets"].clone()
+        }
+    };
+    let counter = |text: &str, result: &str| -> u64 {
+        let name = format!("creditgate_plan_cache_total{{cache=\"lookup\",result=\"{result}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(name.as_str())).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    let metrics = || async {
+        let reply = lab.http("samr", "GET", "/metrics", &[], None).await.expect("metrics");
+        String::from_utf8_lossy(&reply.body).to_string()
+    };
+
+    let first = lookup(code.clone()).await;
+    let after_first = metrics().await;
+    let misses = counter(&after_first, "miss");
+    assert!(misses >= 5, "one plan per dataset read: {after_first}");
+    assert_eq!(counter(&after_first, "hit"), 0);
+    // The same lookup again: every plan reused, the same cells.
+    let second = lookup(code.clone()).await;
+    assert_eq!(first, second);
+    let after_second = metrics().await;
+    assert_eq!(counter(&after_second, "hit"), misses, "{after_second}");
+    assert_eq!(counter(&after_second, "miss"), misses);
+    // Another subject through the same plans: its own rows, not the first subject's.
+    let third = lookup(other.clone()).await;
+    let enterprises = third["market.enterprises"]["rows"].as_array().expect("rows").clone();
+    assert_eq!(enterprises.len(), 1, "{third}");
+    assert_eq!(enterprises[0]["credit_code"], serde_json::json!(other));
+    assert_ne!(third, first);
+
+    // A reload that masks the legal representative's ID for agencies: the
+    // next lookup, through the plans cached before, shows it masked at once.
+    let raw = first["market.enterprises"]["rows"][0]["legal_rep_id"].as_str().expect("id").to_string();
+    assert!(raw.len() == 18 && !raw.contains('*'), "{raw}");
+    let masking_policy = DEMO_POLICY.replace(
+        "masks = { legal_rep_name = \"none\", legal_rep_id = \"none\", address = \"none\", phone = \"mobile\" }",
+        "masks = { legal_rep_name = \"none\", legal_rep_id = \"resident_id\", address = \"none\", phone = \"mobile\" }",
+    );
+    assert_ne!(masking_policy, DEMO_POLICY, "the rule to change is in the demo policy");
+    std::fs::write(lab.dir.join("policy.toml"), masking_policy).expect("write");
+    lab.gateway_handle.reload_policy().expect("reload");
+    let after = lookup(code.clone()).await;
+    let id = after["market.enterprises"]["rows"][0]["legal_rep_id"].as_str().expect("id").to_string();
+    assert!(id.contains('*') && id.starts_with(&raw[..6]) && id.ends_with(&raw[14..]), "{id}");
+    assert_eq!(after["market.enterprises"]["masks"]["legal_rep_id"], "resident_id");
+    lab.stop().await.expect("stop");
+}

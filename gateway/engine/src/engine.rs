@@ -99,6 +99,7 @@ pub struct Engine {
     auditor: Auditor,
     catalogs: Mutex<HashMap<String, CachedCatalog>>,
     prepared: crate::prepared::PreparedStore,
+    lookup_plans: crate::prepared::LookupPlans,
     limits: crate::limits::Limits,
     consents: Option<Consents>,
     /// Functions, optimizer rules and settings, built once; each request
@@ -266,13 +267,14 @@ impl Engine {
         Ok(Arc::new(Self {
             config,
             federation,
-            metrics,
+            metrics: Arc::clone(&metrics),
             policy: RwLock::new(Arc::new(policy)),
             policy_generation: AtomicU64::new(0),
             masks: Arc::new(masks),
             auditor,
             catalogs: Mutex::new(HashMap::new()),
             prepared: crate::prepared::PreparedStore::default(),
+            lookup_plans: crate::prepared::LookupPlans::new(Arc::clone(&metrics)),
             limits,
             consents,
             base_state,
@@ -875,6 +877,11 @@ impl Engine {
         if let Some(key) = PreparedKey::parse(key) {
             self.prepared.close(&key, &Owner::of(caller, purpose));
         }
+    }
+
+    /// The physical plans of the lookup fast path.
+    pub fn lookup_plans(&self) -> &crate::prepared::LookupPlans {
+        &self.lookup_plans
     }
 
     /// How many prepared statements the gateway keeps.

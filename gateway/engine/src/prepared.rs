@@ -196,18 +196,18 @@ impl PreparedKey {
 
 /// A bounded map whose least recently used entry makes room.
 #[derive(Debug)]
-struct Lru<V> {
+pub(crate) struct Lru<V> {
     capacity: usize,
     tick: u64,
     entries: HashMap<String, (V, u64)>,
 }
 
 impl<V: Clone> Lru<V> {
-    fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Lru { capacity, tick: 0, entries: HashMap::new() }
     }
 
-    fn get(&mut self, key: &str) -> Option<V> {
+    pub(crate) fn get(&mut self, key: &str) -> Option<V> {
         self.tick += 1;
         let tick = self.tick;
         self.entries.get_mut(key).map(|(v, used)| {
@@ -216,7 +216,7 @@ impl<V: Clone> Lru<V> {
         })
     }
 
-    fn insert(&mut self, key: String, value: V) {
+    pub(crate) fn insert(&mut self, key: String, value: V) {
         self.tick += 1;
         if self.entries.len() >= self.capacity
             && !self.entries.contains_key(&key)
@@ -231,7 +231,7 @@ impl<V: Clone> Lru<V> {
         self.entries.remove(key).map(|(v, _)| v)
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 }
@@ -653,5 +653,51 @@ mod tests {
         assert_eq!(rows[0][2], ScalarValue::Date32(None));
         let wrong = rows_from_arrow(&types[..2], &[batch]).expect_err("3 columns for 2 parameters");
         assert!(wrong.to_string().contains("takes 2"), "{wrong}");
+    }
+}
+
+/// Most physical plans the lookup fast path keeps.
+pub const MAX_LOOKUP_PLANS: usize = 2048;
+
+/// Physical plans of lookup reads, built once per key (the caller decides
+/// what the key covers) and reused with the subject key bound per request;
+/// bounded, least recently used first out; hits and misses in the metrics
+/// (`creditgate_plan_cache_total{cache="lookup"}`).
+pub struct LookupPlans {
+    plans: Mutex<Lru<Arc<dyn datafusion::physical_plan::ExecutionPlan>>>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl std::fmt::Debug for LookupPlans {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LookupPlans").finish_non_exhaustive()
+    }
+}
+
+impl LookupPlans {
+    pub(crate) fn new(metrics: Arc<crate::metrics::Metrics>) -> LookupPlans {
+        LookupPlans { plans: Mutex::new(Lru::new(MAX_LOOKUP_PLANS)), metrics }
+    }
+
+    /// The plan kept under `key`, counted as a hit or a miss.
+    pub fn get(&self, key: &str) -> Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let found = self.plans.lock().unwrap_or_else(|p| p.into_inner()).get(key);
+        self.metrics.plan_cache("lookup", if found.is_some() { "hit" } else { "miss" });
+        found
+    }
+
+    /// Keeps `plan` under `key`.
+    pub fn insert(&self, key: String, plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>) {
+        self.plans.lock().unwrap_or_else(|p| p.into_inner()).insert(key, plan);
+    }
+
+    /// How many plans are kept.
+    pub fn len(&self) -> usize {
+        self.plans.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
