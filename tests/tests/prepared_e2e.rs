@@ -423,9 +423,10 @@ async fn lookup_plans_are_reused_with_the_key_bound_and_a_reload_applies_at_once
     let tmp = tempfile::tempdir().expect("tempdir");
     let lab = start_lab(tmp.path()).await;
     let code = lab.manifest.featured.enterprise_credit_code.clone();
-    let other: String = text_rows(&lab, "samr", "SELECT credit_code FROM market.enterprises ORDER BY credit_code LIMIT 1")
-        .await
-        .remove(0);
+    let other: String =
+        text_rows(&lab, "samr", "SELECT credit_code FROM market.enterprises ORDER BY credit_code LIMIT 1")
+            .await
+            .remove(0);
     assert_ne!(code, other);
     let lookup = |id: String| {
         let lab = &lab;

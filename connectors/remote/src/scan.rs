@@ -45,7 +45,12 @@ impl RemoteScanExec {
     /// The same scan running `sql` instead (a cached plan bound to a new
     /// subject key; see the gateway's lookup fast path).
     pub fn with_sql(&self, sql: String) -> Self {
-        Self { source: Arc::clone(&self.source), sql, schema: Arc::clone(&self.schema), properties: Arc::clone(&self.properties) }
+        Self {
+            source: Arc::clone(&self.source),
+            sql,
+            schema: Arc::clone(&self.schema),
+            properties: Arc::clone(&self.properties),
+        }
     }
 
     /// The source's name.

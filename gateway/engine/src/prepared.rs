@@ -666,6 +666,7 @@ pub const MAX_LOOKUP_PLANS: usize = 2048;
 pub struct LookupPlans {
     plans: Mutex<Lru<Arc<dyn datafusion::physical_plan::ExecutionPlan>>>,
     metrics: Arc<crate::metrics::Metrics>,
+    enabled: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for LookupPlans {
@@ -676,7 +677,26 @@ impl std::fmt::Debug for LookupPlans {
 
 impl LookupPlans {
     pub(crate) fn new(metrics: Arc<crate::metrics::Metrics>) -> LookupPlans {
-        LookupPlans { plans: Mutex::new(Lru::new(MAX_LOOKUP_PLANS)), metrics }
+        LookupPlans {
+            plans: Mutex::new(Lru::new(MAX_LOOKUP_PLANS)),
+            metrics,
+            enabled: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// Whether plans are kept (on by default).
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns keeping plans on or off (off: every lookup plans each read, as
+    /// before the fast path; the benchmark compares the two). Turning it off
+    /// forgets the kept plans.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, std::sync::atomic::Ordering::Relaxed);
+        if !enabled {
+            *self.plans.lock().unwrap_or_else(|p| p.into_inner()) = Lru::new(MAX_LOOKUP_PLANS);
+        }
     }
 
     /// The plan kept under `key`, counted as a hit or a miss.

@@ -434,7 +434,8 @@ async fn read_subject(
     // placeholder key, bound by writing the validated identifier into the
     // pushed SQL. Only for keys of letters and digits (what the identifier
     // checks let through), so the literal needs no escaping.
-    let cache = cache.filter(|_| key_value.chars().all(|c| c.is_ascii_alphanumeric()));
+    let cache =
+        cache.filter(|_| engine.lookup_plans().enabled() && key_value.chars().all(|c| c.is_ascii_alphanumeric()));
     if let Some(cache_key) = &cache
         && let Some(cached) = engine.lookup_plans().get(cache_key)
     {

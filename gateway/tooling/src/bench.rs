@@ -243,6 +243,68 @@ async fn prepared_vs_text(
     Ok(())
 }
 
+/// Lookups/s and process CPU per lookup at 32 concurrent callers, `n`
+/// lookups with the lookup plan cache off (every read planned, as before the
+/// fast path), then `n` with it on (after one warm-up lookup).
+async fn lookup_cache_off_on(
+    lab: &Lab,
+    code: &str,
+    n: usize,
+    report: &mut dyn FnMut(&str, String, String, String, &str),
+) -> Result<(), String> {
+    const CALLERS: usize = 32;
+    let per = (n / CALLERS).max(2);
+    let mut clients = Vec::new();
+    for _ in 0..CALLERS {
+        let mut client = lab.flight_client("samr")?;
+        client.set_header(creditgate_engine::PURPOSE_HEADER, "supervision");
+        clients.push(client);
+    }
+    let body = lookup_body(code, None);
+    let mut measured = Vec::new();
+    for enabled in [false, true] {
+        lab.gateway_handle.lookup_plans().set_enabled(enabled);
+        clients[0].lookup(&body).await.map_err(|e| crate::client::flight_error_text(&e))?;
+        let (cpu, started) = (process_cpu(), Instant::now());
+        let runs = clients.iter_mut().map(|client| {
+            let body = body.clone();
+            async move {
+                let mut errors = 0usize;
+                for _ in 0..per {
+                    match client.lookup(&body).await {
+                        Ok(doc) if doc["incomplete"] != true => {}
+                        _ => errors += 1,
+                    }
+                }
+                errors
+            }
+        });
+        let errors: usize = futures::future::join_all(runs).await.into_iter().sum();
+        let wall = started.elapsed();
+        let cpu = process_cpu().zip(cpu).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
+        measured.push((CALLERS * per, wall, cpu, errors));
+    }
+    let (total, off_wall, off_cpu, off_errors) = measured[0];
+    let (_, on_wall, on_cpu, on_errors) = measured[1];
+    let rate = |wall: Duration| total as f64 / wall.as_secs_f64();
+    report(
+        "lookups/s, 32 callers: plan cache on vs off",
+        format!("{:.0}/s", rate(on_wall)),
+        format!("{:.0}/s", rate(off_wall)),
+        format!("{:.2}×", rate(on_wall) / rate(off_wall)),
+        &format!("{total} lookups each; errors {on_errors} (on), {off_errors} (off)"),
+    );
+    let per_lookup = |cpu: Duration| cpu.as_secs_f64() * 1000.0 / total as f64;
+    report(
+        "CPU per lookup, 32 callers: plan cache on vs off",
+        format!("{:.1} ms", per_lookup(on_cpu)),
+        format!("{:.1} ms", per_lookup(off_cpu)),
+        format!("{:.2}×", per_lookup(on_cpu) / per_lookup(off_cpu).max(1e-9)),
+        "process CPU ÷ lookups (client, gateway and connectors share this process)",
+    );
+    Ok(())
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
@@ -286,6 +348,11 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     // value bound each time: DoPut, GetFlightInfo, DoGet) vs the same query
     // sent as text with the literal N times (GetFlightInfo, DoGet).
     prepared_vs_text(&small, &code, args.executions, &mut |name, ours, baseline, ratio, note| {
+        report(&mut rows, name, ours, baseline, ratio, note)
+    })
+    .await?;
+    // 1c. Lookups at 32 concurrent callers with the lookup plan cache off, then on.
+    lookup_cache_off_on(&small, &code, args.lookups, &mut |name, ours, baseline, ratio, note| {
         report(&mut rows, name, ours, baseline, ratio, note)
     })
     .await?;
