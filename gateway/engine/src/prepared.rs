@@ -583,6 +583,72 @@ fn value_text(value: &ScalarValue) -> Option<String> {
     }
 }
 
+/// Most physical plans the lookup fast path keeps.
+pub const MAX_LOOKUP_PLANS: usize = 2048;
+
+/// Physical plans of lookup reads, built once per key (the caller decides
+/// what the key covers) and reused with the subject key bound per request;
+/// bounded, least recently used first out; hits and misses in the metrics
+/// (`creditgate_plan_cache_total{cache="lookup"}`).
+pub struct LookupPlans {
+    plans: Mutex<Lru<Arc<dyn datafusion::physical_plan::ExecutionPlan>>>,
+    metrics: Arc<crate::metrics::Metrics>,
+    enabled: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for LookupPlans {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LookupPlans").finish_non_exhaustive()
+    }
+}
+
+impl LookupPlans {
+    pub(crate) fn new(metrics: Arc<crate::metrics::Metrics>) -> LookupPlans {
+        LookupPlans {
+            plans: Mutex::new(Lru::new(MAX_LOOKUP_PLANS)),
+            metrics,
+            enabled: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// Whether plans are kept (on by default).
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns keeping plans on or off (off: every lookup plans each read, as
+    /// before the fast path; the benchmark compares the two). Turning it off
+    /// forgets the kept plans.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, std::sync::atomic::Ordering::Relaxed);
+        if !enabled {
+            *self.plans.lock().unwrap_or_else(|p| p.into_inner()) = Lru::new(MAX_LOOKUP_PLANS);
+        }
+    }
+
+    /// The plan kept under `key`, counted as a hit or a miss.
+    pub fn get(&self, key: &str) -> Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let found = self.plans.lock().unwrap_or_else(|p| p.into_inner()).get(key);
+        self.metrics.plan_cache("lookup", if found.is_some() { "hit" } else { "miss" });
+        found
+    }
+
+    /// Keeps `plan` under `key`.
+    pub fn insert(&self, key: String, plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>) {
+        self.plans.lock().unwrap_or_else(|p| p.into_inner()).insert(key, plan);
+    }
+
+    /// How many plans are kept.
+    pub fn len(&self) -> usize {
+        self.plans.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -653,71 +719,5 @@ mod tests {
         assert_eq!(rows[0][2], ScalarValue::Date32(None));
         let wrong = rows_from_arrow(&types[..2], &[batch]).expect_err("3 columns for 2 parameters");
         assert!(wrong.to_string().contains("takes 2"), "{wrong}");
-    }
-}
-
-/// Most physical plans the lookup fast path keeps.
-pub const MAX_LOOKUP_PLANS: usize = 2048;
-
-/// Physical plans of lookup reads, built once per key (the caller decides
-/// what the key covers) and reused with the subject key bound per request;
-/// bounded, least recently used first out; hits and misses in the metrics
-/// (`creditgate_plan_cache_total{cache="lookup"}`).
-pub struct LookupPlans {
-    plans: Mutex<Lru<Arc<dyn datafusion::physical_plan::ExecutionPlan>>>,
-    metrics: Arc<crate::metrics::Metrics>,
-    enabled: std::sync::atomic::AtomicBool,
-}
-
-impl std::fmt::Debug for LookupPlans {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LookupPlans").finish_non_exhaustive()
-    }
-}
-
-impl LookupPlans {
-    pub(crate) fn new(metrics: Arc<crate::metrics::Metrics>) -> LookupPlans {
-        LookupPlans {
-            plans: Mutex::new(Lru::new(MAX_LOOKUP_PLANS)),
-            metrics,
-            enabled: std::sync::atomic::AtomicBool::new(true),
-        }
-    }
-
-    /// Whether plans are kept (on by default).
-    pub fn enabled(&self) -> bool {
-        self.enabled.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Turns keeping plans on or off (off: every lookup plans each read, as
-    /// before the fast path; the benchmark compares the two). Turning it off
-    /// forgets the kept plans.
-    pub fn set_enabled(&self, enabled: bool) {
-        self.enabled.store(enabled, std::sync::atomic::Ordering::Relaxed);
-        if !enabled {
-            *self.plans.lock().unwrap_or_else(|p| p.into_inner()) = Lru::new(MAX_LOOKUP_PLANS);
-        }
-    }
-
-    /// The plan kept under `key`, counted as a hit or a miss.
-    pub fn get(&self, key: &str) -> Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-        let found = self.plans.lock().unwrap_or_else(|p| p.into_inner()).get(key);
-        self.metrics.plan_cache("lookup", if found.is_some() { "hit" } else { "miss" });
-        found
-    }
-
-    /// Keeps `plan` under `key`.
-    pub fn insert(&self, key: String, plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>) {
-        self.plans.lock().unwrap_or_else(|p| p.into_inner()).insert(key, plan);
-    }
-
-    /// How many plans are kept.
-    pub fn len(&self) -> usize {
-        self.plans.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Whether none is kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
