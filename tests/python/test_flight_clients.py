@@ -1,9 +1,11 @@
 """Standard clients outside Rust: ADBC Flight SQL and pyarrow.flight over mTLS."""
 
+import datetime
 from pathlib import Path
 
 import adbc_driver_flightsql
 import adbc_driver_flightsql.dbapi as flightsql
+import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
@@ -128,3 +130,88 @@ def test_adbc_can_use_a_connector_directly_with_the_gateway_identity(federation)
             cur.execute("SELECT credit_code FROM enterprises LIMIT 3")
             cur.fetchall()
     assert "not allowed" in str(refused.value)
+
+
+def _codes(cur, n):
+    cur.execute(f"SELECT credit_code FROM market.enterprises ORDER BY credit_code LIMIT {n}")
+    return [row[0] for row in cur.fetchall()]
+
+
+def test_adbc_binds_parameters_as_values(federation):
+    samr = _caller(federation, "samr")
+    with _adbc(federation["flight_sql"], federation, samr["cert"], samr["key"], "supervision") as conn:
+        cur = conn.cursor()
+        first, second = _codes(cur, 2)
+        query = "SELECT credit_code, name FROM market.enterprises WHERE credit_code = ?"
+
+        cur.execute(query, (first,))
+        bound = cur.fetchall()
+        cur.execute(f"SELECT credit_code, name FROM market.enterprises WHERE credit_code = '{first}'")
+        assert bound == cur.fetchall()
+        assert len(bound) == 1 and bound[0][0] == first
+
+        # NULL and injection-shaped values match nothing: they are values, not SQL.
+        for value in (None, "' OR '1'='1", "x' OR 1=1 --", "'; DROP TABLE market.enterprises; --"):
+            cur.execute(query, (value,))
+            assert cur.fetchall() == [], value
+
+        # Many rows in one execution: every row's results.
+        cur.execute(query, pa.table({"0": [first, second, "no such code"]}))
+        assert sorted(row[0] for row in cur.fetchall()) == sorted([first, second])
+
+        # executemany runs the statement once per row and returns no result set.
+        cur.executemany(query, [(first,), (second,), ("no such code",)])
+        assert cur.rowcount == 2
+
+        # The parameter types the datasets use: text, number, date, boolean.
+        cur.execute(
+            "SELECT COUNT(*) FROM market.enterprises "
+            "WHERE registered_capital >= ? AND established_date >= ? AND is_individual = ? AND status <> ?",
+            (0, datetime.date(1900, 1, 1), False, "no such status"),
+        )
+        typed = cur.fetchall()[0][0]
+        cur.execute(
+            "SELECT COUNT(*) FROM market.enterprises WHERE registered_capital >= 0 "
+            "AND established_date >= DATE '1900-01-01' AND is_individual = false AND status <> 'no such status'"
+        )
+        assert typed == cur.fetchall()[0][0] and typed > 0
+        cur.close()
+
+
+def test_adbc_parameter_against_a_masked_column_sees_the_masked_value(federation):
+    samr = _caller(federation, "samr")
+    with _adbc(federation["flight_sql"], federation, samr["cert"], samr["key"], "supervision") as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT phone FROM market.enterprises WHERE phone IS NOT NULL ORDER BY credit_code LIMIT 1")
+        (masked,) = cur.fetchone()
+        assert "*" in masked  # samr's policy masks mobiles (3 + 4 kept)
+        cur.execute("SELECT credit_code FROM market.enterprises WHERE phone = ? ORDER BY credit_code", (masked,))
+        bound = cur.fetchall()
+        cur.execute(f"SELECT credit_code FROM market.enterprises WHERE phone = '{masked}' ORDER BY credit_code")
+        assert bound == cur.fetchall() and len(bound) >= 1
+        cur.close()
+
+
+EXPRESSIONS = [
+    "SELECT upper('abc')",
+    "SELECT current_date",
+    "SELECT now()",
+    "SELECT 1, 'x', NULL, 1.5, true",
+    "SELECT concat('a', 'b'), length('abc'), abs(-1), coalesce(NULL, 2)",
+    "SELECT CAST('2024-01-02' AS DATE), to_timestamp('2024-01-02T00:00:00')",
+    "SELECT date_trunc('month', current_date), extract(year FROM current_date)",
+    "SELECT CASE WHEN 1 > 0 THEN 'yes' END, nullif(1, 1), round(2.5)",
+    "SELECT upper(name), COUNT(*) FROM market.enterprises GROUP BY upper(name) ORDER BY 2 DESC LIMIT 3",
+    "SELECT credit_code, 'constant' AS c, 42 AS n FROM market.enterprises LIMIT 2",
+]
+
+
+@pytest.mark.parametrize("sql", EXPRESSIONS)
+def test_adbc_reads_one_schema_per_statement(federation, sql):
+    samr = _caller(federation, "samr")
+    with _adbc(federation["flight_sql"], federation, samr["cert"], samr["key"], "supervision") as conn:
+        cur = conn.cursor()
+        cur.execute(sql)
+        table = cur.fetch_arrow_table()
+        assert table.num_rows >= 1
+        cur.close()

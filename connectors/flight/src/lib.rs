@@ -19,10 +19,11 @@ mod observe;
 mod service;
 mod ticket;
 
-pub use normalize::{normalize_batch, normalize_schema};
+pub use normalize::{conform_batch, conform_stream, normalize_batch, normalize_schema};
 pub use observe::{ObservedStream, StreamOutcome, StreamReport, batch_data_bytes};
 pub use service::{
-    DEFAULT_MAX_MESSAGE_BYTES, FlightSqlFront, FrontConfig, QueryBackend, RequestContext, ServeError, TableEntry, serve,
+    DEFAULT_MAX_MESSAGE_BYTES, FlightSqlFront, FrontConfig, MAX_BOUND_ROWS, PreparedStatement, QueryBackend,
+    RequestContext, ServeError, TableEntry, serve,
 };
 pub use ticket::{TicketError, TicketSigner};
 

@@ -56,6 +56,57 @@ pub fn normalize_batch(batch: RecordBatch, target: &SchemaRef) -> Result<RecordB
     RecordBatch::try_new(Arc::clone(target), columns)
 }
 
+/// `batch` as a batch of the `declared` schema: each column cast to the
+/// declared type when it differs and labelled with the declared field
+/// (name, nullability, metadata). A column with nulls under a field
+/// declared non-nullable is an error, never a silently different schema.
+pub fn conform_batch(batch: RecordBatch, declared: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    if batch.schema_ref() == declared {
+        return Ok(batch);
+    }
+    if batch.num_columns() != declared.fields().len() {
+        return Err(ArrowError::SchemaError(format!(
+            "the result has {} columns where its plan declared {}",
+            batch.num_columns(),
+            declared.fields().len()
+        )));
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(declared.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                cast(column, field.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::clone(declared), columns, &options)
+}
+
+/// `stream` with the `declared` schema (the one its plan announced, the
+/// same that `FlightInfo` and a prepared statement's dataset schema carry):
+/// its `schema()` is `declared` and every batch goes through
+/// [`conform_batch`]. Physical planning may decide facts the logical plan
+/// did not know (a constant expression is never null); the schema a client
+/// was told stays the schema it reads.
+pub fn conform_stream(
+    stream: datafusion::execution::SendableRecordBatchStream,
+    declared: SchemaRef,
+) -> datafusion::execution::SendableRecordBatchStream {
+    use futures::StreamExt;
+    let target = Arc::clone(&declared);
+    let batches = stream.map(move |item| {
+        item.and_then(|batch| {
+            conform_batch(batch, &target).map_err(|e| datafusion::error::DataFusionError::ArrowError(Box::new(e), None))
+        })
+    });
+    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(declared, batches))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +129,29 @@ mod tests {
         let out = normalize_batch(batch, &target).expect("normalize");
         assert_eq!(out.schema(), target);
         assert_eq!(out.num_rows(), 2);
+    }
+
+    #[test]
+    fn a_batch_takes_the_declared_fields_and_types() {
+        use arrow::array::Int32Array;
+        let physical = Arc::new(Schema::new(vec![
+            Field::new("upper(Utf8(\"abc\"))", DataType::Utf8View, false),
+            Field::new("n", DataType::Int32, false),
+        ]));
+        let declared = Arc::new(Schema::new(vec![
+            Field::new("upper(Utf8(\"abc\"))", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let a = StringViewArray::from(vec!["ABC"]);
+        let batch = RecordBatch::try_new(physical, vec![Arc::new(a), Arc::new(Int32Array::from(vec![7]))]).expect("b");
+        let out = conform_batch(batch, &declared).expect("conform");
+        assert_eq!(out.schema(), declared);
+        // Declared non-nullable but holding a null: refused, not relabelled.
+        let strict = Arc::new(Schema::new(vec![Field::new("a", DataType::Utf8, false)]));
+        let nullable = Arc::new(Schema::new(vec![Field::new("a", DataType::Utf8, true)]));
+        let with_null =
+            RecordBatch::try_new(nullable, vec![Arc::new(arrow::array::StringArray::from(vec![None::<&str>]))])
+                .expect("b");
+        assert!(conform_batch(with_null, &strict).is_err());
     }
 }

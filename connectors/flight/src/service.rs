@@ -15,8 +15,8 @@ use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
     Any, CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
-    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
-    SqlSupportedTransaction, TicketStatementQuery,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery, DoPutPreparedStatementResult,
+    ProstMessageExt, SqlInfo, SqlSupportedTransaction, TicketStatementQuery,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
@@ -100,6 +100,67 @@ pub trait QueryBackend: Send + Sync + 'static {
     /// The tables `caller` may see.
     async fn tables(&self, caller: &Self::Caller) -> Result<Vec<TableEntry>, Self::Error>;
 
+    /// Prepares `sql` (Flight SQL `CreatePreparedStatement`). The returned
+    /// key is sealed into the handle the client holds (signed and bound to
+    /// the caller like a ticket) and comes back to the `*_prepared` calls.
+    /// By default the key is the SQL itself and the statement takes no
+    /// parameters.
+    async fn prepare(&self, caller: &Self::Caller, sql: &str) -> Result<PreparedStatement, Self::Error> {
+        let schema = self.plan(caller, sql).await?;
+        Ok(PreparedStatement {
+            key: sql.to_string(),
+            dataset_schema: schema,
+            parameter_schema: Arc::new(Schema::empty()),
+        })
+    }
+
+    /// Binds the parameter rows of `batches` (Flight SQL `DoPut` on a
+    /// prepared statement) to the statement of `key`, returning the key of
+    /// the bound statement (sent back to the client as its new handle).
+    /// `None`: this backend takes no parameters (the default).
+    async fn bind(
+        &self,
+        _caller: &Self::Caller,
+        _key: &str,
+        _batches: Vec<arrow::array::RecordBatch>,
+    ) -> Option<Result<String, Self::Error>> {
+        None
+    }
+
+    /// The output schema of the prepared statement of `key` (`GetFlightInfo`).
+    async fn plan_prepared(&self, caller: &Self::Caller, key: &str) -> Result<SchemaRef, Self::Error> {
+        self.plan(caller, key).await
+    }
+
+    /// Executes the prepared statement of `key` (`DoGet`).
+    async fn execute_prepared(
+        &self,
+        caller: &Self::Caller,
+        key: &str,
+    ) -> Result<SendableRecordBatchStream, Self::Error> {
+        self.execute(caller, key).await
+    }
+
+    /// Executes the prepared statement of `key` once for every bound row
+    /// without returning the rows, and returns how many there were (Flight
+    /// SQL `DoPut` with `CommandPreparedStatementUpdate`, what ADBC's
+    /// `executemany` sends). `None`: not offered (the default).
+    async fn execute_prepared_counting(&self, _caller: &Self::Caller, _key: &str) -> Option<Result<i64, Self::Error>> {
+        None
+    }
+
+    /// Releases the prepared statement of `key` (`ClosePreparedStatement`).
+    async fn close_prepared(&self, _caller: &Self::Caller, _key: &str) {}
+
+    /// The status of a ticket or handle that does not open for this caller
+    /// (the backend may record the refusal).
+    async fn ticket_refused(&self, _caller: &Self::Caller, error: TicketError) -> Status {
+        match error {
+            TicketError::Malformed => Status::invalid_argument(error.to_string()),
+            TicketError::WrongCaller => Status::permission_denied(error.to_string()),
+        }
+    }
+
     /// Custom Flight actions this backend offers: (type, description).
     fn custom_actions(&self) -> Vec<(String, String)> {
         Vec::new()
@@ -115,6 +176,20 @@ pub trait QueryBackend: Send + Sync + 'static {
         None
     }
 }
+
+/// A statement prepared by a [`QueryBackend`].
+#[derive(Debug, Clone)]
+pub struct PreparedStatement {
+    /// What the handle carries (sealed) back to the backend.
+    pub key: String,
+    /// The schema of its results (normalised by the front end).
+    pub dataset_schema: SchemaRef,
+    /// The schema of one row of its parameters (empty: none).
+    pub parameter_schema: SchemaRef,
+}
+
+/// Most parameter rows one `DoPut` may bind.
+pub const MAX_BOUND_ROWS: usize = 10_000;
 
 /// Static facts the front end reports through `GetSqlInfo`.
 #[derive(Debug, Clone)]
@@ -170,11 +245,11 @@ impl<B: QueryBackend> FlightSqlFront<B> {
         self.backend.authenticate(&ctx).await.map_err(Into::into)
     }
 
-    fn open_ticket(&self, caller: &B::Caller, handle: &[u8]) -> Result<String, Status> {
-        self.signer.open(&self.backend.binding(caller), handle).map_err(|e| match e {
-            TicketError::Malformed => Status::invalid_argument(e.to_string()),
-            TicketError::WrongCaller => Status::permission_denied(e.to_string()),
-        })
+    async fn open_ticket(&self, caller: &B::Caller, handle: &[u8]) -> Result<String, Status> {
+        match self.signer.open(&self.backend.binding(caller), handle) {
+            Ok(opened) => Ok(opened),
+            Err(error) => Err(self.backend.ticket_refused(caller, error).await),
+        }
     }
 
     fn info_for(&self, schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
@@ -192,6 +267,15 @@ impl<B: QueryBackend> FlightSqlFront<B> {
         sql: &str,
     ) -> Result<Response<DoGetStream>, Status> {
         let stream = self.backend.execute(&caller, sql).await.map_err(Into::into)?;
+        self.stream_result(caller, conn, stream)
+    }
+
+    fn stream_result(
+        &self,
+        caller: B::Caller,
+        conn: Option<ConnInfo>,
+        stream: SendableRecordBatchStream,
+    ) -> Result<Response<DoGetStream>, Status> {
         let schema = normalize_schema(&stream.schema());
         let backend = Arc::clone(&self.backend);
         let target = Arc::clone(&schema);
@@ -278,6 +362,33 @@ where
     }
 }
 
+/// The parameter rows of a `DoPut` on a prepared statement, decoded (at
+/// most [`MAX_BOUND_ROWS`]).
+async fn read_parameters(stream: PeekableFlightDataStream) -> Result<Vec<arrow::array::RecordBatch>, Status> {
+    let mut decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+        // A message with no IPC header (only the descriptor) carries nothing to decode.
+        stream
+            .try_filter(|data| std::future::ready(!data.data_header.is_empty()))
+            .map_err(|status| FlightError::Tonic(Box::new(status))),
+    );
+    let mut batches = Vec::new();
+    let mut rows = 0usize;
+    while let Some(batch) = decoded.next().await {
+        let batch = batch.map_err(|e| match e {
+            FlightError::Tonic(status) => *status,
+            other => Status::invalid_argument(cap_message(&format!("the parameters cannot be read: {other}"))),
+        })?;
+        rows += batch.num_rows();
+        if rows > MAX_BOUND_ROWS {
+            return Err(Status::invalid_argument(format!(
+                "more than {MAX_BOUND_ROWS} parameter rows in one binding; bind fewer rows per execution"
+            )));
+        }
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
 fn flight_error_to_status(error: FlightError) -> Status {
     match error {
         FlightError::Tonic(status) => *status,
@@ -329,8 +440,8 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request).await?;
-        let sql = self.open_ticket(&caller, &query.prepared_statement_handle)?;
-        let planned = self.backend.plan(&caller, &sql).await.map_err(Into::into)?;
+        let key = self.open_ticket(&caller, &query.prepared_statement_handle).await?;
+        let planned = self.backend.plan_prepared(&caller, &key).await.map_err(Into::into)?;
         let schema = normalize_schema(&planned);
         let ticket = query.as_any().encode_to_vec();
         Ok(Response::new(self.info_for(&schema, ticket, request.into_inner())?))
@@ -392,7 +503,7 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request).await?;
-        let sql = self.open_ticket(&caller, &ticket.statement_handle)?;
+        let sql = self.open_ticket(&caller, &ticket.statement_handle).await?;
         self.stream_sql(caller, conn_of(&request), &sql).await
     }
 
@@ -402,8 +513,9 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request).await?;
-        let sql = self.open_ticket(&caller, &query.prepared_statement_handle)?;
-        self.stream_sql(caller, conn_of(&request), &sql).await
+        let key = self.open_ticket(&caller, &query.prepared_statement_handle).await?;
+        let stream = self.backend.execute_prepared(&caller, &key).await.map_err(Into::into)?;
+        self.stream_result(caller, conn_of(&request), stream)
     }
 
     async fn do_get_catalogs(
@@ -492,18 +604,35 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let caller = self.caller(&request).await?;
-        self.open_ticket(&caller, &query.prepared_statement_handle)?;
-        // Parameters are not supported; an empty binding (some clients send one) is accepted.
-        let mut stream = request.into_inner();
-        while let Some(item) = stream.next().await {
-            let data = item?;
-            if !data.data_body.is_empty() {
-                return Err(Status::invalid_argument(
-                    "prepared statement parameters are not supported; put literal values in the SQL",
-                ));
+        let key = self.open_ticket(&caller, &query.prepared_statement_handle).await?;
+        let batches = read_parameters(request.into_inner()).await?;
+        match self.backend.bind(&caller, &key, batches.clone()).await {
+            Some(bound) => {
+                let bound = bound.map_err(Into::into)?;
+                let handle = self.signer.seal(&self.backend.binding(&caller), &bound);
+                Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(handle.into()) })
             }
+            // An empty binding (some clients send one) is accepted.
+            None if batches.iter().all(|b| b.num_rows() == 0) => {
+                Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(query.prepared_statement_handle) })
+            }
+            None => Err(Status::invalid_argument(
+                "prepared statement parameters are not supported here; put literal values in the SQL",
+            )),
         }
-        Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(query.prepared_statement_handle) })
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let caller = self.caller(&request).await?;
+        let key = self.open_ticket(&caller, &query.prepared_statement_handle).await?;
+        match self.backend.execute_prepared_counting(&caller, &key).await {
+            Some(counted) => counted.map_err(Into::into),
+            None => Err(Status::unimplemented("this server is read-only: it runs no updates")),
+        }
     }
 
     async fn do_action_create_prepared_statement(
@@ -512,23 +641,26 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let caller = self.caller(&request).await?;
-        let planned = self.backend.plan(&caller, &query.query).await.map_err(Into::into)?;
-        let schema = normalize_schema(&planned);
-        let handle = self.signer.seal(&self.backend.binding(&caller), &query.query);
+        let prepared = self.backend.prepare(&caller, &query.query).await.map_err(Into::into)?;
+        let schema = normalize_schema(&prepared.dataset_schema);
+        let handle = self.signer.seal(&self.backend.binding(&caller), &prepared.key);
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into(),
             dataset_schema: schema_ipc(&schema)?,
-            parameter_schema: schema_ipc(&Schema::empty())?,
+            parameter_schema: schema_ipc(&prepared.parameter_schema)?,
         })
     }
 
     async fn do_action_close_prepared_statement(
         &self,
-        _query: ActionClosePreparedStatementRequest,
+        query: ActionClosePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
-        // Handles are stateless (signed SQL): nothing to release.
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
+        // Closing a handle that does not open for this caller releases nothing and is not an error.
+        if let Ok(key) = self.signer.open(&self.backend.binding(&caller), &query.prepared_statement_handle) {
+            self.backend.close_prepared(&caller, &key).await;
+        }
         Ok(())
     }
 

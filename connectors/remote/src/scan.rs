@@ -42,6 +42,17 @@ impl RemoteScanExec {
         &self.sql
     }
 
+    /// The same scan running `sql` instead (a cached plan bound to a new
+    /// subject key; see the gateway's lookup fast path).
+    pub fn with_sql(&self, sql: String) -> Self {
+        Self {
+            source: Arc::clone(&self.source),
+            sql,
+            schema: Arc::clone(&self.schema),
+            properties: Arc::clone(&self.properties),
+        }
+    }
+
     /// The source's name.
     pub fn source_name(&self) -> &str {
         self.source.name()

@@ -248,7 +248,11 @@ impl QueryBackend for Connector {
     async fn execute(&self, caller: &ConnectorCaller, sql: &str) -> Result<SendableRecordBatchStream, ConnectorError> {
         let started = chrono::Utc::now();
         tracing::debug!(caller = %caller.identity.name(), %sql, "query");
-        let stream = self.dataframe(sql).await?.execute_stream().await.map_err(|e| from_datafusion(e, false))?;
+        let frame = self.dataframe(sql).await?;
+        // One schema per statement: the stream carries the planned schema `plan` announced.
+        let declared = Arc::new(frame.schema().as_arrow().clone());
+        let stream = frame.execute_stream().await.map_err(|e| from_datafusion(e, false))?;
+        let stream = creditgate_flight::conform_stream(stream, declared);
         let log = Arc::clone(&self.log);
         let record = ServedRecord {
             time: started.to_rfc3339(),

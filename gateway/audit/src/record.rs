@@ -74,6 +74,19 @@ impl Outcome {
 pub enum RecordedQuery {
     /// SQL text as received.
     Sql(String),
+    /// One execution of a prepared (parameterized) statement: the statement
+    /// normalized as for [`RecordedQuery::Sql`] (its `$1`, `$2`, … kept),
+    /// and each bound parameter row as keyed digests
+    /// ([`SubjectHasher::digest`](crate::SubjectHasher::digest) of the
+    /// value's text; `null` for a NULL), never the values. Subject
+    /// identifiers among the values are in the record's subject hashes, as
+    /// for literals.
+    Prepared {
+        /// The normalized statement.
+        statement: String,
+        /// Per bound row, per parameter: the keyed digest of the value.
+        parameters: Vec<Vec<Option<String>>>,
+    },
     /// A structured lookup request, with the subject key replaced by its
     /// keyed hash (see [`SubjectHasher`](crate::SubjectHasher)).
     Lookup(serde_json::Value),

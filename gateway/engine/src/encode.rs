@@ -79,7 +79,8 @@ impl Encoder {
 
     /// Bytes for one batch.
     pub fn batch(&mut self, batch: &RecordBatch) -> Result<Bytes, std::io::Error> {
-        if batch.num_rows() == 0 {
+        // After a failure the document is closed: later rows are not sent.
+        if batch.num_rows() == 0 || self.failed {
             return Ok(Bytes::new());
         }
         let out = match self.kind {
@@ -120,7 +121,11 @@ impl Encoder {
     /// the body is aborted (the client sees a truncated transfer, never a
     /// silently short result).
     pub fn failure(&mut self, error: &GatewayError) -> Result<Bytes, std::io::Error> {
-        self.failed = true;
+        // A stream may fail more than once (several sources of one query
+        // timing out): the document is closed by the first failure only.
+        if std::mem::replace(&mut self.failed, true) {
+            return Ok(Bytes::new());
+        }
         match self.kind {
             Kind::Json => {
                 let code = error.code();
@@ -211,9 +216,14 @@ mod tests {
         out.extend_from_slice(&e.head());
         out.extend_from_slice(&e.batch(&b).expect("batch"));
         out.extend_from_slice(&e.failure(&GatewayError::ResourcesExhausted).expect("json"));
+        // A second failure and rows after the first (other sources of the
+        // same query) leave the closed document as it is.
+        out.extend_from_slice(&e.failure(&GatewayError::AuditUnavailable).expect("json"));
+        out.extend_from_slice(&e.batch(&b).expect("batch"));
         out.extend_from_slice(&e.finish());
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid json");
         assert_eq!(v["incomplete"], true);
+        assert_eq!(v["rows"].as_array().map(Vec::len), Some(b.num_rows()));
         assert_eq!(v["error"]["code"], "CG-RES-001");
     }
 

@@ -30,15 +30,38 @@ use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaPr
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionContext};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::watch;
 
 use crate::audit::{AuditSink, Auditor, column_accesses, datasets_and_columns};
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
+use crate::error::PreparedRefusal;
 use crate::federation::{CATALOG, Federation};
 use crate::metrics::Metrics;
 use crate::permit::{Caller, Disclosure, Frontend, Intent, Permit, Scope};
+use crate::prepared::{Owner, PlanSlot, PreparedKey, Statement};
+
+/// What [`Engine::run_prepared`] does with a prepared statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreparedMode {
+    /// Plan only: the result schema (Flight `GetFlightInfo`); the execution is recorded.
+    Plan,
+    /// Execute and stream the results (Flight `DoGet`).
+    Stream,
+    /// Execute and count the result rows without returning them (ADBC `executemany`).
+    Count,
+}
+
+/// What [`Engine::run_prepared`] returns.
+pub enum PreparedOutput {
+    /// The result schema.
+    Schema(SchemaRef),
+    /// The results.
+    Stream(SendableRecordBatchStream),
+    /// How many rows the executions produced.
+    Rows(u64),
+}
 
 /// How often sources that have not answered yet are retried.
 pub const SOURCE_RETRY_INTERVAL: Duration = Duration::from_secs(5);
@@ -75,6 +98,8 @@ pub struct Engine {
     masks: Arc<MaskUdfs>,
     auditor: Auditor,
     catalogs: Mutex<HashMap<String, CachedCatalog>>,
+    prepared: crate::prepared::PreparedStore,
+    lookup_plans: crate::prepared::LookupPlans,
     limits: crate::limits::Limits,
     /// Per client address on the public listener (`[public] rate_limit_per_address`).
     address_limits: Option<crate::limits::AddressLimits>,
@@ -259,12 +284,14 @@ impl Engine {
         Ok(Arc::new(Self {
             config,
             federation,
-            metrics,
+            metrics: Arc::clone(&metrics),
             policy: RwLock::new(Arc::new(policy)),
             policy_generation: AtomicU64::new(0),
             masks: Arc::new(masks),
             auditor,
             catalogs: Mutex::new(HashMap::new()),
+            prepared: crate::prepared::PreparedStore::default(),
+            lookup_plans: crate::prepared::LookupPlans::new(Arc::clone(&metrics)),
             limits,
             address_limits,
             consents,
@@ -610,8 +637,12 @@ impl Engine {
 
     /// The caller's secure views (cached per principal; rebuilt when the
     /// policy, the federation or the date changes) and their grants.
+    fn catalog_key(&self) -> crate::prepared::CatalogKey {
+        (self.policy_generation(), self.federation.generation(), today())
+    }
+
     fn catalog_for(&self, principal: &Principal) -> (Arc<MemoryCatalogProvider>, Arc<BTreeMap<String, DatasetGrant>>) {
-        let key = (self.policy_generation(), self.federation.generation(), today());
+        let key = self.catalog_key();
         let mut cache = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(cached) = cache.get(&principal.name)
             && cached.key == key
@@ -793,9 +824,305 @@ impl Engine {
         }
     }
 
+    /// Prepares `sql` (its `?` already numbered, `written` the highest
+    /// parameter number in the text) under a planning-only permit: plans it
+    /// once against the permit's views, infers the parameter types, and
+    /// keeps it for `owner`. The permit is closed as planned (each execution
+    /// is recorded); a refusal is recorded.
+    pub async fn prepare(
+        &self,
+        permit: Permit,
+        sql: &str,
+        written: usize,
+        owner: Owner,
+    ) -> Result<(PreparedKey, Arc<Statement>), GatewayError> {
+        let key = self.catalog_key();
+        let planned = match self.plan(&permit, sql).await {
+            Ok(planned) => planned,
+            Err(error) => return Err(permit.refuse(error).await),
+        };
+        let statement = match self.statement(&permit, planned, sql, written, owner, key) {
+            Ok(statement) => statement,
+            Err(error) => return Err(permit.refuse(error).await),
+        };
+        permit.planned();
+        Ok(self.prepared.insert(statement))
+    }
+
+    fn statement(
+        &self,
+        permit: &Permit,
+        planned: Planned,
+        sql: &str,
+        written: usize,
+        owner: Owner,
+        key: crate::prepared::CatalogKey,
+    ) -> Result<Statement, GatewayError> {
+        let parameters = crate::prepared::parameter_types(planned.frame.logical_plan(), written)?;
+        if parameters.len() > crate::sql_gate::MAX_PARAMETERS {
+            return Err(GatewayError::InvalidQuery(format!(
+                "the statement takes {} parameters; the limit is {}",
+                parameters.len(),
+                crate::sql_gate::MAX_PARAMETERS
+            )));
+        }
+        let (recorded, subjects) = self.auditor.redact_sql(sql);
+        Ok(Statement {
+            owner,
+            generation: permit.policy_generation(),
+            sql: sql.to_string(),
+            recorded,
+            subjects,
+            datasets: self.referenced_datasets(sql),
+            parameters,
+            schema: Arc::new(planned.frame.schema().as_arrow().clone()),
+            slot: Mutex::new(PlanSlot {
+                key,
+                plan: planned.frame.logical_plan().clone(),
+                grants: planned.grants,
+                deep: planned.deep,
+            }),
+        })
+    }
+
+    /// Binds the parameter rows of `batches` (Flight `DoPut`) to the
+    /// prepared statement of `key`, for `caller` with `purpose`; returns the
+    /// key of the binding. Refusals are recorded.
+    pub async fn bind_prepared(
+        &self,
+        caller: Caller,
+        purpose: Option<String>,
+        key: &str,
+        batches: &[arrow::array::RecordBatch],
+    ) -> Result<String, GatewayError> {
+        let owner = Owner::of(&caller, purpose.as_deref());
+        let bound = PreparedKey::parse(key).ok_or(GatewayError::Prepared(PreparedRefusal::Unknown)).and_then(|key| {
+            let (statement, _) = self.prepared.resolve(&key)?;
+            statement.check_owner(&owner)?;
+            if statement.generation != self.policy_generation() {
+                return Err(GatewayError::Prepared(PreparedRefusal::PolicyReloaded));
+            }
+            let id = match key {
+                PreparedKey::Statement(id) => id,
+                PreparedKey::Bound(_) => match self.prepared.resolve(&key)?.1 {
+                    Some(binding) => binding.statement.clone(),
+                    None => return Err(GatewayError::Prepared(PreparedRefusal::Unknown)),
+                },
+            };
+            let rows = crate::prepared::rows_from_arrow(&statement.parameters, batches)?;
+            Ok(self.prepared.bind(crate::prepared::binding(&self.auditor, id, rows)).to_key())
+        });
+        match bound {
+            Ok(key) => Ok(key),
+            Err(error) => {
+                let what = RecordedQuery::Request("Flight SQL DoPut (prepared statement parameters)".to_string());
+                let intent = Intent::new(creditgate_policy::Operation::Query, purpose, what).planning_only();
+                Err(self.refuse(caller, intent, error).await)
+            }
+        }
+    }
+
+    /// Forgets the prepared statement (or binding) of `key` if it is `caller`'s.
+    pub fn close_prepared(&self, caller: &Caller, purpose: Option<&str>, key: &str) {
+        if let Some(key) = PreparedKey::parse(key) {
+            self.prepared.close(&key, &Owner::of(caller, purpose));
+        }
+    }
+
+    /// The physical plans of the lookup fast path.
+    pub fn lookup_plans(&self) -> &crate::prepared::LookupPlans {
+        &self.lookup_plans
+    }
+
+    /// How many prepared statements the gateway keeps.
+    pub fn prepared_statements(&self) -> usize {
+        self.prepared.len()
+    }
+
+    /// Runs the prepared statement (or binding) of `key` for `caller` with
+    /// `purpose`, under a permit of its own (planning-only for
+    /// [`PreparedMode::Plan`]): the handle must be `caller`'s for this
+    /// purpose and from the current policy generation; every bound row is
+    /// executed (the results one after the other). The audit record holds
+    /// the normalized statement and the rows' digests.
+    pub async fn run_prepared(
+        &self,
+        caller: Caller,
+        purpose: Option<String>,
+        key: &str,
+        mode: PreparedMode,
+    ) -> Result<PreparedOutput, GatewayError> {
+        let owner = Owner::of(&caller, purpose.as_deref());
+        let generic = |purpose: Option<String>| {
+            let what = RecordedQuery::Request("Flight SQL prepared statement".to_string());
+            let intent = Intent::new(creditgate_policy::Operation::Query, purpose, what);
+            if mode == PreparedMode::Plan { intent.planning_only() } else { intent }
+        };
+        let resolved = PreparedKey::parse(key)
+            .ok_or(GatewayError::Prepared(PreparedRefusal::Unknown))
+            .and_then(|key| self.prepared.resolve(&key))
+            .and_then(|(statement, binding)| statement.check_owner(&owner).map(|()| (statement, binding)));
+        let (statement, binding) = match resolved {
+            Ok(resolved) => resolved,
+            Err(error) => return Err(self.refuse(caller, generic(purpose), error).await),
+        };
+        let mut intent =
+            Intent::new(creditgate_policy::Operation::Query, purpose, statement.recorded(binding.as_deref()))
+                .with_subjects(statement.subjects(binding.as_deref()))
+                .naming(statement.datasets.clone());
+        if mode == PreparedMode::Plan {
+            intent = intent.planning_only();
+        }
+        if statement.generation != self.policy_generation() {
+            return Err(self.refuse(caller, intent, GatewayError::Prepared(PreparedRefusal::PolicyReloaded)).await);
+        }
+        let permit = self.authorize(caller, intent).await?;
+        if permit.policy_generation() != statement.generation {
+            return Err(permit.refuse(GatewayError::Prepared(PreparedRefusal::PolicyReloaded)).await);
+        }
+        let rows = match (statement.parameter_count(), binding.as_deref()) {
+            (0, _) => vec![Vec::new()],
+            (_, Some(binding)) if binding.rows() > 0 => binding.rows.clone(),
+            (n, _) => {
+                let error = GatewayError::InvalidParameters(format!(
+                    "the statement takes {n} parameter(s); bind at least one row of them before executing"
+                ));
+                return Err(permit.refuse(error).await);
+            }
+        };
+        if mode == PreparedMode::Plan {
+            permit.planned();
+            return Ok(PreparedOutput::Schema(Arc::clone(statement.schema())));
+        }
+        let stream = self.execute_statement(permit, &statement, rows).await?;
+        match mode {
+            PreparedMode::Count => {
+                let mut stream = stream;
+                let mut rows = 0u64;
+                while let Some(batch) = stream.next().await {
+                    rows += batch.map_err(|e| GatewayError::from_datafusion(e, false))?.num_rows() as u64;
+                }
+                Ok(PreparedOutput::Rows(rows))
+            }
+            _ => Ok(PreparedOutput::Stream(stream)),
+        }
+    }
+
+    /// Runs `sql` with its parameters `params` (HTTP `{"sql", "params"}`)
+    /// for `caller`: one permit and one record, like a text query, the
+    /// statement planned once per caller, purpose and text and bound with
+    /// `params` (the plan is kept for the next request with the same text).
+    pub async fn query_with_params(
+        &self,
+        caller: Caller,
+        purpose: Option<String>,
+        sql: &str,
+        params: &[serde_json::Value],
+    ) -> Result<SendableRecordBatchStream, GatewayError> {
+        let owner = Owner::of(&caller, purpose.as_deref());
+        let numbered = crate::sql_gate::number_parameters(sql);
+        let text = numbered.as_ref().map(|(text, _)| text.as_str()).unwrap_or(sql);
+        let (recorded, mut subjects) = self.auditor.redact_sql(text);
+        let texts: Vec<Option<String>> = params.iter().map(crate::prepared::json_text).collect();
+        let (digests, value_subjects) = crate::prepared::digests(&self.auditor, std::slice::from_ref(&texts));
+        for s in value_subjects {
+            if !subjects.contains(&s) {
+                subjects.push(s);
+            }
+        }
+        let what = RecordedQuery::Prepared { statement: recorded, parameters: digests };
+        let intent = Intent::new(creditgate_policy::Operation::Query, purpose, what)
+            .with_subjects(subjects)
+            .naming(self.referenced_datasets(text));
+        let (text, written) = match numbered {
+            Ok(numbered) if sql.len() <= crate::sql_gate::MAX_SQL_BYTES => numbered,
+            Ok(_) => {
+                let error = crate::sql_gate::parse_query(sql)
+                    .err()
+                    .unwrap_or(GatewayError::InvalidQuery("the statement is too long".into()));
+                return Err(self.refuse(caller, intent, error).await);
+            }
+            Err(error) => return Err(self.refuse(caller, intent, error).await),
+        };
+        let permit = self.authorize(caller, intent).await?;
+        let generation = permit.policy_generation();
+        let statement = match self.prepared.by_text(&owner, &text).filter(|s| s.generation == generation) {
+            Some(statement) => {
+                self.metrics.plan_cache("prepared", "hit");
+                statement
+            }
+            None => {
+                self.metrics.plan_cache("prepared", "miss");
+                let key = self.catalog_key();
+                let made = match self.plan(&permit, &text).await {
+                    Ok(planned) => self.statement(&permit, planned, &text, written, owner, key),
+                    Err(error) => Err(error),
+                };
+                match made {
+                    Ok(statement) => self.prepared.insert_text(statement),
+                    Err(error) => return Err(permit.refuse(error).await),
+                }
+            }
+        };
+        let row = match crate::prepared::row_from_json(&statement.parameters, params) {
+            Ok(row) => row,
+            Err(error) => return Err(permit.refuse(error).await),
+        };
+        self.execute_statement(permit, &statement, vec![row]).await
+    }
+
+    /// Binds `rows` into the statement's plan (planned again from its text
+    /// first if the federation or the day changed since: the policy cannot
+    /// have, the permit was checked against it) and releases the results.
+    async fn execute_statement(
+        &self,
+        permit: Permit,
+        statement: &Statement,
+        rows: Vec<Vec<datafusion::common::ScalarValue>>,
+    ) -> Result<SendableRecordBatchStream, GatewayError> {
+        let key = self.catalog_key();
+        let current = statement.slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let slot = if current.key == key {
+            current
+        } else {
+            let planned = match self.plan(&permit, &statement.sql).await {
+                Ok(planned) => planned,
+                Err(error) => return Err(permit.refuse(error).await),
+            };
+            if planned.frame.schema().as_arrow() != statement.schema.as_ref() {
+                let error = GatewayError::InvalidQuery(
+                    "the datasets the statement reads changed since it was prepared; prepare it again".to_string(),
+                );
+                return Err(permit.refuse(error).await);
+            }
+            let slot = PlanSlot {
+                key,
+                plan: planned.frame.logical_plan().clone(),
+                grants: planned.grants,
+                deep: planned.deep,
+            };
+            *statement.slot.lock().unwrap_or_else(|p| p.into_inner()) = slot.clone();
+            slot
+        };
+        let state = match self.engine() {
+            Ok(ctx) => ctx.state(),
+            Err(error) => return Err(permit.refuse(error).await),
+        };
+        let frames: Result<Vec<DataFrame>, DataFusionError> = rows
+            .into_iter()
+            .map(|row| slot.plan.clone().with_param_values(row).map(|plan| DataFrame::new(state.clone(), plan)))
+            .collect();
+        let frames = match frames {
+            Ok(frames) => frames,
+            Err(error) => return Err(permit.refuse(GatewayError::InvalidParameters(error.strip_backtrace())).await),
+        };
+        self.release(permit, frames, slot.grants, slot.deep, Arc::clone(statement.schema())).await
+    }
+
     /// Plans, audits and executes `sql`. The audit record is durable before
     /// the stream is returned; a refusal or failure is recorded instead. A
-    /// stream-end record follows when the stream ends.
+    /// stream-end record follows when the stream ends. The stream has the
+    /// schema [`Engine::plan_only`] announces for the same text.
     pub async fn query(&self, permit: Permit, sql: &str) -> Result<SendableRecordBatchStream, GatewayError> {
         tracing::debug!(sql = %sql, "query");
         if permit.plan_only() {
@@ -804,6 +1131,26 @@ impl Engine {
         let Planned { frame, grants, deep } = match self.plan(&permit, sql).await {
             Ok(planned) => planned,
             Err(error) => return Err(permit.refuse(error).await),
+        };
+        let declared = Arc::new(frame.schema().as_arrow().clone());
+        self.release(permit, vec![frame], grants, deep, declared).await
+    }
+
+    /// Audits and executes planned frames (one per bound parameter row, or
+    /// the one frame of a text query), streaming their results one after
+    /// the other with the `declared` schema. Every frame reads the same
+    /// datasets and columns (they are bindings of one plan).
+    async fn release(
+        &self,
+        permit: Permit,
+        frames: Vec<DataFrame>,
+        grants: Arc<BTreeMap<String, DatasetGrant>>,
+        deep: bool,
+        declared: SchemaRef,
+    ) -> Result<SendableRecordBatchStream, GatewayError> {
+        let mut frames = frames.into_iter();
+        let Some(frame) = frames.next() else {
+            return Err(permit.refuse(GatewayError::internal("an execution without a plan")).await);
         };
         let touched = datasets_and_columns(frame.logical_plan());
         let columns = column_accesses(&touched, &grants);
@@ -815,6 +1162,24 @@ impl Engine {
             Ok(Err(e)) => return Err(permit.refuse(GatewayError::from_datafusion(e, false)).await),
             Err(e) => return Err(permit.refuse(e).await),
         };
+        let rest: Vec<DataFrame> = frames.collect();
+        let stream = if rest.is_empty() {
+            stream
+        } else {
+            // The other bound rows run one after the other, each planned when its turn comes.
+            let later = futures::stream::iter(rest)
+                .then(move |frame| async move {
+                    match on_stack_for(deep, frame.execute_stream()).await {
+                        Ok(executed) => executed,
+                        Err(e) => Err(DataFusionError::Execution(e.to_string())),
+                    }
+                })
+                .try_flatten();
+            let schema = stream.schema();
+            Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream.chain(later)))
+        };
+        // One schema per statement: what planning announced is what streams.
+        let stream = creditgate_flight::conform_stream(stream, declared);
         let queried = source_names.iter().map(|s| SourceStatus { source: s.clone(), status: "queried".to_string() });
         let disclosure = Disclosure {
             datasets: touched.keys().cloned().collect(),

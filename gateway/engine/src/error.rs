@@ -86,6 +86,13 @@ pub enum GatewayError {
     /// The audit log cannot be written; requests fail closed.
     #[error("the audit log is unavailable, so no data can be released; try again later")]
     AuditUnavailable,
+    /// A prepared-statement handle that cannot be used (made under an
+    /// earlier policy, closed or forgotten, or issued to another caller).
+    #[error("{0}")]
+    Prepared(PreparedRefusal),
+    /// The parameters bound to a statement do not fit it (count, type).
+    #[error("invalid parameters: {0}")]
+    InvalidParameters(String),
     /// Unsupported `Accept`: what was asked for, and what this route can produce.
     #[error("cannot produce {asked}; use {offered}")]
     NotAcceptable {
@@ -94,6 +101,38 @@ pub enum GatewayError {
         /// The media types the route produces, in words.
         offered: &'static str,
     },
+}
+
+/// Why a prepared-statement handle was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreparedRefusal {
+    /// The policy was reloaded after the statement was prepared: what it
+    /// was planned under may no longer hold.
+    PolicyReloaded,
+    /// The gateway does not know the handle (closed, forgotten to make room
+    /// for newer ones, or made before a restart).
+    Unknown,
+    /// The handle was issued to another certificate or for another purpose,
+    /// or was altered.
+    OtherCaller,
+}
+
+impl std::fmt::Display for PreparedRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PreparedRefusal::PolicyReloaded => {
+                "the prepared statement was made under a policy that has since been reloaded; prepare it again"
+            }
+            PreparedRefusal::Unknown => {
+                "the prepared statement is not known to the gateway (closed, expired or made before a restart); \
+                 prepare it again"
+            }
+            PreparedRefusal::OtherCaller => {
+                "the prepared statement or ticket was issued to another certificate or for another purpose, \
+                 or was altered"
+            }
+        })
+    }
 }
 
 /// A client-visible classification of a [`GatewayError`].
@@ -126,6 +165,12 @@ impl GatewayError {
             GatewayError::NotFound(_) => ("CG-REQ-003", 404, Code::NotFound, false),
             GatewayError::MethodNotAllowed(_) => ("CG-REQ-004", 405, Code::Unimplemented, false),
             GatewayError::NotAcceptable { .. } => ("CG-REQ-005", 406, Code::InvalidArgument, false),
+            GatewayError::InvalidParameters(_) => ("CG-REQ-006", 400, Code::InvalidArgument, false),
+            GatewayError::Prepared(PreparedRefusal::PolicyReloaded) => {
+                ("CG-PREP-001", 409, Code::FailedPrecondition, false)
+            }
+            GatewayError::Prepared(PreparedRefusal::Unknown) => ("CG-PREP-002", 404, Code::NotFound, false),
+            GatewayError::Prepared(PreparedRefusal::OtherCaller) => ("CG-PREP-003", 403, Code::PermissionDenied, false),
             GatewayError::ResourcesExhausted => ("CG-RES-001", 507, Code::ResourceExhausted, false),
             GatewayError::Source(e) => match e.kind {
                 SourceErrorKind::Timeout { .. } => ("CG-SRC-001", 504, Code::DeadlineExceeded, true),
@@ -165,14 +210,17 @@ impl GatewayError {
             | GatewayError::PolicyRefused(_)
             | GatewayError::MaskedRelation(_)
             | GatewayError::ConsentRefused { .. }
-            | GatewayError::RateLimited { .. } => {
+            | GatewayError::RateLimited { .. }
+            | GatewayError::Prepared(PreparedRefusal::OtherCaller) => {
                 tracing::info!(error.code = code.code, reason = %self, "request refused");
             }
             GatewayError::BadRequest(_)
             | GatewayError::InvalidQuery(_)
             | GatewayError::NotFound(_)
             | GatewayError::MethodNotAllowed(_)
-            | GatewayError::NotAcceptable { .. } => {
+            | GatewayError::NotAcceptable { .. }
+            | GatewayError::InvalidParameters(_)
+            | GatewayError::Prepared(PreparedRefusal::PolicyReloaded | PreparedRefusal::Unknown) => {
                 tracing::debug!(error.code = code.code, reason = %self, "bad request");
             }
             GatewayError::Source(source) => {

@@ -27,11 +27,12 @@ pub mod federation;
 pub mod limits;
 pub mod metrics;
 pub mod permit;
+pub mod prepared;
 pub mod publication;
 pub mod sql_gate;
 
 pub use config::GatewayConfig;
-pub use engine::{Consents, Engine, PURPOSE_HEADER, Planned, today};
+pub use engine::{Consents, Engine, PURPOSE_HEADER, Planned, PreparedMode, PreparedOutput, today};
 pub use error::GatewayError;
 pub use permit::{Caller, Disclosure, Frontend, Intent, Permit};
 

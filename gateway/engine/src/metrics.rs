@@ -88,6 +88,13 @@ impl Metrics {
         self.observe("creditgate_source_duration_seconds", &[("source", source)], took);
     }
 
+    /// A look-up in one of the plan caches: `cache` is `prepared` (SQL
+    /// statements with parameters) or `lookup` (subject lookups), `result`
+    /// is `hit` or `miss`.
+    pub fn plan_cache(&self, cache: &'static str, result: &'static str) {
+        self.inc("creditgate_plan_cache_total", &[("cache", cache), ("result", result)]);
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());

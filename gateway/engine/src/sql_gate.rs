@@ -89,6 +89,78 @@ pub fn operator_depth(sql: &str) -> Result<usize, GatewayError> {
     Ok(depth)
 }
 
+/// Most parameters (`$1` … `$n`) one statement may take.
+pub const MAX_PARAMETERS: usize = 256;
+
+/// `sql` with its parameter placeholders in the one form the planner binds:
+/// positional `$1`, `$2`, …. Each `?` (ODBC/JDBC/ADBC style) becomes the
+/// next number, left to right in the text; `$<n>` stays as written. Named
+/// placeholders (`$name`, `:name`, `@name`, `?3`) and a mix of `?` with
+/// `$<n>` are refused by name. Returns the text and the highest parameter
+/// number written (0: none). Only placeholder tokens are touched: a `?` in
+/// a string or a comment is text.
+pub fn number_parameters(sql: &str) -> Result<(String, usize), GatewayError> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| GatewayError::InvalidQuery(format!("cannot read the SQL text: {e}")))?;
+    let mut questions = Vec::new();
+    let mut highest = 0usize;
+    for token in &tokens {
+        let Token::Placeholder(text) = &token.token else { continue };
+        if text == "?" {
+            questions.push(token.span.start);
+            continue;
+        }
+        match text.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) if (1..=MAX_PARAMETERS).contains(&n) => highest = highest.max(n),
+            Some(_) => {
+                return Err(GatewayError::InvalidQuery(format!(
+                    "parameter `{}`: parameters are numbered from $1 to ${MAX_PARAMETERS}",
+                    text.chars().take(32).collect::<String>()
+                )));
+            }
+            None => {
+                return Err(GatewayError::InvalidQuery(format!(
+                    "named parameter `{}`: only positional parameters ($1, $2, … or ?) are supported",
+                    text.chars().take(32).collect::<String>()
+                )));
+            }
+        }
+    }
+    if questions.is_empty() {
+        return Ok((sql.to_string(), highest));
+    }
+    if highest > 0 {
+        return Err(GatewayError::InvalidQuery("the statement mixes ? and $n parameters; use one form".to_string()));
+    }
+    if questions.len() > MAX_PARAMETERS {
+        return Err(GatewayError::InvalidQuery(format!(
+            "the statement has {} parameters; the limit is {MAX_PARAMETERS}",
+            questions.len()
+        )));
+    }
+    // Byte offsets of the `?` tokens (locations are 1-based lines and character columns).
+    let mut line_starts = vec![0usize];
+    line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+    let offset = |line: u64, column: u64| -> Option<usize> {
+        let start = *line_starts.get(usize::try_from(line).ok()?.checked_sub(1)?)?;
+        let skip = usize::try_from(column).ok()?.checked_sub(1)?;
+        sql[start..].char_indices().nth(skip).map(|(i, _)| start + i)
+    };
+    let mut out = String::with_capacity(sql.len() + questions.len() * 3);
+    let mut copied = 0usize;
+    for (n, at) in questions.iter().enumerate() {
+        let Some(at) = offset(at.line, at.column).filter(|&at| sql[at..].starts_with('?')) else {
+            return Err(GatewayError::InvalidQuery("cannot number the ? parameters of this statement".to_string()));
+        };
+        out.push_str(&sql[copied..at]);
+        out.push_str(&format!("${}", n + 1));
+        copied = at + 1;
+    }
+    out.push_str(&sql[copied..]);
+    Ok((out, questions.len()))
+}
+
 /// Parses `sql` and returns its single query statement.
 pub fn parse_query(sql: &str) -> Result<Parsed, GatewayError> {
     if sql.len() > MAX_SQL_BYTES {
@@ -163,6 +235,21 @@ fn statement_kind(statement: &Statement) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn question_marks_are_numbered_left_to_right_and_only_as_tokens() {
+        let number = |sql: &str| number_parameters(sql).map_err(|e| e.to_string());
+        assert_eq!(number("SELECT 1").as_ref().map(|(s, n)| (s.as_str(), *n)), Ok(("SELECT 1", 0)));
+        let (text, n) = number("SELECT a FROM t WHERE b = ? AND c IN (?, ?) -- why?\n AND d = '?'").expect("ok");
+        assert_eq!(text, "SELECT a FROM t WHERE b = $1 AND c IN ($2, $3) -- why?\n AND d = '?'");
+        assert_eq!(n, 3);
+        let (text, n) = number("SELECT '名字' AS \"列\", x\nFROM t\nWHERE y = ?").expect("ok");
+        assert_eq!((text.as_str(), n), ("SELECT '名字' AS \"列\", x\nFROM t\nWHERE y = $1", 1));
+        assert_eq!(number("SELECT $2, $1").map(|(_, n)| n), Ok(2));
+        assert!(number("SELECT ?, $1").expect_err("mixed").contains("mixes"));
+        assert!(number("SELECT $name").expect_err("named").contains("named parameter"));
+        assert!(number("SELECT $0").expect_err("zero").contains("numbered from $1"));
+    }
 
     #[test]
     fn queries_pass() {

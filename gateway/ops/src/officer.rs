@@ -474,6 +474,9 @@ fn time_text(t: &chrono::DateTime<chrono::Utc>) -> String {
 fn query_text(query: &RecordedQuery) -> String {
     match query {
         RecordedQuery::Sql(sql) => sql.clone(),
+        RecordedQuery::Prepared { statement, parameters } => {
+            format!("{statement} -- prepared; {} parameter row(s)", parameters.len())
+        }
         RecordedQuery::Lookup(v) | RecordedQuery::Event(v) => v.to_string(),
         RecordedQuery::Request(text) => text.clone(),
         RecordedQuery::StreamEnd(seq) => format!("end of the stream of record {seq}"),

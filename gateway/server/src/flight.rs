@@ -13,8 +13,12 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use creditgate_audit::RecordedQuery;
 use creditgate_certs::revocation::CloseReason;
-use creditgate_engine::{Caller, Disclosure, Engine, Frontend, GatewayError, Intent, PURPOSE_HEADER};
-use creditgate_flight::{QueryBackend, RequestContext, TableEntry};
+use creditgate_engine::error::PreparedRefusal;
+use creditgate_engine::prepared::{Owner, PreparedKey, Statement};
+use creditgate_engine::{
+    Caller, Disclosure, Engine, Frontend, GatewayError, Intent, PURPOSE_HEADER, PreparedMode, PreparedOutput,
+};
+use creditgate_flight::{PreparedStatement, QueryBackend, RequestContext, TableEntry, TicketError};
 use creditgate_policy::Operation;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
@@ -59,6 +63,38 @@ pub async fn run_sql(
     engine.query(permit, sql).await
 }
 
+/// Prepares `sql` for `caller` with `purpose` (Flight SQL
+/// `CreatePreparedStatement`): its `?` numbered, authorized like its
+/// execution under a planning-only permit, planned once and kept. A
+/// refusal is recorded with the statement as a text query's would be.
+pub async fn prepare_sql(
+    engine: &Engine,
+    caller: Caller,
+    purpose: Option<String>,
+    sql: &str,
+) -> Result<(PreparedKey, Arc<Statement>), GatewayError> {
+    let owner = Owner::of(&caller, purpose.as_deref());
+    let numbered = creditgate_engine::sql_gate::number_parameters(sql);
+    let text = numbered.as_ref().map(|(text, _)| text.as_str()).unwrap_or(sql);
+    let (what, subjects) = recorded_sql(engine, text);
+    let intent = Intent::new(Operation::Query, purpose, RecordedQuery::Sql(what))
+        .with_subjects(subjects)
+        .naming(engine.referenced_datasets(text))
+        .planning_only();
+    let (text, written) = match numbered {
+        Ok(numbered) if sql.len() <= creditgate_engine::sql_gate::MAX_SQL_BYTES => numbered,
+        Ok(_) => {
+            let error = creditgate_engine::sql_gate::parse_query(sql)
+                .err()
+                .unwrap_or(GatewayError::InvalidQuery("the statement is too long".into()));
+            return Err(engine.refuse(caller, intent, error).await);
+        }
+        Err(error) => return Err(engine.refuse(caller, intent, error).await),
+    };
+    let permit = engine.authorize(caller, intent).await?;
+    engine.prepare(permit, &text, written, owner).await
+}
+
 /// What the audit record keeps of `sql`, and the subjects it names.
 fn recorded_sql(engine: &Engine, sql: &str) -> (String, Vec<String>) {
     if sql.len() > creditgate_engine::sql_gate::MAX_SQL_BYTES {
@@ -76,6 +112,18 @@ impl FlightBackend {
     /// The backend over `engine`.
     pub fn new(engine: Arc<Engine>) -> FlightBackend {
         FlightBackend { engine }
+    }
+}
+
+impl FlightBackend {
+    async fn run_prepared(
+        &self,
+        caller: &FlightCaller,
+        key: &str,
+        mode: PreparedMode,
+    ) -> Result<PreparedOutput, FlightError> {
+        let run = self.engine.run_prepared(caller.caller.clone(), caller.purpose.clone(), key, mode);
+        Ok(run.instrument(caller.span.clone()).await?)
     }
 }
 
@@ -112,6 +160,70 @@ impl QueryBackend for FlightBackend {
     async fn execute(&self, caller: &FlightCaller, sql: &str) -> Result<SendableRecordBatchStream, FlightError> {
         let run = run_sql(&self.engine, caller.caller.clone(), caller.purpose.clone(), sql, false);
         Ok(run.instrument(caller.span.clone()).await?)
+    }
+
+    async fn prepare(&self, caller: &FlightCaller, sql: &str) -> Result<PreparedStatement, FlightError> {
+        let run = prepare_sql(&self.engine, caller.caller.clone(), caller.purpose.clone(), sql);
+        let (key, statement) = run.instrument(caller.span.clone()).await?;
+        Ok(PreparedStatement {
+            key: key.to_key(),
+            dataset_schema: Arc::clone(statement.schema()),
+            parameter_schema: statement.parameter_schema(),
+        })
+    }
+
+    async fn bind(
+        &self,
+        caller: &FlightCaller,
+        key: &str,
+        batches: Vec<arrow::array::RecordBatch>,
+    ) -> Option<Result<String, FlightError>> {
+        let run = self.engine.bind_prepared(caller.caller.clone(), caller.purpose.clone(), key, &batches);
+        Some(run.instrument(caller.span.clone()).await.map_err(FlightError))
+    }
+
+    async fn plan_prepared(&self, caller: &FlightCaller, key: &str) -> Result<SchemaRef, FlightError> {
+        match self.run_prepared(caller, key, PreparedMode::Plan).await? {
+            PreparedOutput::Schema(schema) => Ok(schema),
+            _ => Err(FlightError(GatewayError::internal("planning a prepared statement returned no schema"))),
+        }
+    }
+
+    async fn execute_prepared(
+        &self,
+        caller: &FlightCaller,
+        key: &str,
+    ) -> Result<SendableRecordBatchStream, FlightError> {
+        match self.run_prepared(caller, key, PreparedMode::Stream).await? {
+            PreparedOutput::Stream(stream) => Ok(stream),
+            _ => Err(FlightError(GatewayError::internal("executing a prepared statement returned no stream"))),
+        }
+    }
+
+    async fn execute_prepared_counting(&self, caller: &FlightCaller, key: &str) -> Option<Result<i64, FlightError>> {
+        Some(match self.run_prepared(caller, key, PreparedMode::Count).await {
+            Ok(PreparedOutput::Rows(rows)) => Ok(i64::try_from(rows).unwrap_or(i64::MAX)),
+            Ok(_) => Err(FlightError(GatewayError::internal("counting a prepared statement returned no count"))),
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn close_prepared(&self, caller: &FlightCaller, key: &str) {
+        self.engine.close_prepared(&caller.caller, caller.purpose.as_deref(), key);
+    }
+
+    async fn ticket_refused(&self, caller: &FlightCaller, error: TicketError) -> tonic::Status {
+        let error = match error {
+            TicketError::Malformed => {
+                GatewayError::BadRequest("the ticket or prepared statement handle is malformed".into())
+            }
+            TicketError::WrongCaller => GatewayError::Prepared(PreparedRefusal::OtherCaller),
+        };
+        // Recorded: a replayed or forged handle is an attempt an officer must see.
+        let what = RecordedQuery::Request("Flight SQL ticket or prepared statement handle".to_string());
+        let intent = Intent::new(Operation::Query, caller.purpose.clone(), what).planning_only();
+        let refuse = self.engine.refuse(caller.caller.clone(), intent, error);
+        crate::boundary::status(refuse.instrument(caller.span.clone()).await)
     }
 
     fn stream_error(&self, _caller: &FlightCaller, error: DataFusionError) -> FlightError {

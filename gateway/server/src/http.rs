@@ -327,6 +327,10 @@ struct QueryRequest {
     sql: String,
     #[serde(default)]
     purpose: Option<String>,
+    /// Values of the statement's `$1`, `$2`, … (or `?`), in order: strings,
+    /// numbers, booleans or null. Values, never SQL.
+    #[serde(default)]
+    params: Option<Vec<serde_json::Value>>,
 }
 
 /// The response formats of `/v1/query`.
@@ -443,7 +447,7 @@ async fn query(
 ) -> Result<Response<Body>, GatewayError> {
     let read = async {
         let format = Format::from_accept(req.headers().get(header::ACCEPT))?;
-        let request: QueryRequest = read_json(req, "{\"sql\": \"…\", \"purpose\": \"…\"}").await?;
+        let request: QueryRequest = read_json(req, "{\"sql\": \"…\", \"params\": […], \"purpose\": \"…\"}").await?;
         Ok::<_, GatewayError>((format, request))
     };
     let (format, request) = match read.await {
@@ -456,7 +460,10 @@ async fn query(
     };
     let request_id = caller.request_id().to_string();
     let purpose = request.purpose.or(header_purpose);
-    let mut stream = crate::flight::run_sql(engine, caller, purpose, &request.sql, false).await?;
+    let mut stream = match &request.params {
+        Some(params) => engine.query_with_params(caller, purpose, &request.sql, params).await?,
+        None => crate::flight::run_sql(engine, caller, purpose, &request.sql, false).await?,
+    };
     // Wait for the first batch before committing to a status code, so a
     // failing source still gets a proper HTTP error.
     let first = match stream.next().await {

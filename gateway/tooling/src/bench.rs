@@ -27,6 +27,13 @@ pub struct BenchArgs {
     /// Lookups per latency measurement.
     #[arg(long, default_value_t = 300)]
     pub lookups: usize,
+    /// Measure only the prepared-statement comparison (on the small
+    /// federation) and write a report of its rows alone.
+    #[arg(long)]
+    pub prepared_only: bool,
+    /// Executions per side of the prepared-statement comparison.
+    #[arg(long, default_value_t = 1000)]
+    pub executions: usize,
     /// Where to write the report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     pub out: PathBuf,
@@ -152,6 +159,152 @@ async fn interleaved_latencies(a: &Lab, b: &Lab, n: usize) -> Result<(Vec<Durati
     Ok(samples)
 }
 
+/// CPU time used by this process so far (user + system; `/proc/self/stat`,
+/// in the kernel's 100 Hz ticks). The bench runs the gateway and the
+/// connectors in this process, so it covers client, gateway and sources.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// The prepared-statement rows of the report: the same point query of
+/// `market.enterprises` by credit code, `n` times prepared and bound, `n`
+/// times as text, interleaved in rounds of 50 so a noisy machine affects
+/// both alike; wall time and process CPU per execution.
+async fn prepared_vs_text(
+    lab: &Lab,
+    code: &str,
+    n: usize,
+    report: &mut dyn FnMut(&str, String, String, String, &str),
+) -> Result<(), String> {
+    use arrow::array::{RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let error = |e: arrow_flight::error::FlightError| crate::client::flight_error_text(&e);
+    let mut text_client = lab.flight_client("samr")?;
+    let mut prepared_client = lab.flight_client("samr")?;
+    let columns = "credit_code, name, status, registered_capital, phone";
+    let mut statement = prepared_client
+        .inner_mut()
+        .prepare(format!("SELECT {columns} FROM market.enterprises WHERE credit_code = $1"), None)
+        .await
+        .map_err(error)?;
+    let schema = Arc::new(Schema::new(vec![Field::new("0", DataType::Utf8, true)]));
+    let binding =
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![code]))]).map_err(|e| e.to_string())?;
+    let text_sql = format!("SELECT {columns} FROM market.enterprises WHERE credit_code = '{code}'");
+    let (mut text_time, mut prepared_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut text_cpu, mut prepared_cpu) = (Duration::ZERO, Duration::ZERO);
+    let mut rows = (0usize, 0usize);
+    let mut done = 0usize;
+    while done < n {
+        let round = 50.min(n - done);
+        let (cpu, started) = (process_cpu(), Instant::now());
+        for _ in 0..round {
+            rows.0 += text_client.query(&text_sql).await.map_err(error)?.iter().map(|b| b.num_rows()).sum::<usize>();
+        }
+        text_time += started.elapsed();
+        text_cpu += process_cpu().zip(cpu).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
+        let (cpu, started) = (process_cpu(), Instant::now());
+        for _ in 0..round {
+            statement.set_parameters(binding.clone()).map_err(error)?;
+            let info = statement.execute().await.map_err(error)?;
+            for endpoint in info.endpoint {
+                let ticket = endpoint.ticket.ok_or("no ticket")?;
+                let stream = prepared_client.inner_mut().do_get(ticket).await.map_err(error)?;
+                let batches: Vec<RecordBatch> = futures::TryStreamExt::try_collect(stream).await.map_err(error)?;
+                rows.1 += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+            }
+        }
+        prepared_time += started.elapsed();
+        prepared_cpu += process_cpu().zip(cpu).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
+        done += round;
+    }
+    if rows.0 != rows.1 || rows.0 != n {
+        return Err(format!("prepared and text answers differ: {} vs {} rows for {n} executions", rows.1, rows.0));
+    }
+    let per = |d: Duration| d / n.max(1) as u32;
+    report(
+        &format!("prepared query × {n} vs as text × {n}: wall"),
+        format!("{} ms/exec", ms(per(prepared_time)).trim_end_matches(" ms")),
+        format!("{} ms/exec", ms(per(text_time)).trim_end_matches(" ms")),
+        format!("{:.2}×", prepared_time.as_secs_f64() / text_time.as_secs_f64()),
+        "bound each time: DoPut + GetFlightInfo + DoGet vs GetFlightInfo + DoGet; interleaved rounds of 50",
+    );
+    report(
+        &format!("prepared query × {n} vs as text × {n}: CPU"),
+        format!("{} ms/exec", ms(per(prepared_cpu)).trim_end_matches(" ms")),
+        format!("{} ms/exec", ms(per(text_cpu)).trim_end_matches(" ms")),
+        format!("{:.2}×", prepared_cpu.as_secs_f64() / text_cpu.as_secs_f64().max(1e-9)),
+        "process CPU (client, gateway and connectors share this process), 10 ms ticks",
+    );
+    Ok(())
+}
+
+/// Lookups/s and process CPU per lookup at 32 concurrent callers, `n`
+/// lookups with the lookup plan cache off (every read planned, as before the
+/// fast path), then `n` with it on (after one warm-up lookup).
+async fn lookup_cache_off_on(
+    lab: &Lab,
+    code: &str,
+    n: usize,
+    report: &mut dyn FnMut(&str, String, String, String, &str),
+) -> Result<(), String> {
+    const CALLERS: usize = 32;
+    let per = (n / CALLERS).max(2);
+    let mut clients = Vec::new();
+    for _ in 0..CALLERS {
+        let mut client = lab.flight_client("samr")?;
+        client.set_header(creditgate_engine::PURPOSE_HEADER, "supervision");
+        clients.push(client);
+    }
+    let body = lookup_body(code, None);
+    let mut measured = Vec::new();
+    for enabled in [false, true] {
+        lab.gateway_handle.lookup_plans().set_enabled(enabled);
+        clients[0].lookup(&body).await.map_err(|e| crate::client::flight_error_text(&e))?;
+        let (cpu, started) = (process_cpu(), Instant::now());
+        let runs = clients.iter_mut().map(|client| {
+            let body = body.clone();
+            async move {
+                let mut errors = 0usize;
+                for _ in 0..per {
+                    match client.lookup(&body).await {
+                        Ok(doc) if doc["incomplete"] != true => {}
+                        _ => errors += 1,
+                    }
+                }
+                errors
+            }
+        });
+        let errors: usize = futures::future::join_all(runs).await.into_iter().sum();
+        let wall = started.elapsed();
+        let cpu = process_cpu().zip(cpu).map(|(b, a)| b.saturating_sub(a)).unwrap_or_default();
+        measured.push((CALLERS * per, wall, cpu, errors));
+    }
+    let (total, off_wall, off_cpu, off_errors) = measured[0];
+    let (_, on_wall, on_cpu, on_errors) = measured[1];
+    let rate = |wall: Duration| total as f64 / wall.as_secs_f64();
+    report(
+        "lookups/s, 32 callers: plan cache on vs off",
+        format!("{:.0}/s", rate(on_wall)),
+        format!("{:.0}/s", rate(off_wall)),
+        format!("{:.2}×", rate(on_wall) / rate(off_wall)),
+        &format!("{total} lookups each; errors {on_errors} (on), {off_errors} (off)"),
+    );
+    let per_lookup = |cpu: Duration| cpu.as_secs_f64() * 1000.0 / total as f64;
+    report(
+        "CPU per lookup, 32 callers: plan cache on vs off",
+        format!("{:.1} ms", per_lookup(on_cpu)),
+        format!("{:.1} ms", per_lookup(off_cpu)),
+        format!("{:.2}×", per_lookup(on_cpu) / per_lookup(off_cpu).max(1e-9)),
+        "process CPU ÷ lookups (client, gateway and connectors share this process)",
+    );
+    Ok(())
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
@@ -190,6 +343,23 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     // ---- Small federation: lookups, concurrency, handshakes, audit on/off, source scaling.
     let small = start(&args.dir.join("small"), args.small_scale, true).await?;
     let code = small.manifest.featured.enterprise_credit_code.clone();
+
+    // 1b. A parameterized query prepared once and executed N times (a new
+    // value bound each time: DoPut, GetFlightInfo, DoGet) vs the same query
+    // sent as text with the literal N times (GetFlightInfo, DoGet).
+    prepared_vs_text(&small, &code, args.executions, &mut |name, ours, baseline, ratio, note| {
+        report(&mut rows, name, ours, baseline, ratio, note)
+    })
+    .await?;
+    // 1c. Lookups at 32 concurrent callers with the lookup plan cache off, then on.
+    lookup_cache_off_on(&small, &code, args.lookups, &mut |name, ours, baseline, ratio, note| {
+        report(&mut rows, name, ours, baseline, ratio, note)
+    })
+    .await?;
+    if args.prepared_only {
+        small.stop().await?;
+        return write_report(&args, &rows);
+    }
 
     // 2. Fan-out lookup vs the slowest single source queried directly.
     let mut through = lookup_latencies(&small, args.lookups, None).await?;
@@ -591,17 +761,22 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     big.stop().await?;
 
+    write_report(&args, &rows)
+}
+
+fn write_report(args: &BenchArgs, rows: &[Row]) -> Result<(), String> {
     let mut text = format!(
-        "# creditgate benchmarks\n\nMeasured by `creditgate bench` ({}, scale {} and {}), {}.\n\
+        "# creditgate benchmarks\n\nMeasured by `creditgate bench` ({}{}, scale {} and {}), {}.\n\
          Machine: {}.\nEvery ratio compares two measurements made one after the other in the same run.\n\n\
          | benchmark | creditgate | baseline | ratio | note |\n|---|---:|---:|---:|---|\n",
         env!("CARGO_PKG_VERSION"),
+        if args.prepared_only { ", --prepared-only: the prepared-statement rows alone" } else { "" },
         args.small_scale,
         args.scale,
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine()
     );
-    for r in &rows {
+    for r in rows {
         text.push_str(&format!("| {} | {} | {} | {} | {} |\n", r.name, r.ours, r.baseline, r.ratio, r.note));
     }
     std::fs::write(&args.out, text).map_err(|e| format!("{}: {e}", args.out.display()))?;
