@@ -37,6 +37,15 @@ fn csv_field(name: &str) -> String {
     if name.contains([',', '"', '\n', '\r']) { format!("\"{}\"", name.replace('"', "\"\"")) } else { name.to_string() }
 }
 
+/// A text cell of a CSV export meant for people (audit records, the public
+/// window): quoted when needed, and a leading `=`, `+`, `-`, `@`, tab or
+/// carriage return defused with `'` so a spreadsheet never runs it as a
+/// formula. Numbers should not go through it (`-5` would gain the quote).
+pub fn csv_text(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
+    csv_field(&text)
+}
+
 impl Encoder {
     /// An encoder for results of `schema`.
     pub fn new(kind: Kind, schema: SchemaRef) -> Result<Self, GatewayError> {
@@ -225,6 +234,16 @@ mod tests {
         assert_eq!(v["incomplete"], true);
         assert_eq!(v["rows"].as_array().map(Vec::len), Some(b.num_rows()));
         assert_eq!(v["error"]["code"], "CG-RES-001");
+    }
+
+    #[test]
+    fn csv_text_is_quoted_and_formulas_defused() {
+        assert_eq!(csv_text("plain"), "plain");
+        assert_eq!(csv_text("a,b"), "\"a,b\"");
+        assert_eq!(csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_text("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_text("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_text("line\nbreak"), "\"line\nbreak\"");
     }
 
     #[test]

@@ -456,10 +456,7 @@ fn access_json(entry: &AccessEntry, reader: &str) -> serde_json::Value {
 /// break. A field a spreadsheet would run as a formula (`=`, `+`, `-`, `@`,
 /// tab, carriage return first) is prefixed with `'`, as callers choose some
 /// of this text (purposes, names).
-fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
-}
+use creditgate_engine::encode::csv_text as csv_field;
 
 fn csv_line(out: &mut String, fields: &[&str]) {
     let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
@@ -582,15 +579,6 @@ fn report_csv(entries: &[AccessEntry], reader: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_and_formulas_defused() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-        assert_eq!(csv_field("line\nbreak"), "\"line\nbreak\"");
-    }
 
     #[test]
     fn accept_picks_json_or_csv_and_refuses_the_rest() {

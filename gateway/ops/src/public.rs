@@ -330,15 +330,14 @@ fn search_sql(section: &DisclosureSection, search: &SearchConfig, predicate: &st
     )
 }
 
-/// A CSV field, quoted when needed.
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
-}
+use creditgate_engine::encode::csv_text as csv_field;
 
+/// A cell: text defused against spreadsheet formulas, numbers and booleans as they are.
 fn csv_value(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
         Value::String(s) => csv_field(s),
+        Value::Number(_) | Value::Bool(_) => value.to_string(),
         other => csv_field(&other.to_string()),
     }
 }

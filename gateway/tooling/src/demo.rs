@@ -117,32 +117,35 @@ struct CallerSpec {
     known: bool,
 }
 
+/// The demo callers. Each certificate's organisation (subject O) is the
+/// Chinese name the policy's `[organizations]` gives that principal, so
+/// certificates, `endpoints.json`, the policy and the console agree.
 const CALLERS: &[CallerSpec] = &[
     CallerSpec {
         name: "samr",
         role: "agency",
-        organization: "青岛市市场监督管理局 (Qingdao Market Regulation)",
+        organization: "青岛市市场监督管理局",
         purposes: &["licensing_review", "supervision", "joint_punishment"],
         known: true,
     },
     CallerSpec {
         name: "credit_agency",
         role: "credit_agency",
-        organization: "青岛诚信征信有限公司 (Chengxin Credit Reference)",
+        organization: "青岛诚信征信服务有限公司",
         purposes: &["credit_report", "credit_assessment"],
         known: true,
     },
     CallerSpec {
         name: "platform_a",
         role: "platform",
-        organization: "海贝电商平台 (Haibei e-commerce platform)",
+        organization: "平台A电子商务有限公司",
         purposes: &["merchant_onboarding"],
         known: true,
     },
     CallerSpec {
         name: "privacy_officer",
         role: "privacy_officer",
-        organization: "青岛市数据保护办公室 (Data Protection Office)",
+        organization: "青岛市公共信用信息中心",
         purposes: &["audit"],
         known: true,
     },
@@ -316,9 +319,9 @@ pub fn demo_public_window() -> PublicConfig {
                 ("守信激励名单（红名单）", "Red list (trustworthy)"),
             ),
             black_list,
-            commitments("platform_a", "信用承诺（海贝电商平台）", "Credit commitments (Haibei platform)"),
+            commitments("platform_a", "信用承诺（平台A）", "Credit commitments (Platform A)"),
             commitments("platform_b", "信用承诺（平台B）", "Credit commitments (platform B)"),
-            shops("platform_a", "网店实名核验（海贝电商平台）", "Shops' real-name marks (Haibei platform)"),
+            shops("platform_a", "网店实名核验（平台A）", "Shops' real-name marks (Platform A)"),
             shops("platform_b", "网店实名核验（平台B）", "Shops' real-name marks (platform B)"),
         ],
         search: Some(SearchConfig {
@@ -1246,4 +1249,30 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     }
     lab.stop().await?;
     result.map(|()| println!("\n{}", lang.pick("演示结束", "demo finished")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Certificates, `endpoints.json`, the policy and the console name each
+    /// organisation the same way: a demo caller's certificate organisation
+    /// is the policy's Chinese name of its principal's organisation.
+    #[test]
+    fn demo_certificates_carry_the_policys_organisation_names() {
+        let policy = creditgate_policy::Policy::parse(DEMO_POLICY, "demo-policy.toml").expect("demo policy");
+        for spec in CALLERS.iter().filter(|s| s.known) {
+            let identity = creditgate_certs::ca::spiffe_uri(
+                creditgate_certs::ca::DEFAULT_TRUST_DOMAIN,
+                &spec.name.replace('_', "-"),
+            );
+            let principal = policy
+                .principals()
+                .iter()
+                .find(|p| p.identity == identity)
+                .unwrap_or_else(|| panic!("no principal for {identity}"));
+            let names = policy.organization_names().get(&principal.organization).expect("organisation named");
+            assert_eq!(spec.organization, names.zh, "caller {}", spec.name);
+        }
+    }
 }
