@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 VENV="${CREDITGATE_VENV:-$HOME/.cache/creditgate-venv}"
 
 echo "== cargo test (workspace)"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 echo "== building the creditgate binary (same profile as the tests)"
 cargo build --locked -p creditgate-gateway --bin creditgate

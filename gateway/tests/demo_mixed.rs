@@ -72,7 +72,7 @@ fn demo_backend_mixed_runs_the_tour() {
         args: BackendArgs { backend: DemoBackend::Mixed, db_schema_prefix: prefix.clone(), ..BackendArgs::default() },
         data_dir: tmp.path().join("data"),
     };
-    let output = creditgate(&["demo", "--backend", "mixed", "--db-schema-prefix", &prefix], tmp.path());
+    let output = creditgate(&["demo", "--lang", "en", "--backend", "mixed", "--db-schema-prefix", &prefix], tmp.path());
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "the demo failed:\n{stdout}\n{stderr}");
 
