@@ -305,6 +305,52 @@ async fn lookup_cache_off_on(
     Ok(())
 }
 
+/// Planning with the masked-relation check (`policy::relate`) on vs off:
+/// GetFlightInfo (plan only, nothing executed) of a query that reads masked
+/// columns across a join, `n` times per side, in alternating rounds so the
+/// machine's noise falls on both; the policy is reloaded between rounds with
+/// `[masking] relate_masked_values` switched, and the reload is not timed.
+async fn relate_check_overhead(
+    lab: &Lab,
+    n: usize,
+    report: &mut dyn FnMut(&str, String, String, String, &str),
+) -> Result<(), String> {
+    const SQL: &str = "SELECT c.complainant_mobile, c.complainant_name, e.name FROM complaints.complaints c \
+        JOIN market.enterprises e ON c.merchant_credit_code = e.credit_code \
+        WHERE c.complainant_mobile LIKE '13%' ORDER BY c.complaint_id LIMIT 10";
+    const ROUNDS: usize = 4;
+    let policy_file = lab.dir.join("policy.toml");
+    let on_text = std::fs::read_to_string(&policy_file).map_err(|e| format!("{}: {e}", policy_file.display()))?;
+    let off_text = format!("{on_text}\n[masking]\nrelate_masked_values = true\n");
+    let mut client = lab.flight_client("samr")?;
+    client.set_header(creditgate_engine::PURPOSE_HEADER, "supervision");
+    let per_round = (n / ROUNDS).max(10);
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS * 2 {
+        let check_on = round % 2 == 0;
+        std::fs::write(&policy_file, if check_on { &on_text } else { &off_text }).map_err(|e| e.to_string())?;
+        lab.gateway_handle.reload_policy().map_err(|e| e.to_string())?;
+        let samples = if check_on { &mut on } else { &mut off };
+        for _ in 0..per_round {
+            let started = Instant::now();
+            let request = client.inner_mut().execute(SQL.to_string(), None).await;
+            request.map_err(|e| format!("GetFlightInfo: {e}"))?;
+            samples.push(started.elapsed());
+        }
+    }
+    std::fs::write(&policy_file, &on_text).map_err(|e| e.to_string())?;
+    lab.gateway_handle.reload_policy().map_err(|e| e.to_string())?;
+    let (p_on, p_off) = (percentile(&mut on, 0.5), percentile(&mut off, 0.5));
+    report(
+        "plan (GetFlightInfo) p50: relation check on vs off",
+        ms(p_on),
+        ms(p_off),
+        format!("{:.2}×", p_on.as_secs_f64() / p_off.as_secs_f64()),
+        &format!("{} plans each, alternating rounds; aim ≤ 1.1×", on.len()),
+    );
+    Ok(())
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
@@ -360,6 +406,11 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         small.stop().await?;
         return write_report(&args, &rows);
     }
+    // 1d. Planning overhead of the masked-relation check.
+    relate_check_overhead(&small, args.executions, &mut |name, ours, baseline, ratio, note| {
+        report(&mut rows, name, ours, baseline, ratio, note)
+    })
+    .await?;
 
     // 2. Fan-out lookup vs the slowest single source queried directly.
     let mut through = lookup_latencies(&small, args.lookups, None).await?;
