@@ -157,6 +157,18 @@ const RELATING: &[Case] = &[
     Case { name: "PARTITION BY", sql: "SELECT count(*) OVER (PARTITION BY {c}) FROM {t}" },
     Case { name: "compared with another column", sql: "SELECT count(*) FROM {t} WHERE {c} = description" },
     Case {
+        name: "a function of two columns, compared with a literal",
+        sql: "SELECT count(*) FROM {t} a, (SELECT * FROM {t} LIMIT 50) b WHERE levenshtein(a.{c}, b.{c}) = 0",
+    },
+    Case {
+        name: "NULLIF of two columns",
+        sql: "SELECT count(*) FROM {t} a, (SELECT * FROM {t} LIMIT 50) b WHERE nullif(a.{c}, b.{c}) IS NULL",
+    },
+    Case {
+        name: "CASE operand against another column",
+        sql: "SELECT count(*) FROM {t} a, (SELECT * FROM {t} LIMIT 50) b WHERE CASE a.{c} WHEN b.{c} THEN true ELSE false END",
+    },
+    Case {
         name: "in a CTE, then joined",
         sql: "WITH m AS (SELECT {c} AS x FROM {t}) SELECT count(*) FROM m a JOIN m b ON a.x = b.x",
     },

@@ -338,11 +338,26 @@ impl Checker {
         let mut found = None;
         for expr in exprs {
             expr.apply(|e| {
+                // Every operator or function that combines two operands: a
+                // tainted one with any other column relates them, whether the
+                // result is compared at once (`a.m = b.x`) or later
+                // (`levenshtein(a.m, b.x) = 0`, `nullif(a.m, b.x) IS NULL`).
                 let pairs: Vec<(&Expr, &Expr)> = match e {
-                    Expr::BinaryExpr(BinaryExpr { left, op, right }) if is_comparison(op) => vec![(left, right)],
+                    // AND / OR join two tests of one row; each test is checked on its own.
+                    Expr::BinaryExpr(BinaryExpr { op: Operator::And | Operator::Or, .. }) => Vec::new(),
+                    Expr::BinaryExpr(BinaryExpr { left, right, .. }) => vec![(left, right)],
                     Expr::Like(like) | Expr::SimilarTo(like) => vec![(&like.expr, &like.pattern)],
                     Expr::Between(between) => vec![(&between.expr, &between.low), (&between.expr, &between.high)],
                     Expr::InList(in_list) => in_list.list.iter().map(|item| (in_list.expr.as_ref(), item)).collect(),
+                    Expr::Case(case) => match &case.expr {
+                        Some(operand) => {
+                            case.when_then_expr.iter().map(|(when, _)| (operand.as_ref(), when.as_ref())).collect()
+                        }
+                        None => Vec::new(),
+                    },
+                    Expr::ScalarFunction(function) => all_pairs(&function.args),
+                    Expr::AggregateFunction(function) => all_pairs(&function.params.args),
+                    Expr::WindowFunction(function) => all_pairs(&function.params.args),
                     _ => Vec::new(),
                 };
                 for (a, b) in pairs {
@@ -367,30 +382,21 @@ impl Checker {
     }
 }
 
-fn refused(origin: Origin, relation: Relation) -> RelationRefused {
-    RelationRefused { column: origin.column, mask: origin.mask, relation }
+/// Every ordered pair of distinct arguments.
+fn all_pairs(args: &[Expr]) -> Vec<(&Expr, &Expr)> {
+    let mut pairs = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        for (j, b) in args.iter().enumerate() {
+            if i != j {
+                pairs.push((a, b));
+            }
+        }
+    }
+    pairs
 }
 
-fn is_comparison(op: &Operator) -> bool {
-    matches!(
-        op,
-        Operator::Eq
-            | Operator::NotEq
-            | Operator::Lt
-            | Operator::LtEq
-            | Operator::Gt
-            | Operator::GtEq
-            | Operator::IsDistinctFrom
-            | Operator::IsNotDistinctFrom
-            | Operator::LikeMatch
-            | Operator::ILikeMatch
-            | Operator::NotLikeMatch
-            | Operator::NotILikeMatch
-            | Operator::RegexMatch
-            | Operator::RegexIMatch
-            | Operator::RegexNotMatch
-            | Operator::RegexNotIMatch
-    )
+fn refused(origin: Origin, relation: Relation) -> RelationRefused {
+    RelationRefused { column: origin.column, mask: origin.mask, relation }
 }
 
 /// The first tainted column `expr` reads (its own subqueries aside).
