@@ -46,6 +46,27 @@ pub struct GatewayConfig {
     /// What the public disclosure window shows.
     #[serde(default)]
     pub public: PublicConfig,
+    /// Graded supervision: the grading template (no grades when absent).
+    #[serde(default)]
+    pub grading: Option<GradingConfig>,
+}
+
+/// `[grading]`: the template `GET /v1/grades/{credit_code}` applies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradingConfig {
+    /// The grading template (TOML), checked at start against the policy's datasets.
+    pub template: PathBuf,
+    /// Grades computed at once in a batch (default 8).
+    #[serde(default = "default_batch_concurrency")]
+    pub batch_concurrency: usize,
+}
+
+/// Default number of grades a batch computes at once.
+pub const DEFAULT_BATCH_CONCURRENCY: usize = 8;
+
+fn default_batch_concurrency() -> usize {
+    DEFAULT_BATCH_CONCURRENCY
 }
 
 /// Default number of results per page of the public name search.
@@ -525,6 +546,9 @@ impl GatewayConfig {
         fix(&mut self.upstream.client_cert);
         fix(&mut self.upstream.client_key);
         fix(&mut self.policy);
+        if let Some(grading) = self.grading.as_mut() {
+            fix(&mut grading.template);
+        }
         for issuer in &mut self.consent_issuers {
             if let Some(file) = issuer.public_key_file.as_mut() {
                 fix(file);
@@ -546,6 +570,11 @@ impl GatewayConfig {
     /// Every problem of the config, each `key: reason`.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        if let Some(grading) = &self.grading
+            && !(1..=64).contains(&grading.batch_concurrency)
+        {
+            problems.push("grading.batch_concurrency: between 1 and 64".to_string());
+        }
         let mut connectors = BTreeSet::new();
         for (i, c) in self.connectors.iter().enumerate() {
             if !is_identifier(&c.name) {

@@ -104,6 +104,8 @@ pub struct Engine {
     /// Per client address on the public listener (`[public] rate_limit_per_address`).
     address_limits: Option<crate::limits::AddressLimits>,
     consents: Option<Consents>,
+    /// The grading template (`[grading]`), checked against the policy at start.
+    grading: Option<Arc<creditgate_grade::Template>>,
     /// Functions, optimizer rules and settings, built once; each request
     /// session starts from a copy with its own memory pool.
     base_state: datafusion::execution::SessionState,
@@ -237,6 +239,10 @@ impl Engine {
         config.validate().map_err(GatewayError::Config)?;
         let policy = Policy::load(&config.policy).map_err(|e| GatewayError::Config(e.to_string()))?;
         check_public_sections(&config, &policy)?;
+        let grading = match &config.grading {
+            None => None,
+            Some(grading) => Some(Arc::new(load_grading(&grading.template, &policy)?)),
+        };
         let secret = load_or_create_secret(&config.state.secret_path())?;
         let masks = MaskUdfs::new(&derive(&secret, "creditgate mask v1"))
             .map_err(|e| GatewayError::Config(format!("mask secret: {e}")))?;
@@ -295,6 +301,7 @@ impl Engine {
             limits,
             address_limits,
             consents,
+            grading,
             base_state,
             revocation: std::sync::OnceLock::new(),
             refused_recorded: Mutex::new(HashMap::new()),
@@ -625,6 +632,61 @@ impl Engine {
             }
         }
         Ok(Permit::new(intent.operation, intent.plan_only, purpose, basis, generation, scope))
+    }
+
+    /// Authorizes a batch of one caller's requests (a batch of grades):
+    /// `batch` — what the whole batch asks — is decided first, exactly as
+    /// [`Engine::authorize`] decides (purpose, licence, role, legal basis),
+    /// then each item's intent by the policy; then one rate-limit token for
+    /// the batch and the daily quota of every item the policy allows, at
+    /// once (all or nothing: a batch over the quota is refused whole and
+    /// spends nothing). A refused batch writes one record. Each item gets
+    /// its own permit and audit scope (request id `<batch id>.<n>`); an item
+    /// the policy refuses is recorded and returned as its error, in order.
+    pub async fn authorize_batch(
+        &self,
+        caller: Caller,
+        batch: Intent,
+        items: Vec<Intent>,
+    ) -> Result<Vec<Result<Permit, GatewayError>>, GatewayError> {
+        let generation = self.policy_generation();
+        let policy = self.policy();
+        let principal = caller.principal().clone();
+        let current = match policy.principal(&principal.name) {
+            Some(current) if current == &principal => current,
+            _ => return Err(self.refuse(caller, batch, GatewayError::UnknownCaller(principal.name.clone())).await),
+        };
+        if let Err(e) = policy.decide(current, batch.operation, batch.purpose.as_deref(), today()) {
+            return Err(self.refuse(caller, batch, GatewayError::PolicyRefused(e.to_string())).await);
+        }
+        let decided: Vec<_> =
+            items.iter().map(|item| policy.decide(current, item.operation, item.purpose.as_deref(), today())).collect();
+        let allowed = decided.iter().filter(|d| d.is_ok()).count() as u64;
+        let limited = self.limits.rate(current).and_then(|()| match allowed {
+            0 => Ok(()),
+            n => self.limits.quota_n(current, today(), n),
+        });
+        if let Err(error) = limited {
+            return Err(self.refuse(caller, batch, error).await);
+        }
+        let mut permits = Vec::with_capacity(items.len());
+        for (n, (intent, decision)) in items.into_iter().zip(decided).enumerate() {
+            let mut scope =
+                Scope::open(caller.numbered(n + 1), self.auditor.clone(), Arc::clone(&self.metrics), &intent);
+            permits.push(match decision {
+                Ok((purpose, basis)) => {
+                    scope.set_basis(&basis);
+                    Ok(Permit::new(intent.operation, false, purpose, basis, generation, scope))
+                }
+                Err(e) => Err(scope.refuse(GatewayError::PolicyRefused(e.to_string())).await),
+            });
+        }
+        Ok(permits)
+    }
+
+    /// The grading template, when the gateway config names one.
+    pub fn grading(&self) -> Option<&Arc<creditgate_grade::Template>> {
+        self.grading.as_ref()
     }
 
     /// Records and counts a request refused before it could be authorized
@@ -1451,6 +1513,19 @@ fn stream_end(
             };
             (Outcome::Failed, Some(reason), statuses)
         }
+    }
+}
+
+/// Reads the grading template and checks it against the policy: every
+/// dataset and column its rules read must be classified there.
+fn load_grading(path: &Path, policy: &Policy) -> Result<creditgate_grade::Template, GatewayError> {
+    let template = creditgate_grade::Template::load(path).map_err(GatewayError::Config)?;
+    let problems = template
+        .problems_against(|dataset| policy.datasets().get(dataset).map(|d| d.columns.keys().cloned().collect()));
+    if problems.is_empty() {
+        Ok(template)
+    } else {
+        Err(GatewayError::Config(format!("grading.template: {}", creditgate_files::config::report(path, &problems))))
     }
 }
 

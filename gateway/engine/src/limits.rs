@@ -127,6 +127,12 @@ impl Limits {
     /// Counts one data request of `principal` against its daily quota, or
     /// refuses it with the time to wait (until midnight).
     pub fn quota(&self, principal: &Principal, today: NaiveDate) -> Result<(), GatewayError> {
+        self.quota_n(principal, today, 1)
+    }
+
+    /// Spends `n` units of the principal's daily quota at once, or none:
+    /// refused when fewer than `n` remain (a batch is all or nothing).
+    pub fn quota_n(&self, principal: &Principal, today: NaiveDate, n: u64) -> Result<(), GatewayError> {
         if let Some(quota) = principal.daily_quota {
             let key = quota_key(principal);
             let mut daily = self.daily.lock().unwrap_or_else(|p| p.into_inner());
@@ -134,7 +140,7 @@ impl Limits {
             if entry.0 != today {
                 *entry = (today, 0);
             }
-            if entry.1 >= quota {
+            if entry.1.saturating_add(n) > quota {
                 let now = chrono::Local::now();
                 let midnight =
                     (today + chrono::Days::new(1)).and_hms_opt(0, 0, 0).map(|t| t.and_local_timezone(chrono::Local));
@@ -146,12 +152,16 @@ impl Limits {
                     Some(licence) => format!(" under licence {}", licence.number),
                     None => String::new(),
                 };
+                let needs = match n {
+                    1 => String::new(),
+                    n => format!(" (this batch needs {n}; {} remain today)", quota.saturating_sub(entry.1)),
+                };
                 return Err(GatewayError::RateLimited {
-                    what: format!("daily quota of {quota} requests{under}"),
+                    what: format!("daily quota of {quota} requests{under}{needs}"),
                     retry_after_secs: wait,
                 });
             }
-            entry.1 += 1;
+            entry.1 += n;
             self.dirty.store(true, Ordering::Release);
         }
         Ok(())

@@ -97,6 +97,13 @@ impl Caller {
         self
     }
 
+    /// The same caller for item `n` (from 1) of a batch: request id `<id>.<n>`.
+    pub(crate) fn numbered(&self, n: usize) -> Caller {
+        let mut item = self.clone();
+        item.request_id = format!("{}.{n}", self.request_id);
+        item
+    }
+
     /// The client's address, when the listener limits per address.
     pub(crate) fn client(&self) -> Option<IpAddr> {
         self.client

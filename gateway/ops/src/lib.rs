@@ -2,6 +2,9 @@
 //!
 //! - [`lookup`]: subject lookups across every source, with the legal basis
 //!   the policy decided and consents verified and counted;
+//! - [`grade`]: graded supervision — a credit grade computed from a lookup
+//!   by the grading template's rules, one subject or a batch, and requests
+//!   for its human review;
 //! - [`consent`]: revoking consents and reading their state;
 //! - [`officer`]: the privacy officer's audit API (search, subject reports,
 //!   statistics, verification);
@@ -14,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod consent;
+pub mod grade;
 pub mod lookup;
 pub mod officer;
 pub mod public;

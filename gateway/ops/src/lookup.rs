@@ -194,7 +194,7 @@ pub async fn lookup(
     let intent = Intent::new(operation, purpose, recorded).with_subjects(vec![subject_hash]).naming(requested);
     let permit = engine.authorize(caller, intent).await?;
     let span = tracing::Span::current();
-    match run(engine, &permit, &request, &subject).await {
+    match read(engine, &permit, &request, &subject, None).await {
         Ok(done) => {
             let source_list: Vec<&str> = done.disclosure.sources.iter().map(|s| s.source.as_str()).collect();
             span.record("sources", source_list.join(",").as_str());
@@ -207,16 +207,25 @@ pub async fn lookup(
 }
 
 /// A finished lookup: the document and what it disclosed.
-struct Done {
-    document: serde_json::Value,
-    disclosure: Disclosure,
+pub(crate) struct Done {
+    /// The lookup's answer: every dataset with its status, rows and masks.
+    pub(crate) document: serde_json::Value,
+    /// What it disclosed, for the audit record.
+    pub(crate) disclosure: Disclosure,
 }
 
-async fn run(
+/// Reads `subject` under `permit`: the legal basis (a consent verified and
+/// its use counted), every dataset `request` names (all the caller's grants
+/// that concern this kind of subject when it names none), in parallel.
+/// `columns`, when given, narrows each dataset to the columns listed for it
+/// (the dispute flag and the subject key are always read): a grade reads
+/// only what its rules need.
+pub(crate) async fn read(
     engine: &Engine,
     permit: &Permit,
     request: &LookupRequest,
     subject: &SubjectRef,
+    columns: Option<&BTreeMap<String, Vec<String>>>,
 ) -> Result<Done, GatewayError> {
     let purpose = permit.purpose().map(|p| p.to_string()).unwrap_or_default();
     let requested: Option<Vec<String>> = request.datasets.clone();
@@ -263,6 +272,17 @@ async fn run(
                 (Some(column), Basis::Decided(_)) => Ok(Planned::unrestricted(grant, column)),
             },
         };
+        let entry = match (entry, columns.and_then(|c| c.get(&name))) {
+            (Ok(mut planned), Some(needed)) => {
+                let dispute = planned.grant.dispute_column.clone();
+                let key = planned.key_column.clone();
+                planned.grant.columns.retain(|c| {
+                    needed.contains(&c.name) || dispute.as_deref() == Some(c.name.as_str()) || c.name == key
+                });
+                Ok(planned)
+            }
+            (entry, _) => entry,
+        };
         // Datasets chosen by default that do not concern this caller or
         // this kind of subject are simply skipped.
         let irrelevant = grants.get(&name).is_none_or(|g| key_column(g, subject.kind()).is_none());
@@ -303,7 +323,13 @@ async fn run(
             // The grant alone decides what is read: its plan is built once and
             // the key bound per lookup. A consent's narrowing is planned each time.
             let cache = (range.is_none() && planned.withheld.is_empty()).then(|| {
-                format!("{}\n{}\n{column}\n{generation}\n{federation}\n{today}", permit.principal().name, grant.dataset)
+                let read: Vec<&str> = grant.columns.iter().map(|c| c.name.as_str()).collect();
+                format!(
+                    "{}\n{}\n{column}\n{generation}\n{federation}\n{today}\n{}",
+                    permit.principal().name,
+                    grant.dataset,
+                    read.join(",")
+                )
             });
             read_subject(engine, session, available, grant, column, &key_value, range, today, cache).await
         }

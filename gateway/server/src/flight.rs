@@ -247,10 +247,19 @@ impl QueryBackend for FlightBackend {
     }
 
     fn custom_actions(&self) -> Vec<(String, String)> {
-        vec![(
-            creditgate_ops::lookup::LOOKUP_ACTION.to_string(),
-            "Subject lookup: body is the JSON of POST /v1/lookup; the result is the JSON lookup document".to_string(),
-        )]
+        vec![
+            (
+                creditgate_ops::lookup::LOOKUP_ACTION.to_string(),
+                "Subject lookup: body is the JSON of POST /v1/lookup; the result is the JSON lookup document"
+                    .to_string(),
+            ),
+            (
+                creditgate_ops::grade::GRADE_ACTION.to_string(),
+                "Credit grade: body is {\"credit_code\": \"…\", \"purpose\"?, \"consent\"?}; the result is the JSON \
+                 of GET /v1/grades/{credit_code}"
+                    .to_string(),
+            ),
+        ]
     }
 
     async fn custom_action(
@@ -259,6 +268,9 @@ impl QueryBackend for FlightBackend {
         action_type: &str,
         body: &[u8],
     ) -> Option<Result<Vec<u8>, FlightError>> {
+        if action_type == creditgate_ops::grade::GRADE_ACTION {
+            return Some(self.grade_action(caller, body).await);
+        }
         if action_type != creditgate_ops::lookup::LOOKUP_ACTION {
             return None;
         }
@@ -278,5 +290,27 @@ impl QueryBackend for FlightBackend {
             serde_json::to_vec(&document).map_err(|e| GatewayError::internal(format!("encoding the lookup: {e}")))
         };
         Some(run.instrument(caller.span.clone()).await.map_err(FlightError))
+    }
+}
+
+impl FlightBackend {
+    /// The Flight action `creditgate.grade`: one grade, the JSON of `GET /v1/grades/{credit_code}`.
+    async fn grade_action(&self, caller: &FlightCaller, body: &[u8]) -> Result<Vec<u8>, FlightError> {
+        let engine = &self.engine;
+        let run = async {
+            let request: creditgate_ops::grade::GradeRequest = match serde_json::from_slice(body) {
+                Ok(request) => request,
+                Err(e) => {
+                    let what = RecordedQuery::Request(format!("DoAction {}", creditgate_ops::grade::GRADE_ACTION));
+                    let intent = Intent::new(Operation::Unroutable, caller.purpose.clone(), what);
+                    let error = GatewayError::BadRequest(format!("grade body: {e}"));
+                    return Err(engine.refuse(caller.caller.clone(), intent, error).await);
+                }
+            };
+            let document =
+                creditgate_ops::grade::grade(engine, caller.caller.clone(), caller.purpose.clone(), request).await?;
+            serde_json::to_vec(&document).map_err(|e| GatewayError::internal(format!("encoding the grade: {e}")))
+        };
+        run.instrument(caller.span.clone()).await.map_err(FlightError)
     }
 }

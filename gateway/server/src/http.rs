@@ -1,6 +1,8 @@
 //! The HTTP/JSON front end (hyper over our rustls listener).
 //!
 //! Routes: `POST /v1/query`, `POST /v1/lookup`, `GET /v1/catalog`,
+//! `GET|POST /v1/grades/{credit_code}`, `POST /v1/grades` (a batch, NDJSON),
+//! `POST /v1/grades/{request_id}/review`,
 //! `GET|POST /v1/consents/…`, `GET /v1/audit/…`, `GET /console`,
 //! `GET /healthz`, `GET /metrics`, `GET /openapi.json`. Identity comes only
 //! from the verified client certificate of the connection; each route reads
@@ -232,6 +234,19 @@ async fn dispatch(
             let document = creditgate_ops::lookup::lookup(engine, caller, purpose, request).await?;
             Ok(json_response(StatusCode::OK, document))
         }
+        ("/v1/grades", &Method::POST) => {
+            let shape = "{\"credit_codes\": [\"…\", …], \"purpose\": \"…\"}";
+            let request: creditgate_ops::grade::BatchRequest = match read_json(req, shape).await {
+                Ok(request) => request,
+                Err(error) => {
+                    let intent = Intent::new(Operation::Unroutable, purpose, recorded_request(engine, method, path));
+                    return Err(engine.refuse(caller, intent, error).await);
+                }
+            };
+            let lines = creditgate_ops::grade::batch(Arc::clone(engine), caller, purpose, request).await?;
+            Ok(ndjson_response(lines))
+        }
+        (p, m) if p.starts_with("/v1/grades/") => grades(engine, caller, purpose, req, m, p).await,
         (p, m) if p.starts_with("/v1/consents/") => {
             let rest = &p["/v1/consents/".len()..];
             match (rest.strip_suffix("/revoke"), m) {
@@ -272,7 +287,11 @@ async fn dispatch(
                 }
             }
         }
-        ("/healthz" | "/metrics" | "/openapi.json" | "/v1/query" | "/v1/catalog" | "/v1/lookup" | "/console", _) => {
+        (
+            "/healthz" | "/metrics" | "/openapi.json" | "/v1/query" | "/v1/catalog" | "/v1/lookup" | "/v1/grades"
+            | "/console",
+            _,
+        ) => {
             let intent = Intent::new(Operation::Unroutable, purpose, recorded_request(engine, method, path));
             Err(engine.refuse(caller, intent, GatewayError::MethodNotAllowed(format!("{method} {path}"))).await)
         }
@@ -372,6 +391,107 @@ impl Format {
 /// is sent, so a client still writing its body gets to read the answer
 /// instead of a reset connection ("lingering close").
 const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+/// `GET|POST /v1/grades/{credit_code}` (one grade; POST carries a purpose
+/// and a consent) and `POST /v1/grades/{request_id}/review`.
+async fn grades(
+    engine: &Arc<Engine>,
+    caller: Caller,
+    purpose: Option<String>,
+    req: Request<Incoming>,
+    method: &Method,
+    path: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let rest = creditgate_ops::officer::percent_decode(&path["/v1/grades/".len()..]);
+    let refuse = |caller: Caller, purpose: Option<String>, error: GatewayError| async move {
+        let intent = Intent::new(Operation::Unroutable, purpose, recorded_request(engine, method, path));
+        engine.refuse(caller, intent, error).await
+    };
+    match (rest.strip_suffix("/review"), method) {
+        (Some(id), &Method::POST) if !id.contains('/') => {
+            let shape = "{\"credit_code\": \"…\", \"reason\": \"…\"}";
+            let request: creditgate_ops::grade::ReviewRequest = match read_json(req, shape).await {
+                Ok(request) => request,
+                Err(error) => return Err(refuse(caller, purpose, error).await),
+            };
+            let document = creditgate_ops::grade::review(engine, caller, purpose, id, request).await?;
+            Ok(json_response(StatusCode::OK, document))
+        }
+        (None, &Method::GET) if !rest.contains('/') => {
+            let request = creditgate_ops::grade::GradeRequest { credit_code: rest, purpose: None, consent: None };
+            let document = creditgate_ops::grade::grade(engine, caller, purpose, request).await?;
+            Ok(json_response(StatusCode::OK, document))
+        }
+        (None, &Method::POST) if !rest.contains('/') => {
+            let shape = "(optional) {\"purpose\": \"…\", \"consent\": {…the signed consent artefact…}}";
+            let body = match read_body(req).await {
+                Ok(body) => body,
+                Err(error) => return Err(refuse(caller, purpose, error).await),
+            };
+            let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+                Ok(creditgate_ops::grade::GradeRequest { credit_code: String::new(), purpose: None, consent: None })
+            } else {
+                json_object::<creditgate_ops::grade::GradeRequest>(&body, shape)
+            };
+            let mut request = match parsed {
+                Ok(request) => request,
+                Err(error) => return Err(refuse(caller, purpose, error).await),
+            };
+            if !request.credit_code.is_empty() && request.credit_code != rest {
+                let error = GatewayError::BadRequest(
+                    "credit_code: the body names another subject than the path; leave it out of the body".to_string(),
+                );
+                return Err(refuse(caller, purpose, error).await);
+            }
+            request.credit_code = rest;
+            let document = creditgate_ops::grade::grade(engine, caller, purpose, request).await?;
+            Ok(json_response(StatusCode::OK, document))
+        }
+        (None, _) if rest.contains('/') => {
+            let error =
+                GatewayError::NotFound(engine.auditor().redact_text(&path.chars().take(200).collect::<String>()));
+            Err(refuse(caller, purpose, error).await)
+        }
+        _ => Err(refuse(caller, purpose, GatewayError::MethodNotAllowed(format!("{method} {path}"))).await),
+    }
+}
+
+/// The trailer of a batch of grades: how many were done of how many.
+pub const PROGRESS_TRAILER: &str = "creditgate-progress";
+
+/// A batch of grades as NDJSON: one line per item as it comes, the summary
+/// last, and the summary's counts in the [`PROGRESS_TRAILER`] trailer.
+fn ndjson_response(lines: futures::stream::BoxStream<'static, creditgate_ops::grade::BatchItem>) -> Response<Body> {
+    use creditgate_ops::grade::BatchItem;
+    let frames = lines.flat_map(|item| {
+        let (value, last) = match item {
+            BatchItem::Line(value) => (value, false),
+            BatchItem::Summary(value) => (value, true),
+        };
+        let mut text = value.to_string();
+        text.push('\n');
+        let mut frames = vec![Ok::<_, std::io::Error>(Frame::data(Bytes::from(text)))];
+        if last {
+            let counts = &value["summary"];
+            let progress = format!(
+                "done={}; total={}; complete={}; incomplete={}; refused={}",
+                counts["done"], counts["total"], counts["complete"], counts["incomplete"], counts["refused"]
+            );
+            if let Ok(header) = HeaderValue::from_str(&progress) {
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert(PROGRESS_TRAILER, header);
+                frames.push(Ok(Frame::trailers(trailers)));
+            }
+        }
+        futures::stream::iter(frames)
+    });
+    let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    headers.insert(header::TRAILER, HeaderValue::from_static(PROGRESS_TRAILER));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// How long an oversized body is drained at most.
 const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 

@@ -93,10 +93,17 @@ impl FlightClient {
 
     /// Runs the `creditgate.lookup` Flight action with a JSON body.
     pub async fn lookup(&mut self, body: &serde_json::Value) -> Result<serde_json::Value, FlightError> {
-        let action = arrow_flight::Action {
-            r#type: creditgate_ops::lookup::LOOKUP_ACTION.to_string(),
-            body: body.to_string().into_bytes().into(),
-        };
+        self.json_action(creditgate_ops::lookup::LOOKUP_ACTION, body).await
+    }
+
+    /// Runs the `creditgate.grade` Flight action with a JSON body.
+    pub async fn grade(&mut self, body: &serde_json::Value) -> Result<serde_json::Value, FlightError> {
+        self.json_action(creditgate_ops::grade::GRADE_ACTION, body).await
+    }
+
+    /// Runs a Flight action whose body and one result are JSON.
+    async fn json_action(&mut self, kind: &str, body: &serde_json::Value) -> Result<serde_json::Value, FlightError> {
+        let action = arrow_flight::Action { r#type: kind.to_string(), body: body.to_string().into_bytes().into() };
         let mut results =
             self.inner.inner_mut().do_action(action).await.map_err(|s| FlightError::Tonic(Box::new(s)))?.into_inner();
         use futures::StreamExt;
@@ -105,7 +112,7 @@ impl FlightClient {
                 serde_json::from_slice(&result.body).map_err(|e| FlightError::ProtocolError(e.to_string()))
             }
             Some(Err(status)) => Err(FlightError::Tonic(Box::new(status))),
-            None => Err(FlightError::ProtocolError("empty lookup result".into())),
+            None => Err(FlightError::ProtocolError(format!("empty {kind} result"))),
         }
     }
 

@@ -500,6 +500,8 @@ impl Lab {
         // Gateway.
         let policy_file = dir.join("policy.toml");
         write_public(&policy_file, options.policy.as_deref().unwrap_or(DEMO_POLICY).as_bytes())?;
+        let grading_file = dir.join("grading.toml");
+        write_public(&grading_file, creditgate_grade::DEMO_TEMPLATE.as_bytes())?;
         let (connect, first_batch, total) = options.deadlines_ms;
         let gateway_config = GatewayConfig {
             server: ServerConfig {
@@ -552,6 +554,10 @@ impl Lab {
                 public_key_file: None,
             }],
             public: demo_public_window(),
+            grading: Some(creditgate_engine::config::GradingConfig {
+                template: grading_file,
+                batch_concurrency: creditgate_engine::config::DEFAULT_BATCH_CONCURRENCY,
+            }),
         };
         write_toml(&dir.join("gateway.toml"), &gateway_config)?;
         for source in &options.down_at_start {

@@ -71,6 +71,18 @@ pub enum Operation {
         /// Whether the request carries a consent artefact.
         consent: bool,
     },
+    /// A credit grade of one subject (a lookup evaluated by the grading
+    /// template's rules): the same legal basis as a lookup of that subject.
+    Grade {
+        /// Whether the subject is a natural person (an individual business):
+        /// its basis is then a duty or a consent, as for a resident ID.
+        person: bool,
+        /// Whether the request carries a consent artefact.
+        consent: bool,
+    },
+    /// A request for human review of a grade (PIPL §24): recorded for the
+    /// privacy officer; releases nothing.
+    GradeReview,
     /// The caller's own catalog: what it may see and how it is masked
     /// (`GET /v1/catalog`, Flight SQL metadata calls).
     Catalog,
@@ -94,6 +106,8 @@ impl Operation {
         match self {
             Operation::Query => "query",
             Operation::Lookup { .. } => "lookup",
+            Operation::Grade { .. } => "grade",
+            Operation::GradeReview => "grade_review",
             Operation::Catalog => "catalog",
             Operation::ConsentStatus => "consent_status",
             Operation::ConsentRevoke => "consent_revoke",
@@ -108,6 +122,8 @@ impl Operation {
         match self {
             Operation::Query => "run SQL over credit data",
             Operation::Lookup { .. } => "look up subjects",
+            Operation::Grade { .. } => "grade subjects",
+            Operation::GradeReview => "request a review of a grade",
             Operation::Catalog => "read a catalog of credit data",
             Operation::ConsentStatus => "read consent records",
             Operation::ConsentRevoke => "revoke consents",
@@ -120,7 +136,7 @@ impl Operation {
     /// Whether the operation releases credit data: it then counts against
     /// the daily quota.
     pub fn releases_data(&self) -> bool {
-        matches!(self, Operation::Query | Operation::Lookup { .. } | Operation::Disclosure)
+        matches!(self, Operation::Query | Operation::Lookup { .. } | Operation::Grade { .. } | Operation::Disclosure)
     }
 
     /// Whether the caller must state a purpose: for queries and lookups.
@@ -128,14 +144,16 @@ impl Operation {
     /// but do not need one: a browser opening the console cannot send one,
     /// and the public window's purpose is the listener's own.
     pub fn needs_purpose(&self) -> bool {
-        matches!(self, Operation::Query | Operation::Lookup { .. })
+        matches!(self, Operation::Query | Operation::Lookup { .. } | Operation::Grade { .. })
     }
 
     /// Whether `role` may perform this operation at all.
     fn allowed_for(&self, role: Role) -> bool {
         match self {
             Operation::Query | Operation::Catalog => role != Role::Public,
-            Operation::Lookup { .. } => matches!(role, Role::Agency | Role::CreditAgency | Role::Platform),
+            Operation::Lookup { .. } | Operation::Grade { .. } | Operation::GradeReview => {
+                matches!(role, Role::Agency | Role::CreditAgency | Role::Platform)
+            }
             Operation::ConsentStatus | Operation::ConsentRevoke => role != Role::Public,
             Operation::AuditRead => role == Role::PrivacyOfficer,
             Operation::Disclosure => role == Role::Public,
@@ -205,10 +223,30 @@ impl Policy {
                 operation: operation.description(),
             });
         }
-        // 4. Legal basis.
+        // 4. Legal basis. A grade has the basis of a lookup of its subject.
+        let operation = match operation {
+            Operation::Grade { person, consent } => Operation::Lookup {
+                subject: if person { SubjectKind::ResidentId } else { SubjectKind::CreditCode },
+                consent,
+            },
+            other => other,
+        };
         let basis = match (operation, principal.role) {
-            (Operation::Catalog | Operation::ConsentStatus | Operation::ConsentRevoke | Operation::Unroutable, _) => {
-                LegalBasis::NoDisclosure
+            (
+                Operation::Catalog
+                | Operation::ConsentStatus
+                | Operation::ConsentRevoke
+                | Operation::GradeReview
+                | Operation::Unroutable,
+                _,
+            ) => LegalBasis::NoDisclosure,
+            // Decided as the lookup it is (above); kept for exhaustiveness.
+            (Operation::Grade { .. }, _) => {
+                return Err(PolicyError::OperationNotAllowed {
+                    principal: principal.name.clone(),
+                    role: principal.role.as_str(),
+                    operation: operation.description(),
+                });
             }
             (Operation::AuditRead, _) => LegalBasis::Oversight,
             (Operation::Disclosure, _) => LegalBasis::Disclosure,

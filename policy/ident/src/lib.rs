@@ -273,6 +273,13 @@ impl CreditCode {
     pub fn division_code(&self) -> &str {
         &self.0[2..8]
     }
+
+    /// Whether the code is an individual business's (个体工商户: registration
+    /// authority `9`, market regulation, and entity type `2`, GB 32100-2015):
+    /// a natural person trades under it.
+    pub fn is_individual_business(&self) -> bool {
+        self.0.starts_with("92")
+    }
 }
 
 impl fmt::Display for CreditCode {
