@@ -86,6 +86,8 @@ pub enum Command {
     /// The audit log: verify the chain, export a checkpoint for a witness.
     #[command(subcommand)]
     Audit(creditgate_audit::cli::AuditCommand),
+    /// Grade a list of credit codes through a running gateway (NDJSON, warnings first).
+    Grade(creditgate_tooling::grade_cli::GradeArgs),
     /// Consent issuers: make a signing key, issue and inspect consent artefacts.
     #[command(subcommand)]
     Consent(creditgate_consent::cli::ConsentCommand),
@@ -98,7 +100,35 @@ pub enum PolicyCommand {
     Check {
         /// The policy file (TOML).
         file: PathBuf,
+        /// Also check this grading template against the policy (every
+        /// dataset and column its rules read must be classified there).
+        #[arg(long, value_name = "TEMPLATE")]
+        grading: Option<PathBuf>,
     },
+}
+
+/// Checks a grading template on its own and against `policy`; the summary
+/// line on success, every problem on failure.
+pub fn grading_check(file: &std::path::Path, policy: &creditgate_policy::Policy) -> Result<String, String> {
+    let template = creditgate_grade::Template::load(file)?;
+    let problems = template.problems_against(|dataset| {
+        policy.datasets().get(dataset).map(|d| d.columns.keys().cloned().collect())
+    });
+    if !problems.is_empty() {
+        return Err(creditgate_files::config::report(file, &problems));
+    }
+    let direct = template.rules.iter().filter(|r| r.grade.is_some()).count();
+    let warnings = template.rules.iter().filter(|r| r.warning).count();
+    let bands: Vec<String> = template.bands.iter().map(|b| format!("{} ≥ {}", b.grade, b.min)).collect();
+    Ok(format!(
+        "{}: valid — template {} {}, {} rules over {} datasets ({direct} direct grades, {warnings} warnings), bands {}",
+        file.display(),
+        template.template.id,
+        template.template.version,
+        template.rules.len(),
+        template.datasets().len(),
+        bands.join(", ")
+    ))
 }
 
 /// Validates a policy file offline; the summary on success, every problem on
@@ -188,8 +218,12 @@ pub const WORKER_STACK_BYTES: usize = 32 * 1024 * 1024;
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32, String> {
     match cli.command {
-        Command::Policy(PolicyCommand::Check { file }) => {
+        Command::Policy(PolicyCommand::Check { file, grading }) => {
             say(&policy_check(&file)?);
+            if let Some(template) = grading {
+                let policy = creditgate_policy::Policy::load(&file).map_err(|e| e.to_string())?;
+                say(&grading_check(&template, &policy)?);
+            }
             Ok(0)
         }
         Command::Audit(command) => {
@@ -302,6 +336,7 @@ fn run_main(command: Command) -> Result<(), String> {
                 Ok(())
             })
         }
+        Command::Grade(args) => runtime()?.block_on(creditgate_tooling::grade_cli::run(args)),
         Command::Certs(command) => creditgate_certs::cli::run(command).map_err(|e| e.to_string()),
         Command::Consent(command) => creditgate_consent::cli::run(command).map_err(|e| e.to_string()),
         Command::Policy(_) | Command::Audit(_) => Err("handled by run".to_string()),

@@ -286,6 +286,28 @@ async fn individual_businesses_need_a_legal_basis_and_get_a_human_review_path() 
     assert_eq!(reviews.len(), 1, "the review request is recorded for the officer");
     assert_eq!(reviews[0].outcome, creditgate_audit::Outcome::Allowed);
 
+    // The privacy officer finds the grade and the review request among the subject's records.
+    let found = lab
+        .http("privacy_officer", "GET", &format!("/v1/audit/records?subject={code}&limit=100"), &[], None)
+        .await
+        .expect("http");
+    assert_eq!(found.status, 200, "{}", body_text(&found));
+    let records = body_json(&found)["items"].as_array().cloned().unwrap_or_default();
+    let kinds: Vec<&str> = records
+        .iter()
+        .filter_map(|r| {
+            let q = &r["query"]["lookup"];
+            if q.get("grade_review").is_some() {
+                Some("review")
+            } else if q["grade"].get("fired").is_some() {
+                Some("grade")
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert!(kinds.contains(&"grade") && kinds.contains(&"review"), "{kinds:?} in {}", body_text(&found));
+
     // Negative controls: a grade id that is not this caller's, or not of this subject.
     let reply = lab.http("platform_a", "POST", &path, &[], Some(body.clone())).await.expect("http");
     assert_eq!(reply.status, 404, "another caller's grade: {}", body_text(&reply));
@@ -440,4 +462,37 @@ async fn the_flight_action_gives_the_same_grade_as_http() {
     assert!(creditgate_tooling::client::flight_error_text(&error).contains("credit_code"), "{error}");
     let unknown = client.grade(&json!({"credit_code": code, "colour": 1})).await.expect_err("an unknown key");
     assert!(creditgate_tooling::client::flight_error_text(&unknown).contains("colour"), "{unknown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_district_batch_grades_every_enterprise_registered_there() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lab = start_lab(tmp.path()).await;
+    let ctx = reference_session(&lab).await;
+    let sql = "SELECT district_code, count(*) AS n FROM market.enterprises GROUP BY district_code ORDER BY n, district_code LIMIT 1";
+    let batches = ctx.sql(sql).await.expect("sql").collect().await.expect("collect");
+    let district = arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Utf8).expect("cast");
+    let district = district.as_any().downcast_ref::<arrow::array::StringArray>().expect("strings").value(0).to_string();
+    let n = arrow::compute::cast(batches[0].column(1), &arrow::datatypes::DataType::Int64).expect("cast");
+    let n = n.as_any().downcast_ref::<arrow::array::Int64Array>().expect("ints").value(0);
+    let reply = lab
+        .http("samr", "POST", "/v1/grades", &[], Some(json!({"district": district}).to_string()))
+        .await
+        .expect("http");
+    assert_eq!(reply.status, 200, "{}", body_text(&reply));
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    let summary: Value = serde_json::from_str(text.lines().last().expect("summary")).expect("json");
+    assert_eq!(summary["summary"]["total"], json!(n), "{summary}");
+    assert_eq!(summary["summary"]["done"], json!(n));
+
+    // Negative controls: a malformed district, both codes and a district, a district with nobody.
+    for (body, status, words) in [
+        (json!({"district": "37A202"}), 400, "6-digit"),
+        (json!({"district": district, "credit_codes": [lab.manifest.featured.enterprise_credit_code]}), 400, "not both"),
+        (json!({"district": "999999"}), 404, "no enterprise"),
+    ] {
+        let reply = lab.http("samr", "POST", "/v1/grades", &[], Some(body.to_string())).await.expect("http");
+        assert_eq!(reply.status, status, "{body}: {}", body_text(&reply));
+        assert!(body_json(&reply)["error"]["message"].as_str().unwrap_or("").contains(words), "{}", body_text(&reply));
+    }
 }

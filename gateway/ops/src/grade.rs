@@ -55,12 +55,18 @@ pub struct GradeRequest {
     pub consent: Option<Value>,
 }
 
-/// The body of `POST /v1/grades`: a batch.
+/// The body of `POST /v1/grades`: a batch, of listed codes or of a district.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// Up to [`MAX_BATCH`] credit codes (duplicates are graded once).
+    #[serde(default)]
     pub credit_codes: Vec<String>,
+    /// Instead of codes: every enterprise registered in this district
+    /// (6-digit division code, `market.enterprises.district_code`), read
+    /// under the caller's policy; at most [`MAX_BATCH`].
+    #[serde(default)]
+    pub district: Option<String>,
     /// The purpose code (overrides the header).
     #[serde(default)]
     pub purpose: Option<String>,
@@ -376,11 +382,21 @@ pub async fn batch(
         Ok(template) => template,
         Err(error) => return Err(engine.refuse(caller, batch_intent(None, 0), error).await),
     };
-    let subjects = match batch_subjects(&engine, &request.credit_codes) {
+    let codes = match &request.district {
+        None => request.credit_codes.clone(),
+        Some(_) if !request.credit_codes.is_empty() => {
+            let error = GatewayError::BadRequest("give credit_codes or a district, not both".to_string());
+            return Err(engine.refuse(caller, batch_intent(Some(&template), 0), error).await);
+        }
+        Some(district) => match district_codes(&engine, caller.clone(), purpose.clone(), district).await {
+            Ok(codes) => codes,
+            Err(error) => return Err(error),
+        },
+    };
+    let subjects = match batch_subjects(&engine, &codes) {
         Ok(subjects) => subjects,
         Err(error) => {
-            let n = request.credit_codes.len();
-            return Err(engine.refuse(caller, batch_intent(Some(&template), n), error).await);
+            return Err(engine.refuse(caller, batch_intent(Some(&template), codes.len()), error).await);
         }
     };
     let items: Vec<Intent> = subjects.iter().map(|s| intent(&template, s, purpose.clone(), None)).collect();
@@ -470,6 +486,54 @@ enum Tally {
     Complete,
     Incomplete,
     Refused,
+}
+
+/// The credit codes of the enterprises registered in `district`, read as
+/// a query under the caller's policy (its own permit and record; the
+/// caller must be granted `market.enterprises`): at most [`MAX_BATCH`].
+async fn district_codes(
+    engine: &Engine,
+    caller: Caller,
+    purpose: Option<String>,
+    district: &str,
+) -> Result<Vec<String>, GatewayError> {
+    let recorded = RecordedQuery::Lookup(json!({"grade_batch_selection": {"district": district}}));
+    let intent = Intent::new(Operation::Query, purpose, recorded).naming(vec!["market.enterprises".to_string()]);
+    if district.len() != 6 || !district.chars().all(|c| c.is_ascii_digit()) {
+        let error = GatewayError::BadRequest(format!("district: a 6-digit division code such as 370202, not `{}`", district.chars().take(20).collect::<String>()));
+        return Err(engine.refuse(caller, intent, error).await);
+    }
+    let permit = engine.authorize(caller, intent).await?;
+    // Digits only (checked above): the literal needs no escaping.
+    let sql = format!(
+        "SELECT credit_code FROM market.enterprises WHERE district_code = '{district}' ORDER BY credit_code LIMIT {}",
+        MAX_BATCH + 1
+    );
+    let read = engine.collect_parts(&permit, &[("district".to_string(), sql)]).await;
+    let (results, disclosure) = match read {
+        Ok(read) => read,
+        Err(error) => return Err(permit.refuse(error).await),
+    };
+    let mut codes = Vec::new();
+    for batch in results.iter().flat_map(|(_, batches)| batches) {
+        let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| GatewayError::internal(format!("district codes: {e}")))?;
+        if let Some(strings) = column.as_any().downcast_ref::<arrow::array::StringArray>() {
+            codes.extend(strings.iter().flatten().map(str::to_string));
+        }
+    }
+    if codes.len() > MAX_BATCH {
+        let error = GatewayError::BadRequest(format!(
+            "district: more than {MAX_BATCH} enterprises are registered in {district}; list their codes in batches"
+        ));
+        return Err(permit.refuse(error).await);
+    }
+    if codes.is_empty() {
+        let error = GatewayError::NotFound(format!("district: no enterprise you may see is registered in {district}"));
+        return Err(permit.refuse(error).await);
+    }
+    permit.allow(disclosure).await?;
+    Ok(codes)
 }
 
 fn refused_line(code: &str, error: &GatewayError) -> Value {

@@ -235,7 +235,7 @@ async fn dispatch(
             Ok(json_response(StatusCode::OK, document))
         }
         ("/v1/grades", &Method::POST) => {
-            let shape = "{\"credit_codes\": [\"…\", …], \"purpose\": \"…\"}";
+            let shape = "{\"credit_codes\": [\"…\", …] or \"district\": \"370202\", \"purpose\": \"…\"}";
             let request: creditgate_ops::grade::BatchRequest = match read_json(req, shape).await {
                 Ok(request) => request,
                 Err(error) => {

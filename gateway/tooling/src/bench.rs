@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// federation) and write a report of its rows alone.
     #[arg(long)]
     pub prepared_only: bool,
+    /// Stop after the small federation's prepared, plan-cache, relate-check
+    /// and grading rows (no large federation).
+    #[arg(long)]
+    pub grades_only: bool,
     /// Executions per side of the prepared-statement comparison.
     #[arg(long, default_value_t = 1000)]
     pub executions: usize,
@@ -305,6 +309,103 @@ async fn lookup_cache_off_on(
     Ok(())
 }
 
+/// Graded supervision: one grade (Flight action) vs one lookup of the same
+/// enterprise, alternating, `n` each (p50 ratio; aim ≤ 1.5×); then a batch
+/// of up to 1,000 enterprises (`POST /v1/grades`, the configured bounded
+/// concurrency) vs the same enterprises looked up by 8 concurrent callers.
+async fn grades_vs_lookups(
+    lab: &Lab,
+    code: &str,
+    n: usize,
+    report: &mut dyn FnMut(&str, String, String, String, &str),
+) -> Result<(), String> {
+    let mut client = lab.flight_client("samr")?;
+    client.set_header(creditgate_engine::PURPOSE_HEADER, "supervision");
+    let lookup = lookup_body(code, None);
+    let grade = serde_json::json!({"credit_code": code, "purpose": "supervision"});
+    let flight = |e: arrow_flight::error::FlightError| crate::client::flight_error_text(&e);
+    client.lookup(&lookup).await.map_err(flight)?;
+    client.grade(&grade).await.map_err(flight)?;
+    let (mut grades, mut lookups) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let started = Instant::now();
+        let doc = client.grade(&grade).await.map_err(flight)?;
+        grades.push(started.elapsed());
+        if doc["complete"] != true {
+            return Err(format!("incomplete grade during the benchmark: {doc}"));
+        }
+        let started = Instant::now();
+        client.lookup(&lookup).await.map_err(flight)?;
+        lookups.push(started.elapsed());
+    }
+    let (g50, l50) = (percentile(&mut grades, 0.5), percentile(&mut lookups, 0.5));
+    report(
+        "grade vs lookup, one enterprise: p50",
+        ms(g50),
+        ms(l50),
+        format!("{:.2}×", g50.as_secs_f64() / l50.as_secs_f64()),
+        &format!("{n} each, alternating; the grade reads only its rules' columns; aim ≤ 1.5×"),
+    );
+
+    let batches = client
+        .query("SELECT credit_code FROM market.enterprises ORDER BY credit_code LIMIT 1000")
+        .await
+        .map_err(flight)?;
+    let mut codes: Vec<String> = Vec::new();
+    for batch in &batches {
+        let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8).map_err(|e| e.to_string())?;
+        if let Some(strings) = column.as_any().downcast_ref::<arrow::array::StringArray>() {
+            codes.extend(strings.iter().flatten().map(str::to_string));
+        }
+    }
+    let body = serde_json::json!({"credit_codes": codes, "purpose": "supervision"}).to_string();
+    let started = Instant::now();
+    let answer = lab.http("samr", "POST", "/v1/grades", &[], Some(body)).await?;
+    let batch_wall = started.elapsed();
+    let text = String::from_utf8_lossy(&answer.body);
+    let summary: serde_json::Value =
+        text.lines().last().and_then(|l| serde_json::from_str(l).ok()).unwrap_or(serde_json::Value::Null);
+    if answer.status != 200 || summary["summary"]["done"] != serde_json::json!(codes.len()) {
+        return Err(format!("the batch of grades failed ({}): {}", answer.status, &text[..text.len().min(300)]));
+    }
+    const CALLERS: usize = 8;
+    let mut clients = Vec::new();
+    for _ in 0..CALLERS {
+        let mut c = lab.flight_client("samr")?;
+        c.set_header(creditgate_engine::PURPOSE_HEADER, "supervision");
+        clients.push(c);
+    }
+    let started = Instant::now();
+    let runs = clients.iter_mut().enumerate().map(|(i, c)| {
+        let mine: Vec<serde_json::Value> =
+            codes.iter().skip(i).step_by(CALLERS).map(|code| lookup_body(code, None)).collect();
+        async move {
+            for body in &mine {
+                c.lookup(body).await.map_err(|e| crate::client::flight_error_text(&e))?;
+            }
+            Ok::<_, String>(())
+        }
+    });
+    for run in futures::future::join_all(runs).await {
+        run?;
+    }
+    let lookup_wall = started.elapsed();
+    let rate = |wall: Duration| codes.len() as f64 / wall.as_secs_f64();
+    report(
+        &format!("grades/s, batch of {}", codes.len()),
+        format!("{:.0}/s", rate(batch_wall)),
+        format!("{:.0}/s", rate(lookup_wall)),
+        format!("{:.2}×", rate(batch_wall) / rate(lookup_wall)),
+        &format!(
+            "POST /v1/grades (NDJSON, {} at once) vs the same enterprises looked up by {CALLERS} callers; {} complete, {} with warnings",
+            lab.gateway_config.grading.as_ref().map_or(0, |g| g.batch_concurrency),
+            summary["summary"]["complete"],
+            summary["summary"]["with_warnings"]
+        ),
+    );
+    Ok(())
+}
+
 /// Planning with the masked-relation check (`policy::relate`) on vs off:
 /// GetFlightInfo (plan only, nothing executed) of a query that reads masked
 /// columns across a join, `n` times per side, in alternating rounds so the
@@ -411,6 +512,16 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         report(&mut rows, name, ours, baseline, ratio, note)
     })
     .await?;
+
+    // 1e. Graded supervision: a grade vs a lookup; a batch of grades.
+    grades_vs_lookups(&small, &code, (args.lookups / 3).max(20), &mut |name, ours, baseline, ratio, note| {
+        report(&mut rows, name, ours, baseline, ratio, note)
+    })
+    .await?;
+    if args.grades_only {
+        small.stop().await?;
+        return write_report(&args, &rows);
+    }
 
     // 2. Fan-out lookup vs the slowest single source queried directly.
     let mut through = lookup_latencies(&small, args.lookups, None).await?;

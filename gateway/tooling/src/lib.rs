@@ -16,3 +16,4 @@ pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod demo_backend;
+pub mod grade_cli;
