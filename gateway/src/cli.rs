@@ -111,9 +111,8 @@ pub enum PolicyCommand {
 /// line on success, every problem on failure.
 pub fn grading_check(file: &std::path::Path, policy: &creditgate_policy::Policy) -> Result<String, String> {
     let template = creditgate_grade::Template::load(file)?;
-    let problems = template.problems_against(|dataset| {
-        policy.datasets().get(dataset).map(|d| d.columns.keys().cloned().collect())
-    });
+    let problems = template
+        .problems_against(|dataset| policy.datasets().get(dataset).map(|d| d.columns.keys().cloned().collect()));
     if !problems.is_empty() {
         return Err(creditgate_files::config::report(file, &problems));
     }

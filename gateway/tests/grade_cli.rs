@@ -20,7 +20,8 @@ fn policy_check_checks_a_grading_template_against_the_policy() {
     std::fs::write(&policy, DEMO_POLICY).expect("policy");
     let template = tmp.path().join("grading.toml");
     std::fs::write(&template, creditgate_grade_template()).expect("template");
-    let ok = creditgate(&["policy", "check", policy.to_str().expect("utf8"), "--grading", template.to_str().expect("utf8")]);
+    let ok =
+        creditgate(&["policy", "check", policy.to_str().expect("utf8"), "--grading", template.to_str().expect("utf8")]);
     assert_eq!(ok.status.code(), Some(0), "{}{}", text(&ok.stdout), text(&ok.stderr));
     assert!(text(&ok.stdout).contains("template qingdao-ecommerce-credit"), "{}", text(&ok.stdout));
 
@@ -29,13 +30,15 @@ fn policy_check_checks_a_grading_template_against_the_policy() {
         .replacen("column = \"penalty_kind\"", "column = \"penalty_type\"", 1)
         .replacen("points = -40\nwarning = true", "points = -40\nwarning = true\nseverity = 1", 1);
     std::fs::write(&template, broken).expect("template");
-    let bad = creditgate(&["policy", "check", policy.to_str().expect("utf8"), "--grading", template.to_str().expect("utf8")]);
+    let bad =
+        creditgate(&["policy", "check", policy.to_str().expect("utf8"), "--grading", template.to_str().expect("utf8")]);
     assert_ne!(bad.status.code(), Some(0));
     let err = text(&bad.stderr);
     assert!(err.contains("severity") && err.contains("unknown key"), "{err}");
     let fixed_key = text(&std::fs::read(&template).expect("read")).replacen("\nseverity = 1", "", 1);
     std::fs::write(&template, fixed_key).expect("template");
-    let bad = creditgate(&["policy", "check", policy.to_str().expect("utf8"), "--grading", template.to_str().expect("utf8")]);
+    let bad =
+        creditgate(&["policy", "check", policy.to_str().expect("utf8"), "--grading", template.to_str().expect("utf8")]);
     assert_ne!(bad.status.code(), Some(0));
     assert!(text(&bad.stderr).contains("no column `penalty_type`"), "{}", text(&bad.stderr));
 }

@@ -488,7 +488,11 @@ async fn a_district_batch_grades_every_enterprise_registered_there() {
     // Negative controls: a malformed district, both codes and a district, a district with nobody.
     for (body, status, words) in [
         (json!({"district": "37A202"}), 400, "6-digit"),
-        (json!({"district": district, "credit_codes": [lab.manifest.featured.enterprise_credit_code]}), 400, "not both"),
+        (
+            json!({"district": district, "credit_codes": [lab.manifest.featured.enterprise_credit_code]}),
+            400,
+            "not both",
+        ),
         (json!({"district": "999999"}), 404, "no enterprise"),
     ] {
         let reply = lab.http("samr", "POST", "/v1/grades", &[], Some(body.to_string())).await.expect("http");

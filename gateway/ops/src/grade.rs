@@ -500,7 +500,10 @@ async fn district_codes(
     let recorded = RecordedQuery::Lookup(json!({"grade_batch_selection": {"district": district}}));
     let intent = Intent::new(Operation::Query, purpose, recorded).naming(vec!["market.enterprises".to_string()]);
     if district.len() != 6 || !district.chars().all(|c| c.is_ascii_digit()) {
-        let error = GatewayError::BadRequest(format!("district: a 6-digit division code such as 370202, not `{}`", district.chars().take(20).collect::<String>()));
+        let error = GatewayError::BadRequest(format!(
+            "district: a 6-digit division code such as 370202, not `{}`",
+            district.chars().take(20).collect::<String>()
+        ));
         return Err(engine.refuse(caller, intent, error).await);
     }
     let permit = engine.authorize(caller, intent).await?;

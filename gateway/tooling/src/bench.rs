@@ -353,7 +353,8 @@ async fn grades_vs_lookups(
         .map_err(flight)?;
     let mut codes: Vec<String> = Vec::new();
     for batch in &batches {
-        let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8).map_err(|e| e.to_string())?;
+        let column =
+            arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8).map_err(|e| e.to_string())?;
         if let Some(strings) = column.as_any().downcast_ref::<arrow::array::StringArray>() {
             codes.extend(strings.iter().flatten().map(str::to_string));
         }

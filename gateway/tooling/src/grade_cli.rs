@@ -63,11 +63,13 @@ pub async fn run(args: GradeArgs) -> Result<(), String> {
     let config = creditgate_certs::tls::client_config(&args.ca, Some((&args.cert, &args.key)), &[b"http/1.1"])
         .map_err(|e| e.to_string())?;
     let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
-    let tcp = tokio::net::TcpStream::connect(&args.gateway).await.map_err(|e| format!("connect {}: {e}", args.gateway))?;
+    let tcp =
+        tokio::net::TcpStream::connect(&args.gateway).await.map_err(|e| format!("connect {}: {e}", args.gateway))?;
     let name = rustls::pki_types::ServerName::try_from(args.server_name.clone()).map_err(|e| e.to_string())?;
     let stream = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("HTTP handshake: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -86,7 +88,10 @@ pub async fn run(args: GradeArgs) -> Result<(), String> {
     if !status.is_success() {
         let text = body.collect().await.map_err(|e| format!("HTTP body: {e}"))?.to_bytes();
         let json: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
-        let message = json["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(&text).into_owned());
+        let message = json["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&text).into_owned());
         return Err(format!("the gateway refused the batch ({status}): {message}"));
     }
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -112,7 +117,8 @@ pub async fn run(args: GradeArgs) -> Result<(), String> {
         pending.extend_from_slice(data);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            let value: serde_json::Value = serde_json::from_slice(&line).map_err(|e| format!("a line of the answer is not JSON: {e}"))?;
+            let value: serde_json::Value =
+                serde_json::from_slice(&line).map_err(|e| format!("a line of the answer is not JSON: {e}"))?;
             if value.get("summary").is_some() {
                 summary = value;
             } else {
@@ -129,8 +135,13 @@ pub async fn run(args: GradeArgs) -> Result<(), String> {
         return Err("the batch ended without its summary: the answer is incomplete and was not written".to_string());
     }
     match &args.out {
-        Some(path) => creditgate_files::write_atomic(path, &out, creditgate_files::Access::Private, creditgate_files::Existing::Replace)
-            .map_err(|e| format!("{}: {e}", path.display()))?,
+        Some(path) => creditgate_files::write_atomic(
+            path,
+            &out,
+            creditgate_files::Access::Private,
+            creditgate_files::Existing::Replace,
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?,
         None => {
             use std::io::Write as _;
             let _ = std::io::stdout().lock().write_all(&out);

@@ -424,11 +424,12 @@ impl Template {
                         problems.push(format!("{ckey}.value: `{}` takes no value", condition.op.as_str()))
                     }
                     (Op::IsNull | Op::IsNotNull, None) => {}
-                    (Op::In | Op::NotIn, Some(Literal::List(items))) => {
-                        if items.is_empty() || items.iter().any(|v| matches!(v, Literal::List(_))) {
-                            problems.push(format!("{ckey}.value: a non-empty list of plain values"));
-                        }
+                    (Op::In | Op::NotIn, Some(Literal::List(items)))
+                        if items.is_empty() || items.iter().any(|v| matches!(v, Literal::List(_))) =>
+                    {
+                        problems.push(format!("{ckey}.value: a non-empty list of plain values"))
                     }
+                    (Op::In | Op::NotIn, Some(Literal::List(_))) => {}
                     (Op::In | Op::NotIn, _) => {
                         problems.push(format!("{ckey}.value: `{}` takes a list", condition.op.as_str()))
                     }
