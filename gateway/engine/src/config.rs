@@ -60,6 +60,23 @@ pub struct GradingConfig {
     /// Grades computed at once in a batch (default 8).
     #[serde(default = "default_batch_concurrency")]
     pub batch_concurrency: usize,
+    /// Where a batch by district finds the district's enterprises; batches
+    /// by district are refused when absent.
+    #[serde(default)]
+    pub registry: Option<GradingRegistry>,
+}
+
+/// `[grading.registry]`: the register of enterprises a district batch reads
+/// (under the caller's policy).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradingRegistry {
+    /// The dataset, `schema.table`.
+    pub dataset: String,
+    /// Its credit-code column.
+    pub credit_code: String,
+    /// Its district (6-digit division code) column.
+    pub district: String,
 }
 
 /// Default number of grades a batch computes at once.
@@ -570,10 +587,22 @@ impl GatewayConfig {
     /// Every problem of the config, each `key: reason`.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Some(grading) = &self.grading
-            && !(1..=64).contains(&grading.batch_concurrency)
-        {
-            problems.push("grading.batch_concurrency: between 1 and 64".to_string());
+        if let Some(grading) = &self.grading {
+            if !(1..=64).contains(&grading.batch_concurrency) {
+                problems.push("grading.batch_concurrency: between 1 and 64".to_string());
+            }
+            if let Some(registry) = &grading.registry {
+                let dataset_ok =
+                    registry.dataset.split_once('.').is_some_and(|(a, b)| is_identifier(a) && is_identifier(b));
+                if !dataset_ok {
+                    problems.push(format!("grading.registry.dataset: `{}` must be schema.table", registry.dataset));
+                }
+                for (key, column) in [("credit_code", &registry.credit_code), ("district", &registry.district)] {
+                    if !is_identifier(column) {
+                        problems.push(format!("grading.registry.{key}: `{column}` must be a lowercase column name"));
+                    }
+                }
+            }
         }
         let mut connectors = BTreeSet::new();
         for (i, c) in self.connectors.iter().enumerate() {

@@ -489,8 +489,9 @@ enum Tally {
 }
 
 /// The credit codes of the enterprises registered in `district`, read as
-/// a query under the caller's policy (its own permit and record; the
-/// caller must be granted `market.enterprises`): at most [`MAX_BATCH`].
+/// a query under the caller's policy from the register `[grading.registry]`
+/// names (its own permit and record; the caller must be granted that
+/// dataset): at most [`MAX_BATCH`].
 async fn district_codes(
     engine: &Engine,
     caller: Caller,
@@ -498,7 +499,17 @@ async fn district_codes(
     district: &str,
 ) -> Result<Vec<String>, GatewayError> {
     let recorded = RecordedQuery::Lookup(json!({"grade_batch_selection": {"district": district}}));
-    let intent = Intent::new(Operation::Query, purpose, recorded).naming(vec!["market.enterprises".to_string()]);
+    let registry = engine.config().grading.as_ref().and_then(|g| g.registry.clone());
+    let Some(registry) = registry else {
+        let intent = Intent::new(Operation::Query, purpose, recorded);
+        let error = GatewayError::BadRequest(
+            "district: this gateway has no register of enterprises for district batches ([grading.registry]); \
+             list the credit codes instead"
+                .to_string(),
+        );
+        return Err(engine.refuse(caller, intent, error).await);
+    };
+    let intent = Intent::new(Operation::Query, purpose, recorded).naming(vec![registry.dataset.clone()]);
     if district.len() != 6 || !district.chars().all(|c| c.is_ascii_digit()) {
         let error = GatewayError::BadRequest(format!(
             "district: a 6-digit division code such as 370202, not `{}`",
@@ -508,10 +519,9 @@ async fn district_codes(
     }
     let permit = engine.authorize(caller, intent).await?;
     // Digits only (checked above): the literal needs no escaping.
-    let sql = format!(
-        "SELECT credit_code FROM market.enterprises WHERE district_code = '{district}' ORDER BY credit_code LIMIT {}",
-        MAX_BATCH + 1
-    );
+    let (dataset, code, column) = (&registry.dataset, &registry.credit_code, &registry.district);
+    let sql =
+        format!("SELECT {code} FROM {dataset} WHERE {column} = '{district}' ORDER BY {code} LIMIT {}", MAX_BATCH + 1);
     let read = engine.collect_parts(&permit, &[("district".to_string(), sql)]).await;
     let (results, disclosure) = match read {
         Ok(read) => read,

@@ -557,6 +557,11 @@ impl Lab {
             grading: Some(creditgate_engine::config::GradingConfig {
                 template: grading_file,
                 batch_concurrency: creditgate_engine::config::DEFAULT_BATCH_CONCURRENCY,
+                registry: Some(creditgate_engine::config::GradingRegistry {
+                    dataset: "market.enterprises".to_string(),
+                    credit_code: "credit_code".to_string(),
+                    district: "district_code".to_string(),
+                }),
             }),
         };
         write_toml(&dir.join("gateway.toml"), &gateway_config)?;
