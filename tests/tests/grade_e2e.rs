@@ -267,6 +267,41 @@ async fn individual_businesses_need_a_legal_basis_and_get_a_human_review_path() 
     assert_eq!(status, 403, "{doc}");
     assert!(doc["error"]["message"].as_str().unwrap_or("").contains("consent"), "{doc}");
 
+    // With the subject's consent the credit agency may; datasets the consent does not cover are not evaluated.
+    let now = chrono::Utc::now();
+    let draft = creditgate_consent::ConsentDraft {
+        consent_id: None,
+        issuer: creditgate_tooling::demo::CONSENT_ISSUER.to_string(),
+        subject: creditgate_consent::SubjectRef::parse(creditgate_ident::SubjectKind::CreditCode, &code)
+            .expect("subject"),
+        grantee: "credit-agency".to_string(),
+        purposes: vec!["credit_assessment".to_string()],
+        datasets: vec!["market.penalties".to_string(), "court.dishonest_debtors".to_string()],
+        columns: None,
+        data_from: None,
+        data_to: None,
+        valid_from: now - chrono::Duration::minutes(5),
+        valid_until: now + chrono::Duration::days(1),
+        max_uses: 3,
+    };
+    let consent =
+        serde_json::to_value(creditgate_consent::issue(&lab.consent_key, draft).expect("issue")).expect("json");
+    let body = json!({"purpose": "credit_assessment", "consent": consent}).to_string();
+    let reply = lab.http("credit_agency", "POST", &format!("/v1/grades/{code}"), &[], Some(body)).await.expect("http");
+    assert_eq!(reply.status, 200, "{}", body_text(&reply));
+    let doc = body_json(&reply);
+    assert!(doc["legal_basis"].as_str().is_some_and(|b| b.starts_with("consent:")), "{doc}");
+    assert_eq!(doc["consent"]["uses"], 1);
+    for rule in doc["rules"].as_array().expect("rules") {
+        let covered = ["market.penalties", "court.dishonest_debtors"].contains(&rule["dataset"].as_str().unwrap_or(""));
+        if !covered {
+            assert_eq!(rule["status"], "not_evaluated", "{rule}");
+        } else {
+            assert_ne!(rule["status"], "not_evaluated", "{rule}");
+        }
+    }
+    assert_eq!(doc["complete"], false);
+
     // An agency under its duty may; the answer says how to ask for human review.
     let (status, doc) = grade(&lab, "samr", &code).await;
     assert_eq!(status, 200, "{doc}");

@@ -188,11 +188,28 @@ async fn compute(
         .map(|(dataset, columns)| (dataset.to_string(), columns.into_iter().map(str::to_string).collect()))
         .collect();
     let consent_id = consent_id(consent.as_ref()).map(str::to_string);
+    // Under a consent, only the datasets it names are asked for (the
+    // artefact is verified by the lookup, which refuses anything it does
+    // not cover); the template's others are not evaluated.
+    let named: Option<Vec<String>> = consent.as_ref().map(|c| {
+        c.get("datasets")
+            .and_then(Value::as_array)
+            .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
+    });
+    let (asked, uncovered): (Vec<String>, Vec<String>) =
+        columns.keys().cloned().partition(|d| named.as_ref().is_none_or(|named| named.contains(d)));
+    if asked.is_empty() {
+        return Err(GatewayError::ConsentRefused {
+            code: "consent.dataset_not_covered",
+            message: "the consent covers none of the datasets the grading template reads".to_string(),
+        });
+    }
     let request = LookupRequest {
         subject: SubjectRequest { kind: SubjectKind::CreditCode, id: subject.reference.id().to_string() },
         purpose: None,
         consent,
-        datasets: Some(columns.keys().cloned().collect()),
+        datasets: Some(asked),
     };
     let done = crate::lookup::read(engine, permit, &request, &subject.reference, Some(&columns)).await?;
     let read = done.document.get("datasets").and_then(Value::as_object).cloned().unwrap_or_default();
@@ -216,6 +233,10 @@ async fn compute(
             let why = body.get("error").and_then(Value::as_str).unwrap_or("not read");
             unreadable.insert(name.clone(), format!("{status}: {why}"));
         }
+    }
+    for name in uncovered {
+        statuses.insert(name.clone(), json!("denied"));
+        unreadable.insert(name, "denied: not covered by the consent".to_string());
     }
     let mut inputs: BTreeMap<String, Input<'_>> = BTreeMap::new();
     for (name, (rows, shown)) in &seen {
