@@ -155,6 +155,8 @@ const RELATING: &[Case] = &[
     Case { name: "GROUP BY an expression", sql: "SELECT count(*) FROM {t} GROUP BY substr({c}, 1, 4)" },
     Case { name: "DISTINCT", sql: "SELECT DISTINCT {c} FROM {t}" },
     Case { name: "PARTITION BY", sql: "SELECT count(*) OVER (PARTITION BY {c}) FROM {t}" },
+    Case { name: "window ORDER BY (ranks)", sql: "SELECT dense_rank() OVER (ORDER BY {c}) FROM {t}" },
+    Case { name: "window ORDER BY (neighbours)", sql: "SELECT lag(complaint_id) OVER (ORDER BY {c}) FROM {t}" },
     Case { name: "compared with another column", sql: "SELECT count(*) FROM {t} WHERE {c} = description" },
     Case {
         name: "a function of two columns, compared with a literal",

@@ -8,7 +8,7 @@
 //! with a literal or a parameter, but not used to relate rows: as a join key
 //! or join condition, in `INTERSECT`/`EXCEPT`, in an `IN` subquery, in a
 //! subquery correlated on it, in `GROUP BY`, `DISTINCT` (so `UNION` too) or a
-//! window's `PARTITION BY`, or compared with another column. The keyed-hash
+//! window's `PARTITION BY` or `ORDER BY`, or compared with another column. The keyed-hash
 //! mask is the designated way to relate records.
 //!
 //! [`check_relations`] checks the logical plan as planned from the SQL
@@ -47,6 +47,9 @@ pub enum Relation {
     Distinct,
     /// A window's `PARTITION BY` on it.
     PartitionBy,
+    /// A window's `ORDER BY` on it: ranks and neighbours (`dense_rank`,
+    /// `lag`) tell which rows hold equal values, as a `GROUP BY` would.
+    WindowOrder,
 }
 
 impl Relation {
@@ -60,6 +63,7 @@ impl Relation {
             Relation::GroupBy => "in GROUP BY",
             Relation::Distinct => "under DISTINCT or UNION",
             Relation::PartitionBy => "in a window's PARTITION BY",
+            Relation::WindowOrder => "in a window's ORDER BY (ranks and neighbours reveal equal values)",
         }
     }
 }
@@ -247,19 +251,31 @@ impl Checker {
             }
             LogicalPlan::Window(window) => {
                 for expr in &window.window_expr {
-                    let mut partition_taint = None;
+                    let mut window_taint = None;
                     expr.apply(|e| {
                         if let Expr::WindowFunction(function) = e {
-                            partition_taint = function.params.partition_by.iter().find_map(|p| first_taint(p, &scope));
-                            if partition_taint.is_some() {
+                            let params = &function.params;
+                            window_taint = params
+                                .partition_by
+                                .iter()
+                                .find_map(|p| first_taint(p, &scope))
+                                .map(|origin| (origin, Relation::PartitionBy))
+                                .or_else(|| {
+                                    params
+                                        .order_by
+                                        .iter()
+                                        .find_map(|s| first_taint(&s.expr, &scope))
+                                        .map(|origin| (origin, Relation::WindowOrder))
+                                });
+                            if window_taint.is_some() {
                                 return Ok(TreeNodeRecursion::Stop);
                             }
                         }
                         Ok(TreeNodeRecursion::Continue)
                     })
                     .ok();
-                    if let Some(origin) = partition_taint {
-                        return Err(refused(origin, Relation::PartitionBy));
+                    if let Some((origin, relation)) = window_taint {
+                        return Err(refused(origin, relation));
                     }
                 }
                 self.comparisons(&window.window_expr, &scope, Relation::Comparison)?;
