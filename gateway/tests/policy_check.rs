@@ -250,6 +250,8 @@ async fn the_gateway_refuses_to_start_on_an_invalid_policy() {
     // Control: with the committed policy it gets past the policy (and stops
     // later, at the example's certificates, which are not there).
     std::fs::write(&config.policy, demo_text()).expect("write policy");
+    let template = include_str!("../../policy/grade/examples/demo-grading.toml");
+    std::fs::write(tmp.path().join("grading.toml"), template).expect("write grading template");
     let error = match Gateway::new(config).await {
         Ok(_) => panic!("the example's certificates do not exist here"),
         Err(e) => e.to_string(),

@@ -682,6 +682,8 @@ mod tests {
         assert_eq!(config.state.secret_path(), PathBuf::from("/srv/creditgate/state/secret.key"));
         assert_eq!(config.policy, PathBuf::from("/srv/creditgate/policy.toml"));
         assert_eq!(config.consent_issuers.len(), 1, "the example shows a consent issuer");
+        let grading = config.grading.as_ref().expect("the example grades");
+        assert_eq!(grading.template, PathBuf::from("/srv/creditgate/grading.toml"));
         assert_eq!(config.consent_issuers[0].id, "credit-platform");
         assert_eq!(
             config.consent_issuers[0].public_key_file,
