@@ -5,7 +5,9 @@
 //! - [`consent`]: revoking consents and reading their state;
 //! - [`officer`]: the privacy officer's audit API (search, subject reports,
 //!   statistics, verification);
-//! - [`public`]: the public disclosure window, from configuration.
+//! - [`public`]: the public disclosure window, from configuration;
+//! - [`linkage`]: the linkability report of masked columns on the live
+//!   federation (for `creditgate policy linkage` and the officer API).
 //!
 //! Each operation reads its request into an intent, asks the engine for a
 //! permit, runs, and closes the permit exactly once. Front ends (the server
@@ -14,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod consent;
+pub mod linkage;
 pub mod lookup;
 pub mod officer;
 pub mod public;

@@ -192,6 +192,7 @@ enum Request {
     Console,
     Verify,
     Meta,
+    Linkage,
     Records(Box<AuditQuery>),
     Stats(StatsQuery),
     Report { kind: &'static str, hash: String, cursor: Option<u64>, limit: usize, own_reads: OwnReads },
@@ -231,6 +232,7 @@ fn read_request(
         "/console" => Request::Console,
         "/v1/audit/verify" => Request::Verify,
         "/v1/audit/meta" => Request::Meta,
+        "/v1/audit/linkage" => Request::Linkage,
         "/v1/audit/records" => {
             let subject_hash = match params.get("subject").filter(|s| !s.is_empty()) {
                 Some(raw) => {
@@ -355,6 +357,11 @@ pub async fn serve(
     let answer = match request {
         Request::Console => Ok(Answer::Console),
         Request::Meta => Ok(Answer::Json(meta(engine, &permit))),
+        // The linkability of every principal's masked columns, computed now
+        // on the live federation (figures only: no value leaves the gateway).
+        Request::Linkage => crate::linkage::for_engine(engine)
+            .await
+            .map(|report| Answer::Json(serde_json::to_value(report).unwrap_or_default())),
         Request::Verify => blocking(Box::new(move || Ok(serde_json::to_value(log.verify()).unwrap_or_default())))
             .await
             .map(Answer::Json),
