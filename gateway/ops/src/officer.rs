@@ -9,6 +9,8 @@
 //! CSV; an `Accept` the route cannot produce is refused (406). The
 //! officer's own reads of the audit log are flagged `own_read` and can be
 //! left out or picked out (`own_reads=include|exclude|only`).
+//! `GET /v1/audit/linkage` computes the linkability report of every
+//! principal's masked columns ([`crate::linkage`]) when asked.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
