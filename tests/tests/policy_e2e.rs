@@ -733,7 +733,7 @@ async fn get_tables_explains_each_mask_as_the_catalog_does_and_lists_nothing_ung
     assert_eq!(field_meta(enterprises, "credit_code", "creditgate.mask"), Some("none"));
     assert_eq!(field_meta(enterprises, "credit_code", "creditgate.class"), Some("public"));
     let black = &pa["credit_platform.black_list"];
-    assert_eq!(field_meta(black, "name", "creditgate.mask"), Some("chinese_name"));
+    assert_eq!(field_meta(black, "name", "creditgate.mask"), Some("name_hidden"));
     assert_eq!(field_meta(black, "name", "creditgate.class"), Some("personal"));
     assert_eq!(field_meta(black, "resident_id", "creditgate.mask"), Some("keyed_hash"));
     assert_eq!(field_meta(black, "resident_id", "creditgate.class"), Some("sensitive"));
@@ -746,11 +746,13 @@ async fn get_tables_explains_each_mask_as_the_catalog_does_and_lists_nothing_ung
     let ca = listed_tables(&lab, "credit_agency").await;
     assert!(!ca.contains_key("complaints.complaints") && !ca.contains_key("courier.staff"));
     let enterprises = &ca["market.enterprises"];
-    assert_eq!(field_meta(enterprises, "legal_rep_id", "creditgate.mask"), Some("resident_id"));
+    // The demo policy's measured masks (`creditgate policy linkage`): the ID
+    // and address withheld, the name hidden, the phone by carrier prefix.
+    assert_eq!(field_meta(enterprises, "legal_rep_id", "creditgate.mask"), Some("null"));
     assert_eq!(field_meta(enterprises, "legal_rep_id", "creditgate.class"), Some("sensitive"));
-    assert_eq!(field_meta(enterprises, "legal_rep_name", "creditgate.mask"), Some("chinese_name"));
-    assert_eq!(field_meta(enterprises, "address", "creditgate.mask"), Some("partial(6,0)"));
-    assert_eq!(field_meta(enterprises, "phone", "creditgate.mask"), Some("mobile"));
+    assert_eq!(field_meta(enterprises, "legal_rep_name", "creditgate.mask"), Some("name_hidden"));
+    assert_eq!(field_meta(enterprises, "address", "creditgate.mask"), Some("null"));
+    assert_eq!(field_meta(enterprises, "phone", "creditgate.mask"), Some("mobile_prefix"));
     let debtors = &ca["court.dishonest_debtors"];
     assert_eq!(field_meta(debtors, "amount", "creditgate.mask"), Some("range_bucket(100000)"));
     assert_eq!(field_meta(debtors, "amount", "creditgate.class"), Some("restricted"));
@@ -896,8 +898,10 @@ async fn catalog_explains_access_exactly_and_the_licence_scope_binds() {
     assert_eq!(names, scope_sorted, "a credit agency is granted its licence scope and nothing else");
     let debtors = catalog_entry(&ca, "court.dishonest_debtors");
     let column = |name: &str| catalog_columns(debtors).into_iter().find(|c| c.0 == name).expect("column");
-    assert_eq!(column("resident_id"), (s("resident_id"), s("sensitive"), s("resident_id")));
-    assert_eq!(column("name"), (s("name"), s("personal"), s("chinese_name")));
+    // The demo policy's masks for listed individuals: the agency's own
+    // pseudonym, the name hidden (see `creditgate policy linkage`).
+    assert_eq!(column("resident_id"), (s("resident_id"), s("sensitive"), s("keyed_hash")));
+    assert_eq!(column("name"), (s("name"), s("personal"), s("name_hidden")));
     assert_eq!(column("amount"), (s("amount"), s("restricted"), s("range_bucket(100000)")));
     assert_eq!(debtors["retention"], serde_json::json!({"end_date_column": "event_end_date", "years": 5}));
 
