@@ -46,10 +46,20 @@ async fn the_linkage_command_fails_on_the_old_masks_and_passes_on_the_demo_polic
     .expect("task");
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
-    for heading in ["可链接性报告 Linkability report", "主体 principal: samr", "数据集.字段 dataset.column", "掩码 mask", "组合 k combined", "通过 passed"] {
+    for heading in [
+        "可链接性报告 Linkability report",
+        "主体 principal: samr",
+        "数据集.字段 dataset.column",
+        "掩码 mask",
+        "组合 k combined",
+        "通过 passed",
+    ] {
         assert!(stdout.contains(heading), "`{heading}` missing:\n{stdout}");
     }
-    assert!(stdout.contains("complaints.complaints.complainant_mobile") && stdout.contains("mobile_prefix"), "{stdout}");
+    assert!(
+        stdout.contains("complaints.complaints.complainant_mobile") && stdout.contains("mobile_prefix"),
+        "{stdout}"
+    );
     assert!(!stdout.lines().any(|l| l.starts_with('!')), "no column below min_k:\n{stdout}");
 
     // The old masks: exit 1, the failing columns named, as JSON too.
@@ -69,11 +79,17 @@ async fn the_linkage_command_fails_on_the_old_masks_and_passes_on_the_demo_polic
     assert_eq!(report["passed"], false);
     assert_eq!(report["min_k"], 5);
     assert_eq!(report["keyed_hash_scope"], "organization");
-    let failures: Vec<&str> = report["failures"].as_array().expect("failures").iter().filter_map(|v| v.as_str()).collect();
-    for column in ["samr:complaints.complaints.complainant_mobile", "credit_agency:market.enterprises.legal_rep_id", "credit_agency:court.dishonest_debtors.resident_id"] {
+    let failures: Vec<&str> =
+        report["failures"].as_array().expect("failures").iter().filter_map(|v| v.as_str()).collect();
+    for column in [
+        "samr:complaints.complaints.complainant_mobile",
+        "credit_agency:market.enterprises.legal_rep_id",
+        "credit_agency:court.dishonest_debtors.resident_id",
+    ] {
         assert!(failures.contains(&column), "{column} not among the failures: {failures:?}");
     }
-    let samr = report["principals"].as_array().expect("principals").iter().find(|p| p["principal"] == "samr").expect("samr");
+    let samr =
+        report["principals"].as_array().expect("principals").iter().find(|p| p["principal"] == "samr").expect("samr");
     let mobile = samr["columns"]
         .as_array()
         .expect("columns")
@@ -85,10 +101,16 @@ async fn the_linkage_command_fails_on_the_old_masks_and_passes_on_the_demo_polic
     assert_eq!(mobile["below_min_k"], true);
     assert_eq!(mobile["may_link"], false);
     assert!(mobile["unique_share"].as_f64().is_some_and(|s| s > 0.9), "{mobile}");
-    assert!(mobile["combination"]["with"].as_array().is_some_and(|w| w.iter().any(|c| c == "complainant_name")), "{mobile}");
+    assert!(
+        mobile["combination"]["with"].as_array().is_some_and(|w| w.iter().any(|c| c == "complainant_name")),
+        "{mobile}"
+    );
     let matches = mobile["matches"].as_array().expect("matches");
     assert!(
-        matches.iter().any(|m| m["dataset"] == "market.enterprises" && m["column"] == "phone" && m["kind"] == "same_mask" && m["matching_values"].as_u64().is_some_and(|n| n > 0)),
+        matches.iter().any(|m| m["dataset"] == "market.enterprises"
+            && m["column"] == "phone"
+            && m["kind"] == "same_mask"
+            && m["matching_values"].as_u64().is_some_and(|n| n > 0)),
         "{mobile}"
     );
 

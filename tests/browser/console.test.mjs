@@ -11,8 +11,9 @@
 // summary, pages, CSV export and printable page, the activity chart, API
 // errors shown beside the field that caused them, the linkability page (a
 // table per principal, warnings below min_k on the old masks, both
-// languages), and screenshots (<tmp>/console.png, console-linkage.png). Negative controls: a data user's certificate gets the
-// HTML refusal page instead of the console, and no certificate gets no page
+// languages), and screenshots (<tmp>/console.png, console-linkage.png).
+// Negative controls: a data user's certificate gets the HTML refusal page
+// instead of the console, and no certificate gets no page
 // at all.
 //
 // Run: CREDITGATE_BIN=target/debug/creditgate node --test tests/browser/
@@ -332,7 +333,7 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
       for (const entry of await fsp.readdir(tmp)) {
         if (!entry.endsWith(".png")) await fsp.rm(path.join(tmp, entry), { recursive: true, force: true });
       }
-      console.log(`screenshots: ${path.join(tmp, "console.png")}, ${path.join(tmp, "console-tampered.png")}`);
+      console.log(`screenshots: ${path.join(tmp, "console.png")}, ${path.join(tmp, "console-tampered.png")}, ${path.join(tmp, "console-linkage.png")}`);
     } else {
       console.log(`demo directory kept: ${tmp} (log: ${path.join(tmp, "demo.log")})`);
       if (!passed && demo) console.log(demo.logTail());

@@ -106,7 +106,12 @@ async fn check_report(lab: &Lab, policy_text: &str, report: &LinkageReport) {
                 if matches!(c.class, ColumnClass::Personal | ColumnClass::Sensitive)
                     && !matches!(c.mask, Mask::None | Mask::Null)
                 {
-                    expected.insert((principal.name.clone(), grant.dataset.clone(), c.name.clone(), c.mask.to_string()));
+                    expected.insert((
+                        principal.name.clone(),
+                        grant.dataset.clone(),
+                        c.name.clone(),
+                        c.mask.to_string(),
+                    ));
                 }
             }
         }
@@ -114,7 +119,9 @@ async fn check_report(lab: &Lab, policy_text: &str, report: &LinkageReport) {
     let listed: BTreeSet<(String, String, String, String)> = report
         .principals
         .iter()
-        .flat_map(|p| p.columns.iter().map(|c| (p.principal.clone(), c.dataset.clone(), c.column.clone(), c.mask.clone())))
+        .flat_map(|p| {
+            p.columns.iter().map(|c| (p.principal.clone(), c.dataset.clone(), c.column.clone(), c.mask.clone()))
+        })
         .collect();
     assert_eq!(listed, expected);
 
@@ -124,8 +131,7 @@ async fn check_report(lab: &Lab, policy_text: &str, report: &LinkageReport) {
         for c in &principal.columns {
             let values = raw.column(&c.dataset, &c.column).await;
             assert_eq!(c.rows, values.len(), "{}: {}.{} rows", principal.principal, c.dataset, c.column);
-            let (n, g, unique, k) =
-                groups(values.iter().flatten().map(|r| (r.clone(), mask(&c.mask, r))));
+            let (n, g, unique, k) = groups(values.iter().flatten().map(|r| (r.clone(), mask(&c.mask, r))));
             let what = format!("{}: {}.{} ({})", principal.principal, c.dataset, c.column, c.mask);
             assert_eq!((c.stats.values, c.stats.groups, c.stats.unique, c.stats.k), (n, g, unique, k), "{what}");
             assert!((c.unique_share - unique as f64 / n.max(1) as f64).abs() < 1e-9, "{what}");
@@ -143,7 +149,13 @@ async fn check_report(lab: &Lab, policy_text: &str, report: &LinkageReport) {
                 let theirs: HashSet<String> =
                     raw.column(&m.dataset, &m.column).await.iter().flatten().map(|r| mask(&c.mask, r)).collect();
                 let mine: HashSet<String> = values.iter().flatten().map(|r| mask(&c.mask, r)).collect();
-                assert_eq!(m.matching_values, mine.intersection(&theirs).count(), "{what} vs {}.{}", m.dataset, m.column);
+                assert_eq!(
+                    m.matching_values,
+                    mine.intersection(&theirs).count(),
+                    "{what} vs {}.{}",
+                    m.dataset,
+                    m.column
+                );
                 assert!(m.matching_values > 0);
                 checked_matches += 1;
             }
@@ -154,7 +166,13 @@ async fn check_report(lab: &Lab, policy_text: &str, report: &LinkageReport) {
     println!("checked {} columns and {checked_matches} matches against the raw files", listed.len());
 }
 
-async fn check_combination(raw: &mut Raw<'_>, all: &[ColumnLinkage], c: &ColumnLinkage, values: &[Option<String>], what: &str) {
+async fn check_combination(
+    raw: &mut Raw<'_>,
+    all: &[ColumnLinkage],
+    c: &ColumnLinkage,
+    values: &[Option<String>],
+    what: &str,
+) {
     let others: Vec<&ColumnLinkage> =
         all.iter().filter(|o| o.dataset == c.dataset && o.column != c.column && o.mask != "keyed_hash").collect();
     let Some(comb) = &c.combination else {
@@ -179,7 +197,11 @@ async fn check_combination(raw: &mut Raw<'_>, all: &[ColumnLinkage], c: &ColumnL
         Some((raw_tuple, masked_tuple))
     });
     let (n, g, unique, k) = groups(tuples);
-    assert_eq!((comb.stats.values, comb.stats.groups, comb.stats.unique, comb.stats.k), (n, g, unique, k), "{what} combined");
+    assert_eq!(
+        (comb.stats.values, comb.stats.groups, comb.stats.unique, comb.stats.k),
+        (n, g, unique, k),
+        "{what} combined"
+    );
 }
 
 fn column<'a>(report: &'a LinkageReport, principal: &str, dataset: &str, name: &str) -> &'a ColumnLinkage {
@@ -215,10 +237,7 @@ async fn the_report_agrees_with_the_raw_files_fails_on_the_old_masks_and_passes_
     assert!(mobile.below_min_k && mobile.stats.k == 1 && mobile.unique_share > 0.9, "{mobile:?}");
     // The complainant's masked name against the raw names samr reads.
     let name = column(&old, "samr", "complaints.complaints", "complainant_name");
-    assert!(
-        name.matches.iter().any(|m| m.dataset == "market.enterprises" && m.column == "legal_rep_name"),
-        "{name:?}"
-    );
+    assert!(name.matches.iter().any(|m| m.dataset == "market.enterprises" && m.column == "legal_rep_name"), "{name:?}");
     // The debtors' masked IDs against the legal representatives' masked IDs.
     let ids = column(&old, "credit_agency", "court.dishonest_debtors", "resident_id");
     let link = ids
@@ -236,7 +255,10 @@ async fn the_report_agrees_with_the_raw_files_fails_on_the_old_masks_and_passes_
     assert!(link.matching_values > 0);
     // The table names every failing column.
     let table = old.table();
-    assert!(table.contains("未通过 FAILED") && table.contains("credit_agency:market.enterprises.legal_rep_id"), "{table}");
+    assert!(
+        table.contains("未通过 FAILED") && table.contains("credit_agency:market.enterprises.legal_rep_id"),
+        "{table}"
+    );
     lab.stop().await.expect("stop");
 }
 
@@ -250,11 +272,35 @@ async fn the_officer_api_serves_the_report_to_the_privacy_officer_only() {
     let direct = creditgate_ops::linkage::for_engine(&lab.gateway_handle).await.expect("report");
     assert_eq!(body, serde_json::to_value(&direct).expect("json"), "the API serves the report as computed");
     // The JSON shape the console and scripts read.
-    for key in ["min_k", "relate_masked_values", "keyed_hash_scope", "as_of", "principals", "unavailable", "failures", "passed"] {
+    for key in [
+        "min_k",
+        "relate_masked_values",
+        "keyed_hash_scope",
+        "as_of",
+        "principals",
+        "unavailable",
+        "failures",
+        "passed",
+    ] {
         assert!(body.get(key).is_some(), "{key} missing: {body}");
     }
     let first = &body["principals"][0]["columns"][0];
-    for key in ["dataset", "column", "class", "mask", "may_link", "rows", "values", "groups", "unique", "unique_share", "k", "combination", "matches", "below_min_k"] {
+    for key in [
+        "dataset",
+        "column",
+        "class",
+        "mask",
+        "may_link",
+        "rows",
+        "values",
+        "groups",
+        "unique",
+        "unique_share",
+        "k",
+        "combination",
+        "matches",
+        "below_min_k",
+    ] {
         assert!(first.get(key).is_some(), "{key} missing: {first}");
     }
     assert_eq!(body["passed"], true);
@@ -264,14 +310,21 @@ async fn the_officer_api_serves_the_report_to_the_privacy_officer_only() {
         let refused = lab.http(caller, "GET", "/v1/audit/linkage", &[], None).await.expect("http");
         assert_eq!(refused.status, 403, "{caller}: {}", String::from_utf8_lossy(&refused.body));
     }
-    let unknown = lab.http("privacy_officer", "GET", "/v1/audit/linkage?principal=samr", &[], None).await.expect("http");
+    let unknown =
+        lab.http("privacy_officer", "GET", "/v1/audit/linkage?principal=samr", &[], None).await.expect("http");
     assert_eq!(unknown.status, 400, "an unknown parameter is refused by name");
 
     // Audited: the officer's read, and the refusals.
     let records = creditgate_tests::request_records(&lab);
-    let on_linkage: Vec<_> =
-        records.iter().filter(|r| serde_json::to_string(&r.query).is_ok_and(|q| q.contains("/v1/audit/linkage"))).collect();
-    assert!(on_linkage.iter().any(|r| r.caller.name == "privacy_officer" && r.outcome == creditgate_audit::Outcome::Allowed));
+    let on_linkage: Vec<_> = records
+        .iter()
+        .filter(|r| serde_json::to_string(&r.query).is_ok_and(|q| q.contains("/v1/audit/linkage")))
+        .collect();
+    assert!(
+        on_linkage
+            .iter()
+            .any(|r| r.caller.name == "privacy_officer" && r.outcome == creditgate_audit::Outcome::Allowed)
+    );
     assert!(on_linkage.iter().any(|r| r.caller.name == "samr" && r.outcome == creditgate_audit::Outcome::Refused));
     lab.stop().await.expect("stop");
 }
@@ -321,8 +374,11 @@ async fn keyed_hash_pseudonyms_are_per_organisation_and_stable() {
     .await;
     assert!(!joined.is_empty(), "the agency's own pseudonyms relate its records");
     // Per principal, by policy: the agency's pseudonyms change.
-    std::fs::write(lab.dir.join("policy.toml"), format!("{DEMO_POLICY}\n[masking]\nkeyed_hash_scope = \"principal\"\n"))
-        .expect("write policy");
+    std::fs::write(
+        lab.dir.join("policy.toml"),
+        format!("{DEMO_POLICY}\n[masking]\nkeyed_hash_scope = \"principal\"\n"),
+    )
+    .expect("write policy");
     lab.gateway_handle.reload_policy().expect("reload");
     let own = pseudonyms(&lab, "credit_agency", "credit_report", sql).await;
     assert_eq!(own.len(), agency.len());

@@ -142,7 +142,10 @@ async fn the_masked_joins_re_identify_on_the_old_masks_and_not_on_the_new() {
     // runs, as the ID is a keyed hash against a withheld (NULL) ID, and links nobody.
     use_policy(&lab, DEMO_POLICY);
     let refused = samr_query(&lab, ATTACK).await.expect_err("refused with the new masks too");
-    assert!(refused.contains("CG-POL-002") && refused.contains("complaints.complaints.complainant_mobile"), "{refused}");
+    assert!(
+        refused.contains("CG-POL-002") && refused.contains("complaints.complaints.complainant_mobile"),
+        "{refused}"
+    );
     let linked = agency_query(&lab, DEBTOR_LINK).await.expect("a keyed hash against NULL may be joined");
     assert_eq!(linked.iter().map(|b| b.num_rows()).sum::<usize>(), 0, "no debtor linked to an enterprise");
 

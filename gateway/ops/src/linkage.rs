@@ -147,6 +147,9 @@ fn measured(grant: &DatasetGrant) -> impl Iterator<Item = &creditgate_policy::Gr
     })
 }
 
+/// A column's text per row: raw, and as the principal sees it.
+type RawAndMasked = (Vec<Option<String>>, Vec<Option<String>>);
+
 /// One principal's view of one dataset, evaluated.
 struct Seen {
     grant: DatasetGrant,
@@ -154,7 +157,7 @@ struct Seen {
     rows: Arc<Rows>,
     /// Column → (raw, masked) text per row, for every granted column masked
     /// with something other than `none`/`null`.
-    masked: BTreeMap<String, (Vec<Option<String>>, Vec<Option<String>>)>,
+    masked: BTreeMap<String, RawAndMasked>,
 }
 
 fn distinct(values: &[Option<String>]) -> HashSet<String> {
@@ -174,8 +177,7 @@ pub async fn compute(
     let masking = policy.masking();
     let available: BTreeMap<String, (Dataset, SchemaRef)> =
         federation.available().into_iter().map(|(d, s)| (d.name.clone(), (d, s))).collect();
-    let mut reader =
-        Reader { federation, session, available, today, rows: HashMap::new(), raw_masked: HashMap::new() };
+    let mut reader = Reader { federation, session, available, today, rows: HashMap::new(), raw_masked: HashMap::new() };
     let mut unavailable = BTreeSet::new();
     let mut principals = Vec::new();
     let mut failures = Vec::new();
@@ -267,8 +269,7 @@ async fn principal_columns(
             let combination = if others.is_empty() || column.mask == Mask::KeyedHash {
                 None
             } else {
-                let with: Vec<&(Vec<Option<String>>, Vec<Option<String>>)> =
-                    others.iter().filter_map(|o| this.masked.get(*o)).collect();
+                let with: Vec<&RawAndMasked> = others.iter().filter_map(|o| this.masked.get(*o)).collect();
                 let tuples = (0..raw.len()).filter_map(|row| {
                     let (r, m) = (raw.get(row)?.as_deref()?, shown.get(row)?.as_deref()?);
                     let mut raw_tuple = vec![Some(r)];
@@ -299,7 +300,10 @@ async fn principal_columns(
                             && column.mask != Mask::KeyedHash
                             && matches!(granted.class, ColumnClass::Personal | ColumnClass::Sensitive)
                         {
-                            reader.raw_through(masks, other, &granted.name, column.mask).await?.map(|set| (MatchKind::MaskedAgainstRaw, set))
+                            reader
+                                .raw_through(masks, other, &granted.name, column.mask)
+                                .await?
+                                .map(|set| (MatchKind::MaskedAgainstRaw, set))
                         } else {
                             None
                         };
@@ -317,7 +321,9 @@ async fn principal_columns(
                     }
                 }
                 matches.sort_by(|a, b| {
-                    b.matching_values.cmp(&a.matching_values).then_with(|| (&a.dataset, &a.column).cmp(&(&b.dataset, &b.column)))
+                    b.matching_values
+                        .cmp(&a.matching_values)
+                        .then_with(|| (&a.dataset, &a.column).cmp(&(&b.dataset, &b.column)))
                 });
             }
             out.push(ColumnLinkage {

@@ -464,8 +464,7 @@ async fn read_subject(
     let remote = RemoteTable::new(source, dataset.remote_table.clone(), schema)
         .with_mandatory_filter(mandatory)
         .with_raw_columns(grant.raw_columns());
-    let view = creditgate_policy::secure_view(Arc::new(remote), grant, masks)
-        .map_err(|e| ("error", e.to_string()))?;
+    let view = creditgate_policy::secure_view(Arc::new(remote), grant, masks).map_err(|e| ("error", e.to_string()))?;
     if let Some(cache_key) = cache {
         let built = async {
             let frame = session.read_table(view)?;

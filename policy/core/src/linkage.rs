@@ -243,7 +243,11 @@ impl LinkageReport {
             "可匹配 matches",
         ];
         for principal in &self.principals {
-            let _ = writeln!(out, "\n主体 principal: {} ({}, {})", principal.principal, principal.organization, principal.role);
+            let _ = writeln!(
+                out,
+                "\n主体 principal: {} ({}, {})",
+                principal.principal, principal.organization, principal.role
+            );
             let rows: Vec<[String; 8]> = principal
                 .columns
                 .iter()
@@ -313,7 +317,11 @@ impl LinkageReport {
             }
         }
         if !self.unavailable.is_empty() {
-            let _ = writeln!(out, "\n未测量（数据源不可用）not measured (source unavailable): {}", self.unavailable.join(", "));
+            let _ = writeln!(
+                out,
+                "\n未测量（数据源不可用）not measured (source unavailable): {}",
+                self.unavailable.join(", ")
+            );
         }
         if self.failures.is_empty() {
             let _ = writeln!(out, "\n通过 passed: every column a principal may not link has k ≥ {}", self.min_k);

@@ -20,8 +20,7 @@ fn partial(value: &str, m: usize, n: usize) -> String {
 fn brute(pairs: &[(u8, u8)]) -> GroupStats {
     let raws: BTreeSet<u8> = pairs.iter().map(|p| p.0).collect();
     let mask_of: BTreeMap<u8, u8> = pairs.iter().copied().collect();
-    let sizes: Vec<usize> =
-        raws.iter().map(|r| raws.iter().filter(|o| mask_of[*o] == mask_of[r]).count()).collect();
+    let sizes: Vec<usize> = raws.iter().map(|r| raws.iter().filter(|o| mask_of[*o] == mask_of[r]).count()).collect();
     let groups: BTreeSet<u8> = mask_of.values().copied().collect();
     GroupStats {
         values: raws.len(),

@@ -100,7 +100,12 @@ impl Mask {
             Mask::ChineseName => Some((1, 0)),
             Mask::ResidentIdStrict => Some((1, 2)),
             Mask::MobilePrefix => Some((3, 0)),
-            Mask::None | Mask::NameHidden | Mask::KeyedHash | Mask::Null | Mask::YearOnly | Mask::RangeBucket { .. } => None,
+            Mask::None
+            | Mask::NameHidden
+            | Mask::KeyedHash
+            | Mask::Null
+            | Mask::YearOnly
+            | Mask::RangeBucket { .. } => None,
         }
     }
 
