@@ -80,7 +80,7 @@ pub enum Command {
     /// Certificates: dev CA, issuing, revocation.
     #[command(subcommand)]
     Certs(creditgate_certs::cli::CertsCommand),
-    /// Policy files: validate offline.
+    /// Policy files: validate offline; measure the linkability of masked columns.
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// The audit log: verify the chain, export a checkpoint for a witness.
@@ -105,6 +105,34 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "TEMPLATE")]
         grading: Option<PathBuf>,
     },
+    /// Linkability of masked columns, measured on the live federation: for
+    /// every principal and column it sees masked, the unique share, the
+    /// smallest group size k, k combined with the dataset's other masked
+    /// columns, and the columns of other datasets it matches. Exits 1 when
+    /// a column a principal may not link has k below `[masking] min_k`.
+    Linkage {
+        /// Gateway config file (TOML): its policy, connectors and state
+        /// directory (the deployment secret is read, nothing is written).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `creditgate policy linkage`: the report (table or JSON) and whether
+/// it passed.
+pub fn policy_linkage(config: &std::path::Path, json: bool) -> Result<(String, bool), String> {
+    let report = runtime()?
+        .block_on(creditgate_ops::linkage::from_config(config))
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+    let text = if json {
+        serde_json::to_string_pretty(&report).map_err(|e| format!("cannot write the report: {e}"))?
+    } else {
+        report.table()
+    };
+    Ok((text, report.passed))
 }
 
 /// Checks a grading template on its own and against `policy`; the summary
@@ -224,6 +252,11 @@ pub fn run(cli: Cli) -> Result<i32, String> {
                 say(&grading_check(&template, &policy)?);
             }
             Ok(0)
+        }
+        Command::Policy(PolicyCommand::Linkage { config, json }) => {
+            let (text, passed) = policy_linkage(&config, json)?;
+            say(&text);
+            Ok(if passed { 0 } else { 1 })
         }
         Command::Audit(command) => {
             let (code, message) = creditgate_audit::cli::run(&command);

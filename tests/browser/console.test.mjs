@@ -9,9 +9,11 @@
 // purposes and organisations by name, chain status, search by caller, search
 // for refusals, the officer's own reads, the subject access report with its
 // summary, pages, CSV export and printable page, the activity chart, API
-// errors shown beside the field that caused them, and a screenshot
-// (<tmp>/console.png). Negative controls: a data user's certificate gets the
-// HTML refusal page instead of the console, and no certificate gets no page
+// errors shown beside the field that caused them, the linkability page (a
+// table per principal, warnings below min_k on the old masks, both
+// languages), and screenshots (<tmp>/console.png, console-linkage.png).
+// Negative controls: a data user's certificate gets the HTML refusal page
+// instead of the console, and no certificate gets no page
 // at all.
 //
 // Run: CREDITGATE_BIN=target/debug/creditgate node --test tests/browser/
@@ -39,6 +41,8 @@ const CHROMIUM_ARGS = [
   "--disable-sync",
   "--no-first-run",
 ];
+/** The demo policy with the masks of before issue 14 (the linkage page's warnings). */
+const OLD_MASKS_POLICY = new URL("../fixtures/demo-policy-old-masks.toml", import.meta.url);
 /** Upper bound for the demo to generate its data and write endpoints.json. */
 const DEMO_START_TIMEOUT_MS = 180_000;
 /** Upper bound for one HTTP request made by the test itself. */
@@ -329,7 +333,7 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
       for (const entry of await fsp.readdir(tmp)) {
         if (!entry.endsWith(".png")) await fsp.rm(path.join(tmp, entry), { recursive: true, force: true });
       }
-      console.log(`screenshots: ${path.join(tmp, "console.png")}, ${path.join(tmp, "console-tampered.png")}`);
+      console.log(`screenshots: ${path.join(tmp, "console.png")}, ${path.join(tmp, "console-tampered.png")}, ${path.join(tmp, "console-linkage.png")}`);
     } else {
       console.log(`demo directory kept: ${tmp} (log: ${path.join(tmp, "demo.log")})`);
       if (!passed && demo) console.log(demo.logTail());
@@ -800,6 +804,71 @@ describe("privacy-officer console", { timeout: 600_000 }, () => {
     await page.fill("#subject-id", "");
     await page.click("#subject-btn");
     assert.equal(await page.locator("#subject-id-error").textContent(), "请填写统一社会信用代码或身份证号");
+  });
+
+  step("computes the linkability of masked columns, with warnings below min_k, in both languages", async () => {
+    const summary = () => page.getByTestId("linkage-summary");
+    async function compute() {
+      await Promise.all([page.waitForResponse((r) => r.url().includes("/v1/audit/linkage")), page.click("#linkage-btn")]);
+      await page.waitForSelector("#linkage-btn:not([disabled])");
+    }
+    const row = (principal, column) =>
+      page.locator(`[data-testid=linkage-principal][data-principal=${principal}] tr[data-column="${column}"]`);
+
+    // The demo policy passes: a table per principal that sees masked columns, no warning.
+    await compute();
+    assert.equal(await page.getAttribute("#linkage-summary", "data-passed"), "true");
+    assert.equal(await summary().textContent(), "通过：所有不得关联的脱敏字段 k ≥ 5");
+    const principals = await page.locator("[data-testid=linkage-principal]").evaluateAll((ns) => ns.map((n) => n.dataset.principal));
+    assert.deepEqual(principals, ["samr", "credit_agency", "platform_a"]);
+    assert.equal(await page.locator("[data-testid=linkage-warning]").count(), 0);
+    const heads = await page.locator("[data-principal=samr] thead th").allTextContents();
+    assert.deepEqual(heads, ["数据集.字段", "脱敏方式", "可关联", "人数", "唯一占比", "k", "组合 k", "可匹配字段"]);
+    const mobile = row("samr", "complaints.complaints.complainant_mobile");
+    assert.match(await mobile.textContent(), /mobile_prefix/);
+    assert.ok(Number(await mobile.locator("[data-testid=linkage-k]").textContent()) >= 5);
+
+    // The old masks (the demo reloads its policy on SIGHUP): the columns below
+    // min_k a caller may not link are warnings.
+    const policyFile = path.join(tmp, "policy.toml");
+    const demoPolicy = await fsp.readFile(policyFile);
+    await fsp.writeFile(policyFile, await fsp.readFile(OLD_MASKS_POLICY));
+    demo.child.kill("SIGHUP");
+    for (let i = 0; (await page.getAttribute("#linkage-summary", "data-passed")) !== "false"; i++) {
+      assert.ok(i < 40, "the policy reload took effect");
+      await sleep(250);
+      await compute();
+    }
+    assert.match(await summary().textContent(), /^未通过：\d+ 个不得关联的字段 k < 5$/);
+    const warned = await page.locator("[data-principal=samr] tr[data-below=true]").evaluateAll((ns) => ns.map((n) => n.dataset.column));
+    assert.ok(warned.includes("complaints.complaints.complainant_mobile"), warned.join(", "));
+    assert.ok(!warned.includes("complaints.complaints.complainant_id"), "a keyed hash may link: no warning");
+    const old = row("samr", "complaints.complaints.complainant_mobile");
+    assert.equal(await old.locator("[data-testid=linkage-k]").textContent(), "1");
+    assert.equal(await old.locator("[data-testid=linkage-warning]").textContent(), "⚠ k 低于 5");
+    assert.equal(await old.locator("td").first().evaluate((n) => getComputedStyle(n).backgroundColor), "rgb(255, 244, 224)");
+    assert.match(await old.textContent(), /market\.enterprises\.phone · 同一脱敏 · \d+/);
+    const keyed = row("samr", "complaints.complaints.complainant_id");
+    assert.equal(await keyed.getAttribute("data-below"), "false");
+
+    // In English, from what was fetched (no new request).
+    await page.click("#lang-toggle");
+    assert.match(await summary().textContent(), /^FAILED: \d+ columns a caller may not link with k < 5$/);
+    assert.equal(await old.locator("[data-testid=linkage-warning]").textContent(), "⚠ k below 5");
+    const englishHeads = await page.locator("[data-principal=samr] thead th").allTextContents();
+    assert.deepEqual(englishHeads, ["dataset.column", "mask", "may link", "values", "unique", "k", "combined k", "matches"]);
+    await page.locator("#linkage-section").screenshot({ path: path.join(tmp, "console-linkage.png") });
+    await page.click("#lang-toggle");
+    assert.equal(await page.getAttribute("html", "lang"), "zh-CN");
+
+    // The demo policy back.
+    await fsp.writeFile(policyFile, demoPolicy);
+    demo.child.kill("SIGHUP");
+    for (let i = 0; (await page.getAttribute("#linkage-summary", "data-passed")) !== "true"; i++) {
+      assert.ok(i < 40, "the policy reload took effect");
+      await sleep(250);
+      await compute();
+    }
   });
 
   step("gives no page to a browser without a client certificate", async () => {

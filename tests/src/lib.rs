@@ -12,6 +12,12 @@ use creditgate_connector::{ServedLog, ServedRecord};
 use creditgate_tooling::demo::{Lab, LabOptions};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
+/// The demo policy as it was before issue 14 (resident ID first 6 + last 4,
+/// mobile first 3 + last 4, name first character): the masks that
+/// re-identified, for the tests that reproduce that and the linkage report
+/// failing on them.
+pub const OLD_MASKS_POLICY: &str = include_str!("../fixtures/demo-policy-old-masks.toml");
+
 /// Deadlines used by the tests (connect, first batch, total), in ms: short, so
 /// failure tests finish quickly, but far above what a healthy loopback query needs.
 pub const TEST_DEADLINES_MS: (u64, u64, u64) = (2_000, 5_000, 60_000);

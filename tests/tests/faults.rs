@@ -1074,9 +1074,9 @@ async fn concurrent_callers_with_different_policies_never_see_each_others_views(
     let policy = DEMO_POLICY.replace(limit, "rate_limit = { per_second = 1000, burst = 1000 }");
     let lab = start_lab_with(tmp.path(), |options| options.policy = Some(policy)).await;
     let code = lab.manifest.featured.enterprise_credit_code.clone();
-    let sql = format!("SELECT legal_rep_id FROM market.enterprises WHERE credit_code = '{code}'");
+    let sql = format!("SELECT legal_rep_name FROM market.enterprises WHERE credit_code = '{code}'");
     // Positive and negative control, one at a time: the agency sees the legal
-    // representative's resident ID, the credit agency only a masked form.
+    // representative's name, the credit agency only a masked form (`*`).
     let raw = sorted_rows(&lab.flight_client("samr").expect("client").query(&sql).await.expect("samr"));
     let masked = sorted_rows(&lab.flight_client("credit_agency").expect("client").query(&sql).await.expect("agency"));
     assert_eq!((raw.len(), masked.len()), (1, 1));

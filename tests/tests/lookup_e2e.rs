@@ -72,7 +72,13 @@ async fn every_consent_check_refuses_with_its_reason_and_a_valid_consent_passes(
     assert!(!rows.is_empty());
     let id = &lab.manifest.featured.individual_resident_id;
     assert!(!doc.to_string().contains(id.as_str()), "the raw resident ID came back to a credit agency");
-    assert_eq!(doc["datasets"]["court.dishonest_debtors"]["masks"]["resident_id"], "resident_id");
+    // The debtor's ID as the credit agency's own pseudonym (keyed hash under
+    // its organisation's key), in every row.
+    assert_eq!(doc["datasets"]["court.dishonest_debtors"]["masks"]["resident_id"], "keyed_hash");
+    let policy = lab.gateway_handle.policy();
+    let agency = policy.principal("credit_agency").expect("credit_agency");
+    let pseudonym = lab.gateway_handle.masks_for(agency).pseudonym(id);
+    assert!(rows.iter().all(|r| r["resident_id"] == pseudonym.as_str()), "{rows:?}");
 
     // No consent at all.
     let (status, doc) = lookup(&lab, "credit_agency", person_request(&lab, None)).await;

@@ -122,7 +122,14 @@ async fn over_http(lab: &Lab, caller: &str, sql: &str) -> Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_suite_recovers_nothing_masked_or_withheld_on_either_front_end() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let lab = start_lab(tmp.path()).await;
+    // The suite probes partial masks (hidden digits read as `*`, a birth year
+    // inside the hidden part, …). The demo policy now withholds the legal
+    // representative's ID from the credit agency and hides names entirely,
+    // so the suite runs first, with every expectation, on the policy with the
+    // conventional masks (`resident_id`, `chinese_name`, `mobile`, which the
+    // mask kinds still offer), then again on the demo policy, where nothing
+    // may leak either.
+    let lab = start_lab_with(tmp.path(), |o| o.policy = Some(creditgate_tests::OLD_MASKS_POLICY.to_string())).await;
     let s = secrets(&lab).await;
     let c = &s.code;
     let id = &s.id;
@@ -324,25 +331,36 @@ async fn attack_suite_recovers_nothing_masked_or_withheld_on_either_front_end() 
     ];
     assert!(attacks.len() >= 30);
 
-    for (label, caller, sql, expect) in &attacks {
-        for (front, outcome) in
-            [("flight", over_flight(&lab, caller, sql).await), ("http", over_http(&lab, caller, sql).await)]
-        {
-            if let Some(secret) = s.leaked_in(&outcome.text) {
-                panic!("{label} over {front} leaked `{secret}`: {}", outcome.text);
-            }
-            match expect {
-                Expect::Rows => assert!(outcome.rows.is_some_and(|n| n > 0), "{label} over {front}: {}", outcome.text),
-                Expect::Empty => assert_eq!(outcome.rows, Some(0), "{label} over {front}: {}", outcome.text),
-                Expect::Refused => {
-                    assert!(outcome.rows.is_none(), "{label} over {front} was answered: {}", outcome.text)
+    for (policy, every_expectation) in [("conventional masks", true), ("demo policy", false)] {
+        if !every_expectation {
+            std::fs::write(lab.dir.join("policy.toml"), creditgate_tooling::demo::DEMO_POLICY).expect("write policy");
+            lab.gateway_handle.reload_policy().expect("reload");
+        }
+        for (label, caller, sql, expect) in &attacks {
+            for (front, outcome) in
+                [("flight", over_flight(&lab, caller, sql).await), ("http", over_http(&lab, caller, sql).await)]
+            {
+                if let Some(secret) = s.leaked_in(&outcome.text) {
+                    panic!("{label} over {front} with the {policy} leaked `{secret}`: {}", outcome.text);
                 }
-                Expect::Lacks(text) => {
-                    assert!(outcome.rows.is_some_and(|n| n > 0), "{label} over {front}: {}", outcome.text);
-                    assert!(!outcome.text.contains(text), "{label} over {front} shows `{text}`: {}", outcome.text);
+                if !every_expectation {
+                    continue;
                 }
-                Expect::FirstHas(text) => {
-                    assert!(outcome.text.contains(text.as_str()), "{label} over {front}: {}", outcome.text)
+                match expect {
+                    Expect::Rows => {
+                        assert!(outcome.rows.is_some_and(|n| n > 0), "{label} over {front}: {}", outcome.text)
+                    }
+                    Expect::Empty => assert_eq!(outcome.rows, Some(0), "{label} over {front}: {}", outcome.text),
+                    Expect::Refused => {
+                        assert!(outcome.rows.is_none(), "{label} over {front} was answered: {}", outcome.text)
+                    }
+                    Expect::Lacks(text) => {
+                        assert!(outcome.rows.is_some_and(|n| n > 0), "{label} over {front}: {}", outcome.text);
+                        assert!(!outcome.text.contains(text), "{label} over {front} shows `{text}`: {}", outcome.text);
+                    }
+                    Expect::FirstHas(text) => {
+                        assert!(outcome.text.contains(text.as_str()), "{label} over {front}: {}", outcome.text)
+                    }
                 }
             }
         }
@@ -717,7 +735,7 @@ async fn get_tables_explains_each_mask_as_the_catalog_does_and_lists_nothing_ung
     assert_eq!(field_meta(enterprises, "credit_code", "creditgate.mask"), Some("none"));
     assert_eq!(field_meta(enterprises, "credit_code", "creditgate.class"), Some("public"));
     let black = &pa["credit_platform.black_list"];
-    assert_eq!(field_meta(black, "name", "creditgate.mask"), Some("chinese_name"));
+    assert_eq!(field_meta(black, "name", "creditgate.mask"), Some("name_hidden"));
     assert_eq!(field_meta(black, "name", "creditgate.class"), Some("personal"));
     assert_eq!(field_meta(black, "resident_id", "creditgate.mask"), Some("keyed_hash"));
     assert_eq!(field_meta(black, "resident_id", "creditgate.class"), Some("sensitive"));
@@ -730,11 +748,13 @@ async fn get_tables_explains_each_mask_as_the_catalog_does_and_lists_nothing_ung
     let ca = listed_tables(&lab, "credit_agency").await;
     assert!(!ca.contains_key("complaints.complaints") && !ca.contains_key("courier.staff"));
     let enterprises = &ca["market.enterprises"];
-    assert_eq!(field_meta(enterprises, "legal_rep_id", "creditgate.mask"), Some("resident_id"));
+    // The demo policy's measured masks (`creditgate policy linkage`): the ID
+    // and address withheld, the name hidden, the phone by carrier prefix.
+    assert_eq!(field_meta(enterprises, "legal_rep_id", "creditgate.mask"), Some("null"));
     assert_eq!(field_meta(enterprises, "legal_rep_id", "creditgate.class"), Some("sensitive"));
-    assert_eq!(field_meta(enterprises, "legal_rep_name", "creditgate.mask"), Some("chinese_name"));
-    assert_eq!(field_meta(enterprises, "address", "creditgate.mask"), Some("partial(6,0)"));
-    assert_eq!(field_meta(enterprises, "phone", "creditgate.mask"), Some("mobile"));
+    assert_eq!(field_meta(enterprises, "legal_rep_name", "creditgate.mask"), Some("name_hidden"));
+    assert_eq!(field_meta(enterprises, "address", "creditgate.mask"), Some("null"));
+    assert_eq!(field_meta(enterprises, "phone", "creditgate.mask"), Some("mobile_prefix"));
     let debtors = &ca["court.dishonest_debtors"];
     assert_eq!(field_meta(debtors, "amount", "creditgate.mask"), Some("range_bucket(100000)"));
     assert_eq!(field_meta(debtors, "amount", "creditgate.class"), Some("restricted"));
@@ -880,8 +900,10 @@ async fn catalog_explains_access_exactly_and_the_licence_scope_binds() {
     assert_eq!(names, scope_sorted, "a credit agency is granted its licence scope and nothing else");
     let debtors = catalog_entry(&ca, "court.dishonest_debtors");
     let column = |name: &str| catalog_columns(debtors).into_iter().find(|c| c.0 == name).expect("column");
-    assert_eq!(column("resident_id"), (s("resident_id"), s("sensitive"), s("resident_id")));
-    assert_eq!(column("name"), (s("name"), s("personal"), s("chinese_name")));
+    // The demo policy's masks for listed individuals: the agency's own
+    // pseudonym, the name hidden (see `creditgate policy linkage`).
+    assert_eq!(column("resident_id"), (s("resident_id"), s("sensitive"), s("keyed_hash")));
+    assert_eq!(column("name"), (s("name"), s("personal"), s("name_hidden")));
     assert_eq!(column("amount"), (s("amount"), s("restricted"), s("range_bucket(100000)")));
     assert_eq!(debtors["retention"], serde_json::json!({"end_date_column": "event_end_date", "years": 5}));
 

@@ -470,8 +470,8 @@ async fn lookup_plans_are_reused_with_the_key_bound_and_a_reload_applies_at_once
     let raw = first["market.enterprises"]["rows"][0]["legal_rep_id"].as_str().expect("id").to_string();
     assert!(raw.len() == 18 && !raw.contains('*'), "{raw}");
     let masking_policy = DEMO_POLICY.replace(
-        "masks = { legal_rep_name = \"none\", legal_rep_id = \"none\", address = \"none\", phone = \"mobile\" }",
-        "masks = { legal_rep_name = \"none\", legal_rep_id = \"resident_id\", address = \"none\", phone = \"mobile\" }",
+        "masks = { legal_rep_name = \"none\", legal_rep_id = \"none\", address = \"none\", phone = \"mobile_prefix\" }",
+        "masks = { legal_rep_name = \"none\", legal_rep_id = \"resident_id\", address = \"none\", phone = \"mobile_prefix\" }",
     );
     assert_ne!(masking_policy, DEMO_POLICY, "the rule to change is in the demo policy");
     std::fs::write(lab.dir.join("policy.toml"), masking_policy).expect("write");

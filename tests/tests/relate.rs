@@ -1,8 +1,10 @@
-//! Masked values are for reading, not for relating: the re-identification
-//! join of the red team (complainants' masked mobiles and names matched
-//! against the masked mobiles of legal representatives, whose names market
-//! regulation sees) works with the rule switched off and is refused with it
-//! on; every relating construct is refused on a masked column over Flight SQL
+//! Masked values are for reading, not for relating: the two
+//! re-identification paths of issue 14 (complainants' masked mobiles and
+//! names matched against the masked mobiles of legal representatives, whose
+//! names market regulation sees; individual debtors linked to enterprises on
+//! masked resident IDs) work on the old demo masks with the rule switched
+//! off, are refused with it on, and with the new demo masks are refused or
+//! no better than chance; every relating construct is refused on a masked column over Flight SQL
 //! and HTTP, and allowed on a keyed-hash and on an unmasked column (negative
 //! controls); reading a masked column (select, literal comparison, sort,
 //! count) stays allowed.
@@ -11,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::{Array, RecordBatch, StringArray};
 use creditgate_engine::PURPOSE_HEADER;
-use creditgate_tests::{HttpConn, reference_session, start_lab};
+use creditgate_tests::{HttpConn, OLD_MASKS_POLICY, reference_session, start_lab, start_lab_with};
 use creditgate_tooling::client::flight_error_text;
 use creditgate_tooling::demo::{DEMO_POLICY, Lab};
 
@@ -61,27 +63,26 @@ async fn http_query(conn: &mut HttpConn, sql: &str) -> (u16, serde_json::Value) 
     (reply.status, reply.json())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_masked_join_re_identifies_complainants_only_when_relating_is_allowed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lab = start_lab(dir.path()).await;
+/// The policy with `[masking] relate_masked_values = true` (the enforcement off).
+fn relaxed(policy: &str) -> String {
+    format!("{policy}\n[masking]\nrelate_masked_values = true\n")
+}
 
-    // With the rule on (the default): refused, naming the column and the rule.
-    let refused = samr_query(&lab, ATTACK).await.expect_err("the re-identifying join must be refused");
-    assert!(refused.contains("CG-POL-002"), "{refused}");
-    assert!(refused.contains("complaints.complaints.complainant_mobile"), "{refused}");
-    assert!(refused.contains("join"), "{refused}");
-    let refused = agency_query(&lab, DEBTOR_LINK).await.expect_err("the debtor link must be refused");
-    assert!(refused.contains("CG-POL-002") && refused.contains("court.dishonest_debtors.resident_id"), "{refused}");
-
-    // The old behaviour, with the rule switched off in the policy: the join
-    // runs, and its answers are right (checked against the raw files).
-    let relaxed = format!("{DEMO_POLICY}\n[masking]\nrelate_masked_values = true\n");
-    std::fs::write(lab.dir.join("policy.toml"), relaxed).expect("write policy");
+fn use_policy(lab: &Lab, policy: &str) {
+    std::fs::write(lab.dir.join("policy.toml"), policy).expect("write policy");
     lab.gateway_handle.reload_policy().expect("reload");
-    let batches = samr_query(&lab, ATTACK).await.expect("with relating allowed the join runs");
-    let ids = strings(&batches, 0);
-    let names = strings(&batches, 1);
+}
+
+/// The red team's mobile join without the name condition: every legal
+/// representative whose masked phone equals a complainant's masked mobile.
+const PREFIX_ONLY: &str = "\
+    SELECT c.complaint_id, e.legal_rep_name \
+    FROM complaints.complaints c JOIN market.enterprises e ON c.complainant_mobile = e.phone";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_masked_joins_re_identify_on_the_old_masks_and_not_on_the_new() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = start_lab_with(dir.path(), |o| o.policy = Some(OLD_MASKS_POLICY.to_string())).await;
     let reference = reference_session(&lab).await;
     let raw = reference
         .sql("SELECT complaint_id, complainant_name FROM complaints.complaints")
@@ -91,26 +92,94 @@ async fn the_masked_join_re_identifies_complainants_only_when_relating_is_allowe
         .await
         .expect("raw complaints");
     let truth: BTreeMap<String, String> = strings(&raw, 0).into_iter().zip(strings(&raw, 1)).collect();
+
+    // Old masks, the rule on (the default): both joins refused, naming the column and the rule.
+    let refused = samr_query(&lab, ATTACK).await.expect_err("the re-identifying join must be refused");
+    assert!(refused.contains("CG-POL-002"), "{refused}");
+    assert!(refused.contains("complaints.complaints.complainant_mobile"), "{refused}");
+    assert!(refused.contains("join"), "{refused}");
+    let refused = agency_query(&lab, DEBTOR_LINK).await.expect_err("the debtor link must be refused");
+    assert!(refused.contains("CG-POL-002") && refused.contains("court.dishonest_debtors.resident_id"), "{refused}");
+
+    // Old masks, the rule switched off: the joins run, and their answers are
+    // right (checked against the raw files): the issue's two paths.
+    use_policy(&lab, &relaxed(OLD_MASKS_POLICY));
+    let batches = samr_query(&lab, ATTACK).await.expect("with relating allowed the join runs");
+    let ids = strings(&batches, 0);
+    let names = strings(&batches, 1);
     let identified: BTreeSet<&String> = ids.iter().collect();
     let correct = ids.iter().zip(&names).filter(|(id, name)| truth.get(*id) == Some(*name)).count();
     // The attack is real on this data: many complainants, nearly all named right.
     assert!(identified.len() >= 50, "only {} complainants matched", identified.len());
     assert!(correct * 10 >= ids.len() * 9, "{correct} of {} matches correct", ids.len());
     println!(
-        "with relating allowed: {} complainants of {} matched, {correct} of {} rows naming the right person",
+        "old masks, relating allowed: {} complainants of {} matched, {correct} of {} rows naming the right person",
         identified.len(),
         truth.len(),
         ids.len()
     );
-
     let linked = agency_query(&lab, DEBTOR_LINK).await.expect("with relating allowed the link runs");
     let links = linked.iter().map(|b| b.num_rows()).sum::<usize>();
-    assert!(links > 0, "the masked resident IDs link debtors to enterprises when relating is allowed");
-    println!("with relating allowed: {links} debtor records linked to enterprises on masked resident IDs");
+    let raw_links = reference
+        .sql(
+            "SELECT count(*) FROM court.dishonest_debtors d JOIN market.enterprises e \
+             ON d.resident_id = e.legal_rep_id WHERE d.subject_type = 'individual'",
+        )
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("raw links");
+    let raw_links: usize = strings(&raw_links, 0).first().and_then(|n| n.parse().ok()).expect("count");
+    // Every true link is found (masked IDs equal when the raw ones do), and
+    // nearly every row found is a true one.
+    assert!(raw_links > 0 && links >= raw_links, "{links} rows linked, {raw_links} true links");
+    assert!(raw_links * 10 >= links * 9, "{links} rows linked, only {raw_links} true links");
+    println!("old masks, relating allowed: {links} debtor records linked to enterprises ({raw_links} true links)");
+
+    // The new demo policy, the rule on: the mobile join is refused
+    // (mobile_prefix is still a mask that may not relate); the debtor link
+    // runs, as the ID is a keyed hash against a withheld (NULL) ID, and links nobody.
+    use_policy(&lab, DEMO_POLICY);
+    let refused = samr_query(&lab, ATTACK).await.expect_err("refused with the new masks too");
+    assert!(
+        refused.contains("CG-POL-002") && refused.contains("complaints.complaints.complainant_mobile"),
+        "{refused}"
+    );
+    let linked = agency_query(&lab, DEBTOR_LINK).await.expect("a keyed hash against NULL may be joined");
+    assert_eq!(linked.iter().map(|b| b.num_rows()).sum::<usize>(), 0, "no debtor linked to an enterprise");
+
+    // The new demo policy with the rule switched off: the same attacks are
+    // no better than chance. The name is hidden (`*` never equals a
+    // surname), so the red team's join matches nobody; matched on the
+    // carrier prefix alone, every complainant has at least min_k (5)
+    // candidates, so a guess among them is right at most 1 time in 5.
+    use_policy(&lab, &relaxed(DEMO_POLICY));
+    let batches = samr_query(&lab, ATTACK).await.expect("runs with relating allowed");
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0, "nobody re-identified");
+    let batches = samr_query(&lab, PREFIX_ONLY).await.expect("runs with relating allowed");
+    let ids = strings(&batches, 0);
+    let names = strings(&batches, 1);
+    let mut candidates: BTreeMap<&String, usize> = BTreeMap::new();
+    for id in &ids {
+        *candidates.entry(id).or_default() += 1;
+    }
+    let fewest = candidates.values().copied().min().unwrap_or(0);
+    let correct = ids.iter().zip(&names).filter(|(id, name)| truth.get(*id) == Some(*name)).count();
+    assert!(fewest >= 5, "a complainant with only {fewest} candidates");
+    assert!(correct * 5 <= ids.len(), "{correct} of {} candidate rows name the right person", ids.len());
+    println!(
+        "new masks, relating allowed, prefix only: {} complainants, each with ≥ {fewest} candidates; \
+         {correct} of {} candidate rows name the right person ({:.1}%)",
+        candidates.len(),
+        ids.len(),
+        100.0 * correct as f64 / ids.len().max(1) as f64
+    );
+    let linked = agency_query(&lab, DEBTOR_LINK).await.expect("runs");
+    assert_eq!(linked.iter().map(|b| b.num_rows()).sum::<usize>(), 0, "no debtor linked to an enterprise");
 
     // Switched back on by reload: refused again at the next query.
-    std::fs::write(lab.dir.join("policy.toml"), DEMO_POLICY).expect("write policy");
-    lab.gateway_handle.reload_policy().expect("reload");
+    use_policy(&lab, DEMO_POLICY);
     assert!(samr_query(&lab, ATTACK).await.expect_err("refused again").contains("CG-POL-002"));
     lab.stop().await.expect("stop");
 }

@@ -1010,7 +1010,8 @@ async fn same_gateway_answers(backends: &[DemoBackend]) {
     }
     assert!(datasets_with_rows >= 15, "the lookups find data ({datasets_with_rows} non-empty datasets)");
     let consented = &expected[3]["body"]["datasets"]["court.dishonest_debtors"];
-    assert_eq!(consented["masks"]["resident_id"], "resident_id", "{consented}");
+    // The credit agency's own pseudonym (keyed hash) of the debtor's ID.
+    assert_eq!(consented["masks"]["resident_id"], "keyed_hash", "{consented}");
     assert!(consented["rows"].as_array().is_some_and(|r| !r.is_empty()), "{consented}");
     let masked = expected[5]["body"]["rows"][0]["legal_rep_name"].as_str().unwrap_or_default().to_string();
     assert!(masked.contains('*'), "the credit agency sees a masked name: {masked}");

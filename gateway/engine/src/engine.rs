@@ -96,6 +96,9 @@ pub struct Engine {
     policy: RwLock<Arc<Policy>>,
     policy_generation: AtomicU64,
     masks: Arc<MaskUdfs>,
+    /// Each caller's mask functions (keyed hash under its organisation's or
+    /// its own key), by scope and owner.
+    scoped_masks: Mutex<HashMap<(creditgate_policy::KeyedHashScope, String), Arc<MaskUdfs>>>,
     auditor: Auditor,
     catalogs: Mutex<HashMap<String, CachedCatalog>>,
     prepared: crate::prepared::PreparedStore,
@@ -201,6 +204,25 @@ pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, GatewayError> {
     Ok(bytes)
 }
 
+/// The deployment's mask functions, read from the gateway's state without
+/// creating anything (for offline reports such as `creditgate policy
+/// linkage`, which may run next to a running gateway): the same functions the
+/// gateway masks with. Fails when the gateway has never made its secret.
+pub fn read_mask_functions(config: &GatewayConfig) -> Result<MaskUdfs, GatewayError> {
+    let path = config.state.secret_path();
+    if !path.exists() {
+        return Err(GatewayError::Config(format!(
+            "{}: no deployment secret yet (start the gateway once to make it)",
+            path.display()
+        )));
+    }
+    let secret = load_or_create_secret(&path)?;
+    MaskUdfs::new(&derive(&secret, MASK_KEY_PURPOSE)).map_err(|e| GatewayError::Config(format!("mask secret: {e}")))
+}
+
+/// What the deployment secret is derived with for the mask functions.
+const MASK_KEY_PURPOSE: &str = "creditgate mask v1";
+
 fn derive(secret: &[u8], purpose: &str) -> Vec<u8> {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
     ring::hmac::sign(&key, purpose.as_bytes()).as_ref().to_vec()
@@ -244,7 +266,7 @@ impl Engine {
             Some(grading) => Some(Arc::new(load_grading(&grading.template, &policy)?)),
         };
         let secret = load_or_create_secret(&config.state.secret_path())?;
-        let masks = MaskUdfs::new(&derive(&secret, "creditgate mask v1"))
+        let masks = MaskUdfs::new(&derive(&secret, MASK_KEY_PURPOSE))
             .map_err(|e| GatewayError::Config(format!("mask secret: {e}")))?;
         let hasher = SubjectHasher::new(&derive(&secret, "creditgate subject v1"))
             .map_err(|e| GatewayError::Config(format!("subject secret: {e}")))?;
@@ -294,6 +316,7 @@ impl Engine {
             policy: RwLock::new(Arc::new(policy)),
             policy_generation: AtomicU64::new(0),
             masks: Arc::new(masks),
+            scoped_masks: Mutex::new(HashMap::new()),
             auditor,
             catalogs: Mutex::new(HashMap::new()),
             prepared: crate::prepared::PreparedStore::default(),
@@ -504,9 +527,23 @@ impl Engine {
         self.consents.as_ref()
     }
 
-    /// The mask functions (keyed with the deployment secret).
+    /// The mask functions (keyed with the deployment secret); a caller's
+    /// views use [`Engine::masks_for`].
     pub fn masks(&self) -> &MaskUdfs {
         &self.masks
+    }
+
+    /// The mask functions `principal`'s views are built with: the keyed
+    /// hash under the key of its organisation or of itself, as the policy's
+    /// `[masking] keyed_hash_scope` says ([`MaskUdfs::scoped`]).
+    pub fn masks_for(&self, principal: &Principal) -> Arc<MaskUdfs> {
+        let scope = self.policy().masking().keyed_hash_scope;
+        let owner = match scope {
+            creditgate_policy::KeyedHashScope::Organization => principal.organization.clone(),
+            creditgate_policy::KeyedHashScope::Principal => principal.name.clone(),
+        };
+        let mut cache = self.scoped_masks.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(cache.entry((scope, owner)).or_insert_with(|| Arc::new(self.masks.scoped(scope, principal))))
     }
 
     /// The current policy.
@@ -736,6 +773,7 @@ impl Engine {
         let catalog = MemoryCatalogProvider::new();
         let mut schemas: BTreeMap<String, Arc<MemorySchemaProvider>> = BTreeMap::new();
         let mut grants = BTreeMap::new();
+        let masks = self.masks_for(principal);
         for grant in policy.grants_for(principal) {
             let Some((dataset, schema)) = available.get(&grant.dataset) else { continue };
             let Some(source) = self.federation.source(&dataset.source) else { continue };
@@ -753,7 +791,7 @@ impl Engine {
                 let remote = RemoteTable::new(Arc::clone(source), dataset.remote_table.clone(), Arc::clone(schema))
                     .with_mandatory_filter(predicate)
                     .with_raw_columns(grant.raw_columns());
-                creditgate_policy::secure_view(Arc::new(remote), &grant, &self.masks).map_err(|e| e.to_string())
+                creditgate_policy::secure_view(Arc::new(remote), &grant, &masks).map_err(|e| e.to_string())
             });
             match view {
                 Ok(view) => {

@@ -32,7 +32,7 @@ pub mod publication;
 pub mod sql_gate;
 
 pub use config::GatewayConfig;
-pub use engine::{Consents, Engine, PURPOSE_HEADER, Planned, PreparedMode, PreparedOutput, today};
+pub use engine::{Consents, Engine, PURPOSE_HEADER, Planned, PreparedMode, PreparedOutput, read_mask_functions, today};
 pub use error::GatewayError;
 pub use permit::{Caller, Disclosure, Frontend, Intent, Permit};
 

@@ -8,7 +8,9 @@
 //! - [`consent`]: revoking consents and reading their state;
 //! - [`officer`]: the privacy officer's audit API (search, subject reports,
 //!   statistics, verification);
-//! - [`public`]: the public disclosure window, from configuration.
+//! - [`public`]: the public disclosure window, from configuration;
+//! - [`linkage`]: the linkability report of masked columns on the live
+//!   federation (for `creditgate policy linkage` and the officer API).
 //!
 //! Each operation reads its request into an intent, asks the engine for a
 //! permit, runs, and closes the permit exactly once. Front ends (the server
@@ -18,6 +20,7 @@
 
 pub mod consent;
 pub mod grade;
+pub mod linkage;
 pub mod lookup;
 pub mod officer;
 pub mod public;

@@ -311,9 +311,10 @@ pub(crate) async fn read(
     let available: BTreeMap<String, (Dataset, arrow::datatypes::SchemaRef)> =
         engine.federation().available().into_iter().map(|(d, s)| (d.name.clone(), (d, s))).collect();
     let (generation, federation) = (engine.policy_generation(), engine.federation().generation());
+    let masks = engine.masks_for(permit.principal());
     let futures = plan.iter().map(|(_, entry)| {
         let key_value = key_value.clone();
-        let (session, available) = (&session, &available);
+        let (session, available, masks) = (&session, &available, masks.as_ref());
         async move {
             let planned = match entry {
                 Ok(planned) => planned,
@@ -331,7 +332,7 @@ pub(crate) async fn read(
                     read.join(",")
                 )
             });
-            read_subject(engine, session, available, grant, column, &key_value, range, today, cache).await
+            read_subject(engine, masks, session, available, grant, column, &key_value, range, today, cache).await
         }
     });
     let results = futures::future::join_all(futures).await;
@@ -437,6 +438,7 @@ fn verify_consent(
 #[allow(clippy::too_many_arguments)]
 async fn read_subject(
     engine: &Engine,
+    masks: &creditgate_policy::MaskUdfs,
     session: &datafusion::prelude::SessionContext,
     available: &BTreeMap<String, (Dataset, arrow::datatypes::SchemaRef)>,
     grant: &DatasetGrant,
@@ -488,8 +490,7 @@ async fn read_subject(
     let remote = RemoteTable::new(source, dataset.remote_table.clone(), schema)
         .with_mandatory_filter(mandatory)
         .with_raw_columns(grant.raw_columns());
-    let view = creditgate_policy::secure_view(Arc::new(remote), grant, engine.masks())
-        .map_err(|e| ("error", e.to_string()))?;
+    let view = creditgate_policy::secure_view(Arc::new(remote), grant, masks).map_err(|e| ("error", e.to_string()))?;
     if let Some(cache_key) = cache {
         let built = async {
             let frame = session.read_table(view)?;

@@ -9,6 +9,8 @@
 //! CSV; an `Accept` the route cannot produce is refused (406). The
 //! officer's own reads of the audit log are flagged `own_read` and can be
 //! left out or picked out (`own_reads=include|exclude|only`).
+//! `GET /v1/audit/linkage` computes the linkability report of every
+//! principal's masked columns ([`crate::linkage`]) when asked.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -192,6 +194,7 @@ enum Request {
     Console,
     Verify,
     Meta,
+    Linkage,
     Records(Box<AuditQuery>),
     Stats(StatsQuery),
     Report { kind: &'static str, hash: String, cursor: Option<u64>, limit: usize, own_reads: OwnReads },
@@ -231,6 +234,7 @@ fn read_request(
         "/console" => Request::Console,
         "/v1/audit/verify" => Request::Verify,
         "/v1/audit/meta" => Request::Meta,
+        "/v1/audit/linkage" => Request::Linkage,
         "/v1/audit/records" => {
             let subject_hash = match params.get("subject").filter(|s| !s.is_empty()) {
                 Some(raw) => {
@@ -355,6 +359,11 @@ pub async fn serve(
     let answer = match request {
         Request::Console => Ok(Answer::Console),
         Request::Meta => Ok(Answer::Json(meta(engine, &permit))),
+        // The linkability of every principal's masked columns, computed now
+        // on the live federation (figures only: no value leaves the gateway).
+        Request::Linkage => crate::linkage::for_engine(engine)
+            .await
+            .map(|report| Answer::Json(serde_json::to_value(report).unwrap_or_default())),
         Request::Verify => blocking(Box::new(move || Ok(serde_json::to_value(log.verify()).unwrap_or_default())))
             .await
             .map(Answer::Json),

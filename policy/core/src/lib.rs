@@ -33,6 +33,7 @@
 mod access;
 mod error;
 mod grant;
+pub mod linkage;
 pub mod lint;
 pub mod masks;
 mod model;
@@ -45,12 +46,12 @@ mod view;
 pub use access::{LegalBasis, MAX_PURPOSE_LEN, Operation, Purpose};
 pub use error::{Issue, Issues, PolicyError};
 pub use grant::{DatasetGrant, GrantedColumn};
-pub use masks::{Mask, MaskUdfs};
+pub use masks::{KeyedHashScope, Mask, MaskUdfs};
 pub use model::{
     ColumnClass, DEFAULT_RETENTION_YEARS, Dataset, Licence, NegativeRecords, PUBLIC_IDENTITY, Principal, RateLimit,
     Role, RowFilter, Rule, RuleSubject, SubjectKeys, default_mask,
 };
 pub use names::{DisplayName, MAX_DISPLAY_NAME_CHARS};
-pub use policy::{MAX_POLICY_BYTES, Masking, Policy};
+pub use policy::{DEFAULT_MIN_K, MAX_MIN_K, MAX_POLICY_BYTES, Masking, Policy};
 pub use predicate::MAX_ROW_FILTER_LEN;
 pub use view::secure_view;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::access::Purpose;
 use crate::error::{Issue, Issues, PolicyError};
 use crate::grant::{DatasetGrant, GrantedColumn};
-use crate::masks::Mask;
+use crate::masks::{KeyedHashScope, Mask};
 use crate::model::{
     ColumnClass, DEFAULT_RETENTION_YEARS, Dataset, Licence, NegativeRecords, PUBLIC_IDENTITY, Principal, RateLimit,
     Role, RowFilter, Rule, RuleSubject, SubjectKeys, default_mask,
@@ -119,8 +119,15 @@ pub struct Policy {
     masking: Masking,
 }
 
+/// `[masking] min_k` when the policy does not say: a masked value a caller
+/// may not link must be shared by at least this many people.
+pub const DEFAULT_MIN_K: u32 = 5;
+
+/// Largest `[masking] min_k` accepted.
+pub const MAX_MIN_K: u32 = 1000;
+
 /// The policy's `[masking]` settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Masking {
     /// Allow masked personal/sensitive values to relate records (joins,
@@ -129,6 +136,35 @@ pub struct Masking {
     /// known not to re-identify.
     #[serde(default)]
     pub relate_masked_values: bool,
+    /// Smallest group size (k) a masked column a principal may not link
+    /// must have: every masked value shared by at least this many distinct
+    /// people (`creditgate policy linkage` fails below it). 1 to
+    /// [`MAX_MIN_K`]; default [`DEFAULT_MIN_K`].
+    #[serde(default = "default_min_k")]
+    pub min_k: u32,
+    /// Whose key the keyed-hash mask uses: `organization` (default) or
+    /// `principal`. One caller's pseudonyms never match another's.
+    #[serde(default)]
+    pub keyed_hash_scope: KeyedHashScope,
+}
+
+fn default_min_k() -> u32 {
+    DEFAULT_MIN_K
+}
+
+impl Default for Masking {
+    fn default() -> Self {
+        Masking { relate_masked_values: false, min_k: DEFAULT_MIN_K, keyed_hash_scope: KeyedHashScope::default() }
+    }
+}
+
+impl Masking {
+    /// May a principal use a column masked with `mask` to relate records?
+    /// Only keyed hashes (the designated way), or any mask when
+    /// `relate_masked_values` is on.
+    pub fn may_link(&self, mask: &Mask) -> bool {
+        self.relate_masked_values || *mask == Mask::KeyedHash
+    }
 }
 
 /// Collects issues with the policy's origin.
@@ -238,6 +274,10 @@ impl Policy {
                 }
                 ("datasets", _) => issues.push(k, "`datasets` must be a table"),
                 ("masking", value) => match value.try_into::<Masking>() {
+                    Ok(parsed) if !(1..=MAX_MIN_K).contains(&parsed.min_k) => issues.push(
+                        "masking.min_k",
+                        format!("min_k must be 1 to {MAX_MIN_K} (people sharing a masked value), got {}", parsed.min_k),
+                    ),
                     Ok(parsed) => masking = parsed,
                     Err(e) => issues.push("masking", e.to_string().trim_end().to_string()),
                 },

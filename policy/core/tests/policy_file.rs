@@ -290,7 +290,12 @@ fn demo_grants() {
     assert_eq!(samr.len(), DEMO_DATASETS.len());
     let ent = samr.iter().find(|g| g.dataset == "market.enterprises").expect("enterprises");
     assert_eq!(ent.column("legal_rep_id").map(|c| c.mask), Some(Mask::None));
-    assert_eq!(ent.column("phone").map(|c| c.mask), Some(Mask::Mobile));
+    // Contact numbers: the carrier prefix only (first 3 + last 4 left k = 1).
+    assert_eq!(ent.column("phone").map(|c| c.mask), Some(Mask::MobilePrefix));
+    let complaints = samr.iter().find(|g| g.dataset == "complaints.complaints").expect("complaints");
+    assert_eq!(complaints.column("complainant_name").map(|c| c.mask), Some(Mask::NameHidden));
+    assert_eq!(complaints.column("complainant_mobile").map(|c| c.mask), Some(Mask::MobilePrefix));
+    assert_eq!(complaints.column("complainant_id").map(|c| c.mask), Some(Mask::KeyedHash));
     let staff = samr.iter().find(|g| g.dataset == "courier.staff").expect("staff");
     assert_eq!(staff.column("hired_date").map(|c| c.mask), Some(Mask::YearOnly));
 
@@ -300,8 +305,15 @@ fn demo_grants() {
     assert_eq!(names.len(), 9, "{names:?}");
     assert!(!names.contains(&"courier.staff") && !names.contains(&"platform_a.shops"));
     let ent = ca.iter().find(|g| g.dataset == "market.enterprises").expect("enterprises");
-    assert_eq!(ent.column("legal_rep_id").map(|c| c.mask), Some(Mask::ResidentId));
-    assert_eq!(ent.column("legal_rep_name").map(|c| c.mask), Some(Mask::ChineseName));
+    // The legal representative's ID withheld, the name hidden (together they
+    // linked individual debtors to enterprises); debtors' IDs the agency's own
+    // pseudonyms.
+    assert_eq!(ent.column("legal_rep_id").map(|c| c.mask), Some(Mask::Null));
+    assert_eq!(ent.column("legal_rep_name").map(|c| c.mask), Some(Mask::NameHidden));
+    assert_eq!(ent.column("phone").map(|c| c.mask), Some(Mask::MobilePrefix));
+    let debtors = ca.iter().find(|g| g.dataset == "court.dishonest_debtors").expect("debtors");
+    assert_eq!(debtors.column("resident_id").map(|c| c.mask), Some(Mask::KeyedHash));
+    assert_eq!(debtors.column("name").map(|c| c.mask), Some(Mask::NameHidden));
     assert!(!ent.raw_columns().contains(&"legal_rep_id".to_owned()));
     assert!(ent.raw_columns().contains(&"credit_code".to_owned()));
 
@@ -479,7 +491,7 @@ fn unknown_column() {
 fn unknown_mask() {
     assert_one(
         "[[rules]]\nrole = \"agency\"\ndataset = \"market.enterprises\"\nmasks = { legal_rep_id = \"hashh\" }\n",
-        "policy.toml: rules[0].masks.legal_rep_id: unknown mask \"hashh\" (expected one of none, partial(m,n), resident_id, mobile, chinese_name, keyed_hash, null, year_only, range_bucket(width))",
+        "policy.toml: rules[0].masks.legal_rep_id: unknown mask \"hashh\" (expected one of none, partial(m,n), resident_id, resident_id_strict, mobile, mobile_prefix, chinese_name, name_hidden, keyed_hash, null, year_only, range_bucket(width))",
     );
 }
 
@@ -886,4 +898,31 @@ fn with_a_name_registry_a_purpose_or_organisation_missing_from_it_is_reported() 
     let bare = text.split("# Names shown to people").next().expect("head").to_owned()
         + text.split("# Datasets\n").nth(1).map(|rest| format!("# Datasets\n{rest}")).as_deref().unwrap_or("");
     Policy::parse(&bare, "bare.toml").expect("a policy without name registries is valid");
+}
+
+#[test]
+fn masking_settings_and_their_defaults() {
+    let defaults = Policy::parse(BASE, "policy.toml").expect("base").masking();
+    assert_eq!(defaults.min_k, creditgate_policy::DEFAULT_MIN_K);
+    assert_eq!(defaults.min_k, 5);
+    assert!(!defaults.relate_masked_values);
+    assert_eq!(defaults.keyed_hash_scope, creditgate_policy::KeyedHashScope::Organization);
+    assert!(defaults.may_link(&Mask::KeyedHash) && !defaults.may_link(&Mask::Mobile));
+    let set = Policy::parse(
+        &format!("{BASE}\n[masking]\nmin_k = 10\nkeyed_hash_scope = \"principal\"\nrelate_masked_values = true\n"),
+        "policy.toml",
+    )
+    .expect("valid")
+    .masking();
+    assert_eq!(set.min_k, 10);
+    assert_eq!(set.keyed_hash_scope, creditgate_policy::KeyedHashScope::Principal);
+    assert!(set.may_link(&Mask::Mobile));
+    assert_one(
+        "[masking]\nmin_k = 0\n",
+        "policy.toml: masking.min_k: min_k must be 1 to 1000 (people sharing a masked value), got 0",
+    );
+    let errs = errors("[masking]\nkeyed_hash_scope = \"deployment\"\n");
+    assert!(errs.len() == 1 && errs[0].contains("masking") && errs[0].contains("organization"), "{errs:?}");
+    let errs = errors("[masking]\nmin_kk = 5\n");
+    assert!(errs.len() == 1 && errs[0].contains("min_kk"), "{errs:?}");
 }

@@ -19,7 +19,12 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-policy.toml");
+/// The demo policy with the conventional masks (resident ID 6 + 4, mobile 3 +
+/// 4, name first character, address first 6): these tests show what each
+/// partial mask does inside a view. The committed demo policy now hides or
+/// withholds most of those columns from the credit agency (see
+/// `creditgate policy linkage`).
+const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/demo-policy-old-masks.toml");
 const SECRET: &[u8] = b"secure view test secret 0123456789";
 
 /// A source that accepts every filter as `Inexact` and records what it got,

@@ -8,6 +8,9 @@
 //! | `resident_id` | string | `partial(6,4)`: `370202********123X` |
 //! | `mobile` | string | `partial(3,4)`: `138****5678` |
 //! | `chinese_name` | string | `partial(1,0)`: `张*`, `欧阳娜娜` → `欧***` |
+//! | `resident_id_strict` | string | `partial(1,2)`, the stricter resident-ID convention: `3***************3X` |
+//! | `mobile_prefix` | string | `partial(3,0)`: the carrier prefix only, `138********` |
+//! | `name_hidden` | string | a single `*` whatever the name (`张三` and `欧阳娜娜` → `*`): not even its length |
 //! | `keyed_hash` | string (other scalars are cast to text first) | 32 lowercase hex characters of HMAC-SHA-256 under the deployment secret |
 //! | `null` | any | a NULL of the column's type |
 //! | `year_only` | date / timestamp | the calendar year as `Int32` |
@@ -20,6 +23,13 @@
 //! `欧阳**`); this never shows more than the convention allows. NULL in gives
 //! NULL out for every mask; NaN and infinities give NULL in `range_bucket`.
 //! `year_only` on a timestamp with a time zone takes the year in that zone.
+//!
+//! The stricter kinds exist because a mask that keeps many characters is a
+//! pseudonym: `creditgate policy linkage` measures, per principal, how many
+//! people share each masked value (k); a column whose k falls below the
+//! policy's `[masking] min_k` needs one of them (or `keyed_hash`, or `null`).
+//! The keyed-hash key is derived per organisation (or per principal, policy
+//! `[masking] keyed_hash_scope`): see [`MaskUdfs::scoped`].
 
 mod kernels;
 mod udf;
@@ -31,6 +41,7 @@ use std::sync::Arc;
 use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, ScalarUDF, cast};
+use ring::hmac;
 use serde::Serialize;
 
 use crate::PolicyError;
@@ -39,8 +50,8 @@ pub use kernels::{KEYED_HASH_HEX_LEN, write_keyed_hash, write_partial, write_sta
 pub use udf::MASK_FUNCTION_PREFIX;
 
 /// The list of mask specs, for error messages.
-pub const MASK_SPECS: &str =
-    "none, partial(m,n), resident_id, mobile, chinese_name, keyed_hash, null, year_only, range_bucket(width)";
+pub const MASK_SPECS: &str = "none, partial(m,n), resident_id, resident_id_strict, mobile, mobile_prefix, \
+                               chinese_name, name_hidden, keyed_hash, null, year_only, range_bucket(width)";
 
 /// How a column's values are shown to a caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,6 +71,12 @@ pub enum Mask {
     Mobile,
     /// Chinese name: first character, `*` for each other one.
     ChineseName,
+    /// Resident ID number, stricter: first 1 + last 2 characters.
+    ResidentIdStrict,
+    /// Mobile number, stricter: the first 3 characters (carrier prefix) only.
+    MobilePrefix,
+    /// A name shown as a single `*` (its length hidden too).
+    NameHidden,
     /// Keyed hash (HMAC-SHA-256 with the deployment secret, 32 hex chars).
     KeyedHash,
     /// Always NULL.
@@ -81,7 +98,14 @@ impl Mask {
             Mask::ResidentId => Some((6, 4)),
             Mask::Mobile => Some((3, 4)),
             Mask::ChineseName => Some((1, 0)),
-            Mask::None | Mask::KeyedHash | Mask::Null | Mask::YearOnly | Mask::RangeBucket { .. } => None,
+            Mask::ResidentIdStrict => Some((1, 2)),
+            Mask::MobilePrefix => Some((3, 0)),
+            Mask::None
+            | Mask::NameHidden
+            | Mask::KeyedHash
+            | Mask::Null
+            | Mask::YearOnly
+            | Mask::RangeBucket { .. } => None,
         }
     }
 
@@ -89,7 +113,13 @@ impl Mask {
     pub fn applies_to(&self, data_type: &DataType) -> bool {
         match self {
             Mask::None | Mask::Null => true,
-            Mask::Partial { .. } | Mask::ResidentId | Mask::Mobile | Mask::ChineseName => udf::is_string(data_type),
+            Mask::Partial { .. }
+            | Mask::ResidentId
+            | Mask::Mobile
+            | Mask::ChineseName
+            | Mask::ResidentIdStrict
+            | Mask::MobilePrefix
+            | Mask::NameHidden => udf::is_string(data_type),
             Mask::KeyedHash => {
                 udf::is_string(data_type)
                     || udf::is_numeric(data_type)
@@ -112,6 +142,9 @@ impl fmt::Display for Mask {
             Mask::ResidentId => f.write_str("resident_id"),
             Mask::Mobile => f.write_str("mobile"),
             Mask::ChineseName => f.write_str("chinese_name"),
+            Mask::ResidentIdStrict => f.write_str("resident_id_strict"),
+            Mask::MobilePrefix => f.write_str("mobile_prefix"),
+            Mask::NameHidden => f.write_str("name_hidden"),
             Mask::KeyedHash => f.write_str("keyed_hash"),
             Mask::Null => f.write_str("null"),
             Mask::YearOnly => f.write_str("year_only"),
@@ -148,6 +181,9 @@ impl FromStr for Mask {
             "resident_id" => Some(Mask::ResidentId),
             "mobile" => Some(Mask::Mobile),
             "chinese_name" => Some(Mask::ChineseName),
+            "resident_id_strict" => Some(Mask::ResidentIdStrict),
+            "mobile_prefix" => Some(Mask::MobilePrefix),
+            "name_hidden" => Some(Mask::NameHidden),
             "keyed_hash" => Some(Mask::KeyedHash),
             "null" => Some(Mask::Null),
             "year_only" => Some(Mask::YearOnly),
@@ -186,17 +222,46 @@ impl FromStr for Mask {
 /// Minimum length of the deployment masking secret, in bytes.
 pub const MIN_SECRET_LEN: usize = 16;
 
+/// Whose key a keyed-hash pseudonym is made with (policy `[masking]
+/// keyed_hash_scope`): one caller's pseudonyms never match another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyedHashScope {
+    /// One key per organisation: the principals of one organisation share
+    /// pseudonyms (the default).
+    #[default]
+    Organization,
+    /// One key per principal.
+    Principal,
+}
+
+impl KeyedHashScope {
+    /// The spelling used in policy files.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            KeyedHashScope::Organization => "organization",
+            KeyedHashScope::Principal => "principal",
+        }
+    }
+}
+
 /// The mask functions of one deployment, keyed by its masking secret.
 ///
-/// Build it once at start-up and share it: every secure view built with the
-/// same `MaskUdfs` produces the same pseudonyms, so keyed-hash columns of
-/// different sources still join.
+/// Build it once at start-up and share it; each caller's views are built
+/// with [`MaskUdfs::scoped`], whose keyed hash uses a key derived for the
+/// caller's organisation (or the caller itself), so pseudonyms relate the
+/// records one caller sees and nobody else's.
 pub struct MaskUdfs {
+    /// HMAC key of the deployment secret, from which scoped keys are derived.
+    derive: hmac::Key,
     keyed_hash: Arc<ScalarUDF>,
     keyed_hash_impl: Arc<udf::KeyedHash>,
     resident_id: Arc<ScalarUDF>,
+    resident_id_strict: Arc<ScalarUDF>,
     mobile: Arc<ScalarUDF>,
+    mobile_prefix: Arc<ScalarUDF>,
     chinese_name: Arc<ScalarUDF>,
+    name_hidden: Arc<ScalarUDF>,
     year_only: Arc<ScalarUDF>,
 }
 
@@ -205,6 +270,9 @@ impl fmt::Debug for MaskUdfs {
         f.debug_struct("MaskUdfs").finish_non_exhaustive()
     }
 }
+
+/// Domain tag of the derivation of scoped keyed-hash keys.
+const SCOPE_TAG: &[u8] = b"creditgate keyed-hash scope v1\0";
 
 impl MaskUdfs {
     /// Builds the mask functions from the deployment secret (at least
@@ -218,17 +286,53 @@ impl MaskUdfs {
         let partial =
             |name: &str, m, n| Arc::new(ScalarUDF::new_from_impl(udf::PartialMask::new(name.to_owned(), m, n)));
         Ok(MaskUdfs {
+            derive: hmac::Key::new(hmac::HMAC_SHA256, secret),
             keyed_hash: Arc::new(ScalarUDF::new_from_shared_impl(keyed_hash_impl.clone())),
             keyed_hash_impl,
             resident_id: partial("mask_resident_id", 6, 4),
+            resident_id_strict: partial("mask_resident_id_strict", 1, 2),
             mobile: partial("mask_mobile", 3, 4),
+            mobile_prefix: partial("mask_mobile_prefix", 3, 0),
             chinese_name: partial("mask_chinese_name", 1, 0),
+            name_hidden: Arc::new(ScalarUDF::new_from_impl(udf::Hidden::new())),
             year_only: Arc::new(ScalarUDF::new_from_impl(udf::YearOnly::new())),
         })
     }
 
+    /// The mask functions for one caller: the same functions, the keyed hash
+    /// under a key derived from the deployment secret for `scope`'s owner —
+    /// the principal's organisation ([`KeyedHashScope::Organization`]) or
+    /// the principal itself ([`KeyedHashScope::Principal`]). Deterministic:
+    /// the same caller gets the same pseudonyms in every request and after
+    /// a restart; two organisations never share one.
+    pub fn scoped(&self, scope: KeyedHashScope, principal: &crate::Principal) -> MaskUdfs {
+        let owner = match scope {
+            KeyedHashScope::Organization => principal.organization.as_str(),
+            KeyedHashScope::Principal => principal.name.as_str(),
+        };
+        let mut message = Vec::with_capacity(SCOPE_TAG.len() + owner.len() + 16);
+        message.extend_from_slice(SCOPE_TAG);
+        message.extend_from_slice(scope.as_str().as_bytes());
+        message.push(0);
+        message.extend_from_slice(owner.as_bytes());
+        let key = hmac::sign(&self.derive, &message);
+        let keyed_hash_impl = Arc::new(udf::KeyedHash::new(key.as_ref()));
+        MaskUdfs {
+            derive: self.derive.clone(),
+            keyed_hash: Arc::new(ScalarUDF::new_from_shared_impl(keyed_hash_impl.clone())),
+            keyed_hash_impl,
+            resident_id: Arc::clone(&self.resident_id),
+            resident_id_strict: Arc::clone(&self.resident_id_strict),
+            mobile: Arc::clone(&self.mobile),
+            mobile_prefix: Arc::clone(&self.mobile_prefix),
+            chinese_name: Arc::clone(&self.chinese_name),
+            name_hidden: Arc::clone(&self.name_hidden),
+            year_only: Arc::clone(&self.year_only),
+        }
+    }
+
     /// The keyed-hash pseudonym of `value`, exactly as the `keyed_hash` mask
-    /// computes it (for audit records of subject keys).
+    /// of these functions computes it.
     pub fn pseudonym(&self, value: &str) -> String {
         udf::pseudonym(&self.keyed_hash_impl, value)
     }
@@ -246,6 +350,9 @@ impl MaskUdfs {
             Mask::ResidentId => call(&self.resident_id, column),
             Mask::Mobile => call(&self.mobile, column),
             Mask::ChineseName => call(&self.chinese_name, column),
+            Mask::ResidentIdStrict => call(&self.resident_id_strict, column),
+            Mask::MobilePrefix => call(&self.mobile_prefix, column),
+            Mask::NameHidden => call(&self.name_hidden, column),
             Mask::Partial { keep_first, keep_last } => {
                 let udf = ScalarUDF::new_from_impl(udf::PartialMask::new(
                     format!("mask_partial_{keep_first}_{keep_last}"),

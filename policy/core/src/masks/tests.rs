@@ -269,3 +269,86 @@ proptest! {
         prop_assert_eq!(out.as_primitive::<Int32Type>().value(0), date.year());
     }
 }
+
+#[test]
+fn stricter_conventions() {
+    let m = udfs();
+    assert_eq!(one(&m, Mask::ResidentIdStrict, "37020219900101123X"), "3***************3X");
+    assert_eq!(one(&m, Mask::MobilePrefix, "13812345678"), "138********");
+    assert_eq!(one(&m, Mask::NameHidden, "张三"), "*");
+    assert_eq!(one(&m, Mask::NameHidden, "欧阳娜娜"), "*");
+    assert_eq!(strings(&m, Mask::NameHidden, &[None]), vec![None]);
+    for (spec, mask) in [
+        ("resident_id_strict", Mask::ResidentIdStrict),
+        ("mobile_prefix", Mask::MobilePrefix),
+        ("name_hidden", Mask::NameHidden),
+    ] {
+        assert_eq!(spec.parse::<Mask>(), Ok(mask));
+        assert_eq!(mask.to_string(), spec);
+        assert!(MASK_SPECS.contains(spec), "{spec} missing from MASK_SPECS");
+        assert!(mask.applies_to(&DataType::Utf8) && !mask.applies_to(&DataType::Int64));
+    }
+}
+
+fn principal(name: &str, organization: &str) -> crate::Principal {
+    crate::Principal {
+        name: name.to_owned(),
+        identity: format!("spiffe://test/{name}"),
+        organization: organization.to_owned(),
+        role: crate::Role::Agency,
+        purposes: vec!["p".to_owned()],
+        duty_codes: vec!["p".to_owned()],
+        licence: None,
+        rate_limit: None,
+        daily_quota: None,
+    }
+}
+
+#[test]
+fn keyed_hash_keys_are_per_organisation_or_per_principal() {
+    let base = udfs();
+    let a1 = principal("a1", "Org A");
+    let a2 = principal("a2", "Org A");
+    let b = principal("b", "Org B");
+    let value = "37020219900101123X";
+    let org = |p: &crate::Principal| one(&base.scoped(KeyedHashScope::Organization, p), Mask::KeyedHash, value);
+    let own = |p: &crate::Principal| one(&base.scoped(KeyedHashScope::Principal, p), Mask::KeyedHash, value);
+    // Stable: the same caller gets the same pseudonym every time (and from a
+    // new `MaskUdfs` of the same secret, as after a restart).
+    assert_eq!(org(&a1), org(&a1));
+    assert_eq!(org(&a1), one(&udfs().scoped(KeyedHashScope::Organization, &a1), Mask::KeyedHash, value));
+    // Per organisation: the principals of one organisation share pseudonyms,
+    // another organisation's never match; none is the deployment-wide one.
+    assert_eq!(org(&a1), org(&a2));
+    assert_ne!(org(&a1), org(&b));
+    assert_ne!(org(&a1), base.pseudonym(value));
+    // Per principal: every principal its own.
+    assert_eq!(own(&a1), own(&a1));
+    assert_ne!(own(&a1), own(&a2));
+    assert_ne!(own(&a1), org(&a1));
+    // The other masks do not depend on the scope.
+    assert_eq!(
+        one(&base.scoped(KeyedHashScope::Organization, &b), Mask::ResidentId, value),
+        one(&base, Mask::ResidentId, value)
+    );
+    assert_eq!(base.scoped(KeyedHashScope::Principal, &a1).pseudonym(value), own(&a1));
+}
+
+proptest! {
+    #[test]
+    fn stricter_masks_keep_what_they_say(id in "[1-9][0-9]{16}[0-9X]", mobile in "1[3-9][0-9]{9}", name in "[\u{4e00}-\u{9fa5}]{1,6}") {
+        let m = udfs();
+        check_partial(&id, &one(&m, Mask::ResidentIdStrict, &id), 1, 2)?;
+        check_partial(&mobile, &one(&m, Mask::MobilePrefix, &mobile), 3, 0)?;
+        prop_assert_eq!(one(&m, Mask::NameHidden, &name), "*");
+    }
+
+    #[test]
+    fn scoped_pseudonyms_never_match_across_organisations(value in any::<String>(), a in "[a-z]{1,8}", b in "[a-z]{1,8}") {
+        prop_assume!(a != b);
+        let base = udfs();
+        let pa = base.scoped(KeyedHashScope::Organization, &principal("x", &a)).pseudonym(&value);
+        let pb = base.scoped(KeyedHashScope::Organization, &principal("y", &b)).pseudonym(&value);
+        prop_assert_ne!(pa, pb);
+    }
+}

@@ -160,7 +160,41 @@ impl ScalarUDFImpl for PartialMask {
     }
 }
 
-/// `keyed_hash`: HMAC-SHA-256 under the deployment secret, 32 hex characters.
+/// `name_hidden`: a single `*` for every non-null value (its length hidden too).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Hidden {
+    signature: Signature,
+}
+
+impl Hidden {
+    pub(crate) fn new() -> Self {
+        Self { signature: Signature::uniform(1, STRING_TYPES.to_vec(), Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for Hidden {
+    fn name(&self) -> &str {
+        "mask_name_hidden"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types {
+            [t] if is_string(t) => Ok(DataType::Utf8),
+            _ => plan_err!("mask_name_hidden takes one string argument, got {arg_types:?}"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        apply_unary(args, "mask_name_hidden", |array| map_strings(array, |out, _| kernels::write_stars(out, 1)))
+    }
+}
+
+/// `keyed_hash`: HMAC-SHA-256 under the caller's scoped key (see
+/// [`super::MaskUdfs::scoped`]), 32 hex characters.
 pub(crate) struct KeyedHash {
     key: hmac::Key,
     /// SHA-256 of a domain tag and the secret: identifies the key for
