@@ -29,10 +29,11 @@ else
 fi
 
 # What the steps read from the clone, and the binary where the README says it is.
-mkdir -p "$work/gateway" "$work/connectors/server" "$work/policy/core" "$work/target/debug"
+mkdir -p "$work/gateway" "$work/connectors/server" "$work/policy/core" "$work/policy/grade" "$work/target/debug"
 cp -r "$repo/gateway/examples" "$work/gateway/"
 cp -r "$repo/connectors/server/examples" "$work/connectors/server/"
 cp -r "$repo/policy/core/examples" "$work/policy/core/"
+cp -r "$repo/policy/grade/examples" "$work/policy/grade/"
 ln -s "$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")" "$work/target/debug/creditgate"
 
 # The section's blocks, in order, as one script.

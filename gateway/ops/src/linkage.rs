@@ -25,7 +25,9 @@
 //! not matched. The report fails ([`LinkageReport::passed`] false) when a
 //! column the principal may not link (`relate_masked_values` off and a mask
 //! other than `keyed_hash`) has k below `[masking] min_k`, or when a
-//! granted dataset could not be read.
+//! granted dataset this gateway federates could not be read (a dataset no
+//! connector of this gateway serves is listed as not served: nobody reads
+//! it here).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -179,6 +181,7 @@ pub async fn compute(
         federation.available().into_iter().map(|(d, s)| (d.name.clone(), (d, s))).collect();
     let mut reader = Reader { federation, session, available, today, rows: HashMap::new(), raw_masked: HashMap::new() };
     let mut unavailable = BTreeSet::new();
+    let mut not_served = BTreeSet::new();
     let mut principals = Vec::new();
     let mut failures = Vec::new();
     for principal in policy.principals() {
@@ -190,7 +193,13 @@ pub async fn compute(
         let mut seen: Vec<Seen> = Vec::new();
         for grant in grants {
             let Some((predicate, rows)) = reader.rows(&grant).await? else {
-                unavailable.insert(grant.dataset.clone());
+                // A dataset no connector of this gateway serves is read by
+                // nobody here; one whose source did not answer is unmeasured.
+                if federation.datasets().iter().any(|d| d.name == grant.dataset) {
+                    unavailable.insert(grant.dataset.clone());
+                } else {
+                    not_served.insert(grant.dataset.clone());
+                }
                 continue;
             };
             let columns: Vec<(String, Mask, DataType)> = grant
@@ -238,6 +247,7 @@ pub async fn compute(
         passed: failures.is_empty() && unavailable.is_empty(),
         principals,
         unavailable,
+        not_served: not_served.into_iter().collect(),
         failures,
     })
 }

@@ -186,8 +186,13 @@ pub struct LinkageReport {
     pub as_of: String,
     /// Every principal with at least one masked column.
     pub principals: Vec<PrincipalLinkage>,
-    /// Datasets granted to someone whose source did not answer (not measured).
+    /// Datasets granted to someone whose source did not answer (not
+    /// measured; the report fails).
     pub unavailable: Vec<String>,
+    /// Datasets granted to someone that no connector of this gateway serves
+    /// (nobody reads them here: not measured, not a failure).
+    #[serde(default)]
+    pub not_served: Vec<String>,
     /// Columns below `min_k` that may not be linked, as `principal:dataset.column`.
     pub failures: Vec<String>,
     /// No failures (and nothing unavailable).
@@ -321,6 +326,13 @@ impl LinkageReport {
                 out,
                 "\n未测量（数据源不可用）not measured (source unavailable): {}",
                 self.unavailable.join(", ")
+            );
+        }
+        if !self.not_served.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n未接入（本网关无连接器提供，无人可读）not served by any connector of this gateway: {}",
+                self.not_served.join(", ")
             );
         }
         if self.failures.is_empty() {
