@@ -106,7 +106,14 @@ fn demo_backend_mixed_runs_the_tour() {
     ] {
         assert!(stdout.contains(line), "`{line}` missing from the tour:\n{stdout}");
     }
-    let lookup = stdout.split("== 6.").nth(1).and_then(|rest| rest.split("== 7.").next()).unwrap_or_default();
+    // The grade, read from PostgreSQL and MariaDB sources as well: every rule fired on the featured
+    // enterprise's planted records, including the direct D of the dishonest-debtor list.
+    let grade = stdout.split("== 6b.").nth(1).and_then(|rest| rest.split("== 7.").next()).unwrap_or_default();
+    assert!(grade.contains("grade D | score 0"), "the featured enterprise's grade:\n{grade}");
+    for rule in ["COURT-DEBTOR", "MKT-PEN ", "PAY-FRAUD", "PLATFORM-B-VIOLATION"] {
+        assert!(grade.lines().any(|l| l.trim_start().starts_with(rule.trim_end())), "{rule} fired:\n{grade}");
+    }
+    let lookup = stdout.split("== 6.").nth(1).and_then(|rest| rest.split("== 6b.").next()).unwrap_or_default();
     for dataset in ["market.enterprises", "platform_a.shops", "credit_platform.black_list"] {
         assert!(
             lookup.lines().any(|l| l.contains(dataset) && l.contains("ok") && !l.contains(" 0 rows")),

@@ -1094,6 +1094,38 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
         }
     }
 
+    heading(&lang.pick(
+        "6b. 信用分级：市场监管局按分级模板为该企业计算信用等级（逐条可解释，不存储，非官方评级）",
+        "6b. Graded supervision: market regulation grades the company by the grading template (explained rule by rule, not stored, not official)",
+    ));
+    let response =
+        lab.http("samr", "GET", &format!("/v1/grades/{company}"), &[(PURPOSE_HEADER, "supervision")], None).await?;
+    let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
+    if response.status != 200 || value["grade"].as_str().is_none() {
+        return Err(format!("grading failed: {value}"));
+    }
+    println!(
+        "{} {} | {} {} | {} {} {}",
+        lang.pick("等级", "grade"),
+        value["grade"].as_str().unwrap_or("?"),
+        lang.pick("得分", "score"),
+        value["score"],
+        lang.pick("模板", "template"),
+        value["template"]["id"].as_str().unwrap_or("?"),
+        value["template"]["version"].as_str().unwrap_or("?"),
+    );
+    for rule in value["rules"].as_array().into_iter().flatten().filter(|r| r["status"] == "fired") {
+        let title = rule["title"][if lang == Lang::Zh { "zh" } else { "en" }].as_str().unwrap_or("");
+        println!(
+            "  {:<24} {:>4} {} ({} {})",
+            rule["id"].as_str().unwrap_or("?"),
+            rule["points"],
+            title,
+            rule["matched"],
+            lang.pick("条记录", "records")
+        );
+    }
+
     let person = &lab.manifest.featured.individual_resident_id;
     let seller = &lab.manifest.featured.individual_name;
     heading(&lang.pick(
