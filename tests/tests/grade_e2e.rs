@@ -449,7 +449,12 @@ async fn batches_stream_warnings_first_with_a_trailer_and_spend_the_quota_all_or
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let text = String::from_utf8(collected.to_bytes().to_vec()).expect("utf8");
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("ndjson line")).collect();
+    let all: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("ndjson line")).collect();
+    // Progress lines tell how far the batch is while lines without warnings are held back.
+    let progress: Vec<u64> = all.iter().filter_map(|l| l["progress"]["done"].as_u64()).collect();
+    assert!(!progress.is_empty() && progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
+    assert!(all.iter().filter(|l| l.get("progress").is_some()).all(|l| l["progress"]["total"] == json!(n)));
+    let lines: Vec<Value> = all.into_iter().filter(|l| l.get("progress").is_none()).collect();
     let (summary, grades) = lines.split_last().expect("lines");
     assert_eq!(summary["summary"]["total"], json!(n), "{summary}");
     assert_eq!(summary["summary"]["done"], json!(n));

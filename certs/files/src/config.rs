@@ -66,7 +66,17 @@ pub fn load<T: DeserializeOwned>(
     validate: impl Fn(&T) -> Vec<String>,
 ) -> Result<T, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
-    let problems = match from_toml::<T>(&text) {
+    parse(&text, file, prepare, validate)
+}
+
+/// [`load`] for text already read: `origin` names it in the report.
+pub fn parse<T: DeserializeOwned>(
+    text: &str,
+    origin: &std::path::Path,
+    prepare: impl Fn(&mut T),
+    validate: impl Fn(&T) -> Vec<String>,
+) -> Result<T, String> {
+    let problems = match from_toml::<T>(text) {
         Ok(mut value) => {
             prepare(&mut value);
             let problems = validate(&value);
@@ -84,7 +94,7 @@ pub fn load<T: DeserializeOwned>(
             rejected.problems
         }
     };
-    Err(report(file, &problems))
+    Err(report(origin, &problems))
 }
 
 /// Parses `text` as TOML into `T`, reporting every problem together.

@@ -90,6 +90,10 @@ pub struct ReviewRequest {
 pub enum BatchItem {
     /// One subject's grade, or why it was not graded.
     Line(Value),
+    /// `{"progress": {"done", "total"}}`: sent while lines without warnings
+    /// are held back (at most about a hundred per batch), so a client can
+    /// show how far the batch has come.
+    Progress(Value),
     /// The last item: how many were graded, incomplete, refused.
     Summary(Value),
 }
@@ -211,18 +215,25 @@ async fn compute(
         consent,
         datasets: Some(asked),
     };
-    let done = crate::lookup::read(engine, permit, &request, &subject.reference, Some(&columns)).await?;
-    let read = done.document.get("datasets").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut done = crate::lookup::read(engine, permit, &request, &subject.reference, Some(&columns)).await?;
+    // The rows move out of the lookup's document (only its header is used below).
+    let read = match done.document.get_mut("datasets").map(Value::take) {
+        Some(Value::Object(read)) => read,
+        _ => serde_json::Map::new(),
+    };
 
     // What the caller may see of each dataset: its rows and how each column is shown.
     let mut statuses = serde_json::Map::new();
     let mut seen: BTreeMap<String, (Vec<Value>, BTreeMap<String, String>)> = BTreeMap::new();
     let mut unreadable: BTreeMap<String, String> = BTreeMap::new();
-    for (name, body) in &read {
-        let status = body.get("status").and_then(Value::as_str).unwrap_or("error");
+    for (name, mut body) in read {
+        let status = body.get("status").and_then(Value::as_str).unwrap_or("error").to_string();
         statuses.insert(name.clone(), json!(status));
         if status == "ok" {
-            let rows = body.get("rows").and_then(Value::as_array).cloned().unwrap_or_default();
+            let rows = match body.get_mut("rows").map(Value::take) {
+                Some(Value::Array(rows)) => rows,
+                _ => Vec::new(),
+            };
             let shown = body
                 .get("masks")
                 .and_then(Value::as_object)
@@ -381,7 +392,8 @@ fn batch_subjects(engine: &Engine, codes: &[String]) -> Result<Vec<Subject>, Gat
 /// [`Engine::authorize_batch`] (the batch's quota all or nothing), each
 /// grade recorded before its line is sent; at most `concurrency` grades at
 /// once. Lines of subjects with a fired warning come first, as they are
-/// ready; the others follow, then the summary.
+/// ready, with progress lines while the others are held; the others
+/// follow, then the summary.
 pub async fn batch(
     engine: Arc<Engine>,
     caller: Caller,
@@ -460,6 +472,7 @@ pub async fn batch(
     tokio::spawn(async move {
         let mut running = futures::stream::iter(work).buffer_unordered(concurrency);
         let mut held = Vec::new();
+        let every = (total / 100).max(1);
         let (mut complete, mut incomplete, mut refused, mut warned) = (0usize, 0usize, 0usize, 0usize);
         while let Some((warning, line, tally)) = running.next().await {
             match tally {
@@ -474,6 +487,13 @@ pub async fn batch(
                 }
             } else {
                 held.push(line);
+            }
+            let done = complete + incomplete + refused;
+            if done % every == 0 && done < total {
+                let progress = json!({"progress": {"done": done, "total": total}});
+                if sender.send(BatchItem::Progress(progress)).await.is_err() {
+                    return;
+                }
             }
         }
         for line in held {

@@ -464,7 +464,7 @@ fn ndjson_response(lines: futures::stream::BoxStream<'static, creditgate_ops::gr
     use creditgate_ops::grade::BatchItem;
     let frames = lines.flat_map(|item| {
         let (value, last) = match item {
-            BatchItem::Line(value) => (value, false),
+            BatchItem::Line(value) | BatchItem::Progress(value) => (value, false),
             BatchItem::Summary(value) => (value, true),
         };
         let mut text = value.to_string();

@@ -152,6 +152,27 @@ impl HttpResponse {
     }
 }
 
+/// An HTTP/1.1 connection over mTLS to `addr` (the server checked as
+/// `server_name`), its driver running on the runtime.
+pub async fn http1_connect(
+    addr: &str,
+    server_name: &str,
+    who: &ClientIdentity<'_>,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
+    let config = tls::client_config(who.ca, who.cert, &[b"http/1.1"]).map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
+    let stream = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
 /// One HTTP/1.1 request over mTLS to `addr`.
 pub async fn http_request(
     addr: &str,
@@ -162,17 +183,7 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: Option<String>,
 ) -> Result<HttpResponse, String> {
-    let config = tls::client_config(who.ca, who.cert, &[b"http/1.1"]).map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
-    let stream = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let mut sender = http1_connect(addr, server_name, who).await?;
     let mut builder = http::Request::builder().method(method).uri(path).header("host", server_name);
     for (k, v) in headers {
         builder = builder.header(*k, *v);

@@ -3,11 +3,9 @@
 //! the NDJSON answer (subjects with risk warnings first, the summary last).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// `creditgate grade …`.
@@ -60,19 +58,8 @@ pub async fn run(args: GradeArgs) -> Result<(), String> {
         ));
     }
     let distinct: std::collections::BTreeSet<&String> = codes.iter().collect();
-    let config = creditgate_certs::tls::client_config(&args.ca, Some((&args.cert, &args.key)), &[b"http/1.1"])
-        .map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
-    let tcp =
-        tokio::net::TcpStream::connect(&args.gateway).await.map_err(|e| format!("connect {}: {e}", args.gateway))?;
-    let name = rustls::pki_types::ServerName::try_from(args.server_name.clone()).map_err(|e| e.to_string())?;
-    let stream = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let who = crate::client::ClientIdentity { ca: &args.ca, cert: Some((&args.cert, &args.key)) };
+    let mut sender = crate::client::http1_connect(&args.gateway, &args.server_name, &who).await?;
     let body = serde_json::json!({"credit_codes": codes, "purpose": args.purpose}).to_string();
     let request = http::Request::builder()
         .method("POST")
@@ -107,6 +94,7 @@ pub async fn run(args: GradeArgs) -> Result<(), String> {
     let mut pending = Vec::new();
     let mut summary = serde_json::Value::Null;
     let mut progress_trailer = None;
+    let mut got = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("the batch stopped: {e}"))?;
         if let Some(trailers) = frame.trailers_ref() {
@@ -121,8 +109,13 @@ pub async fn run(args: GradeArgs) -> Result<(), String> {
                 serde_json::from_slice(&line).map_err(|e| format!("a line of the answer is not JSON: {e}"))?;
             if value.get("summary").is_some() {
                 summary = value;
+            } else if let Some(progress) = value.get("progress") {
+                // Where the batch is while lines without warnings are held back; not part of the answer.
+                bar.set_position(progress["done"].as_u64().unwrap_or(0).max(bar.position()));
+                continue;
             } else {
-                bar.inc(1);
+                got += 1;
+                bar.set_position(got.max(bar.position()));
                 if value["warnings"].as_array().is_some_and(|w| !w.is_empty()) {
                     bar.set_message(format!("warnings: {}", value["subject"]["id"].as_str().unwrap_or("")));
                 }

@@ -256,7 +256,8 @@ fn evaluate_rule(rule: &Rule, input: Option<&Input<'_>>, today: chrono::NaiveDat
         }
         Some(Input::Rows { rows, shown }) => (*rows, *shown),
     };
-    for column in rule.columns_read() {
+    let read = rule.columns_read();
+    for &column in &read {
         match shown.get(column).map(String::as_str) {
             None => return not_evaluated(rule, format!("`{}.{column}` is not granted to this caller", rule.dataset)),
             Some("none") => {}
@@ -287,11 +288,7 @@ fn evaluate_rule(rule: &Rule, input: Option<&Input<'_>>, today: chrono::NaiveDat
         .iter()
         .take(MAX_EVIDENCE)
         .map(|record| {
-            let fields = rule
-                .columns_read()
-                .into_iter()
-                .map(|c| (c.to_string(), record.get(c).cloned().unwrap_or(Value::Null)))
-                .collect();
+            let fields = read.iter().map(|&c| (c.to_string(), record.get(c).cloned().unwrap_or(Value::Null))).collect();
             Evidence { record: record.get(&rule.record_key).cloned().unwrap_or(Value::Null), fields }
         })
         .collect();

@@ -292,23 +292,7 @@ impl Template {
 
     /// Parses a template from `text` (`origin` names it in the problems).
     pub fn parse(text: &str, origin: &str) -> Result<Template, String> {
-        let problems = match creditgate_files::config::from_toml::<Template>(text) {
-            Ok(template) => {
-                let problems = template.problems();
-                if problems.is_empty() {
-                    return Ok(template);
-                }
-                problems
-            }
-            Err(mut rejected) => {
-                if let Some(partial) = &rejected.partial {
-                    let problems = partial.problems();
-                    rejected.add_validation(problems);
-                }
-                rejected.problems
-            }
-        };
-        Err(creditgate_files::config::report(std::path::Path::new(origin), &problems))
+        creditgate_files::config::parse(text, std::path::Path::new(origin), |_: &mut Template| {}, Template::problems)
     }
 
     /// The band index of `grade` (0 is the best), if it is one of the template's.
