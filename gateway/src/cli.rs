@@ -1,6 +1,6 @@
 //! The `creditgate` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
@@ -258,6 +258,21 @@ pub fn run(cli: Cli) -> Result<i32, String> {
             say(&text);
             Ok(if passed { 0 } else { 1 })
         }
+        Command::Audit(creditgate_audit::cli::AuditCommand::Verify {
+            dir: None,
+            postgres: Some(url),
+            schema,
+            password_file,
+            ..
+        }) => {
+            let (code, message) = verify_postgres(url, schema, password_file.as_deref())?;
+            if code == 0 {
+                say(&message);
+            } else {
+                eprintln!("{message}");
+            }
+            Ok(code)
+        }
         Command::Audit(command) => {
             let (code, message) = creditgate_audit::cli::run(&command);
             if code == 0 {
@@ -269,6 +284,29 @@ pub fn run(cli: Cli) -> Result<i32, String> {
         }
         command => run_main(command).map(|()| 0),
     }
+}
+
+/// `creditgate audit verify --postgres URL`: every replica's chain in the
+/// shared state. The password comes from `password_file`, else `PGPASSWORD`.
+fn verify_postgres(url: String, schema: String, password_file: Option<&Path>) -> Result<(i32, String), String> {
+    let mut settings = creditgate_state::PgSettings::new(url, "verify");
+    settings.schema = schema;
+    settings.password = match password_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| format!("--password-file {}: {e}", file.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        None => std::env::var("PGPASSWORD").ok(),
+    };
+    let report = runtime()?.block_on(creditgate_state::verify_url(settings));
+    Ok(match report {
+        Ok(report) => (report.exit_code(), report.message()),
+        Err(e) => (2, format!("audit verify: {e}")),
+    })
 }
 
 fn run_main(command: Command) -> Result<(), String> {

@@ -161,11 +161,11 @@ async fn when_the_audit_log_cannot_be_written_nothing_is_released() {
     // Its stream-end record lands after the response; let it, so the failure hits the next request.
     let control = records(&lab).pop().expect("the control's record");
     stream_end_record(&lab, &control.request_id).await;
-    lab.gateway_handle.auditor().log().inject_write_failures(1);
+    lab.gateway_handle.auditor().local_log().expect("the lab keeps its audit log in files").inject_write_failures(1);
     let error = samr.query("SELECT name FROM market.enterprises LIMIT 1").await.expect_err("fail closed");
     let text = creditgate_tooling::client::flight_error_text(&error);
     assert!(text.contains("CG-AUD-001") && text.contains("audit log is unavailable"), "{text}");
-    lab.gateway_handle.auditor().log().inject_write_failures(1);
+    lab.gateway_handle.auditor().local_log().expect("the lab keeps its audit log in files").inject_write_failures(1);
     let response = lab
         .http(
             "samr",

@@ -23,6 +23,7 @@ const PRODUCT: &[&str] = &[
     "policy/core",
     "policy/consent",
     "gateway/audit",
+    "gateway/state",
     "gateway/engine",
     "gateway/ops",
     "gateway/server",
@@ -86,6 +87,7 @@ fn imports_go_one_way_along_the_request_flow() {
         "creditgate-connector",
         "creditgate-remote",
         "creditgate-audit",
+        "creditgate-state",
         "creditgate-policy",
     ] {
         assert!(graph.contains_key(product), "{product} is a workspace package");
@@ -97,6 +99,8 @@ fn imports_go_one_way_along_the_request_flow() {
         ("creditgate-ops", "creditgate-server"),
         ("creditgate-policy", "creditgate-engine"),
         ("creditgate-audit", "creditgate-engine"),
+        ("creditgate-audit", "creditgate-state"),
+        ("creditgate-state", "creditgate-engine"),
     ] {
         assert!(!reaches(&graph, lower, upper), "{lower} must not depend on {upper}");
     }

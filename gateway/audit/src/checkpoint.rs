@@ -90,7 +90,7 @@ struct SignedBody<'a> {
 
 impl Checkpoint {
     /// Creates and signs a checkpoint.
-    pub(crate) fn sign(
+    pub fn sign(
         key: &SigningKey,
         kind: CheckpointKind,
         head_seq: u64,

@@ -28,10 +28,24 @@ pub enum AuditCommand {
     /// checkpoints malformed, forged, signed by an unknown key or not matching
     /// the log; 30-32 the log is shorter than a checkpoint, rewritten, or the
     /// exported checkpoint is bad. The first problem found decides the code.
+    ///
+    /// With --postgres, verifies instead every replica's chain in the shared
+    /// state: the same checks per replica, each finding naming the replica
+    /// and the sequence number.
     Verify {
         /// The audit state directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[arg(long, required_unless_present = "postgres", conflicts_with = "postgres")]
+        dir: Option<PathBuf>,
+        /// The shared state: `postgres://user@host:port/database` (the
+        /// password, if any, in --password-file or PGPASSWORD).
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// The PostgreSQL schema of the shared state.
+        #[arg(long, default_value = "creditgate", requires = "postgres")]
+        schema: String,
+        /// File holding the database password (first line).
+        #[arg(long, requires = "postgres")]
+        password_file: Option<PathBuf>,
         /// A checkpoint exported earlier (by a witness) to compare against.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
@@ -144,7 +158,14 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
 /// Runs a command: returns the exit code and the message to print.
 pub fn run(cmd: &AuditCommand) -> (i32, String) {
     match cmd {
-        AuditCommand::Verify { dir, checkpoint, allow_empty } => run_verify(dir, checkpoint.as_deref(), *allow_empty),
+        AuditCommand::Verify { dir: Some(dir), checkpoint, allow_empty, .. } => {
+            run_verify(dir, checkpoint.as_deref(), *allow_empty)
+        }
+        // The shared state is verified by the binary, which links the
+        // PostgreSQL side (`creditgate_state::verify_url`).
+        AuditCommand::Verify { dir: None, .. } => {
+            (2, "audit verify: give --dir DIR, or --postgres URL to the creditgate binary".to_owned())
+        }
         AuditCommand::ExportCheckpoint { dir, out } => run_export_checkpoint(dir, out),
         AuditCommand::RotateKey { dir, key } => run_rotate_key(dir, key),
     }

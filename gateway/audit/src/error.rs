@@ -83,6 +83,13 @@ pub enum AuditError {
         #[source]
         source: serde_json::Error,
     },
+    /// The database holding a shared log cannot be reached; nothing was
+    /// stored. Retrying once it is back succeeds.
+    #[error("the audit database is unreachable: {reason}")]
+    StoreUnavailable {
+        /// What failed (connection refused, lost, timed out).
+        reason: String,
+    },
     /// There is no valid signed checkpoint to export.
     #[error("no valid signed checkpoint in {dir} to export")]
     NoCheckpoint {
@@ -96,7 +103,10 @@ impl AuditError {
     /// trouble) as opposed to a configuration or integrity problem.
     pub fn is_retryable(&self) -> bool {
         match self {
-            AuditError::Io { .. } | AuditError::WriteFailed { .. } | AuditError::Locked { .. } => true,
+            AuditError::Io { .. }
+            | AuditError::WriteFailed { .. }
+            | AuditError::Locked { .. }
+            | AuditError::StoreUnavailable { .. } => true,
             AuditError::Closed
             | AuditError::Corrupt { .. }
             | AuditError::SigningKey { .. }

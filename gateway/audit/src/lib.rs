@@ -58,6 +58,7 @@ pub mod record;
 pub mod scan;
 pub mod search;
 mod segment;
+pub mod store;
 pub mod subject;
 pub mod verify;
 
@@ -81,8 +82,9 @@ pub use record::{
 pub use scan::{redact_text, subject_keys_in};
 pub use search::{
     AccessEntry, AuditQuery, DailyCount, FlagRule, FlaggedCaller, OwnReads, Page, ReportSummary, Stats, StatsQuery,
-    Tally, compute_stats, summarize,
+    Tally, access_entry, compute_stats, search_records, stats_earliest_day, summarize,
 };
 pub use segment::{SEGMENT_PREFIX, SEGMENT_SUFFIX};
+pub use store::AuditStore;
 pub use subject::{SubjectHasher, SubjectKey, SubjectKeyKind};
 pub use verify::{Finding, FindingKind, VerifyOptions, VerifyReport, export_checkpoint, verify, verify_with};

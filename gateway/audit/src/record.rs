@@ -188,7 +188,12 @@ impl NewRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
-    /// Sequence number, starting at 1, without gaps.
+    /// The gateway replica whose chain holds this record, when the log is
+    /// shared by several replicas (PostgreSQL state); absent in a log of
+    /// one gateway (a state directory), so such records hash as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// Sequence number in its chain, starting at 1, without gaps.
     pub seq: u64,
     /// When the record was appended (RFC 3339, UTC, millisecond precision).
     #[serde(with = "rfc3339_millis")]
@@ -230,6 +235,8 @@ pub struct AuditRecord {
 /// The canonical bytes: every field of [`AuditRecord`] except `hash`, same order.
 #[derive(Serialize)]
 struct CanonicalRecord<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replica: &'a Option<String>,
     seq: u64,
     time: String,
     request_id: &'a str,
@@ -283,7 +290,22 @@ impl AuditRecord {
 
     /// Builds a record (hash filled in) from a [`NewRecord`].
     pub(crate) fn seal(new: NewRecord, seq: u64, time: DateTime<Utc>, prev_hash: String) -> Result<Self, AuditError> {
+        Self::seal_in_chain(new, None, seq, time, prev_hash)
+    }
+
+    /// Seals `new` as record `seq` of `replica`'s chain (after the record
+    /// whose hash is `prev_hash`), computing its hash. Checks the record
+    /// as [`AuditLog::append`](crate::AuditLog::append) does.
+    pub fn seal_in_chain(
+        new: NewRecord,
+        replica: Option<String>,
+        seq: u64,
+        time: DateTime<Utc>,
+        prev_hash: String,
+    ) -> Result<Self, AuditError> {
+        new.validate()?;
         let mut record = AuditRecord {
+            replica,
             seq,
             time,
             request_id: new.request_id,
@@ -310,6 +332,7 @@ impl AuditRecord {
     /// The canonical bytes that are hashed (the record's JSON without `hash`).
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, AuditError> {
         let c = CanonicalRecord {
+            replica: &self.replica,
             seq: self.seq,
             time: rfc3339_millis::format(&self.time),
             request_id: &self.request_id,

@@ -124,7 +124,10 @@ pub struct Page<T> {
 /// One access to a subject, for the subject report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AccessEntry {
-    /// Record sequence number.
+    /// The replica whose chain holds the record (a log shared by replicas).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// Record sequence number (in its replica's chain).
     pub seq: u64,
     /// When.
     pub time: DateTime<Utc>,
@@ -344,18 +347,67 @@ fn for_each_newest_first(dir: &Path, durable: Option<u64>, mut f: impl FnMut(Aud
 
 /// Searches the log in `dir` (see [`AuditLog::search`](crate::AuditLog::search)).
 pub fn search_dir(dir: &Path, query: &AuditQuery, durable: Option<u64>) -> Result<Page<AuditRecord>, AuditError> {
-    let limit = query.effective_limit();
-    let mut items = Vec::new();
-    let mut total = 0usize;
-    for_each_newest_first(dir, durable, |r| {
-        if query.matches(&r) {
-            if total >= query.offset && items.len() < limit {
-                items.push(r);
+    let mut pager = Pager::new(query);
+    for_each_newest_first(dir, durable, |r| pager.offer(r))?;
+    Ok(pager.page())
+}
+
+/// Searches `records` (newest first), as [`search_dir`] searches a directory.
+pub fn search_records(records: impl IntoIterator<Item = AuditRecord>, query: &AuditQuery) -> Page<AuditRecord> {
+    let mut pager = Pager::new(query);
+    records.into_iter().for_each(|r| pager.offer(r));
+    pager.page()
+}
+
+/// Collects one page of the records that match a query.
+struct Pager<'a> {
+    query: &'a AuditQuery,
+    limit: usize,
+    items: Vec<AuditRecord>,
+    total: usize,
+}
+
+impl<'a> Pager<'a> {
+    fn new(query: &'a AuditQuery) -> Self {
+        Pager { query, limit: query.effective_limit(), items: Vec::new(), total: 0 }
+    }
+
+    fn offer(&mut self, r: AuditRecord) {
+        if self.query.matches(&r) {
+            if self.total >= self.query.offset && self.items.len() < self.limit {
+                self.items.push(r);
             }
-            total += 1;
+            self.total += 1;
         }
-    })?;
-    Ok(Page { items, total, offset: query.offset, limit })
+    }
+
+    fn page(self) -> Page<AuditRecord> {
+        Page { items: self.items, total: self.total, offset: self.query.offset, limit: self.limit }
+    }
+}
+
+/// The subject-report entry of `r`, if it names the subject with this keyed hash.
+pub fn access_entry(r: AuditRecord, subject_hash: &str) -> Option<AccessEntry> {
+    if !r.subject_hashes.iter().any(|h| h == subject_hash) {
+        return None;
+    }
+    Some(AccessEntry {
+        replica: r.replica.clone(),
+        seq: r.seq,
+        time: r.time,
+        audit_read: r.is_audit_read(),
+        caller_name: r.caller.name,
+        caller_fingerprint: r.caller.fingerprint,
+        organization: r.caller.organization,
+        role: r.caller.role,
+        frontend: r.frontend,
+        purpose: r.purpose,
+        legal_basis: r.legal_basis,
+        datasets: r.datasets,
+        columns: r.columns,
+        outcome: r.outcome,
+        refusal_reason: r.refusal_reason,
+    })
 }
 
 /// Every access to the subject with this keyed hash in `dir`, newest first.
@@ -365,34 +417,21 @@ pub fn subject_report_dir(
     durable: Option<u64>,
 ) -> Result<Vec<AccessEntry>, AuditError> {
     let mut out = Vec::new();
-    for_each_newest_first(dir, durable, |r| {
-        if r.subject_hashes.iter().any(|h| h == subject_hash) {
-            out.push(AccessEntry {
-                seq: r.seq,
-                time: r.time,
-                audit_read: r.is_audit_read(),
-                caller_name: r.caller.name,
-                caller_fingerprint: r.caller.fingerprint,
-                organization: r.caller.organization,
-                role: r.caller.role,
-                frontend: r.frontend,
-                purpose: r.purpose,
-                legal_basis: r.legal_basis,
-                datasets: r.datasets,
-                columns: r.columns,
-                outcome: r.outcome,
-                refusal_reason: r.refusal_reason,
-            });
-        }
-    })?;
+    for_each_newest_first(dir, durable, |r| out.extend(access_entry(r, subject_hash)))?;
     Ok(out)
+}
+
+/// The first day a [`StatsQuery`] needs records of (its range and the
+/// trailing days its flag rule compares with).
+pub fn stats_earliest_day(query: &StatsQuery) -> NaiveDate {
+    query
+        .from
+        .min(query.to.checked_sub_days(Days::new(u64::from(query.flag_rule.trailing_days))).unwrap_or(NaiveDate::MIN))
 }
 
 /// Statistics over the log in `dir`.
 pub fn stats_dir(dir: &Path, query: &StatsQuery, durable: Option<u64>) -> Result<Stats, AuditError> {
-    let earliest = query
-        .from
-        .min(query.to.checked_sub_days(Days::new(u64::from(query.flag_rule.trailing_days))).unwrap_or(NaiveDate::MIN));
+    let earliest = stats_earliest_day(query);
     let mut records = Vec::new();
     for_each_newest_first(dir, durable, |r| {
         let day = r.time.date_naive();

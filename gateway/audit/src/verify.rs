@@ -138,6 +138,9 @@ impl FindingKind {
 pub struct Finding {
     /// The class.
     pub kind: FindingKind,
+    /// The replica whose chain it is in (a log shared by replicas in PostgreSQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     /// File name inside the state directory (or the exported checkpoint path).
     pub file: Option<String>,
     /// 1-based line number in `file`.
@@ -151,6 +154,9 @@ pub struct Finding {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.kind.title())?;
+        if let Some(replica) = &self.replica {
+            write!(f, " in replica {replica}")?;
+        }
         match (&self.file, self.line) {
             (Some(file), Some(line)) => write!(f, " at {file} line {line}")?,
             (Some(file), None) => write!(f, " in {file}")?,
@@ -171,6 +177,8 @@ pub struct VerifyReport {
     pub findings: Vec<Finding>,
     /// Segment files read.
     pub segments: usize,
+    /// Replica chains read (a log shared by replicas in PostgreSQL; 0 for a directory).
+    pub replicas: usize,
     /// Records read.
     pub records: u64,
     /// Lowest sequence number present.
@@ -205,6 +213,10 @@ impl VerifyReport {
     pub fn message(&self) -> String {
         if self.is_ok() {
             let mut m = match (self.first_seq, self.head_seq) {
+                _ if self.replicas > 0 => format!(
+                    "audit log OK: {} records in {} replica chain(s), every chain linked from its start",
+                    self.records, self.replicas
+                ),
                 (Some(a), Some(b)) => format!(
                     "audit log OK: {} records (seq {a}..{b}) in {} segment file(s), head hash {}",
                     self.records,
@@ -240,7 +252,12 @@ impl VerifyReport {
     }
 
     fn push(&mut self, kind: FindingKind, file: Option<&str>, line: Option<u64>, seq: Option<u64>, message: String) {
-        self.findings.push(Finding { kind, file: file.map(str::to_owned), line, seq, message });
+        self.findings.push(Finding { kind, replica: None, file: file.map(str::to_owned), line, seq, message });
+    }
+
+    /// Adds a finding in `replica`'s chain at `seq` (a log in PostgreSQL).
+    pub fn push_in_replica(&mut self, kind: FindingKind, replica: &str, seq: Option<u64>, message: String) {
+        self.findings.push(Finding { kind, replica: Some(replica.to_owned()), file: None, line: None, seq, message });
     }
 }
 
@@ -445,6 +462,7 @@ pub(crate) fn verify_live(
             rep.notes.push(format!("{found}; accepted as an empty log (--allow-empty)"));
         } else {
             let finding = Finding {
+                replica: None,
                 kind: FindingKind::NoLog,
                 file: Some(shown_dir.clone()),
                 line: None,

@@ -9,29 +9,39 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use creditgate_audit::ColumnAccess;
-use creditgate_audit::{AuditError, AuditLog, NewRecord, SubjectHasher};
+use creditgate_audit::{AuditError, AuditLog, AuditStore, NewRecord, SubjectHasher};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::LogicalPlan;
 
 use crate::error::GatewayError;
 
-/// Where audit records are written. [`AuditLog`] is the one sink of a
-/// deployment; a sink must make a record durable before `append` returns.
+/// Where audit records are written. The deployment's [`AuditStore`] (the
+/// state directory's log or the shared log in PostgreSQL) is the one sink
+/// of a deployment; a sink must make a record durable before `append`
+/// returns.
 pub trait AuditSink: Send + Sync + 'static {
     /// Appends `record` durably; returns its sequence number.
     fn append(&self, record: NewRecord) -> Result<u64, AuditError>;
 }
 
-impl AuditSink for AuditLog {
+/// The log itself as the sink.
+struct StoreSink(Arc<dyn AuditStore>);
+
+impl AuditSink for StoreSink {
     fn append(&self, record: NewRecord) -> Result<u64, AuditError> {
-        AuditLog::append(self, record).map(|receipt| receipt.seq)
+        self.0
+            .append_many(vec![record])?
+            .pop()
+            .map(|receipt| receipt.seq)
+            .ok_or_else(|| AuditError::WriteFailed { reason: "the log returned no receipt".to_owned() })
     }
 }
 
 /// Appends records durably (fsync, group commit) before results are released.
 #[derive(Clone)]
 pub struct Auditor {
-    log: Arc<AuditLog>,
+    log: Arc<dyn AuditStore>,
+    local: Option<Arc<AuditLog>>,
     sink: Arc<dyn AuditSink>,
     hasher: Arc<SubjectHasher>,
 }
@@ -43,10 +53,11 @@ impl std::fmt::Debug for Auditor {
 }
 
 impl Auditor {
-    /// An auditor writing to `log`, hashing subjects with `hasher`.
-    pub fn new(log: Arc<AuditLog>, hasher: Arc<SubjectHasher>) -> Self {
-        let sink: Arc<dyn AuditSink> = Arc::clone(&log) as Arc<dyn AuditSink>;
-        Self { log, sink, hasher }
+    /// An auditor writing to `log`, hashing subjects with `hasher`;
+    /// `local` is the same log when it is the state directory's.
+    pub fn new(log: Arc<dyn AuditStore>, local: Option<Arc<AuditLog>>, hasher: Arc<SubjectHasher>) -> Self {
+        let sink: Arc<dyn AuditSink> = Arc::new(StoreSink(Arc::clone(&log)));
+        Self { log, local, sink, hasher }
     }
 
     /// The same auditor writing to `sink` instead of the log (which is
@@ -57,8 +68,14 @@ impl Auditor {
     }
 
     /// The log (for the privacy-officer API).
-    pub fn log(&self) -> &Arc<AuditLog> {
+    pub fn log(&self) -> &Arc<dyn AuditStore> {
         &self.log
+    }
+
+    /// The state directory's log, when the audit is kept there (not in
+    /// the shared state).
+    pub fn local_log(&self) -> Option<&Arc<AuditLog>> {
+        self.local.as_ref()
     }
 
     /// The subject hasher (the same key is used to write and to search).
@@ -74,6 +91,10 @@ impl Auditor {
         let result = tokio::task::spawn_blocking(move || sink.append(record)).await;
         match result {
             Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(AuditError::StoreUnavailable { reason })) => {
+                tracing::error!(%reason, "audit database unreachable; refusing the request");
+                Err(GatewayError::StateUnavailable { what: "the audit log" })
+            }
             Ok(Err(error)) => {
                 tracing::error!(%error, "audit log append failed; refusing the request");
                 Err(GatewayError::AuditUnavailable)

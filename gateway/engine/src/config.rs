@@ -333,12 +333,143 @@ pub struct StateConfig {
     /// 0600 if missing. Defaults to `<dir>/secret.key`.
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
+    /// Where consents, daily quotas and the audit log are kept: `local`
+    /// (files in `dir`, one gateway) or `postgres` (shared by replicas).
+    #[serde(default)]
+    pub backend: StateBackend,
+    /// `postgres://user@host:port/database` (`backend = "postgres"`); no password in it.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// File holding the database password (first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the database password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// PostgreSQL schema of the tables (default `creditgate`; created and
+    /// migrated at start).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// This replica's id, unique among the replicas sharing the database
+    /// (default: the host name). Its audit chain is kept under it.
+    #[serde(default)]
+    pub replica_id: Option<String>,
+    /// Pooled database connections (default 16).
+    #[serde(default)]
+    pub pool_size: Option<u32>,
+}
+
+/// Where the gateway keeps what it must remember.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateBackend {
+    /// Files in the state directory (one gateway).
+    #[default]
+    Local,
+    /// PostgreSQL, shared by every replica.
+    Postgres,
 }
 
 impl StateConfig {
+    /// Local state in `dir` (files, one gateway), the secret in `dir`.
+    pub fn local(dir: PathBuf) -> Self {
+        StateConfig {
+            dir,
+            secret_file: None,
+            backend: StateBackend::Local,
+            url: None,
+            password_file: None,
+            password_env: None,
+            schema: None,
+            replica_id: None,
+            pool_size: None,
+        }
+    }
+
     /// The secret file path.
     pub fn secret_path(&self) -> PathBuf {
         self.secret_file.clone().unwrap_or_else(|| self.dir.join("secret.key"))
+    }
+
+    /// Every problem of the `[state]` table (without reading the password).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let postgres_only: [(&str, bool); 6] = [
+            ("url", self.url.is_some()),
+            ("password_file", self.password_file.is_some()),
+            ("password_env", self.password_env.is_some()),
+            ("schema", self.schema.is_some()),
+            ("replica_id", self.replica_id.is_some()),
+            ("pool_size", self.pool_size.is_some()),
+        ];
+        match self.backend {
+            StateBackend::Local => {
+                for (key, set) in postgres_only {
+                    if set {
+                        problems.push(format!("state.{key}: only used with backend = \"postgres\""));
+                    }
+                }
+            }
+            StateBackend::Postgres => {
+                if self.url.is_none() {
+                    problems.push(
+                        "state.url: required with backend = \"postgres\" (postgres://user@host:port/database)"
+                            .to_string(),
+                    );
+                }
+                if self.password_file.is_some() && self.password_env.is_some() {
+                    problems.push("state.password_file, state.password_env: give one of them, not both".to_string());
+                }
+                if let Some(url) = &self.url {
+                    let mut settings = creditgate_state::PgSettings::new(url.clone(), self.replica());
+                    if let Some(schema) = &self.schema {
+                        settings.schema = schema.clone();
+                    }
+                    if let Some(size) = self.pool_size {
+                        settings.pool_size = size;
+                    }
+                    problems.extend(settings.problems().into_iter().map(|p| format!("state.{p}")));
+                }
+            }
+        }
+        problems
+    }
+
+    /// This replica's id: `replica_id`, else the host name.
+    pub fn replica(&self) -> String {
+        self.replica_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| creditgate_state::is_replica_id(h))
+                .unwrap_or_else(|| "gateway".to_string())
+        })
+    }
+
+    /// The PostgreSQL settings (`None` for the local backend), with the
+    /// password read from its file or environment variable.
+    pub fn postgres(&self) -> Result<Option<creditgate_state::PgSettings>, String> {
+        let (StateBackend::Postgres, Some(url)) = (self.backend, &self.url) else { return Ok(None) };
+        let mut settings = creditgate_state::PgSettings::new(url.clone(), self.replica());
+        if let Some(schema) = &self.schema {
+            settings.schema = schema.clone();
+        }
+        if let Some(size) = self.pool_size {
+            settings.pool_size = size;
+        }
+        settings.password = match (&self.password_file, &self.password_env) {
+            (Some(file), _) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| format!("state.password_file: cannot read {}: {e}", file.display()))?;
+                Some(text.lines().next().unwrap_or_default().to_string())
+            }
+            (None, Some(var)) => Some(
+                std::env::var(var)
+                    .map_err(|_| format!("state.password_env: the environment variable {var} is not set"))?,
+            ),
+            (None, None) => None,
+        };
+        Ok(Some(settings))
     }
 }
 
@@ -575,6 +706,9 @@ impl GatewayConfig {
         if let Some(secret) = self.state.secret_file.as_mut() {
             fix(secret);
         }
+        if let Some(password) = self.state.password_file.as_mut() {
+            fix(password);
+        }
         self.connectors.iter_mut().for_each(|c| fix(&mut c.ca));
     }
 
@@ -641,6 +775,7 @@ impl GatewayConfig {
             }
         }
         problems.extend(self.public.problems());
+        problems.extend(self.state.problems());
         if self.audit.retention_days < 183 {
             problems.push(format!(
                 "audit.retention_days: {} is below the 183-day (6-month) minimum for network logs",
@@ -689,6 +824,52 @@ mod tests {
             config.consent_issuers[0].public_key_file,
             Some(PathBuf::from("/srv/creditgate/keys/credit-platform.key.pub"))
         );
+    }
+
+    #[test]
+    fn the_state_backend_is_checked_with_the_rest() {
+        let local =
+            EXAMPLE.replace("dir = \"state\"", "dir = \"state\"\nurl = \"postgres://u@h/db\"\nreplica_id = \"gw-1\"");
+        let config: GatewayConfig = toml::from_str(&local).expect("parses");
+        let problems = config.state.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("state.url: only used with backend = \"postgres\""), "{problems:?}");
+
+        let postgres = EXAMPLE.replace(
+            "dir = \"state\"",
+            "dir = \"state\"\nbackend = \"postgres\"\nurl = \"postgres://u:pw@h/db\"\nschema = \"Not-An-Ident\"\n\
+             password_file = \"a\"\npassword_env = \"B\"",
+        );
+        let config: GatewayConfig = toml::from_str(&postgres).expect("parses");
+        let problems = config.validate().expect_err("invalid");
+        for expected in ["give one of them, not both", "must not contain a password", "state.schema: `Not-An-Ident`"] {
+            assert!(problems.contains(expected), "{expected}: {problems}");
+        }
+        let missing = EXAMPLE.replace("dir = \"state\"", "dir = \"state\"\nbackend = \"postgres\"");
+        let config: GatewayConfig = toml::from_str(&missing).expect("parses");
+        assert!(config.validate().expect_err("no url").contains("state.url: required"));
+
+        // The password comes from its file, never from the URL.
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("pw"), "s3cret\n").expect("write");
+        let good = EXAMPLE.replace(
+            "dir = \"state\"",
+            &format!(
+                "dir = \"state\"\nbackend = \"postgres\"\nurl = \"postgres://u@h/db\"\npassword_file = \"{}\"",
+                dir.path().join("pw").display()
+            ),
+        );
+        let config: GatewayConfig = toml::from_str(&good).expect("parses");
+        config.validate().expect("valid");
+        let settings = config.state.postgres().expect("readable").expect("postgres");
+        assert_eq!(settings.password.as_deref(), Some("s3cret"));
+        assert_eq!(settings.schema, "creditgate");
+        let unset = good.replace(
+            &format!("password_file = \"{}\"", dir.path().join("pw").display()),
+            "password_env = \"CG_TEST_UNSET_PASSWORD_VAR\"",
+        );
+        let config: GatewayConfig = toml::from_str(&unset).expect("parses");
+        assert!(config.state.postgres().expect_err("unset variable").contains("CG_TEST_UNSET_PASSWORD_VAR is not set"));
     }
 
     #[test]

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
-use creditgate_audit::{AuditLog, AuditOptions, NewRecord, Outcome, RecordedQuery, SourceStatus, SubjectHasher};
+use creditgate_audit::{
+    AuditLog, AuditOptions, AuditStore, NewRecord, Outcome, RecordedQuery, SourceStatus, SubjectHasher,
+};
 use creditgate_certs::revocation::{CrlOutcome, RefusedHandshake, ReloadReport, ReloadableTrust};
 use creditgate_certs::tls::ConnInfo;
 use creditgate_flight::engine::{locked_down_runtime, read_only_sql_options, session};
@@ -78,8 +80,8 @@ pub const PURPOSE_HEADER: &str = "x-creditgate-purpose";
 pub struct Consents {
     /// Issuer public keys.
     pub issuers: creditgate_consent::TrustedIssuers,
-    /// Revocations and use counts.
-    pub store: creditgate_consent::ConsentStore,
+    /// Revocations and use counts (local files or the shared state).
+    pub store: crate::state::ConsentBook,
 }
 
 struct CachedCatalog {
@@ -270,25 +272,58 @@ impl Engine {
             .map_err(|e| GatewayError::Config(format!("mask secret: {e}")))?;
         let hasher = SubjectHasher::new(&derive(&secret, "creditgate subject v1"))
             .map_err(|e| GatewayError::Config(format!("subject secret: {e}")))?;
-        let mut options = AuditOptions::new(config.state.dir.join("audit-signing.key"));
-        options.checkpoint_every_records = config.audit.checkpoint_every_records;
-        options.checkpoint_every = Duration::from_secs(config.audit.checkpoint_every_seconds);
-        options.retention_days = config.audit.retention_days;
-        let audit_dir = config.state.dir.join("audit");
-        let log = tokio::task::spawn_blocking(move || AuditLog::open(audit_dir, options))
-            .await
-            .map_err(|e| GatewayError::Server(format!("opening the audit log: {e}")))?
-            .map_err(|e| GatewayError::Config(format!("audit log: {e}")))?;
+        let shared = match config.state.postgres().map_err(GatewayError::Config)? {
+            None => None,
+            Some(settings) => Some(
+                creditgate_state::PgState::connect(settings)
+                    .await
+                    .map_err(|e| GatewayError::Config(format!("state: {e}")))?,
+            ),
+        };
+        let (log, local_log): (Arc<dyn AuditStore>, Option<Arc<AuditLog>>) = match &shared {
+            None => {
+                let mut options = AuditOptions::new(config.state.dir.join("audit-signing.key"));
+                options.checkpoint_every_records = config.audit.checkpoint_every_records;
+                options.checkpoint_every = Duration::from_secs(config.audit.checkpoint_every_seconds);
+                options.retention_days = config.audit.retention_days;
+                let audit_dir = config.state.dir.join("audit");
+                let log = tokio::task::spawn_blocking(move || AuditLog::open(audit_dir, options))
+                    .await
+                    .map_err(|e| GatewayError::Server(format!("opening the audit log: {e}")))?
+                    .map_err(|e| GatewayError::Config(format!("audit log: {e}")))?;
+                let log = Arc::new(log);
+                (Arc::clone(&log) as Arc<dyn AuditStore>, Some(log))
+            }
+            Some(state) => {
+                std::fs::create_dir_all(&config.state.dir)
+                    .map_err(|e| GatewayError::Config(format!("state.dir {}: {e}", config.state.dir.display())))?;
+                let options = creditgate_state::PgAuditOptions {
+                    signing_key_file: config.state.dir.join("audit-signing.key"),
+                    checkpoint_every_records: config.audit.checkpoint_every_records,
+                    checkpoint_every: Duration::from_secs(config.audit.checkpoint_every_seconds),
+                    retention_days: config.audit.retention_days,
+                };
+                let log = creditgate_state::PgAuditLog::open(state.clone(), options)
+                    .await
+                    .map_err(|e| GatewayError::Config(format!("audit log in PostgreSQL: {e}")))?;
+                (Arc::new(log) as Arc<dyn AuditStore>, None)
+            }
+        };
         let consents = if config.consent_issuers.is_empty() {
             None
         } else {
             let issuers = creditgate_consent::TrustedIssuers::from_config(&config.consent_issuers, None)
                 .map_err(|e| GatewayError::Config(format!("consent_issuers: {e}")))?;
-            let store = creditgate_consent::ConsentStore::open(
-                &config.state.dir.join("consents"),
-                &derive(&secret, "creditgate consent subject v1"),
-            )
-            .map_err(|e| GatewayError::Config(format!("consent store: {e}")))?;
+            let key = derive(&secret, "creditgate consent subject v1");
+            let store = match &shared {
+                None => crate::state::ConsentBook::Local(
+                    creditgate_consent::ConsentStore::open(&config.state.dir.join("consents"), &key)
+                        .map_err(|e| GatewayError::Config(format!("consent store: {e}")))?,
+                ),
+                Some(state) => {
+                    crate::state::ConsentBook::Shared(creditgate_state::PgConsents::new(state.clone(), &key))
+                }
+            };
             Some(Consents { issuers, store })
         };
         let metrics = Arc::new(Metrics::default());
@@ -302,10 +337,13 @@ impl Engine {
             tracing::warn!(source = %failure.source_name, "source not available at start-up; will retry");
         }
         federation.spawn_refresher(SOURCE_RETRY_INTERVAL);
-        let limits = crate::limits::Limits::load(&config.state.dir.join(QUOTAS_FILE), today())?;
+        let limits = match &shared {
+            None => crate::limits::Limits::load(&config.state.dir.join(QUOTAS_FILE), today())?,
+            Some(state) => crate::limits::Limits::shared(creditgate_state::PgQuotas::new(state.clone())),
+        };
         let address_limits =
             config.public.rate_limit_per_address.map(|l| crate::limits::AddressLimits::new(l.per_second, l.burst));
-        let mut auditor = Auditor::new(Arc::new(log), Arc::new(hasher));
+        let mut auditor = Auditor::new(log, local_log, Arc::new(hasher));
         if let Some(sink) = sink {
             auditor = auditor.with_sink(sink);
         }
@@ -658,12 +696,10 @@ impl Engine {
                 (Some(limits), Some(client)) => limits.check(client),
                 _ => Ok(()),
             };
-            let limited = per_address.and_then(|()| self.limits.rate(current)).and_then(|()| {
-                match intent.operation.releases_data() {
-                    true => self.limits.quota(current, today()),
-                    false => Ok(()),
-                }
-            });
+            let limited = match per_address.and_then(|()| self.limits.rate(current)) {
+                Ok(()) if intent.operation.releases_data() => self.limits.quota(current, today()).await,
+                other => other,
+            };
             if let Err(error) = limited {
                 return Err(scope.refuse(error).await);
             }
@@ -699,10 +735,11 @@ impl Engine {
         let decided: Vec<_> =
             items.iter().map(|item| policy.decide(current, item.operation, item.purpose.as_deref(), today())).collect();
         let allowed = decided.iter().filter(|d| d.is_ok()).count() as u64;
-        let limited = self.limits.rate(current).and_then(|()| match allowed {
-            0 => Ok(()),
-            n => self.limits.quota_n(current, today(), n),
-        });
+        let limited = match (self.limits.rate(current), allowed) {
+            (Ok(()), 0) => Ok(()),
+            (Ok(()), n) => self.limits.quota_n(current, today(), n).await,
+            (refused, _) => refused,
+        };
         if let Err(error) = limited {
             return Err(self.refuse(caller, batch, error).await);
         }
@@ -1744,7 +1781,7 @@ mod tests {
         let hasher = Arc::new(SubjectHasher::new(b"a test deployment secret, long enough").expect("hasher"));
         let dir = tempfile::tempdir().expect("tempdir");
         let log = AuditLog::open(dir.path().join("audit"), AuditOptions::new(dir.path().join("k.pk8"))).expect("log");
-        let auditor = Auditor::new(Arc::new(log), Arc::clone(&hasher));
+        let auditor = Auditor::new(Arc::new(log), None, Arc::clone(&hasher));
         let code = creditgate_ident::CreditCode::complete("91350100M000100Y4").expect("code");
         let person = creditgate_ident::ResidentId::complete("11010119900307777").expect("id");
         let text = format!(

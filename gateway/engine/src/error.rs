@@ -10,6 +10,9 @@
 
 use creditgate_remote::{SourceError, SourceErrorKind};
 
+/// `Retry-After` of a request refused while the shared state is unreachable.
+pub const STATE_RETRY_AFTER_SECS: u64 = 2;
+
 /// Everything that can refuse or fail a gateway request.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -83,6 +86,17 @@ pub enum GatewayError {
     /// HTTP method not allowed on the route.
     #[error("method not allowed: {0}")]
     MethodNotAllowed(String),
+    /// The shared state (PostgreSQL) cannot be reached, so what a request
+    /// depends on (consents, quotas, the audit log) cannot be checked or
+    /// recorded; the request is refused and may be retried.
+    #[error(
+        "the gateway's shared state store (PostgreSQL) is unreachable, so {what} cannot be checked or recorded; \
+         nothing was released; retry in a few seconds"
+    )]
+    StateUnavailable {
+        /// What could not be checked: `consents`, `the daily quota`, `the audit log`.
+        what: &'static str,
+    },
     /// The audit log cannot be written; requests fail closed.
     #[error("the audit log is unavailable, so no data can be released; try again later")]
     AuditUnavailable,
@@ -182,11 +196,23 @@ impl GatewayError {
             },
             GatewayError::Internal { .. } => ("CG-INT-001", 500, Code::Internal, true),
             GatewayError::AuditUnavailable => ("CG-AUD-001", 503, Code::Unavailable, true),
+            GatewayError::StateUnavailable { .. } => ("CG-STATE-001", 503, Code::Unavailable, true),
             GatewayError::Config(_) | GatewayError::Tls(_) | GatewayError::Server(_) => {
                 ("CG-INT-002", 500, Code::Internal, false)
             }
         };
         ErrorCode { code, http, grpc, retryable }
+    }
+
+    /// Seconds a client should wait before retrying, when the error says
+    /// (`Retry-After`): the rest of a rate limit or quota period, or a
+    /// short pause while the shared state is unreachable.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            GatewayError::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
+            GatewayError::StateUnavailable { .. } => Some(STATE_RETRY_AFTER_SECS),
+            _ => None,
+        }
     }
 
     /// The message a client sees (capped; internal details never included).
@@ -232,6 +258,7 @@ impl GatewayError {
             }
             GatewayError::Internal { .. }
             | GatewayError::AuditUnavailable
+            | GatewayError::StateUnavailable { .. }
             | GatewayError::Config(_)
             | GatewayError::Tls(_)
             | GatewayError::Server(_) => {

@@ -30,6 +30,7 @@ pub mod permit;
 pub mod prepared;
 pub mod publication;
 pub mod sql_gate;
+pub mod state;
 
 pub use config::GatewayConfig;
 pub use engine::{Consents, Engine, PURPOSE_HEADER, Planned, PreparedMode, PreparedOutput, read_mask_functions, today};

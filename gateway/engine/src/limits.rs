@@ -31,6 +31,9 @@ pub struct Limits {
     state_file: Option<PathBuf>,
     /// Counts changed since the last save.
     dirty: AtomicBool,
+    /// Daily counts kept in the shared state (every replica spends from
+    /// one count); rate limits stay per replica.
+    shared: Option<creditgate_state::PgQuotas>,
 }
 
 /// The saved daily counts: one day's requests per quota key.
@@ -66,6 +69,12 @@ impl Limits {
             _ => HashMap::new(),
         };
         Ok(Self { daily: Mutex::new(daily), state_file: Some(file.to_path_buf()), ..Self::default() })
+    }
+
+    /// Limits whose daily counts are kept in the shared state, exact across
+    /// replicas.
+    pub fn shared(quotas: creditgate_state::PgQuotas) -> Self {
+        Self { shared: Some(quotas), ..Self::default() }
     }
 
     /// Saves today's counts (atomically: temporary file, fsync, rename) if
@@ -126,13 +135,27 @@ impl Limits {
 
     /// Counts one data request of `principal` against its daily quota, or
     /// refuses it with the time to wait (until midnight).
-    pub fn quota(&self, principal: &Principal, today: NaiveDate) -> Result<(), GatewayError> {
-        self.quota_n(principal, today, 1)
+    pub async fn quota(&self, principal: &Principal, today: NaiveDate) -> Result<(), GatewayError> {
+        self.quota_n(principal, today, 1).await
     }
 
     /// Spends `n` units of the principal's daily quota at once, or none:
-    /// refused when fewer than `n` remain (a batch is all or nothing).
-    pub fn quota_n(&self, principal: &Principal, today: NaiveDate, n: u64) -> Result<(), GatewayError> {
+    /// refused when fewer than `n` remain (a batch is all or nothing). With
+    /// shared state the count is the one every replica spends from; when
+    /// the database cannot be reached the request is refused as retryable.
+    pub async fn quota_n(&self, principal: &Principal, today: NaiveDate, n: u64) -> Result<(), GatewayError> {
+        let (Some(shared), Some(quota)) = (&self.shared, principal.daily_quota) else {
+            return self.quota_local(principal, today, n);
+        };
+        match shared.spend(&quota_key(principal), today, n, quota).await {
+            Ok(creditgate_state::QuotaSpend::Spent(_)) => Ok(()),
+            Ok(creditgate_state::QuotaSpend::Exceeded(used)) => Err(over_quota(principal, quota, today, n, used)),
+            Err(e) => Err(crate::state::state_error("the daily quota", &e)),
+        }
+    }
+
+    /// [`Limits::quota_n`] on this replica's own counts.
+    fn quota_local(&self, principal: &Principal, today: NaiveDate, n: u64) -> Result<(), GatewayError> {
         if let Some(quota) = principal.daily_quota {
             let key = quota_key(principal);
             let mut daily = self.daily.lock().unwrap_or_else(|p| p.into_inner());
@@ -141,31 +164,33 @@ impl Limits {
                 *entry = (today, 0);
             }
             if entry.1.saturating_add(n) > quota {
-                let now = chrono::Local::now();
-                let midnight =
-                    (today + chrono::Days::new(1)).and_hms_opt(0, 0, 0).map(|t| t.and_local_timezone(chrono::Local));
-                let wait = match midnight {
-                    Some(chrono::LocalResult::Single(t)) => (t - now).num_seconds().max(1) as u64,
-                    _ => 3600,
-                };
-                let under = match &principal.licence {
-                    Some(licence) => format!(" under licence {}", licence.number),
-                    None => String::new(),
-                };
-                let needs = match n {
-                    1 => String::new(),
-                    n => format!(" (this batch needs {n}; {} remain today)", quota.saturating_sub(entry.1)),
-                };
-                return Err(GatewayError::RateLimited {
-                    what: format!("daily quota of {quota} requests{under}{needs}"),
-                    retry_after_secs: wait,
-                });
+                return Err(over_quota(principal, quota, today, n, entry.1));
             }
             entry.1 += n;
             self.dirty.store(true, Ordering::Release);
         }
         Ok(())
     }
+}
+
+/// The refusal of a request over `principal`'s daily quota of `quota`
+/// (`used` spent today, `n` asked for), with the time to wait until midnight.
+fn over_quota(principal: &Principal, quota: u64, today: NaiveDate, n: u64, used: u64) -> GatewayError {
+    let now = chrono::Local::now();
+    let midnight = (today + chrono::Days::new(1)).and_hms_opt(0, 0, 0).map(|t| t.and_local_timezone(chrono::Local));
+    let wait = match midnight {
+        Some(chrono::LocalResult::Single(t)) => (t - now).num_seconds().max(1) as u64,
+        _ => 3600,
+    };
+    let under = match &principal.licence {
+        Some(licence) => format!(" under licence {}", licence.number),
+        None => String::new(),
+    };
+    let needs = match n {
+        1 => String::new(),
+        n => format!(" (this batch needs {n}; {} remain today)", quota.saturating_sub(used)),
+    };
+    GatewayError::RateLimited { what: format!("daily quota of {quota} requests{under}{needs}"), retry_after_secs: wait }
 }
 
 /// Checks between two clean-ups of the per-address limiter's table.
@@ -224,7 +249,7 @@ impl Limits {
     /// Rate limit then quota, as the engine applies them to a data request.
     fn admit(&self, principal: &Principal, today: NaiveDate) -> Result<(), GatewayError> {
         self.rate(principal)?;
-        self.quota(principal, today)
+        self.quota_local(principal, today, 1)
     }
 }
 

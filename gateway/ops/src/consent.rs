@@ -41,7 +41,7 @@ pub async fn revoke(
         return Err(engine.refuse(caller, intent, error).await);
     }
     let permit = engine.authorize(caller, intent).await?;
-    match revoke_inner(engine, &permit, consent_id, presented) {
+    match revoke_inner(engine, &permit, consent_id, presented).await {
         Ok(document) => {
             let basis = Some(format!("consent:{consent_id}"));
             permit.allow(Disclosure { legal_basis: basis, ..Disclosure::default() }).await?;
@@ -64,7 +64,7 @@ pub async fn revoke(
 ///    consent this gateway has seen (before that, only its issuer can).
 ///
 /// Anyone else is refused (403) with a message naming who may revoke.
-fn revoke_inner(
+async fn revoke_inner(
     engine: &Engine,
     permit: &Permit,
     consent_id: &str,
@@ -72,21 +72,12 @@ fn revoke_inner(
 ) -> Result<serde_json::Value, GatewayError> {
     let caller = permit.caller();
     let consents = engine.consents().ok_or_else(|| GatewayError::NotFound("consents are not configured".into()))?;
-    let store_error = |e: creditgate_consent::ConsentError| match e.refusal() {
-        Some(refusal) => consent_error(refusal.clone()),
-        None => match &e {
-            creditgate_consent::ConsentError::InvalidInput { field, reason } => {
-                GatewayError::BadRequest(format!("{field}: {reason}"))
-            }
-            _ => GatewayError::internal(format!("consent store: {e}")),
-        },
-    };
     let org = caller.identity().and_then(|i| i.org_id.clone()).unwrap_or_default();
-    let known = consents.store.statuses(consent_id);
+    let known = consents.store.statuses(consent_id).await.map_err(book_error)?;
 
     // 1. The issuer, for its own consent.
     if let Some(issuer) = consents.issuers.issuer_ids().find(|id| *id == org) {
-        let newly = consents.store.revoke(Some(issuer), consent_id, caller.name(), None).map_err(store_error)?;
+        let newly = consents.store.revoke(Some(issuer), consent_id, caller.name(), None).await.map_err(book_error)?;
         tracing::info!(consent.id = %consent_id, consent.issuer = %issuer, client.name = %caller.name(), "consent revoked by its issuer");
         return Ok(serde_json::json!({
             "consent_id": consent_id, "issuer": issuer, "revoked": true, "newly_revoked": newly, "revoked_as": "issuer",
@@ -152,7 +143,7 @@ fn revoke_inner(
             )));
         }
         let newly =
-            consents.store.revoke(Some(&artefact.issuer), consent_id, caller.name(), None).map_err(store_error)?;
+            consents.store.revoke(Some(&artefact.issuer), consent_id, caller.name(), None).await.map_err(book_error)?;
         tracing::info!(consent.id = %consent_id, client.name = %caller.name(), "consent revoked by an oversight agency (artefact presented)");
         return Ok(serde_json::json!({
             "consent_id": consent_id, "issuer": artefact.issuer, "revoked": true, "newly_revoked": newly,
@@ -191,7 +182,7 @@ fn revoke_inner(
         )));
     }
     let newly =
-        consents.store.revoke(target.issuer.as_deref(), consent_id, caller.name(), None).map_err(store_error)?;
+        consents.store.revoke(target.issuer.as_deref(), consent_id, caller.name(), None).await.map_err(book_error)?;
     tracing::info!(consent.id = %consent_id, client.name = %caller.name(), "consent revoked by an oversight agency");
     Ok(serde_json::json!({
         "consent_id": consent_id, "issuer": target.issuer, "revoked": true, "newly_revoked": newly,
@@ -212,7 +203,7 @@ pub async fn status(
     let recorded = RecordedQuery::Lookup(serde_json::json!({"consent_status": recorded_id(consent_id)}));
     let intent = Intent::new(Operation::ConsentStatus, purpose, recorded);
     let permit = engine.authorize(caller, intent).await?;
-    match status_inner(engine, &permit, consent_id) {
+    match status_inner(engine, &permit, consent_id).await {
         Ok(document) => {
             permit.allow(Disclosure::default()).await?;
             Ok(document)
@@ -222,6 +213,23 @@ pub async fn status(
 }
 
 /// The one answer for a consent the caller may not see, or that does not exist.
+/// The gateway error for a failed consent-book operation: the consent's
+/// refusal, a bad argument, a retryable refusal when the shared state is
+/// unreachable, else an internal failure.
+pub(crate) fn book_error(e: creditgate_engine::state::ConsentBookError) -> GatewayError {
+    use creditgate_engine::state::ConsentBookError;
+    match e {
+        ConsentBookError::State(state) => creditgate_engine::state::state_error("consents", &state),
+        ConsentBookError::Consent(e) => match (e.refusal(), &e) {
+            (Some(refusal), _) => consent_error(refusal.clone()),
+            (None, creditgate_consent::ConsentError::InvalidInput { field, reason }) => {
+                GatewayError::BadRequest(format!("{field}: {reason}"))
+            }
+            (None, _) => GatewayError::internal(format!("consent store: {e}")),
+        },
+    }
+}
+
 fn not_visible() -> GatewayError {
     GatewayError::NotFound(
         "no consent with this id is visible to you (only its grantee, its issuer and its oversight agency see it)"
@@ -229,7 +237,7 @@ fn not_visible() -> GatewayError {
     )
 }
 
-fn status_inner(engine: &Engine, permit: &Permit, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
+async fn status_inner(engine: &Engine, permit: &Permit, consent_id: &str) -> Result<serde_json::Value, GatewayError> {
     let Some(consents) = engine.consents() else { return Err(not_visible()) };
     if !creditgate_consent::is_consent_id(consent_id) {
         return Err(not_visible());
@@ -247,7 +255,7 @@ fn status_inner(engine: &Engine, permit: &Permit, consent_id: &str) -> Result<se
         grantee || issuer || overseer
     };
     let shown: Vec<creditgate_consent::ConsentStatus> =
-        consents.store.statuses(consent_id).into_iter().filter(visible).collect();
+        consents.store.statuses(consent_id).await.map_err(book_error)?.into_iter().filter(visible).collect();
     let describe = |status: &creditgate_consent::ConsentStatus| {
         serde_json::json!({
             "consent_id": consent_id,

@@ -239,14 +239,9 @@ pub(crate) async fn read(
 
     // 2. The legal basis, decided by the policy; a consent is verified here.
     let basis = match (permit.legal_basis(), &request.consent) {
-        (LegalBasis::Consent, Some(artefact)) => Basis::Consent(Box::new(verify_consent(
-            engine,
-            permit.caller(),
-            artefact,
-            subject,
-            &purpose,
-            requested.as_deref(),
-        )?)),
+        (LegalBasis::Consent, Some(artefact)) => Basis::Consent(Box::new(
+            verify_consent(engine, permit.caller(), artefact, subject, &purpose, requested.as_deref()).await?,
+        )),
         (other, _) => Basis::Decided(other.label()),
     };
 
@@ -295,10 +290,7 @@ pub(crate) async fn read(
     // A consent use is counted once the lookup is going ahead.
     let consent_status = match (&basis, engine.consents()) {
         (Basis::Consent(verified), Some(consents)) => {
-            let uses = consents.store.try_use_verified(verified).map_err(|e| match e.refusal() {
-                Some(refusal) => consent_error(refusal.clone()),
-                None => GatewayError::internal(format!("consent store: {e}")),
-            })?;
+            let uses = consents.store.try_use_verified(verified).await.map_err(crate::consent::book_error)?;
             Some(serde_json::json!({"id": verified.consent_id(), "uses": uses, "max_uses": verified.max_uses()}))
         }
         _ => None,
@@ -407,7 +399,7 @@ pub(crate) async fn read(
     Ok(Done { document, disclosure })
 }
 
-fn verify_consent(
+async fn verify_consent(
     engine: &Engine,
     caller: &Caller,
     artefact: &serde_json::Value,
@@ -420,9 +412,10 @@ fn verify_consent(
     };
     let artefact = ConsentArtefact::from_value(artefact.clone()).map_err(consent_error)?;
     let caller_org = caller.identity().and_then(|i| i.org_id.clone()).unwrap_or_default();
+    let ledger = consents.store.ledger(&artefact.consent_id).await.map_err(crate::consent::book_error)?;
     let context = CheckContext {
         issuers: &consents.issuers,
-        ledger: &consents.store,
+        ledger: &ledger,
         caller_org: &caller_org,
         subject,
         purpose,

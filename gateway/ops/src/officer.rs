@@ -197,7 +197,7 @@ enum Request {
     Linkage,
     Records(Box<AuditQuery>),
     Stats(StatsQuery),
-    Report { kind: &'static str, hash: String, cursor: Option<u64>, limit: usize, own_reads: OwnReads },
+    Report { kind: &'static str, hash: String, cursor: Option<ReportCursor>, limit: usize, own_reads: OwnReads },
 }
 
 fn own_reads_param(params: &BTreeMap<String, String>) -> Result<OwnReads, GatewayError> {
@@ -290,9 +290,11 @@ fn read_request(
             let key = subject_key(&raw)?;
             let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
                 None => None,
-                Some(c) => Some(c.parse::<u64>().map_err(|_| {
+                Some(c) => Some(ReportCursor::parse(c).ok_or_else(|| {
                     GatewayError::BadRequest(
-                        "cursor: expected the next_cursor of the previous page (a non-negative integer)".into(),
+                        "cursor: expected the next_cursor of the previous page (a sequence number, followed by \
+                         @replica in a log shared by replicas)"
+                            .into(),
                     )
                 })?),
             };
@@ -388,9 +390,9 @@ pub async fn serve(
             let summary = creditgate_audit::summarize(&accesses);
             // Newest first; a page starts after the cursor (the seq of the
             // previous page's last entry).
-            let start = cursor.map_or(0, |c| accesses.iter().position(|a| a.seq < c).unwrap_or(accesses.len()));
+            let start = cursor.map_or(0, |c| c.start(&accesses));
             let page = &accesses[start..(start + limit).min(accesses.len())];
-            let next_cursor = (start + page.len() < accesses.len()).then(|| page.last().map(|a| a.seq.to_string()));
+            let next_cursor = (start + page.len() < accesses.len()).then(|| page.last().map(ReportCursor::after));
             if format == Format::Csv {
                 return Ok(serde_json::Value::String(report_csv(page, &reader)));
             }
@@ -451,6 +453,46 @@ fn record_json(record: &AuditRecord, reader: &str) -> serde_json::Value {
         object.insert("own_read".into(), record.is_own_read(reader).into());
     }
     value
+}
+
+/// Where the next page of a subject report starts: after the entry with
+/// this sequence number (and replica, in a log shared by replicas; text
+/// `<seq>@<replica>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReportCursor {
+    seq: u64,
+    replica: Option<String>,
+}
+
+impl ReportCursor {
+    fn parse(text: &str) -> Option<ReportCursor> {
+        let (seq, replica) = match text.split_once('@') {
+            Some((seq, replica)) if creditgate_state::is_replica_id(replica) => (seq, Some(replica.to_string())),
+            Some(_) => return None,
+            None => (text, None),
+        };
+        Some(ReportCursor { seq: seq.parse().ok()?, replica })
+    }
+
+    /// The cursor of the page that follows `last`.
+    fn after(last: &AccessEntry) -> String {
+        match &last.replica {
+            Some(replica) => format!("{}@{replica}", last.seq),
+            None => last.seq.to_string(),
+        }
+    }
+
+    /// The index of the first entry after the cursor (entries newest first).
+    fn start(&self, entries: &[AccessEntry]) -> usize {
+        match &self.replica {
+            // One chain: sequence numbers fall as entries get older.
+            None => entries.iter().position(|a| a.seq < self.seq).unwrap_or(entries.len()),
+            Some(replica) => entries
+                .iter()
+                .position(|a| a.seq == self.seq && a.replica.as_ref() == Some(replica))
+                .map_or(entries.len(), |i| i + 1),
+        }
+    }
 }
 
 fn access_json(entry: &AccessEntry, reader: &str) -> serde_json::Value {

@@ -20,8 +20,8 @@ pub fn status(error: GatewayError) -> Status {
     if let Ok(value) = code.code.parse() {
         status.metadata_mut().insert("x-creditgate-error-code", value);
     }
-    if let GatewayError::RateLimited { retry_after_secs, .. } = &error
-        && let Ok(value) = retry_after_secs.to_string().parse()
+    if let Some(wait) = error.retry_after_secs()
+        && let Ok(value) = wait.to_string().parse()
     {
         status.metadata_mut().insert("retry-after", value);
     }
@@ -38,8 +38,8 @@ pub fn error_response(error: &GatewayError) -> http::Response<Body> {
         status,
         serde_json::json!({"error": {"code": code.code, "message": error.client_message(), "retryable": code.retryable}}),
     );
-    if let GatewayError::RateLimited { retry_after_secs, .. } = error
-        && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+    if let Some(wait) = error.retry_after_secs()
+        && let Ok(value) = HeaderValue::from_str(&wait.to_string())
     {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
@@ -84,8 +84,8 @@ pub fn error_page(error: &GatewayError) -> http::Response<Body> {
     if let Ok(value) = HeaderValue::from_str(code.code) {
         response.headers_mut().insert("x-creditgate-error-code", value);
     }
-    if let GatewayError::RateLimited { retry_after_secs, .. } = error
-        && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+    if let Some(wait) = error.retry_after_secs()
+        && let Ok(value) = HeaderValue::from_str(&wait.to_string())
     {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }

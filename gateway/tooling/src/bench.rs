@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+mod state;
+
 use crate::client::{ClientIdentity, FlightClient};
 use crate::demo::{DEMO_POLICY, Lab, LabOptions, SERVER_NAME};
 
@@ -41,6 +43,13 @@ pub struct BenchArgs {
     /// Where to write the report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     pub out: PathBuf,
+    /// The PostgreSQL of the shared-state rows (a scratch schema is made
+    /// and dropped); the rows are skipped when nothing answers there.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub state: String,
+    /// Measure only the shared-state rows (on the small federation).
+    #[arg(long)]
+    pub state_only: bool,
 }
 
 /// The bench policy: the demo policy without rate limits or quotas (they
@@ -491,6 +500,16 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     // ---- Small federation: lookups, concurrency, handshakes, audit on/off, source scaling.
     let small = start(&args.dir.join("small"), args.small_scale, true).await?;
     let code = small.manifest.featured.enterprise_credit_code.clone();
+
+    // 1a. Shared state in PostgreSQL vs the state directory.
+    state::rows(&small, &args.state, args.lookups, args.executions * 20, &mut |name, ours, baseline, ratio, note| {
+        report(&mut rows, name, ours, baseline, ratio, note)
+    })
+    .await?;
+    if args.state_only {
+        small.stop().await?;
+        return write_report(&args, &rows);
+    }
 
     // 1b. A parameterized query prepared once and executed N times (a new
     // value bound each time: DoPut, GetFlightInfo, DoGet) vs the same query

@@ -106,7 +106,7 @@ impl ConsentError {
     }
 
     /// Shorthand for [`ConsentError::InvalidInput`].
-    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConsentError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConsentError {
         ConsentError::InvalidInput { field: field.into(), reason: reason.into() }
     }
 }

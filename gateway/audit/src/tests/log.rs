@@ -344,16 +344,43 @@ fn cli_command_parses() {
     let cli = Cli::try_parse_from(["audit", "verify", "--dir", "/x", "--checkpoint", "/c.json"]).expect("parse");
     assert_eq!(
         cli.cmd,
-        crate::cli::AuditCommand::Verify { dir: "/x".into(), checkpoint: Some("/c.json".into()), allow_empty: false }
+        crate::cli::AuditCommand::Verify {
+            dir: Some("/x".into()),
+            postgres: None,
+            schema: "creditgate".into(),
+            password_file: None,
+            checkpoint: Some("/c.json".into()),
+            allow_empty: false
+        }
     );
     let cli = Cli::try_parse_from(["audit", "verify", "--dir", "/x", "--allow-empty"]).expect("parse");
-    assert_eq!(cli.cmd, crate::cli::AuditCommand::Verify { dir: "/x".into(), checkpoint: None, allow_empty: true });
+    assert_eq!(
+        cli.cmd,
+        crate::cli::AuditCommand::Verify {
+            dir: Some("/x".into()),
+            postgres: None,
+            schema: "creditgate".into(),
+            password_file: None,
+            checkpoint: None,
+            allow_empty: true
+        }
+    );
+    let cli =
+        Cli::try_parse_from(["audit", "verify", "--postgres", "postgres://u@h/db", "--schema", "s1"]).expect("parse");
+    assert!(
+        matches!(&cli.cmd, crate::cli::AuditCommand::Verify { dir: None, postgres: Some(u), schema, .. } if u == "postgres://u@h/db" && schema == "s1")
+    );
+    assert!(Cli::try_parse_from(["audit", "verify"]).is_err(), "--dir or --postgres is required");
+    assert!(Cli::try_parse_from(["audit", "verify", "--dir", "/x", "--postgres", "postgres://u@h/db"]).is_err());
     let env = populated(2);
     let out = env.tmp.path().join("w.json");
     let (code, msg) = crate::cli::run(&crate::cli::AuditCommand::ExportCheckpoint { dir: env.dir(), out: out.clone() });
     assert_eq!(code, 0, "{msg}");
     let (code, msg) = crate::cli::run(&crate::cli::AuditCommand::Verify {
-        dir: env.dir(),
+        dir: Some(env.dir()),
+        postgres: None,
+        schema: "creditgate".into(),
+        password_file: None,
         checkpoint: Some(out),
         allow_empty: false,
     });
