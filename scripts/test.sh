@@ -9,6 +9,17 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 VENV="${CREDITGATE_VENV:-$HOME/.cache/creditgate-venv}"
 
+echo "== HAProxy (gateway/tests/haproxy.rs: replicas behind a balancer)"
+# Installed when missing (as root, Debian's package); without it that test is
+# skipped with a notice, except with CI set, where its absence is a failure.
+if ! bash scripts/haproxy.sh; then
+  if [ -n "${CI:-}" ]; then
+    echo "CI needs HAProxy: run scripts/haproxy.sh as root (apt-get install haproxy)" >&2
+    exit 1
+  fi
+  echo "continuing without HAProxy: gateway/tests/haproxy.rs will skip"
+fi
+
 echo "== cargo test (workspace)"
 cargo test --workspace --locked --no-fail-fast
 

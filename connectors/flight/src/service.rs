@@ -201,6 +201,10 @@ pub struct FrontConfig {
     /// At this age a connection is sent HTTP/2 GOAWAY and its calls in
     /// flight may finish; `None`: no limit.
     pub max_connection_age: Option<Duration>,
+    /// Key of the ticket signatures. Servers that give it the same key
+    /// (replicas behind one load balancer) accept each other's tickets;
+    /// `None`: a fresh random key (tickets serve this process only).
+    pub ticket_key: Option<Vec<u8>>,
 }
 
 impl Default for FrontConfig {
@@ -209,6 +213,7 @@ impl Default for FrontConfig {
             server_name: "creditgate".to_string(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_connection_age: None,
+            ticket_key: None,
         }
     }
 }
@@ -237,7 +242,11 @@ impl<B: QueryBackend> FlightSqlFront<B> {
         info.append(SqlInfo::SqlDdlSchema, false);
         info.append(SqlInfo::SqlDdlTable, false);
         let sql_info = info.build().map_err(ServeError::SqlInfo)?;
-        Ok(Self { backend, signer: TicketSigner::random(), sql_info: Arc::new(sql_info) })
+        let signer = match &config.ticket_key {
+            Some(key) => TicketSigner::with_key(key),
+            None => TicketSigner::random(),
+        };
+        Ok(Self { backend, signer, sql_info: Arc::new(sql_info) })
     }
 
     async fn caller<T>(&self, request: &Request<T>) -> Result<B::Caller, Status> {

@@ -2,7 +2,8 @@
 //!
 //! A ticket carries the SQL it will run and an HMAC-SHA-256 over the caller's
 //! binding (certificate fingerprint plus anything else the backend binds, such
-//! as the purpose) and the SQL, keyed with a per-process secret. `do_get`
+//! as the purpose) and the SQL, keyed with a per-process secret (or a key the
+//! replicas of one deployment share, [`TicketSigner::with_key`]). `do_get`
 //! re-checks it against the caller presenting it, so a ticket is useless to
 //! another certificate and cannot be edited.
 
@@ -43,6 +44,11 @@ impl TicketSigner {
             panic!("operating system random number generator unavailable");
         }
         Self { key: hmac::Key::new(hmac::HMAC_SHA256, &bytes) }
+    }
+
+    /// A signer with `key` (shared by servers that accept each other's tickets).
+    pub fn with_key(key: &[u8]) -> Self {
+        Self { key: hmac::Key::new(hmac::HMAC_SHA256, key) }
     }
 
     fn tag(&self, binding: &[u8], sql: &str) -> hmac::Tag {

@@ -111,6 +111,9 @@ pub struct Engine {
     consents: Option<Consents>,
     /// The grading template (`[grading]`), checked against the policy at start.
     grading: Option<Arc<creditgate_grade::Template>>,
+    /// Key of Flight ticket signatures, derived from the deployment secret
+    /// (replicas sharing the secret accept each other's tickets).
+    ticket_key: Vec<u8>,
     /// Functions, optimizer rules and settings, built once; each request
     /// session starts from a copy with its own memory pool.
     base_state: datafusion::execution::SessionState,
@@ -363,6 +366,7 @@ impl Engine {
             address_limits,
             consents,
             grading,
+            ticket_key: derive(&secret, "creditgate flight ticket v1"),
             base_state,
             revocation: std::sync::OnceLock::new(),
             refused_recorded: Mutex::new(HashMap::new()),
@@ -756,6 +760,11 @@ impl Engine {
             });
         }
         Ok(permits)
+    }
+
+    /// The key Flight tickets are signed with (from the deployment secret).
+    pub fn ticket_key(&self) -> &[u8] {
+        &self.ticket_key
     }
 
     /// The grading template, when the gateway config names one.

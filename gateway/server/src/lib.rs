@@ -86,6 +86,7 @@ pub async fn start(engine: Arc<Engine>) -> Result<RunningGateway, GatewayError> 
 
     {
         let backend = Arc::new(flight::FlightBackend::new(Arc::clone(&engine)));
+        let ticket_key = engine.ticket_key().to_vec();
         let mut rx = rx.clone();
         let incoming = trust.incoming(flight_listener, flight_tls, handshake);
         handles.push(tokio::spawn(
@@ -96,6 +97,8 @@ pub async fn start(engine: Arc<Engine>) -> Result<RunningGateway, GatewayError> 
                 let front = FrontConfig {
                     server_name: "creditgate gateway".to_string(),
                     max_connection_age: Some(max_connection_age),
+                    // Derived from the deployment secret: replicas accept each other's tickets.
+                    ticket_key: Some(ticket_key),
                     ..FrontConfig::default()
                 };
                 creditgate_flight::serve(backend, front, incoming, shutdown)

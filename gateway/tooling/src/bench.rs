@@ -952,7 +952,11 @@ fn write_report(args: &BenchArgs, rows: &[Row]) -> Result<(), String> {
          Machine: {}.\nEvery ratio compares two measurements made one after the other in the same run.\n\n\
          | benchmark | creditgate | baseline | ratio | note |\n|---|---:|---:|---:|---|\n",
         env!("CARGO_PKG_VERSION"),
-        if args.prepared_only { ", --prepared-only: the prepared-statement rows alone" } else { "" },
+        match (args.prepared_only, args.state_only) {
+            (true, _) => ", --prepared-only: the prepared-statement rows alone",
+            (false, true) => ", --state-only: the shared-state rows alone",
+            (false, false) => "",
+        },
         args.small_scale,
         args.scale,
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),

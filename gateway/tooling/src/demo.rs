@@ -52,6 +52,21 @@ pub struct DemoArgs {
     /// Language of the tour: zh (简体中文, the default) or en.
     #[arg(long, value_enum, default_value_t = Lang::Zh)]
     pub lang: Lang,
+    /// With --serve: run N gateway replicas (N ≥ 2) as separate processes on
+    /// the shared state of --state, behind HAProxy (TCP passthrough, round
+    /// robin); the tour and DIR/endpoints.json use the balanced front ends.
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<usize>,
+    /// The replicas' shared state: postgres://user@host:port/database (no
+    /// password in it; see --state-password-env).
+    #[arg(long, value_name = "URL")]
+    pub state: Option<String>,
+    /// PostgreSQL schema of the replicas' shared state.
+    #[arg(long, value_name = "SCHEMA", default_value = crate::replicas::DEFAULT_SCHEMA)]
+    pub state_schema: String,
+    /// Environment variable holding the PostgreSQL password, if it needs one.
+    #[arg(long, value_name = "VAR")]
+    pub state_password_env: Option<String>,
 }
 
 /// The tour's language.
@@ -78,6 +93,44 @@ impl DemoArgs {
     pub fn log_file(&self) -> Option<PathBuf> {
         (!self.verbose).then(|| self.dir.join("logs").join("demo.log"))
     }
+
+    /// The replicas asked for (`--replicas N --state URL`, with `--serve`),
+    /// `None` for the one in-process gateway; every misuse of the options
+    /// is an error saying what is missing.
+    pub fn replica_plan(&self) -> Result<Option<(usize, crate::replicas::SharedState)>, String> {
+        match (self.replicas, &self.state) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err("--state is the shared state of replicas: use it with --replicas N (N ≥ 2) and \
+                                    --serve"
+                .to_string()),
+            (Some(n), _) if n < 2 => Err(format!(
+                "--replicas {n}: replicas come in twos or more (N ≥ 2); for one gateway leave --replicas out"
+            )),
+            (Some(_), _) if !self.serve => {
+                Err("--replicas needs --serve: the replicas keep running until Ctrl-C or SIGTERM".to_string())
+            }
+            (Some(_), None) => Err("--replicas needs --state postgres://user@host:port/database, the PostgreSQL \
+                                    state the replicas share (e.g. postgres://postgres@127.0.0.1:5432/test)"
+                .to_string()),
+            (Some(n), Some(url)) => {
+                let mut state = crate::replicas::SharedState::new(url.clone(), self.state_schema.clone());
+                state.password_env = self.state_password_env.clone();
+                Ok(Some((n, state)))
+            }
+        }
+    }
+}
+
+/// Where requests go: the lab's own gateway, or the balanced front ends of
+/// its replicas (the public listener of the first replica).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Front {
+    /// Flight SQL address.
+    pub flight: SocketAddr,
+    /// HTTP (mTLS) address.
+    pub http: SocketAddr,
+    /// Public disclosure listener, if any.
+    pub public: Option<SocketAddr>,
 }
 
 /// The SPIFFE identity of the gateway towards connectors.
@@ -546,7 +599,7 @@ impl Lab {
                 })
                 .collect(),
             policy: policy_file,
-            state: StateConfig { dir: dir.join("state"), secret_file: None },
+            state: StateConfig::local(dir.join("state")),
             audit: AuditConfig::default(),
             consent_issuers: vec![creditgate_consent::IssuerConfig {
                 id: CONSENT_ISSUER.to_string(),
@@ -599,9 +652,14 @@ impl Lab {
     /// A Flight SQL client to the gateway as `caller`, sending the caller's
     /// first allowed purpose code.
     pub fn flight_client(&self, caller: &str) -> Result<FlightClient, String> {
+        self.flight_client_at(self.gateway.flight_addr, caller)
+    }
+
+    /// A Flight SQL client to `addr` (a replica, or a balancer in front of
+    /// them) as `caller`, sending the caller's first allowed purpose code.
+    pub fn flight_client_at(&self, addr: SocketAddr, caller: &str) -> Result<FlightClient, String> {
         let c = self.caller(caller).ok_or_else(|| format!("no demo caller `{caller}`"))?;
-        let mut client =
-            FlightClient::connect(&self.gateway.flight_addr.to_string(), SERVER_NAME, &self.identity_of(c))?;
+        let mut client = FlightClient::connect(&addr.to_string(), SERVER_NAME, &self.identity_of(c))?;
         if let Some(purpose) = c.purposes.first() {
             client.set_header(PURPOSE_HEADER, purpose);
         }
@@ -618,6 +676,20 @@ impl Lab {
         headers: &[(&str, &str)],
         body: Option<String>,
     ) -> Result<crate::client::HttpResponse, String> {
+        self.http_at(self.gateway.http_addr, caller, method, path, headers, body).await
+    }
+
+    /// [`Lab::http`] to the mTLS listener at `addr` (a replica, or a
+    /// balancer in front of them).
+    pub async fn http_at(
+        &self,
+        addr: SocketAddr,
+        caller: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Result<crate::client::HttpResponse, String> {
         let c = self.caller(caller).ok_or_else(|| format!("no demo caller `{caller}`"))?;
         let mut all: Vec<(&str, &str)> = headers.to_vec();
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(PURPOSE_HEADER))
@@ -625,15 +697,28 @@ impl Lab {
         {
             all.push((PURPOSE_HEADER, purpose.as_str()));
         }
-        http_request(&self.gateway.http_addr.to_string(), SERVER_NAME, &self.identity_of(c), method, path, &all, body)
-            .await
+        http_request(&addr.to_string(), SERVER_NAME, &self.identity_of(c), method, path, &all, body).await
     }
 
     /// One request to the public disclosure listener (server TLS only).
     pub async fn public_get(&self, path: &str) -> Result<crate::client::HttpResponse, String> {
-        let addr = self.gateway.public_addr.ok_or("the public listener is off")?;
+        self.public_get_at(self.gateway.public_addr, path).await
+    }
+
+    /// [`Lab::public_get`] to the public listener at `addr` (`None`: off).
+    pub async fn public_get_at(
+        &self,
+        addr: Option<SocketAddr>,
+        path: &str,
+    ) -> Result<crate::client::HttpResponse, String> {
+        let addr = addr.ok_or("the public listener is off")?;
         let who = ClientIdentity { ca: &self.ca_file, cert: None };
         http_request(&addr.to_string(), SERVER_NAME, &who, "GET", path, &[], None).await
+    }
+
+    /// The lab's own gateway as a [`Front`].
+    pub fn front(&self) -> Front {
+        Front { flight: self.gateway.flight_addr, http: self.gateway.http_addr, public: self.gateway.public_addr }
     }
 
     /// A consent signed by the demo issuer: `subject` (resident ID or credit
@@ -667,18 +752,29 @@ impl Lab {
 
     /// Writes DIR/endpoints.json for people connecting by hand.
     pub fn write_endpoints(&self) -> Result<PathBuf, String> {
-        let path = self.dir.join("endpoints.json");
-        let value = serde_json::json!({
-            "flight_sql": format!("grpc+tls://{}", self.gateway.flight_addr),
-            "http": format!("https://{}", self.gateway.http_addr),
-            "public": self.gateway.public_addr.map(|a| format!("https://{a}")),
+        self.write_endpoints_document(self.endpoints_document(&self.front()))
+    }
+
+    /// What DIR/endpoints.json says with the gateway's addresses taken from
+    /// `front`: the Flight SQL, HTTP and public addresses, the server name,
+    /// the CA file, every demo caller and every connector.
+    pub fn endpoints_document(&self, front: &Front) -> serde_json::Value {
+        serde_json::json!({
+            "flight_sql": format!("grpc+tls://{}", front.flight),
+            "http": format!("https://{}", front.http),
+            "public": front.public.map(|a| format!("https://{a}")),
             "server_name": SERVER_NAME,
             "ca_file": self.ca_file,
             "callers": self.callers,
             "connectors": self.connector_configs.values().map(|c| serde_json::json!({
                 "name": c.name, "flight_sql": format!("grpc+tls://{}", c.listen), "served_log": c.served_log,
             })).collect::<Vec<_>>(),
-        });
+        })
+    }
+
+    /// Writes `value` (see [`Lab::endpoints_document`]) to DIR/endpoints.json.
+    pub fn write_endpoints_document(&self, value: serde_json::Value) -> Result<PathBuf, String> {
+        let path = self.dir.join("endpoints.json");
         let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
         write_public(&path, text.as_bytes())?;
         Ok(path)
@@ -820,7 +916,12 @@ pub const JOINT_PUNISHMENT_SQL: &str = "\
 /// The tour's last words: where the console, the public listener, the
 /// audit log, the logs and the endpoints file are, and how to open the
 /// console in a browser.
-fn where_things_are(lab: &Lab, args: &DemoArgs, p12: &Result<Vec<PathBuf>, String>) {
+fn where_things_are(
+    args: &DemoArgs,
+    p12: &Result<Vec<PathBuf>, String>,
+    front: &Front,
+    deployment: Option<&crate::replicas::Deployment>,
+) {
     let dir = args.dir.display();
     let lang = args.lang;
     let label = |zh: &str, en: &str| match lang {
@@ -829,10 +930,10 @@ fn where_things_are(lab: &Lab, args: &DemoArgs, p12: &Result<Vec<PathBuf>, Strin
         Lang::En => format!("  {en:<25}"),
     };
     heading(&lang.pick("各项位置", "Where things are"));
-    let console = format!("https://localhost:{}/console", lab.gateway.http_addr.port());
+    let console = format!("https://localhost:{}/console", front.http.port());
     if args.serve {
         println!("{}{console}", label("隐私官控制台", "privacy-officer console"));
-        match lab.gateway.public_addr {
+        match front.public {
             Some(public) => println!("{}https://localhost:{}/", label("公示窗口", "public window"), public.port()),
             None => println!("{}{}", label("公示窗口", "public window"), lang.pick("（未配置）", "(not configured)")),
         }
@@ -846,11 +947,24 @@ fn where_things_are(lab: &Lab, args: &DemoArgs, p12: &Result<Vec<PathBuf>, Strin
             )
         );
     }
-    println!(
-        "{}{dir}/state/audit  ({}: creditgate audit verify --dir {dir}/state/audit)",
-        label("审计日志", "audit log"),
-        lang.pick("校验", "verify")
-    );
+    match deployment {
+        None => println!(
+            "{}{dir}/state/audit  ({}: creditgate audit verify --dir {dir}/state/audit)",
+            label("审计日志", "audit log"),
+            lang.pick("校验", "verify")
+        ),
+        Some(d) => {
+            let (url, schema) = (&d.state.url, &d.state.schema);
+            println!(
+                "{}PostgreSQL {url}, {} {schema}, {}  ({}: creditgate audit verify --postgres {url} --schema {schema})",
+                label("审计日志", "audit log"),
+                lang.pick("模式", "schema"),
+                lang.pick("每个副本一条链", "one chain per replica"),
+                lang.pick("校验", "verify")
+            );
+            println!("{}{dir}/replicas/gw-N/gateway.toml, {dir}/haproxy.cfg", label("副本配置", "replica configs"));
+        }
+    }
     match args.log_file() {
         Some(log) => println!(
             "{}{}  ({})",
@@ -890,7 +1004,7 @@ fn where_things_are(lab: &Lab, args: &DemoArgs, p12: &Result<Vec<PathBuf>, Strin
     }
 }
 
-async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
+async fn tour(lab: &Lab, front: &Front, lang: Lang) -> Result<(), String> {
     let company = &lab.manifest.featured.enterprise_credit_code;
     let (name, code) = (&lab.manifest.featured.enterprise_name, company);
     heading(&lang.pick(
@@ -904,7 +1018,7 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
             "Records per dataset (one federated query), then the records:"
         )
     );
-    let mut samr = lab.flight_client("samr")?;
+    let mut samr = lab.flight_client_at(front.flight, "samr")?;
     samr.set_header(PURPOSE_HEADER, "supervision");
     // One federated query counts the company's records in every source…
     let counts: Vec<String> = COMPANY_VIEW
@@ -951,7 +1065,7 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
         "{}",
         lang.pick("平台 A：经营主体在黑名单上的店铺", "Platform A: its shops whose owner company is on the black list")
     );
-    let mut platform = lab.flight_client("platform_a")?;
+    let mut platform = lab.flight_client_at(front.flight, "platform_a")?;
     let sql = "\
         SELECT s.shop_id, s.shop_name, e.name AS company, b.basis, b.listing_department, b.disputed \
         FROM platform_a.shops s \
@@ -970,7 +1084,7 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
              (a list the platform's policy does not grant it):"
         )
     );
-    let mut joint = lab.flight_client("samr")?;
+    let mut joint = lab.flight_client_at(front.flight, "samr")?;
     joint.set_header(PURPOSE_HEADER, "joint_punishment");
     let sql = format!("{JOINT_PUNISHMENT_SQL} LIMIT 10");
     match joint.query(&sql).await {
@@ -989,7 +1103,8 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
          FROM market.enterprises e WHERE e.credit_code = '{company}'"
     );
     let response = lab
-        .http(
+        .http_at(
+            front.http,
             "credit_agency",
             "POST",
             "/v1/query",
@@ -1014,7 +1129,8 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
         "4. Refusals: a purpose the caller may not use, and a certificate whose organisation is not a caller",
     ));
     let response = lab
-        .http(
+        .http_at(
+            front.http,
             "credit_agency",
             "POST",
             "/v1/query",
@@ -1026,7 +1142,7 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
     if response.status != 403 {
         return Err("a purpose outside the caller's allowed set was not refused".to_string());
     }
-    let mut stranger = lab.flight_client("stranger")?;
+    let mut stranger = lab.flight_client_at(front.flight, "stranger")?;
     match stranger.query("SELECT name FROM market.enterprises LIMIT 1").await {
         Ok(_) => return Err("the unknown caller was served".to_string()),
         Err(e) => println!(
@@ -1036,7 +1152,14 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
         ),
     }
     let response = lab
-        .http("stranger", "POST", "/v1/query", &[], Some(serde_json::json!({"sql": "SELECT 1"}).to_string()))
+        .http_at(
+            front.http,
+            "stranger",
+            "POST",
+            "/v1/query",
+            &[],
+            Some(serde_json::json!({"sql": "SELECT 1"}).to_string()),
+        )
         .await?;
     println!(
         "{}: {}",
@@ -1050,7 +1173,7 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
     heading(
         &lang.pick("5. 信用信息公示窗口（无需客户端证书）", "5. The public disclosure window (no client certificate)"),
     );
-    let response = lab.public_get(&format!("/public/v1/enterprises/{company}")).await?;
+    let response = lab.public_get_at(front.public, &format!("/public/v1/enterprises/{company}")).await?;
     let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
     println!(
         "GET /public/v1/enterprises/{company} -> {}: {} | status {} | public penalties {} | on black list: {}",
@@ -1069,7 +1192,7 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
         "6. Subject lookup: market regulation asks for everything about the company (statutory duty)",
     ));
     let body = serde_json::json!({"subject": {"type": "credit_code", "id": company}, "purpose": "supervision"});
-    let response = lab.http("samr", "POST", "/v1/lookup", &[], Some(body.to_string())).await?;
+    let response = lab.http_at(front.http, "samr", "POST", "/v1/lookup", &[], Some(body.to_string())).await?;
     let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
     if response.status != 200 {
         return Err(format!("lookup failed: {value}"));
@@ -1098,8 +1221,9 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
         "6b. 信用分级：市场监管局按分级模板为该企业计算信用等级（逐条可解释，不存储，非官方评级）",
         "6b. Graded supervision: market regulation grades the company by the grading template (explained rule by rule, not stored, not official)",
     ));
-    let response =
-        lab.http("samr", "GET", &format!("/v1/grades/{company}"), &[(PURPOSE_HEADER, "supervision")], None).await?;
+    let response = lab
+        .http_at(front.http, "samr", "GET", &format!("/v1/grades/{company}"), &[(PURPOSE_HEADER, "supervision")], None)
+        .await?;
     let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
     if response.status != 200 || value["grade"].as_str().is_none() {
         return Err(format!("grading failed: {value}"));
@@ -1144,7 +1268,7 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
         }
         body.to_string()
     };
-    let response = lab.http("credit_agency", "POST", "/v1/lookup", &[], Some(ask(None))).await?;
+    let response = lab.http_at(front.http, "credit_agency", "POST", "/v1/lookup", &[], Some(ask(None))).await?;
     println!("-> {}", error_line(response.status, &response.body));
     if response.status != 403 {
         return Err("a lookup of an individual without consent was not refused".to_string());
@@ -1166,7 +1290,8 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
         lang.pick("有效期至", "valid until"),
         consent["valid_until"]
     );
-    let response = lab.http("credit_agency", "POST", "/v1/lookup", &[], Some(ask(Some(&consent)))).await?;
+    let response =
+        lab.http_at(front.http, "credit_agency", "POST", "/v1/lookup", &[], Some(ask(Some(&consent)))).await?;
     let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("JSON: {e}"))?;
     if response.status != 200 {
         return Err(format!("consented lookup failed: {value}"));
@@ -1191,9 +1316,11 @@ async fn tour(lab: &Lab, lang: Lang) -> Result<(), String> {
         "9. Market regulation revokes the consent; the next use is refused",
     ));
     let id = consent["consent_id"].as_str().unwrap_or_default();
-    let response = lab.http("samr", "POST", &format!("/v1/consents/{id}/revoke"), &[], Some("{}".into())).await?;
+    let response =
+        lab.http_at(front.http, "samr", "POST", &format!("/v1/consents/{id}/revoke"), &[], Some("{}".into())).await?;
     println!("{} -> {}\n{}", lang.pick("撤销", "revoke"), response.status, pretty_json(&response.body));
-    let response = lab.http("credit_agency", "POST", "/v1/lookup", &[], Some(ask(Some(&consent)))).await?;
+    let response =
+        lab.http_at(front.http, "credit_agency", "POST", "/v1/lookup", &[], Some(ask(Some(&consent)))).await?;
     println!("{} -> {}", lang.pick("查询", "lookup"), error_line(response.status, &response.body));
     if response.status != 403 {
         return Err("a revoked consent was accepted".to_string());
@@ -1237,6 +1364,18 @@ fn export_p12(lab: &Lab) -> Result<Vec<PathBuf>, String> {
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> Result<(), String> {
     let lang = args.lang;
+    // Every misuse of --replicas/--state, and a missing HAProxy, before anything is built.
+    let plan = match args.replica_plan()? {
+        Some((n, state)) => {
+            let haproxy = crate::replicas::find_haproxy()?;
+            let exe = std::env::current_exe()
+                .map_err(|e| format!("cannot find the creditgate binary to run the replicas with: {e}"))?;
+            // A stale endpoints file would point at processes long gone.
+            let _ = std::fs::remove_file(args.dir.join("endpoints.json"));
+            Some((n, state, haproxy, exe))
+        }
+        None => None,
+    };
     println!(
         "{}",
         lang.pick(
@@ -1256,42 +1395,157 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
             format!("{n} connectors and the gateway are up (Flight SQL {flight}, HTTP {http})")
         )
     );
+    let deployment = match plan {
+        Some((replicas, state, haproxy, exe)) => match start_replicas(&lab, &args, replicas, state, haproxy, exe).await
+        {
+            Ok(deployment) => Some(deployment),
+            Err(e) => {
+                let _ = lab.stop().await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    let front = match &deployment {
+        Some(d) => Front {
+            flight: d.haproxy.flight_addr,
+            http: d.haproxy.http_addr,
+            public: d.replicas.first().and_then(|r| r.public_addr),
+        },
+        None => lab.front(),
+    };
     let p12 = export_p12(&lab);
     if let Err(reason) = &p12 {
         tracing::warn!(%reason, "no PKCS#12 files for browsers");
     }
-    let result = tour(&lab, args.lang).await;
+    let result = tour(&lab, &front, args.lang).await;
     if let Err(e) = &result {
         eprintln!("{}: {e}", lang.pick("演示失败", "tour failed"));
     }
     if result.is_ok() {
-        where_things_are(&lab, &args, &p12);
+        where_things_are(&args, &p12, &front, deployment.as_ref());
     }
-    if args.serve && result.is_ok() {
-        let path = lab.write_endpoints()?;
-        println!(
-            "\n{}: {}",
-            lang.pick(
-                "一切保持运行。端点、CA 和调用方证书",
-                "Everything keeps running. Endpoints, CA and caller certificates"
-            ),
-            path.display()
-        );
-        println!(
-            "{}",
-            lang.pick(
-                "按 Ctrl-C 停止；SIGHUP 重新加载策略和 CRL。",
-                "Press Ctrl-C to stop; SIGHUP reloads the policy and the CRLs."
-            )
-        );
-        let reloader = creditgate_server::reload_on_sighup(&lab.gateway);
-        creditgate_server::shutdown_signal().await;
-        if let Some(task) = reloader {
-            task.abort();
-        }
-    }
+    let served =
+        if args.serve && result.is_ok() { serve(&lab, &front, deployment.as_ref(), lang).await } else { Ok(()) };
+    let stopped = match deployment {
+        Some(deployment) => deployment.stop().await,
+        None => Ok(()),
+    };
     lab.stop().await?;
+    served?;
+    stopped.map_err(|e| format!("stopping the replicas: {e}"))?;
     result.map(|()| println!("\n{}", lang.pick("演示结束", "demo finished")))
+}
+
+/// `--replicas N`: N gateway replicas, each a `creditgate gateway` process
+/// on the shared state (configs and state directories in DIR/replicas, logs
+/// in DIR/logs), the first with the public listener, and HAProxy in front.
+async fn start_replicas(
+    lab: &Lab,
+    args: &DemoArgs,
+    replicas: usize,
+    state: crate::replicas::SharedState,
+    haproxy: PathBuf,
+    exe: PathBuf,
+) -> Result<crate::replicas::Deployment, String> {
+    let lang = args.lang;
+    println!(
+        "{}",
+        lang.pick(
+            format!(
+                "正在启动 {replicas} 个网关副本（独立进程，共享状态在 PostgreSQL {}，模式 {}）和 HAProxy（TCP 直通）",
+                state.url, state.schema
+            ),
+            format!(
+                "starting {replicas} gateway replicas (separate processes, shared state in PostgreSQL {}, schema {}) \
+                 and HAProxy (TCP passthrough)",
+                state.url, state.schema
+            )
+        )
+    );
+    let options = crate::replicas::DeploymentOptions {
+        exe,
+        haproxy,
+        replicas,
+        state,
+        dir: args.dir.join("replicas"),
+        haproxy_config: args.dir.join("haproxy.cfg"),
+        logs: args.log_file().map(|_| args.dir.join("logs")),
+        public_on_first: true,
+        rust_log: None,
+    };
+    let deployment = crate::replicas::Deployment::start(&lab.gateway_config, &options).await?;
+    for r in &deployment.replicas {
+        println!(
+            "  {} pid {:<7} Flight SQL {}  HTTP {}{}",
+            r.id,
+            r.pid(),
+            r.flight_addr,
+            r.http_addr,
+            r.public_addr.map(|a| format!("  {} {a}", lang.pick("公示", "public"))).unwrap_or_default()
+        );
+    }
+    println!(
+        "  HAProxy pid {} Flight SQL {}  HTTP {}  ({})",
+        deployment.haproxy.pid(),
+        deployment.haproxy.flight_addr,
+        deployment.haproxy.http_addr,
+        lang.pick("轮询；以下导览经由 HAProxy", "round robin; the tour below goes through HAProxy")
+    );
+    Ok(deployment)
+}
+
+/// `--serve`: writes DIR/endpoints.json and keeps everything running until
+/// Ctrl-C or SIGTERM.
+async fn serve(
+    lab: &Lab,
+    front: &Front,
+    deployment: Option<&crate::replicas::Deployment>,
+    lang: Lang,
+) -> Result<(), String> {
+    let mut document = lab.endpoints_document(front);
+    if let (Some(deployment), Some(fields)) = (deployment, document.as_object_mut())
+        && let serde_json::Value::Object(extra) = deployment.endpoints()
+    {
+        fields.extend(extra);
+    }
+    let path = lab.write_endpoints_document(document)?;
+    println!(
+        "\n{}: {}",
+        lang.pick(
+            "一切保持运行。端点、CA 和调用方证书",
+            "Everything keeps running. Endpoints, CA and caller certificates"
+        ),
+        path.display()
+    );
+    let reloader = match deployment {
+        None => {
+            println!(
+                "{}",
+                lang.pick(
+                    "按 Ctrl-C 停止；SIGHUP 重新加载策略和 CRL。",
+                    "Press Ctrl-C to stop; SIGHUP reloads the policy and the CRLs."
+                )
+            );
+            creditgate_server::reload_on_sighup(&lab.gateway)
+        }
+        Some(_) => {
+            println!(
+                "{}",
+                lang.pick(
+                    "按 Ctrl-C 停止（先停 HAProxy，再停各副本）；向副本的 pid（见 endpoints.json）发送 SIGHUP 重新加载其策略和 CRL。",
+                    "Press Ctrl-C to stop (HAProxy first, then the replicas); SIGHUP to a replica's pid \
+                     (endpoints.json) reloads its policy and CRLs."
+                )
+            );
+            None
+        }
+    };
+    creditgate_server::shutdown_signal().await;
+    if let Some(task) = reloader {
+        task.abort();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

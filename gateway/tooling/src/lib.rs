@@ -17,3 +17,4 @@ pub mod client;
 pub mod demo;
 pub mod demo_backend;
 pub mod grade_cli;
+pub mod replicas;
