@@ -22,6 +22,12 @@ use creditgate_tooling::demo::{DEMO_POLICY, Lab, LabOptions, SERVER_NAME};
 
 const PG: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 
+/// Runs a scenario with a bound, so a stuck call fails its test instead of
+/// the CI run (its replica processes are killed when it is dropped).
+async fn bounded(scenario: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(Duration::from_secs(300), scenario).await.expect("the scenario finished within 5 minutes");
+}
+
 async fn pg() -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(PG, tokio_postgres::NoTls).await.expect("PostgreSQL on 5432");
     tokio::spawn(connection);
@@ -184,6 +190,10 @@ fn person_lookup(lab: &Lab, consent: serde_json::Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_consents_quotas_and_one_audit() {
+    bounded(three_replicas_share_consents_quotas_and_one_audit_scenario()).await;
+}
+
+async fn three_replicas_share_consents_quotas_and_one_audit_scenario() {
     creditgate_certs::install_default_provider();
     let tmp = tempfile::tempdir().expect("tempdir");
     let policy = DEMO_POLICY.replacen(
@@ -401,6 +411,10 @@ impl Relay {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_loses_no_released_record_and_an_outage_is_refused_then_served() {
+    bounded(a_killed_replica_loses_no_released_record_and_an_outage_is_refused_then_served_scenario()).await;
+}
+
+async fn a_killed_replica_loses_no_released_record_and_an_outage_is_refused_then_served_scenario() {
     creditgate_certs::install_default_provider();
     let tmp = tempfile::tempdir().expect("tempdir");
     let lab = Arc::new(Lab::start(LabOptions::new(tmp.path())).await.expect("lab"));
@@ -510,6 +524,10 @@ async fn a_killed_replica_loses_no_released_record_and_an_outage_is_refused_then
 /// A second gateway with a replica id already running is refused at start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_id_in_use_and_a_newer_schema_are_refused_at_start() {
+    bounded(a_replica_id_in_use_and_a_newer_schema_are_refused_at_start_scenario()).await;
+}
+
+async fn a_replica_id_in_use_and_a_newer_schema_are_refused_at_start_scenario() {
     creditgate_certs::install_default_provider();
     let tmp = tempfile::tempdir().expect("tempdir");
     let lab = Lab::start(LabOptions::new(tmp.path())).await.expect("lab");
