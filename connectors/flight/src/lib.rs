@@ -13,12 +13,16 @@
 //! own error type through its `Into<tonic::Status>` conversion, so each backend
 //! maps its errors to gRPC codes in exactly one place.
 
+mod direct;
 pub mod engine;
 mod normalize;
 mod observe;
 mod service;
 mod ticket;
 
+pub use direct::{
+    DirectPreparedQuery, MAX_PARAMETER_BYTES, ParameterError, UNKNOWN_HANDLE, decode_parameters, encode_parameters,
+};
 pub use normalize::{conform_batch, conform_stream, normalize_batch, normalize_schema};
 pub use observe::{ObservedStream, StreamOutcome, StreamReport, batch_data_bytes};
 pub use service::{

@@ -31,6 +31,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::cap_message;
+use crate::direct::{DirectPreparedQuery, UNKNOWN_HANDLE, decode_parameters};
 use crate::normalize::{normalize_batch, normalize_schema};
 use crate::ticket::{TicketError, TicketSigner};
 
@@ -151,6 +152,26 @@ pub trait QueryBackend: Send + Sync + 'static {
 
     /// Releases the prepared statement of `key` (`ClosePreparedStatement`).
     async fn close_prepared(&self, _caller: &Self::Caller, _key: &str) {}
+
+    /// Whether this backend runs direct prepared tickets
+    /// ([`crate::DirectPreparedQuery`]: a handle and one row of parameters in
+    /// the `DoGet` ticket). The default is no: such a ticket is refused as
+    /// unsupported before its handle is even looked at.
+    fn offers_direct_prepared(&self) -> bool {
+        false
+    }
+
+    /// Executes the prepared statement of `key` with one row of `parameters`
+    /// (a direct prepared ticket). Called only when
+    /// [`QueryBackend::offers_direct_prepared`] says so; the default refuses.
+    async fn execute_with(
+        &self,
+        caller: &Self::Caller,
+        key: &str,
+        _parameters: arrow::array::RecordBatch,
+    ) -> Result<SendableRecordBatchStream, Self::Error> {
+        self.execute_prepared(caller, key).await
+    }
 
     /// The status of a ticket or handle that does not open for this caller
     /// (the backend may record the refusal).
@@ -678,11 +699,28 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
     /// instead of GetFlightInfo + DoGet, used by the gateway towards its
     /// connectors. It grants nothing more than GetFlightInfo would: the caller
     /// is authenticated on this call and the statement runs as its own.
+    /// Backends that offer it also take a [`DirectPreparedQuery`]: a prepared
+    /// statement's handle (signed for this caller) with one row of
+    /// parameters.
     async fn do_get_fallback(
         &self,
         request: Request<Ticket>,
         message: Any,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        if message.is::<DirectPreparedQuery>() && self.backend.offers_direct_prepared() {
+            let caller = self.caller(&request).await?;
+            let query = message
+                .unpack::<DirectPreparedQuery>()
+                .map_err(|e| Status::invalid_argument(format!("malformed direct prepared ticket: {e}")))?
+                .ok_or_else(|| Status::invalid_argument("malformed direct prepared ticket"))?;
+            let Ok(key) = self.signer.open(&self.backend.binding(&caller), &query.prepared_statement_handle) else {
+                return Err(Status::not_found(UNKNOWN_HANDLE));
+            };
+            let parameters = decode_parameters(&query.parameters)
+                .map_err(|e| Status::invalid_argument(format!("direct prepared ticket: {e}")))?;
+            let stream = self.backend.execute_with(&caller, &key, parameters).await.map_err(Into::into)?;
+            return self.stream_result(caller, conn_of(&request), stream);
+        }
         if message.is::<CommandStatementQuery>() {
             let caller = self.caller(&request).await?;
             let query = message

@@ -17,7 +17,12 @@ mod source;
 mod table;
 
 pub use error::{SourceError, SourceErrorKind};
-pub use pushdown::{RawColumns, filter_to_sql, is_pushable, literal_to_sql, pushable_sql, quote_ident};
+pub use pushdown::{
+    RawColumns, filter_to_sql, is_pushable, literal_to_sql, placeholder_position, pushable_sql, quote_ident,
+};
 pub use scan::RemoteScanExec;
-pub use source::{CIRCUIT_FAILURE_THRESHOLD, CIRCUIT_OPEN_FOR, Deadlines, Reachability, RemoteSource, RemoteTableInfo};
+pub use source::{
+    CIRCUIT_FAILURE_THRESHOLD, CIRCUIT_OPEN_FOR, Deadlines, MAX_PREPARED_HANDLES, Reachability, RemoteSource,
+    RemoteTableInfo, Statement,
+};
 pub use table::RemoteTable;

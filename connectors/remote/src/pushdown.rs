@@ -37,8 +37,18 @@ use std::fmt::Write;
 use arrow::datatypes::{DataType, Decimal128Type, DecimalType, Schema};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::expr::{Between, InList, Like};
+use datafusion::logical_expr::expr::{Between, InList, Like, Placeholder};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+
+/// The position of a placeholder id: `$1` is 1; anything but `$` and a
+/// positive number without leading zeros is `None`.
+pub fn placeholder_position(id: &str) -> Option<usize> {
+    let digits = id.strip_prefix('$')?;
+    if digits.starts_with('0') || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|n| *n > 0)
+}
 
 /// Columns whose raw values may appear in a pushed predicate; `None` allows all.
 pub type RawColumns = Option<HashSet<String>>;
@@ -72,6 +82,11 @@ impl<'a> Writer<'a> {
 
     /// A literal compared with a column of type `column_type`.
     fn value(&self, expr: &Expr, column_type: Option<&DataType>) -> Option<String> {
+        if let Expr::Placeholder(Placeholder { id, .. }) = expr {
+            // Only in a row policy (written without the schema): its value is
+            // bound per scan, as a prepared statement's parameter.
+            return (self.schema.is_none() && placeholder_position(id).is_some()).then(|| id.clone());
+        }
         let Expr::Literal(value, None) = expr else { return None };
         if value.is_null() {
             // A NULL of any type: the comparison is NULL whatever its type.

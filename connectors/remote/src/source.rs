@@ -9,8 +9,11 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use arrow_flight::sql::{CommandGetTables, CommandStatementQuery, ProstMessageExt};
-use arrow_flight::{FlightInfo, IpcMessage, Ticket};
+use arrow_flight::sql::{
+    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any, CommandGetTables,
+    CommandStatementQuery, ProstMessageExt,
+};
+use arrow_flight::{Action, FlightInfo, IpcMessage, Ticket};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::stream::BoxStream;
@@ -143,6 +146,26 @@ impl Reachability {
     }
 }
 
+/// What a remote query sends.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// SQL text with its values written in as literals.
+    Text(String),
+    /// SQL with `$1`, `$2`, … placeholders, prepared once per source and
+    /// executed with one row of `parameters` per query (a direct prepared
+    /// ticket: one round trip, and the connector reuses its plan).
+    Prepared {
+        /// The statement's text.
+        sql: String,
+        /// One row: a column per placeholder, `$1` first.
+        parameters: RecordBatch,
+    },
+}
+
+/// Most prepared-statement handles kept per source (the statements of every
+/// lookup plan the gateway keeps, with room to spare).
+pub const MAX_PREPARED_HANDLES: usize = 4096;
+
 /// Called after each remote query with the source, a status label and the duration.
 pub type SourceObserver = Arc<dyn Fn(&str, &'static str, Duration) + Send + Sync>;
 
@@ -155,6 +178,8 @@ pub struct RemoteSource {
     circuit: Circuit,
     /// [`Reachability`] as a number, changed by [`RemoteSource::note`].
     reachability: std::sync::atomic::AtomicU8,
+    /// The connector's handle of each statement prepared there, by text.
+    handles: std::sync::Mutex<lru::LruCache<String, bytes::Bytes>>,
 }
 
 impl std::fmt::Debug for RemoteSource {
@@ -176,6 +201,9 @@ impl RemoteSource {
             observer: None,
             circuit: Circuit::default(),
             reachability: std::sync::atomic::AtomicU8::new(0),
+            handles: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(MAX_PREPARED_HANDLES).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
         }
     }
 
@@ -288,9 +316,9 @@ impl RemoteSource {
         Ok(out)
     }
 
-    /// Runs `sql` at the source and streams batches that must match `expected`.
+    /// Runs `statement` at the source and streams batches that must match `expected`.
     /// Nothing is sent until the stream is first polled.
-    pub fn query(self: &Arc<Self>, sql: String, expected: SchemaRef) -> SendableRecordBatchStream {
+    pub fn query(self: &Arc<Self>, statement: Statement, expected: SchemaRef) -> SendableRecordBatchStream {
         let source = Arc::clone(self);
         let started = Instant::now();
         let total_deadline = tokio::time::Instant::now() + self.deadlines.total;
@@ -305,7 +333,7 @@ impl RemoteSource {
                 )));
                 return Err(e);
             }
-            let open = source.open(sql, &expected_for_stream);
+            let open = source.open(statement, &expected_for_stream);
             let (first, rest) = match tokio::time::timeout(first_deadline, open).await {
                 Ok(Ok(pair)) => {
                     source.note(None);
@@ -340,15 +368,43 @@ impl RemoteSource {
     /// Sends the query and waits for the first batch. The statement goes as a
     /// direct DoGet ticket (one round trip; creditgate connectors accept a
     /// packed `CommandStatementQuery` there) rather than GetFlightInfo + DoGet.
+    ///
+    /// A prepared statement goes as a direct prepared ticket with the
+    /// connector's handle for its text ([`RemoteSource::handle`]); a handle
+    /// the connector no longer knows (it restarted) is replaced once.
     async fn open(
         &self,
-        sql: String,
+        statement: Statement,
         expected: &SchemaRef,
     ) -> Result<(Option<RecordBatch>, BoxStream<'static, Result<RecordBatch, FlightError>>), SourceError> {
-        let mut client = self.client.clone();
-        let ticket = CommandStatementQuery { query: sql, transaction_id: None }.as_any().encode_to_vec();
-        let mut stream = client.do_get(Ticket::new(ticket)).await.map_err(|e| self.flight_error(e))?;
-        let first = stream.next().await.transpose().map_err(|e| self.flight_error(e))?;
+        let (stream, first) = match &statement {
+            Statement::Text(sql) => {
+                let ticket =
+                    CommandStatementQuery { query: sql.clone(), transaction_id: None }.as_any().encode_to_vec();
+                self.first_batch(ticket).await.map_err(|e| self.flight_error(e))?
+            }
+            Statement::Prepared { sql, parameters } => {
+                let parameters = creditgate_flight::encode_parameters(parameters)
+                    .map_err(|e| self.error(SourceErrorKind::Failed(format!("encoding the parameters: {e}"))))?;
+                let mut retried = false;
+                loop {
+                    let handle = self.handle(sql).await?;
+                    let ticket = creditgate_flight::DirectPreparedQuery {
+                        prepared_statement_handle: handle,
+                        parameters: parameters.clone(),
+                    }
+                    .as_any()
+                    .encode_to_vec();
+                    match self.first_batch(ticket).await {
+                        Err(FlightError::Tonic(status)) if status.code() == tonic::Code::NotFound && !retried => {
+                            self.forget_handle(sql);
+                            retried = true;
+                        }
+                        other => break other.map_err(|e| self.flight_error(e))?,
+                    }
+                }
+            }
+        };
         if first.is_none() {
             // No rows: the schema message is all there is to check.
             if let Some(Err(message)) = stream.schema().map(|schema| check_fields(schema, expected)) {
@@ -356,6 +412,51 @@ impl RemoteSource {
             }
         }
         Ok((first, stream.boxed()))
+    }
+
+    /// Sends `ticket` and waits for the first batch.
+    async fn first_batch(
+        &self,
+        ticket: Vec<u8>,
+    ) -> Result<(arrow_flight::decode::FlightRecordBatchStream, Option<RecordBatch>), FlightError> {
+        let mut client = self.client.clone();
+        let mut stream = client.do_get(Ticket::new(ticket)).await?;
+        let first = stream.next().await.transpose()?;
+        Ok((stream, first))
+    }
+
+    /// The connector's handle for the statement `sql`: kept from an earlier
+    /// `CreatePreparedStatement`, or prepared now.
+    async fn handle(&self, sql: &str) -> Result<bytes::Bytes, SourceError> {
+        if let Some(handle) = self.handles.lock().unwrap_or_else(|p| p.into_inner()).get(sql) {
+            return Ok(handle.clone());
+        }
+        let mut client = self.client.clone();
+        let request = ActionCreatePreparedStatementRequest { query: sql.to_string(), transaction_id: None };
+        let action =
+            Action { r#type: "CreatePreparedStatement".to_string(), body: request.as_any().encode_to_vec().into() };
+        let mut results = client.do_action(action).await.map_err(|e| self.flight_error(e))?;
+        let message =
+            results.message().await.map_err(|status| SourceError::from_status(&self.name, &status))?.ok_or_else(
+                || self.error(SourceErrorKind::Failed("CreatePreparedStatement returned nothing".into())),
+            )?;
+        let prepared = Any::decode(&*message.body)
+            .ok()
+            .and_then(|any| any.unpack::<ActionCreatePreparedStatementResult>().ok().flatten())
+            .ok_or_else(|| self.error(SourceErrorKind::Failed("CreatePreparedStatement returned no handle".into())))?;
+        let handle = prepared.prepared_statement_handle;
+        self.handles.lock().unwrap_or_else(|p| p.into_inner()).put(sql.to_string(), handle.clone());
+        Ok(handle)
+    }
+
+    /// Forgets the kept handle of `sql` (the connector no longer knows it).
+    fn forget_handle(&self, sql: &str) {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner()).pop(sql);
+    }
+
+    /// How many prepared-statement handles are kept.
+    pub fn prepared_handles(&self) -> usize {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     fn observe_failure(&self, error: SourceError, started: Instant) -> SourceError {

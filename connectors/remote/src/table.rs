@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
@@ -18,7 +18,7 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::limit::GlobalLimitExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 
-use crate::pushdown::{RawColumns, filter_to_sql, is_pushable, pushable_sql, quote_ident};
+use crate::pushdown::{RawColumns, filter_to_sql, is_pushable, placeholder_position, pushable_sql, quote_ident};
 use crate::scan::RemoteScanExec;
 use crate::source::RemoteSource;
 
@@ -74,6 +74,31 @@ impl RemoteTable {
     pub fn with_mandatory_filter(mut self, filter: Option<Expr>) -> Self {
         self.mandatory = filter;
         self
+    }
+
+    /// How many placeholders the row policy has: `$1` to `$n`, each bound
+    /// per scan. An error if they are not numbered from 1 without gaps.
+    fn placeholders(&self) -> Result<usize> {
+        let Some(mandatory) = &self.mandatory else { return Ok(0) };
+        let mut positions = std::collections::BTreeSet::new();
+        mandatory.apply(|e| {
+            if let Expr::Placeholder(p) = e {
+                positions.insert(placeholder_position(&p.id).unwrap_or(0));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let n = positions.len();
+        if positions.iter().copied().eq(1..=n) {
+            Ok(n)
+        } else {
+            Err(datafusion::error::DataFusionError::Plan(
+                "the row policy's placeholders must be $1 to $n without gaps".to_string(),
+            ))
+        }
+    }
+
+    fn remote_scan(&self, sql: String, schema: SchemaRef) -> Result<RemoteScanExec> {
+        Ok(RemoteScanExec::with_placeholders(Arc::clone(&self.source), sql, self.placeholders()?, schema))
     }
 
     /// The source serving this table.
@@ -166,7 +191,7 @@ impl TableProvider for RemoteTable {
             filters.iter().cloned().partition(|f| self.pushed(f).is_some());
         let Some(residual) = conjunction(residual) else {
             let (sql, schema) = self.scan_sql(projection, &pushed, limit)?;
-            return Ok(Arc::new(RemoteScanExec::new(Arc::clone(&self.source), sql, schema)));
+            return Ok(Arc::new(self.remote_scan(sql, schema)?));
         };
         let residual = residual
             .transform(|e| {
@@ -191,7 +216,7 @@ impl TableProvider for RemoteTable {
         }
         // The limit applies after the residual filter, so it stays here too.
         let (sql, schema) = self.scan_sql(Some(&columns), &pushed, None)?;
-        let scan = Arc::new(RemoteScanExec::new(Arc::clone(&self.source), sql, Arc::clone(&schema)));
+        let scan = Arc::new(self.remote_scan(sql, Arc::clone(&schema))?);
         let predicate = state.create_physical_expr(residual, &DFSchema::try_from(schema.as_ref().clone())?)?;
         let mut plan: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, scan)?);
         if columns.len() > wanted {

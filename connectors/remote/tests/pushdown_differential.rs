@@ -434,6 +434,10 @@ struct Federation {
     ctx: SessionContext,
     served_log: PathBuf,
     running: Option<RunningConnector>,
+    connector: Arc<Connector>,
+    config: ConnectorConfig,
+    source: Arc<RemoteSource>,
+    infos: Vec<creditgate_remote::RemoteTableInfo>,
     _tmp: tempfile::TempDir,
     _scratch: Vec<Scratch>,
 }
@@ -511,7 +515,8 @@ columns = [{columns}]
         let config_file = dir.join("connector.toml");
         std::fs::write(&config_file, toml).expect("connector config");
         let config = ConnectorConfig::load(&config_file).expect("connector config loads");
-        let running = Connector::open(config).await.expect("connector opens").start().await.expect("connector starts");
+        let connector = Connector::open(config.clone()).await.expect("connector opens");
+        let running = Arc::clone(&connector).start().await.expect("connector starts");
 
         let client = creditgate_certs::tls::client_config(&ca_file, Some((&gateway.0, &gateway.1)), &[b"h2"])
             .expect("client TLS");
@@ -529,7 +534,17 @@ columns = [{columns}]
             ctx.register_table(format!("on_{}", storage.table()).as_str(), Arc::new(on)).expect("register");
             ctx.register_table(format!("off_{}", storage.table()).as_str(), Arc::new(off)).expect("register");
         }
-        Federation { ctx, served_log, running: Some(running), _tmp: tmp, _scratch: scratch }
+        Federation {
+            ctx,
+            served_log,
+            running: Some(running),
+            connector,
+            config,
+            source,
+            infos,
+            _tmp: tmp,
+            _scratch: scratch,
+        }
     }
 
     /// Runs `SELECT * FROM <prefix>_<table> WHERE <predicate>`.
@@ -1051,4 +1066,155 @@ async fn the_connector_lets_postgres_evaluate_only_what_it_evaluates_exactly() {
     let conditions: Vec<&str> = ran.iter().filter_map(|s| s.split_once(" WHERE ").map(|(_, c)| c)).collect();
     assert!(conditions.iter().any(|c| c.contains("\"s2\" =")), "equality went to PostgreSQL: {ran:?}");
     federation.stop().await;
+}
+
+// ------------------------------------------------ prepared point reads
+
+/// The rows of a remote read whose row policy is `mandatory`, with the
+/// placeholders of its scan bound to `parameters` (if any).
+async fn read_with(
+    federation: &Federation,
+    storage: Storage,
+    mandatory: datafusion::logical_expr::Expr,
+    parameters: Option<&RecordBatch>,
+) -> Result<Vec<String>, DataFusionError> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    let info = federation.infos.iter().find(|t| t.table == storage.table()).expect("table advertised");
+    let table = RemoteTable::new(Arc::clone(&federation.source), info.table.clone(), Arc::clone(&info.schema))
+        .with_mandatory_filter(Some(mandatory));
+    let plan = federation.ctx.read_table(Arc::new(table))?.create_physical_plan().await?;
+    let plan = match parameters {
+        None => plan,
+        Some(row) => {
+            plan.transform_down(|node| {
+                let Some(scan) = node.downcast_ref::<RemoteScanExec>() else { return Ok(Transformed::no(node)) };
+                assert_eq!(scan.placeholders(), row.num_columns(), "the scan's SQL: {}", scan.sql());
+                Ok(Transformed::yes(Arc::new(scan.with_parameters(row.clone())) as Arc<dyn ExecutionPlan>))
+            })?
+            .data
+        }
+    };
+    let batches = datafusion::physical_plan::collect(plan, federation.ctx.task_ctx()).await?;
+    Ok(sorted_rows(&batches))
+}
+
+/// One parameter row holding `value` as `$1`.
+fn parameter_row(value: &datafusion::common::ScalarValue) -> RecordBatch {
+    let array = value.to_array().expect("array");
+    let schema = Arc::new(Schema::new(vec![Field::new("$1", value.data_type(), true)]));
+    RecordBatch::try_new(schema, vec![array]).expect("parameter row")
+}
+
+/// A point read as a prepared statement (the subject key bound as `$1`)
+/// answers exactly what the same read with the key written as a literal
+/// answers, on Parquet, PostgreSQL and MariaDB, for every value of every
+/// key-like column type the datasets use (text under both collations,
+/// integers, decimals, dates, timestamps with and without zone, booleans);
+/// SQL-shaped values stay values (they match nothing, as their literals do);
+/// each statement is planned once at the connector and reused; the served
+/// log records the statement with `$1` and its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_point_reads_answer_what_literal_reads_answer() {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{col, lit, placeholder};
+    let federation = Federation::start().await;
+    let columns = ["id", "s", "s2", "i", "n", "amount", "d", "ts", "tstz", "b"];
+    let injections = ["x' OR '1'='1", "'; DROP TABLE pq; --", "$1", "a\\' OR 1=1 -- ", "' UNION SELECT * FROM pg --"];
+    let before = federation.connector.statement_counts();
+    let mut compared = 0usize;
+    let mut statements = 0u64;
+    let mut failures = Vec::new();
+    for storage in STORAGES {
+        for column in columns {
+            // Every distinct value the table holds in this column.
+            let sql = format!("SELECT DISTINCT {column} FROM off_{} WHERE {column} IS NOT NULL", storage.table());
+            let batches = federation.ctx.sql(&sql).await.expect("plan").collect().await.expect("distinct values");
+            let mut values: Vec<ScalarValue> = Vec::new();
+            for batch in &batches {
+                for row in 0..batch.num_rows() {
+                    values.push(ScalarValue::try_from_array(batch.column(0), row).expect("value"));
+                }
+            }
+            if matches!(values.first().map(ScalarValue::data_type), Some(DataType::Utf8 | DataType::Utf8View)) {
+                values.extend(injections.iter().map(|v| ScalarValue::Utf8(Some(v.to_string()))));
+            }
+            assert!(!values.is_empty(), "{storage:?}.{column} has values");
+            statements += 1;
+            for value in values {
+                let literal = read_with(&federation, storage, col(column).eq(lit(value.clone())), None).await;
+                let bound =
+                    read_with(&federation, storage, col(column).eq(placeholder("$1")), Some(&parameter_row(&value)))
+                        .await;
+                compared += 1;
+                match (&literal, &bound) {
+                    (Ok(a), Ok(b)) if a == b => {
+                        if injections.iter().any(|i| value == ScalarValue::Utf8(Some(i.to_string()))) {
+                            assert!(b.is_empty(), "{storage:?}.{column} = {value:?} matched rows: {b:?}");
+                        }
+                    }
+                    _ => {
+                        failures.push(format!("{storage:?}.{column} = {value:?}: literal {literal:?}, bound {bound:?}"))
+                    }
+                }
+            }
+        }
+    }
+    let after = federation.connector.statement_counts();
+    eprintln!("prepared reads: {compared} values compared over {statements} statements; connector: {after:?}");
+    let served = ServedLog::read_all(&federation.served_log).expect("served log");
+    let handles = federation.source.prepared_handles() as u64;
+
+    // A restarted connector (a new process: new handle key, nothing kept)
+    // refuses the old handles as unknown; the gateway prepares again, once,
+    // and the read answers as before.
+    let mut federation = federation;
+    let addr = federation.running.as_ref().map(|r| r.addr).expect("running");
+    let expected = read_with(&federation, Storage::Parquet, col("s").eq(lit("abc")), None).await.expect("literal read");
+    federation.running.take().expect("running").stop().await.expect("stop");
+    let mut config = federation.config.clone();
+    config.listen = addr;
+    let restarted = Connector::open(config).await.expect("connector opens again");
+    federation.running = Some(Arc::clone(&restarted).start().await.expect("connector restarts on the same port"));
+    let again = read_with(
+        &federation,
+        Storage::Parquet,
+        col("s").eq(placeholder("$1")),
+        Some(&parameter_row(&ScalarValue::Utf8(Some("abc".into())))),
+    )
+    .await
+    .expect("a prepared read after the restart");
+    assert_eq!(again, expected, "the same rows after the restart");
+    assert!(!expected.is_empty(), "the control read finds rows");
+    assert_eq!(restarted.statement_counts().planned, 1, "prepared again at the new connector");
+    // A parameter row that does not fit the statement is refused, naming the problem.
+    let two = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("$1", DataType::Utf8, true), Field::new("$2", DataType::Utf8, true)])),
+        vec![Arc::new(StringArray::from(vec!["a"])), Arc::new(StringArray::from(vec!["b"]))],
+    )
+    .expect("row");
+    let mismatched = col("s").eq(placeholder("$1")).and(col("s2").eq(placeholder("$2")));
+    let ok = read_with(&federation, Storage::Parquet, mismatched, Some(&two)).await;
+    assert!(ok.is_ok(), "two placeholders, two values: {ok:?}");
+    let wrong_type = parameter_row(&ScalarValue::Utf8(Some("not a number".into())));
+    let refused = read_with(&federation, Storage::Parquet, col("i").eq(placeholder("$1")), Some(&wrong_type)).await;
+    let message = refused.expect_err("a text value for an integer column is refused").to_string();
+    assert!(message.contains("parameter $1") && message.contains("does not convert"), "{message}");
+    federation.stop().await;
+    assert!(failures.is_empty(), "{} differences:\n{}", failures.len(), failures.join("\n"));
+    assert!(compared > 100, "the test must compare many values: {compared}");
+    // One plan per statement; every other execution reused it.
+    assert_eq!(after.planned - before.planned, statements, "each statement planned once");
+    assert_eq!(after.reused - before.reused, compared as u64, "every execution reused a kept plan");
+    assert_eq!(handles, statements, "one handle per statement");
+    let prepared: Vec<_> = served.iter().filter(|r| !r.parameters.is_empty()).collect();
+    assert_eq!(prepared.len(), compared, "each prepared read is in the served log");
+    assert!(
+        prepared.iter().all(|r| r.sql.contains("$1") && r.parameters.len() == 1),
+        "statement with $1 and its value"
+    );
+    assert!(
+        prepared.iter().any(|r| r.parameters[0] == "x' OR '1'='1"),
+        "the value is logged as received: {:?}",
+        prepared.iter().map(|r| &r.parameters).take(3).collect::<Vec<_>>()
+    );
 }

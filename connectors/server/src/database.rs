@@ -32,7 +32,9 @@
 //!   has only one, is served as the canonical positive NaN, ordered above
 //!   every number on both sides); everything else — string ordering (it
 //!   depends on the collation), `<>`/`NOT` on strings, `ILIKE`, a literal with
-//!   a NUL, a backslash in a MariaDB string, a `LIKE` ending in a lone escape,
+//!   a NUL or a backslash (MariaDB reads backslash escapes, and the SQL
+//!   writer takes `\'` for an escaped quote, which would end a PostgreSQL
+//!   literal early), a `LIKE` ending in a lone escape,
 //!   any function — is evaluated by the connector's own engine. PostgreSQL
 //!   sessions run with `TimeZone=UTC` and `standard_conforming_strings=on`
 //!   so that timestamp and string literals mean what they say.
@@ -715,8 +717,10 @@ impl DbPushdown {
 
     fn text_literal_ok(&self, text: &str) -> bool {
         // PostgreSQL text cannot hold NUL; a MariaDB string literal reads
-        // backslash escapes.
-        !text.contains('\0') && (self.kind == DatabaseKind::Postgres || !text.contains('\\'))
+        // backslash escapes; and the SQL writer (sqlparser) takes a quote
+        // after a backslash as already escaped and does not double it, so
+        // `a\' OR TRUE --` would end the literal early in PostgreSQL too.
+        !text.contains('\0') && !text.contains('\\')
     }
 
     fn like(&self, like: &Like) -> Fidelity {

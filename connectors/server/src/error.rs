@@ -38,6 +38,9 @@ pub enum ConnectorError {
     /// The SQL is not a single read-only query, or does not plan.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// The parameters bound to a prepared statement do not fit it.
+    #[error("bad parameters: {0}")]
+    BadParameters(String),
     /// Execution failed.
     #[error("query failed: {0}")]
     Execution(String),
@@ -64,7 +67,7 @@ impl From<ConnectorError> for Status {
                 tracing::info!(reason = %message, "request refused");
                 Status::permission_denied(message)
             }
-            ConnectorError::InvalidQuery(_) => Status::invalid_argument(message),
+            ConnectorError::InvalidQuery(_) | ConnectorError::BadParameters(_) => Status::invalid_argument(message),
             ConnectorError::ResourcesExhausted(_) => Status::resource_exhausted(message),
             ConnectorError::SourceUnavailable(_) => {
                 tracing::warn!(error = %message, "source unavailable");

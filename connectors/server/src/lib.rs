@@ -18,6 +18,7 @@ mod exposed;
 mod served_log;
 mod server;
 mod sources;
+pub mod statements;
 
 pub use config::{
     ConnectorConfig, DEFAULT_CRL_CHECK_INTERVAL_SECONDS, DEFAULT_MAX_CONNECTION_AGE_SECONDS,
@@ -28,3 +29,4 @@ pub use error::ConnectorError;
 pub use exposed::ExposedTable;
 pub use served_log::{ServedLog, ServedRecord};
 pub use server::{Connector, RunningConnector};
+pub use statements::{MAX_STATEMENTS, StatementCounts};

@@ -18,8 +18,12 @@ pub struct ServedRecord {
     pub caller: String,
     /// Caller certificate fingerprint (SHA-256, hex).
     pub fingerprint: String,
-    /// The SQL as received.
+    /// The SQL as received (a prepared statement's text, with `$1`, `$2`, … placeholders).
     pub sql: String,
+    /// The values bound to a prepared statement's placeholders, `$1` first
+    /// (empty for a statement sent as text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<String>,
     /// Rows sent.
     pub rows: u64,
     /// Bytes sent (Arrow in-memory size of the batches).

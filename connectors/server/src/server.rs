@@ -10,7 +10,7 @@ use creditgate_certs::revocation::CloseReason;
 use creditgate_certs::revocation::{DEFAULT_MAX_CONNECTION_AGE_GRACE, ReloadableTrust, RevocationOptions};
 use creditgate_certs::tls::{ALPN_H2, ClientTrust, IncomingOptions};
 use creditgate_flight::engine::{locked_down_runtime, read_only_sql_options, session};
-use creditgate_flight::{FrontConfig, ObservedStream, QueryBackend, RequestContext, TableEntry};
+use creditgate_flight::{FrontConfig, ObservedStream, PreparedStatement, QueryBackend, RequestContext, TableEntry};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -18,10 +18,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::config::ConnectorConfig;
+use arrow::array::RecordBatch;
+
+use crate::config::{ConnectorConfig, TableFormat};
 use crate::error::{ConnectorError, from_datafusion};
 use crate::served_log::{ServedLog, ServedRecord};
 use crate::sources::open_table;
+use crate::statements::{StatementCounts, Statements};
 
 /// The catalog name every connector serves its tables under.
 pub const CATALOG: &str = "creditgate";
@@ -32,6 +35,7 @@ pub struct Connector {
     ctx: SessionContext,
     tables: Vec<TableEntry>,
     log: Arc<ServedLog>,
+    statements: Statements,
 }
 
 /// A caller the connector accepted.
@@ -63,12 +67,69 @@ impl Connector {
                 .map_err(|e| ConnectorError::Table { table: table.name.clone(), message: e.strip_backtrace() })?;
         }
         let log = Arc::new(ServedLog::open(&config.served_log)?);
-        Ok(Arc::new(Self { config, ctx, tables, log }))
+        let file_tables = config
+            .tables
+            .iter()
+            .filter(|t| matches!(t.format, TableFormat::Parquet | TableFormat::Csv))
+            .map(|t| t.name.clone());
+        let statements = Statements::new(file_tables);
+        Ok(Arc::new(Self { config, ctx, tables, log, statements }))
     }
 
     /// The connector's configuration.
     pub fn config(&self) -> &ConnectorConfig {
         &self.config
+    }
+
+    /// How often statements were planned from text and how often a kept
+    /// plan was reused (prepared statements; see [`crate::statements`]).
+    pub fn statement_counts(&self) -> StatementCounts {
+        self.statements.counts()
+    }
+
+    /// `stream` conformed to `declared` (one schema per statement), with its
+    /// served-log record written when it ends.
+    fn served(
+        &self,
+        caller: &ConnectorCaller,
+        started: chrono::DateTime<chrono::Utc>,
+        sql: &str,
+        parameters: Vec<String>,
+        stream: SendableRecordBatchStream,
+        declared: SchemaRef,
+    ) -> SendableRecordBatchStream {
+        let stream = creditgate_flight::conform_stream(stream, declared);
+        let log = Arc::clone(&self.log);
+        let record = ServedRecord {
+            time: started.to_rfc3339(),
+            caller: caller.identity.name(),
+            fingerprint: caller.identity.fingerprint.clone(),
+            sql: sql.to_string(),
+            parameters,
+            rows: 0,
+            bytes: 0,
+            duration_ms: 0,
+            outcome: String::new(),
+        };
+        let observed = ObservedStream::new(stream, move |report| {
+            let record = ServedRecord {
+                rows: report.rows,
+                bytes: report.bytes,
+                duration_ms: report.duration.as_millis() as u64,
+                outcome: report.outcome.label().to_string(),
+                ..record
+            };
+            tracing::info!(
+                client = %record.caller,
+                rows = record.rows,
+                bytes = record.bytes,
+                duration_ms = record.duration_ms,
+                outcome = %record.outcome,
+                "served"
+            );
+            log.append(&record);
+        });
+        Box::pin(observed)
     }
 
     async fn dataframe(&self, sql: &str) -> Result<DataFrame, ConnectorError> {
@@ -252,37 +313,44 @@ impl QueryBackend for Connector {
         // One schema per statement: the stream carries the planned schema `plan` announced.
         let declared = Arc::new(frame.schema().as_arrow().clone());
         let stream = frame.execute_stream().await.map_err(|e| from_datafusion(e, false))?;
-        let stream = creditgate_flight::conform_stream(stream, declared);
-        let log = Arc::clone(&self.log);
-        let record = ServedRecord {
-            time: started.to_rfc3339(),
-            caller: caller.identity.name(),
-            fingerprint: caller.identity.fingerprint.clone(),
-            sql: sql.to_string(),
-            rows: 0,
-            bytes: 0,
-            duration_ms: 0,
-            outcome: String::new(),
-        };
-        let observed = ObservedStream::new(stream, move |report| {
-            let record = ServedRecord {
-                rows: report.rows,
-                bytes: report.bytes,
-                duration_ms: report.duration.as_millis() as u64,
-                outcome: report.outcome.label().to_string(),
-                ..record
-            };
-            tracing::info!(
-                client = %record.caller,
-                rows = record.rows,
-                bytes = record.bytes,
-                duration_ms = record.duration_ms,
-                outcome = %record.outcome,
-                "served"
-            );
-            log.append(&record);
-        });
-        Ok(Box::pin(observed))
+        Ok(self.served(caller, started, sql, Vec::new(), stream, declared))
+    }
+
+    async fn prepare(&self, _caller: &ConnectorCaller, sql: &str) -> Result<PreparedStatement, ConnectorError> {
+        let planned = self.statements.get(&self.ctx, sql).await?;
+        Ok(PreparedStatement {
+            key: sql.to_string(),
+            dataset_schema: Arc::clone(planned.schema()),
+            parameter_schema: planned.parameter_schema(),
+        })
+    }
+
+    fn offers_direct_prepared(&self) -> bool {
+        true
+    }
+
+    async fn execute_with(
+        &self,
+        caller: &ConnectorCaller,
+        sql: &str,
+        parameters: RecordBatch,
+    ) -> Result<SendableRecordBatchStream, ConnectorError> {
+        let started = chrono::Utc::now();
+        tracing::debug!(caller = %caller.identity.name(), %sql, "prepared query");
+        // A statement the cache let go of (or that another process prepared
+        // under the same key) is planned again from its text.
+        let planned = self.statements.get(&self.ctx, sql).await?;
+        let plan = self.statements.bind(&self.ctx, &planned, &parameters).await?;
+        let stream = datafusion::physical_plan::execute_stream(plan, self.ctx.task_ctx())
+            .map_err(|e| from_datafusion(e, false))?;
+        let values = (0..parameters.num_columns())
+            .map(|i| {
+                datafusion::common::ScalarValue::try_from_array(parameters.column(i), 0)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        Ok(self.served(caller, started, sql, values, stream, Arc::clone(planned.schema())))
     }
 
     fn stream_error(&self, _caller: &ConnectorCaller, error: DataFusionError) -> ConnectorError {

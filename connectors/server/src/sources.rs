@@ -65,5 +65,6 @@ pub(crate) async fn open_table(
         TableFormat::Postgres(_) | TableFormat::Mysql(_) => return Ok(open_database_table(table, pools).await),
     };
     let exposed = ExposedTable::try_new(inner, &table.columns).map_err(|e| fail(e.strip_backtrace()))?;
+    let exposed = if matches!(table.format, TableFormat::Sqlite) { exposed.writing_sql() } else { exposed };
     Ok(Arc::new(exposed))
 }

@@ -25,7 +25,7 @@ use creditgate_engine::{Caller, Disclosure, Engine, GatewayError, Intent, Permit
 use creditgate_ident::SubjectKind;
 use creditgate_policy::{DatasetGrant, LegalBasis, Operation};
 use creditgate_remote::RemoteTable;
-use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::logical_expr::{Expr, col, lit, placeholder};
 use serde::Deserialize;
 use tracing::Instrument;
 
@@ -457,21 +457,22 @@ async fn read_subject(
     };
     let deadline = source.deadlines().total.min(source.deadlines().first_batch * 2);
     // The fast path: a physical plan built once for this key (principal,
-    // dataset, key column, policy generation, federation, day) with a
-    // placeholder key, bound by writing the validated identifier into the
-    // pushed SQL. Only for keys of letters and digits (what the identifier
-    // checks let through), so the literal needs no escaping.
-    let cache =
-        cache.filter(|_| engine.lookup_plans().enabled() && key_value.chars().all(|c| c.is_ascii_alphanumeric()));
+    // dataset, key column, policy generation, federation, day) with the
+    // subject key as the placeholder `$1` of the pushed statement. A lookup
+    // binds the key as that parameter's value: the connector runs its
+    // prepared statement, and the key never becomes SQL text.
+    let cache = cache.filter(|_| engine.lookup_plans().enabled());
     if let Some(cache_key) = &cache
         && let Some(cached) = engine.lookup_plans().get(cache_key)
     {
         let bound = bind_key(cached, key_value).map_err(|e| ("error", e))?;
         return run_plan(session, bound, deadline).await;
     }
-    let key_literal = if cache.is_some() { KEY_PLACEHOLDER } else { key_value };
     let predicate = grant.row_predicate(today).map_err(|e| ("error", e.to_string()))?;
-    let key = col(key_column).eq(lit(key_literal.to_string()));
+    let key = match cache {
+        Some(_) => col(key_column).eq(placeholder(KEY_PLACEHOLDER)),
+        None => col(key_column).eq(lit(key_value.to_string())),
+    };
     let mut mandatory = match predicate {
         Some(p) => p.and(key),
         None => key,
@@ -507,29 +508,36 @@ async fn read_subject(
     finish(work, deadline).await
 }
 
-/// The subject key of a cached lookup plan, as planned: a value no
-/// identifier can be (it has lower-case letters and a dash), written by
-/// the pushdown as one quoted literal.
-const KEY_PLACEHOLDER: &str = "creditgate-lookup-key-placeholder";
+/// The placeholder of the subject key in a cached lookup plan's statement.
+const KEY_PLACEHOLDER: &str = "$1";
 
-/// `plan` (a cached lookup plan) with the placeholder key in its remote
-/// scan's SQL replaced by `key` (letters and digits only). Exactly one
-/// quoted placeholder must be there, or the plan is not used.
+/// `plan` (a cached lookup plan) with `key` bound as the value of its
+/// remote scan's one placeholder. Exactly one scan with exactly one
+/// placeholder must be there, or the plan is not used.
 fn bind_key(
     plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
     key: &str,
 ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>, String> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
-    let quoted = format!("'{KEY_PLACEHOLDER}'");
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+        KEY_PLACEHOLDER,
+        arrow::datatypes::DataType::Utf8,
+        false,
+    )]));
+    let row = arrow::array::RecordBatch::try_new(schema, vec![Arc::new(arrow::array::StringArray::from(vec![key]))])
+        .map_err(|e| format!("binding the subject key: {e}"))?;
     let mut bound = 0usize;
     let plan = plan
         .transform_down(|node| {
             let Some(scan) = node.downcast_ref::<creditgate_remote::RemoteScanExec>() else {
                 return Ok(Transformed::no(node));
             };
-            bound += scan.sql().matches(&quoted).count();
-            let sql = scan.sql().replace(&quoted, &format!("'{key}'"));
-            Ok(Transformed::yes(Arc::new(scan.with_sql(sql)) as Arc<dyn datafusion::physical_plan::ExecutionPlan>))
+            if scan.placeholders() == 0 {
+                return Ok(Transformed::no(node));
+            }
+            bound += scan.placeholders();
+            let scan = scan.with_parameters(row.clone());
+            Ok(Transformed::yes(Arc::new(scan) as Arc<dyn datafusion::physical_plan::ExecutionPlan>))
         })
         .map_err(|e| format!("binding the subject key: {e}"))?
         .data;
