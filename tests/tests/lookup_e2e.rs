@@ -197,8 +197,11 @@ async fn identifiers_are_checked_before_anything_is_sent() {
     assert_eq!(doc["legal_basis"], "duty:supervision");
     let market = served(&lab, "market");
     let penalties = market.iter().rev().find(|r| r.sql.contains("penalties")).expect("penalties query");
-    // Identifiers are quoted on the wire; compare without the quotes.
-    assert!(penalties.sql.replace('"', "").contains(&format!("credit_code = '{code}'")), "{}", penalties.sql);
+    // Identifiers are quoted on the wire; compare without the quotes. The
+    // key goes as the prepared statement's one parameter, never in the SQL.
+    assert!(penalties.sql.replace('"', "").contains("credit_code = $1"), "{}", penalties.sql);
+    assert_eq!(penalties.parameters, vec![code.clone()], "{}", penalties.sql);
+    assert!(!penalties.sql.contains(&code), "the key is not in the SQL text: {}", penalties.sql);
     let returned = doc["datasets"]["market.penalties"]["rows"].as_array().map(|r| r.len()).unwrap_or(0) as u64;
     assert_eq!(penalties.rows, returned, "the source sent only the subject's rows");
 
@@ -436,8 +439,8 @@ async fn a_15_digit_resident_id_is_looked_up_in_its_18_digit_form() {
     assert_eq!(doc15["subject"]["id_masked"].as_str().map(str::len), Some(18));
     // The source saw the 18-digit form only.
     let staff = served(&lab, "courier").into_iter().rev().find(|r| r.sql.contains("staff")).expect("staff query");
-    assert!(staff.sql.contains(&format!("'{id18}'")), "{}", staff.sql);
-    assert!(!staff.sql.contains(&format!("'{id15}'")), "{}", staff.sql);
+    assert_eq!(staff.parameters, vec![id18.clone()], "{}", staff.sql);
+    assert!(!staff.sql.contains(&id15) && !staff.sql.contains(&id18), "{}", staff.sql);
     assert_eq!(staff.rows, rows.len() as u64);
     // The same answer as the 18-digit lookup.
     let (status, doc18) = lookup(&lab, "samr", ask(&id18)).await;

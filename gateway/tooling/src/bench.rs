@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+mod points;
 mod state;
 
 use crate::client::{ClientIdentity, FlightClient};
@@ -50,6 +51,11 @@ pub struct BenchArgs {
     /// Measure only the shared-state rows (on the small federation).
     #[arg(long)]
     pub state_only: bool,
+    /// Measure only the point reads straight at a connector (10k and 1M
+    /// rows, prepared and as text) and from PostgreSQL, plus the lookup
+    /// rows at 32 callers.
+    #[arg(long)]
+    pub points_only: bool,
 }
 
 /// The bench policy: the demo policy without rate limits or quotas (they
@@ -318,6 +324,58 @@ async fn lookup_cache_off_on(
     Ok(())
 }
 
+/// The point-read rows: the market connector read one enterprise at a time
+/// on the large table vs the small one (`small`, measured before), prepared
+/// vs as text, and vs the same rows read from PostgreSQL through a prepared
+/// statement on its indexed key.
+async fn point_rows(
+    args: &BenchArgs,
+    big: &Lab,
+    small: &points::ConnectorReads,
+    report: &mut dyn FnMut(&str, String, String, String, &str),
+) -> Result<(), String> {
+    let large = points::connector_reads(big, args.lookups, 200).await?;
+    let p50 = |samples: &[Duration]| percentile(&mut samples.to_vec(), 0.5);
+    let rows = |lab: &Lab| lab.manifest.table("market", "enterprises").map(|t| t.rows).unwrap_or(0);
+    let ratio = |a: Duration, b: Duration| format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64().max(1e-9));
+    let big_rows = rows(big);
+    report(
+        &format!("connector point read p50, {big_rows} rows vs small table"),
+        ms(p50(&large.prepared)),
+        ms(p50(&small.prepared)),
+        ratio(p50(&large.prepared), p50(&small.prepared)),
+        "market.enterprises by credit code, prepared; straight at the connector; aim ≤ 1.3×",
+    );
+    report(
+        &format!("connector point read p50, prepared vs as text ({big_rows} rows)"),
+        ms(p50(&large.prepared)),
+        ms(p50(&large.text)),
+        ratio(p50(&large.prepared), p50(&large.text)),
+        "the same reads alternating: the statement planned once vs parsed and planned each time",
+    );
+    report(
+        "… as text, large vs small table",
+        ms(p50(&large.text)),
+        ms(p50(&small.text)),
+        ratio(p50(&large.text), p50(&small.text)),
+        "",
+    );
+    match points::postgres_reads(big, &args.state, &large).await? {
+        Some(mut pg) => {
+            let pg50 = percentile(&mut pg, 0.5);
+            report(
+                &format!("connector point read p50 vs PostgreSQL prepared ({big_rows} rows)"),
+                ms(p50(&large.prepared)),
+                ms(pg50),
+                ratio(p50(&large.prepared), pg50),
+                "baseline: the same rows by a PostgreSQL prepared statement on the indexed key (tokio-postgres); aim ≤ 3×",
+            );
+        }
+        None => eprintln!("the PostgreSQL point-read row was skipped"),
+    }
+    Ok(())
+}
+
 /// Graded supervision: one grade (Flight action) vs one lookup of the same
 /// enterprise, alternating, `n` each (p50 ratio; aim ≤ 1.5×); then a batch
 /// of up to 1,000 enterprises (`POST /v1/grades`, the configured bounded
@@ -525,6 +583,19 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     .await?;
     if args.prepared_only {
         small.stop().await?;
+        return write_report(&args, &rows);
+    }
+    // 1c'. Point reads straight at the market connector, on the small table
+    // (compared with the large one below).
+    let small_reads = points::connector_reads(&small, args.lookups, 200).await?;
+    if args.points_only {
+        small.stop().await?;
+        let big = start(&args.dir.join("large"), args.scale, true).await?;
+        point_rows(&args, &big, &small_reads, &mut |name, ours, baseline, ratio, note| {
+            report(&mut rows, name, ours, baseline, ratio, note)
+        })
+        .await?;
+        big.stop().await?;
         return write_report(&args, &rows);
     }
     // 1d. Planning overhead of the masked-relation check.
@@ -853,6 +924,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
 
     // ---- Large federation: bulk streaming, policy overhead, table-size scaling.
     let big = start(&args.dir.join("large"), args.scale, true).await?;
+    point_rows(&args, &big, &small_reads, &mut |name, ours, baseline, ratio, note| {
+        report(&mut rows, name, ours, baseline, ratio, note)
+    })
+    .await?;
     let table_rows = big.manifest.table("market", "enterprises").map(|t| t.rows).unwrap_or(0);
     let mut agency = big.flight_client("credit_agency")?;
     let mut unmasked = big.flight_client("samr")?;
