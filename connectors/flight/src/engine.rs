@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use datafusion::error::Result;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -11,10 +12,19 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 /// A runtime that never writes to disk (spilling disabled, so an oversized
 /// operator fails instead of writing personal data to a temp file) and caps
 /// memory at `memory_limit_bytes`.
+///
+/// File metadata (Parquet footers and page indexes) and file statistics
+/// are kept between queries, in DataFusion's bounded caches, each entry
+/// checked against the file's size and modification time. A table's files
+/// are listed again at every query (DataFusion's listing cache, which never
+/// expires by default, is off): a file rewritten in place, added or removed
+/// is seen at the next query, and what was kept of an old file is never
+/// applied to the new one.
 pub fn locked_down_runtime(memory_limit_bytes: usize) -> Result<Arc<RuntimeEnv>> {
     RuntimeEnvBuilder::new()
         .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
         .with_memory_limit(memory_limit_bytes, 1.0)
+        .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
         .build_arc()
 }
 

@@ -87,6 +87,15 @@ impl Connector {
         self.statements.counts()
     }
 
+    /// How many files' metadata (Parquet footers and page indexes) the
+    /// connector keeps between queries: DataFusion's runtime cache, bounded
+    /// (50 MiB by default) and checked against each file's size and
+    /// modification time when it is listed, so a file rewritten in place is
+    /// read anew.
+    pub fn cached_file_metadata(&self) -> usize {
+        self.ctx.runtime_env().cache_manager.get_file_metadata_cache().len()
+    }
+
     /// `stream` conformed to `declared` (one schema per statement), with its
     /// served-log record written when it ends.
     fn served(

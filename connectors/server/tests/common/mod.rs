@@ -39,6 +39,7 @@ pub struct Lab {
     pub gateway_1: Cert,
     pub gateway_2: Cert,
     pub running: RunningConnector,
+    pub connector: Arc<Connector>,
 }
 
 /// Replaces a file the way `certs revoke` does (temporary file + rename).
@@ -49,6 +50,21 @@ pub fn replace(path: &Path, contents: &str) {
 }
 
 pub async fn lab(crl_check_interval_seconds: u64) -> Lab {
+    lab_with(crl_check_interval_seconds, |dir| {
+        std::fs::write(dir.join("items.csv"), "id,name\n1,one\n2,two\n3,three\n").unwrap();
+        vec![TableConfig {
+            name: "items".into(),
+            format: TableFormat::Csv,
+            path: dir.join("items.csv"),
+            source_table: None,
+            columns: vec!["id".into(), "name".into()],
+        }]
+    })
+    .await
+}
+
+/// A connector serving the tables `tables` writes into the lab's directory.
+pub async fn lab_with(crl_check_interval_seconds: u64, tables: impl FnOnce(&Path) -> Vec<TableConfig>) -> Lab {
     creditgate_certs::install_default_provider();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
@@ -68,7 +84,7 @@ pub async fn lab(crl_check_interval_seconds: u64) -> Lab {
     let gateway_2 = gateway("gateway-2");
     let crl = dir.join("crl.pem");
     replace(&crl, &ca.crl_pem(&[], HOUR).unwrap());
-    std::fs::write(dir.join("items.csv"), "id,name\n1,one\n2,two\n3,three\n").unwrap();
+    let tables = tables(&dir);
 
     let config = ConnectorConfig {
         name: "market".into(),
@@ -84,16 +100,11 @@ pub async fn lab(crl_check_interval_seconds: u64) -> Lab {
         served_log: dir.join("served.jsonl"),
         memory_limit_bytes: 256 * 1024 * 1024,
         handshake_timeout_ms: 5_000,
-        tables: vec![TableConfig {
-            name: "items".into(),
-            format: TableFormat::Csv,
-            path: dir.join("items.csv"),
-            source_table: None,
-            columns: vec!["id".into(), "name".into()],
-        }],
+        tables,
     };
-    let running = Connector::open(config).await.unwrap().start().await.unwrap();
-    Lab { _tmp: tmp, ca, ca_file, crl, gateway_1, gateway_2, running }
+    let connector = Connector::open(config).await.unwrap();
+    let running = Arc::clone(&connector).start().await.unwrap();
+    Lab { _tmp: tmp, ca, ca_file, crl, gateway_1, gateway_2, running, connector }
 }
 
 impl Lab {
