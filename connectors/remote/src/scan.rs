@@ -52,11 +52,6 @@ impl RemoteScanExec {
             properties: Arc::clone(&self.properties),
         }
     }
-
-    /// The source's name.
-    pub fn source_name(&self) -> &str {
-        self.source.name()
-    }
 }
 
 impl DisplayAs for RemoteScanExec {

@@ -11,6 +11,7 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{CommandGetTables, CommandStatementQuery, ProstMessageExt};
 use arrow_flight::{FlightInfo, IpcMessage, Ticket};
+use creditgate_ident::SourceName;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::stream::BoxStream;
@@ -148,7 +149,7 @@ pub type SourceObserver = Arc<dyn Fn(&str, &'static str, Duration) + Send + Sync
 
 /// A connector reachable over a kept-alive HTTP/2 channel.
 pub struct RemoteSource {
-    name: String,
+    name: SourceName,
     client: FlightSqlServiceClient<Channel>,
     deadlines: Deadlines,
     observer: Option<SourceObserver>,
@@ -165,12 +166,12 @@ impl std::fmt::Debug for RemoteSource {
 
 impl RemoteSource {
     /// A source named `name` over `channel` (see `creditgate_certs::tls::channel`).
-    pub fn new(name: impl Into<String>, channel: Channel, deadlines: Deadlines) -> Self {
+    pub fn new(name: SourceName, channel: Channel, deadlines: Deadlines) -> Self {
         let inner = FlightServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Self {
-            name: name.into(),
+            name,
             client: FlightSqlServiceClient::new_from_inner(inner),
             deadlines,
             observer: None,
@@ -186,7 +187,7 @@ impl RemoteSource {
     }
 
     /// The source's name.
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &SourceName {
         &self.name
     }
 
@@ -362,7 +363,7 @@ impl RemoteSource {
         self.circuit.record(Some(&error));
         self.note(Some(&error));
         if let Some(observer) = &self.observer {
-            observer(&self.name, error.status_label(), started.elapsed());
+            observer(self.name.as_str(), error.status_label(), started.elapsed());
         }
         tracing::warn!(source = %self.name, error = %error.kind, "remote query failed");
         error
@@ -401,7 +402,7 @@ impl Tail {
                 self.source.circuit.record(None);
                 self.source.note(None);
                 if let Some(observer) = &self.source.observer {
-                    observer(&self.source.name, "ok", self.started.elapsed());
+                    observer(self.source.name.as_str(), "ok", self.started.elapsed());
                 }
                 None
             }
@@ -432,7 +433,7 @@ impl Drop for Tail {
         if !self.done
             && let Some(observer) = &self.source.observer
         {
-            observer(&self.source.name, "cancelled", self.started.elapsed());
+            observer(self.source.name.as_str(), "cancelled", self.started.elapsed());
         }
     }
 }
@@ -485,7 +486,10 @@ mod tests {
     use super::*;
 
     fn unavailable() -> SourceError {
-        SourceError { source_name: "court".into(), kind: SourceErrorKind::Unavailable("refused".into()) }
+        SourceError {
+            source_name: SourceName::parse("court").unwrap(),
+            kind: SourceErrorKind::Unavailable("refused".into()),
+        }
     }
 
     #[test]
@@ -501,7 +505,7 @@ mod tests {
         let other = Circuit::default();
         for _ in 0..10 {
             other.record(Some(&SourceError {
-                source_name: "x".into(),
+                source_name: SourceName::parse("x").unwrap(),
                 kind: SourceErrorKind::Failed("bad sql".into()),
             }));
         }
