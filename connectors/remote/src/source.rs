@@ -487,7 +487,7 @@ mod tests {
 
     fn unavailable() -> SourceError {
         SourceError {
-            source_name: SourceName::parse("court").unwrap(),
+            source_name: SourceName::parse("court").expect("source name"),
             kind: SourceErrorKind::Unavailable("refused".into()),
         }
     }
@@ -505,7 +505,7 @@ mod tests {
         let other = Circuit::default();
         for _ in 0..10 {
             other.record(Some(&SourceError {
-                source_name: SourceName::parse("x").unwrap(),
+                source_name: SourceName::parse("x").expect("source name"),
                 kind: SourceErrorKind::Failed("bad sql".into()),
             }));
         }

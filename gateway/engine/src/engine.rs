@@ -1084,11 +1084,6 @@ impl Engine {
         &self.lookup_plans
     }
 
-    /// How many prepared statements the gateway keeps.
-    pub fn prepared_statements(&self) -> usize {
-        self.prepared.len()
-    }
-
     /// Runs the prepared statement (or binding) of `key` for `caller` with
     /// `purpose`, under a permit of its own (planning-only for
     /// [`PreparedMode::Plan`]): the handle must be `caller`'s for this

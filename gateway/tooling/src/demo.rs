@@ -754,11 +754,6 @@ impl Lab {
         serde_json::to_value(&artefact).map_err(|e| e.to_string())
     }
 
-    /// Writes DIR/endpoints.json for people connecting by hand.
-    pub fn write_endpoints(&self) -> Result<PathBuf, String> {
-        self.write_endpoints_document(self.endpoints_document(&self.front()))
-    }
-
     /// What DIR/endpoints.json says with the gateway's addresses taken from
     /// `front`: the Flight SQL, HTTP and public addresses, the server name,
     /// the CA file, every demo caller and every connector.

@@ -305,6 +305,8 @@ name_impls!(DatasetName);
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
