@@ -152,7 +152,7 @@ async fn grades_equal_a_computation_over_the_raw_files_and_hidden_datasets_are_n
     assert!(codes.len() >= 15, "{codes:?}");
     let policy = creditgate_policy::Policy::parse(DEMO_POLICY, "demo-policy.toml").expect("policy");
     let agency = policy.principal("credit_agency").expect("credit agency");
-    let agency_sees: BTreeSet<String> = policy.grants_for(agency).into_iter().map(|g| g.dataset).collect();
+    let agency_sees: BTreeSet<String> = policy.grants_for(agency).into_iter().map(|g| g.dataset.to_string()).collect();
     let mut grades_seen = BTreeSet::new();
     let mut fired_seen = BTreeSet::new();
     for code in &codes {

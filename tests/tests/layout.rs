@@ -133,7 +133,7 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn no_product_code_names_a_demo_dataset() {
     let policy = creditgate_policy::Policy::parse(creditgate_tooling::demo::DEMO_POLICY, "demo-policy.toml")
         .expect("demo policy");
-    let datasets: Vec<&String> = policy.datasets().keys().collect();
+    let datasets: Vec<&creditgate_ident::DatasetName> = policy.datasets().keys().collect();
     assert!(datasets.len() > 10, "the demo's datasets: {datasets:?}");
     let mut sources = Vec::new();
     for krate in PRODUCT {

@@ -108,7 +108,7 @@ async fn check_report(lab: &Lab, policy_text: &str, report: &LinkageReport) {
                 {
                     expected.insert((
                         principal.name.clone(),
-                        grant.dataset.clone(),
+                        grant.dataset.to_string(),
                         c.name.clone(),
                         c.mask.to_string(),
                     ));

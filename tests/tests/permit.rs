@@ -192,7 +192,7 @@ fn an_internal_failure_shows_only_a_reference_and_a_source_failure_only_its_name
     let connector_text = "Schema error: No field named inf. Valid fields are a.secret_column, a.hidden_id";
     {
         let kind = SourceErrorKind::Failed(connector_text.into());
-        let error = GatewayError::Source(SourceError { source_name: "market".into(), kind });
+        let error = GatewayError::Source(SourceError { source_name: "market".parse().expect("source name"), kind });
         let message = error.client_message();
         assert!(message.contains("source `market`"), "{message}");
         assert!(!message.contains("secret_column") && !message.contains("Valid fields"), "{message}");

@@ -690,7 +690,7 @@ async fn get_tables_explains_each_mask_as_the_catalog_does_and_lists_nothing_ung
         let listed = listed_tables(&lab, caller).await;
         let catalog = catalog_of(&lab, caller).await;
         let principal = policy.principal(caller).expect("demo principal");
-        let granted: Vec<String> = policy.grants_for(principal).into_iter().map(|g| g.dataset).collect();
+        let granted: Vec<String> = policy.grants_for(principal).into_iter().map(|g| g.dataset.to_string()).collect();
         assert_eq!(listed.keys().cloned().collect::<Vec<_>>(), granted, "{caller}: GetTables lists the grants");
         let datasets = catalog["datasets"].as_array().expect("datasets");
         assert_eq!(datasets.len(), granted.len(), "{caller}: {catalog}");
@@ -837,7 +837,7 @@ async fn catalog_explains_access_exactly_and_the_licence_scope_binds() {
             catalog["datasets"].as_array().expect("datasets").iter().filter_map(|d| d["name"].as_str()).collect();
         assert_eq!(names, grants.iter().map(|g| g.dataset.as_str()).collect::<Vec<_>>(), "{caller}");
         for grant in &grants {
-            let entry = catalog_entry(&catalog, &grant.dataset);
+            let entry = catalog_entry(&catalog, grant.dataset.as_str());
             let want: Vec<(String, String, String)> = grant
                 .columns
                 .iter()
@@ -896,7 +896,7 @@ async fn catalog_explains_access_exactly_and_the_licence_scope_binds() {
     let names: Vec<&str> =
         ca["datasets"].as_array().expect("datasets").iter().filter_map(|d| d["name"].as_str()).collect();
     let scope = &policy.principal("credit_agency").and_then(|p| p.licence.as_ref()).expect("licence").scope;
-    let mut scope_sorted: Vec<&str> = scope.iter().map(String::as_str).collect();
+    let mut scope_sorted: Vec<&str> = scope.iter().map(|d| d.as_str()).collect();
     scope_sorted.sort_unstable();
     assert_eq!(names, scope_sorted, "a credit agency is granted its licence scope and nothing else");
     let debtors = catalog_entry(&ca, "court.dishonest_debtors");

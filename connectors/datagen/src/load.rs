@@ -137,11 +137,12 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// An identifier the databases take unquoted, in either case: the one rule
+/// of [`creditgate_ident::is_identifier`] with capitals allowed too, since a
+/// schema prefix ([`LoadOptions::schema_prefix`]) or a column may be written
+/// in capitals.
 fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    name.len() <= 63
-        && matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    creditgate_ident::is_identifier(&name.to_ascii_lowercase())
 }
 
 /// Columns worth an index: subject identifiers and record ids.

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use creditgate_ident::SourceName;
+
 /// What went wrong with a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceErrorKind {
@@ -27,7 +29,7 @@ pub enum SourceErrorKind {
 #[error("source `{source_name}` {kind}")]
 pub struct SourceError {
     /// The source (connector) name.
-    pub source_name: String,
+    pub source_name: SourceName,
     /// What happened.
     pub kind: SourceErrorKind,
 }
@@ -77,7 +79,7 @@ impl SourceError {
         }
     }
 
-    pub(crate) fn from_status(source_name: &str, status: &tonic::Status) -> SourceError {
+    pub(crate) fn from_status(source_name: &SourceName, status: &tonic::Status) -> SourceError {
         use tonic::Code;
         // The connector's own text is kept only where it is the failure's
         // detail for the operator (`Failed`); the kinds whose text is shown
@@ -85,17 +87,17 @@ impl SourceError {
         let message = status.message().to_string();
         let kind = match status.code() {
             Code::Unavailable => {
-                tracing::warn!(source = source_name, detail = %message, "source answered UNAVAILABLE");
+                tracing::warn!(source = %source_name, detail = %message, "source answered UNAVAILABLE");
                 SourceErrorKind::Unavailable("the connector reported it cannot serve now".to_string())
             }
             Code::Unauthenticated | Code::PermissionDenied => {
-                tracing::warn!(source = source_name, detail = %message, "source refused the gateway");
+                tracing::warn!(source = %source_name, detail = %message, "source refused the gateway");
                 SourceErrorKind::Refused("the connector did not accept the gateway's certificate".to_string())
             }
             Code::DeadlineExceeded => SourceErrorKind::Failed(format!("deadline exceeded: {message}")),
             _ => SourceErrorKind::Failed(message),
         };
-        SourceError { source_name: source_name.to_string(), kind }
+        SourceError { source_name: source_name.clone(), kind }
     }
 
     pub(crate) fn into_datafusion(self) -> datafusion::error::DataFusionError {

@@ -86,11 +86,6 @@ impl RemoteScanExec {
             ))),
         }
     }
-
-    /// The source's name.
-    pub fn source_name(&self) -> &str {
-        self.source.name()
-    }
 }
 
 impl DisplayAs for RemoteScanExec {

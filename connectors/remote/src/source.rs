@@ -14,6 +14,7 @@ use arrow_flight::sql::{
     CommandStatementQuery, ProstMessageExt,
 };
 use arrow_flight::{Action, FlightInfo, IpcMessage, Ticket};
+use creditgate_ident::SourceName;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::stream::BoxStream;
@@ -171,7 +172,7 @@ pub type SourceObserver = Arc<dyn Fn(&str, &'static str, Duration) + Send + Sync
 
 /// A connector reachable over a kept-alive HTTP/2 channel.
 pub struct RemoteSource {
-    name: String,
+    name: SourceName,
     client: FlightSqlServiceClient<Channel>,
     deadlines: Deadlines,
     observer: Option<SourceObserver>,
@@ -190,12 +191,12 @@ impl std::fmt::Debug for RemoteSource {
 
 impl RemoteSource {
     /// A source named `name` over `channel` (see `creditgate_certs::tls::channel`).
-    pub fn new(name: impl Into<String>, channel: Channel, deadlines: Deadlines) -> Self {
+    pub fn new(name: SourceName, channel: Channel, deadlines: Deadlines) -> Self {
         let inner = FlightServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Self {
-            name: name.into(),
+            name,
             client: FlightSqlServiceClient::new_from_inner(inner),
             deadlines,
             observer: None,
@@ -214,7 +215,7 @@ impl RemoteSource {
     }
 
     /// The source's name.
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &SourceName {
         &self.name
     }
 
@@ -463,7 +464,7 @@ impl RemoteSource {
         self.circuit.record(Some(&error));
         self.note(Some(&error));
         if let Some(observer) = &self.observer {
-            observer(&self.name, error.status_label(), started.elapsed());
+            observer(self.name.as_str(), error.status_label(), started.elapsed());
         }
         tracing::warn!(source = %self.name, error = %error.kind, "remote query failed");
         error
@@ -502,7 +503,7 @@ impl Tail {
                 self.source.circuit.record(None);
                 self.source.note(None);
                 if let Some(observer) = &self.source.observer {
-                    observer(&self.source.name, "ok", self.started.elapsed());
+                    observer(self.source.name.as_str(), "ok", self.started.elapsed());
                 }
                 None
             }
@@ -533,7 +534,7 @@ impl Drop for Tail {
         if !self.done
             && let Some(observer) = &self.source.observer
         {
-            observer(&self.source.name, "cancelled", self.started.elapsed());
+            observer(self.source.name.as_str(), "cancelled", self.started.elapsed());
         }
     }
 }
@@ -586,7 +587,10 @@ mod tests {
     use super::*;
 
     fn unavailable() -> SourceError {
-        SourceError { source_name: "court".into(), kind: SourceErrorKind::Unavailable("refused".into()) }
+        SourceError {
+            source_name: SourceName::parse("court").expect("source name"),
+            kind: SourceErrorKind::Unavailable("refused".into()),
+        }
     }
 
     #[test]
@@ -602,7 +606,7 @@ mod tests {
         let other = Circuit::default();
         for _ in 0..10 {
             other.record(Some(&SourceError {
-                source_name: "x".into(),
+                source_name: SourceName::parse("x").expect("source name"),
                 kind: SourceErrorKind::Failed("bad sql".into()),
             }));
         }

@@ -523,7 +523,7 @@ columns = [{columns}]
         let channel =
             creditgate_certs::tls::channel(&running.addr.to_string(), "localhost", client, Duration::from_secs(3))
                 .expect("channel");
-        let source = Arc::new(RemoteSource::new("diff", channel, Deadlines::default()));
+        let source = Arc::new(RemoteSource::new("diff".parse().expect("source name"), channel, Deadlines::default()));
         let infos = source.tables().await.expect("GetTables");
         let ctx = SessionContext::new();
         for storage in STORAGES {

@@ -99,25 +99,6 @@ pub enum AuditError {
 }
 
 impl AuditError {
-    /// Whether retrying the same operation later may succeed (transient I/O
-    /// trouble) as opposed to a configuration or integrity problem.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            AuditError::Io { .. }
-            | AuditError::WriteFailed { .. }
-            | AuditError::Locked { .. }
-            | AuditError::StoreUnavailable { .. } => true,
-            AuditError::Closed
-            | AuditError::Corrupt { .. }
-            | AuditError::SigningKey { .. }
-            | AuditError::InvalidRecord { .. }
-            | AuditError::InvalidOptions { .. }
-            | AuditError::InvalidSubjectKey { .. }
-            | AuditError::Json { .. }
-            | AuditError::NoCheckpoint { .. } => false,
-        }
-    }
-
     /// Builds a closure that wraps an `io::Error` with context.
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> AuditError {
         let path = path.into();

@@ -180,7 +180,7 @@ pub fn datasets_and_columns(plan: &LogicalPlan) -> BTreeMap<String, Vec<String>>
 /// read) is recorded as `withheld`.
 pub fn column_accesses(
     touched: &BTreeMap<String, Vec<String>>,
-    grants: &BTreeMap<String, creditgate_policy::DatasetGrant>,
+    grants: &BTreeMap<creditgate_ident::DatasetName, creditgate_policy::DatasetGrant>,
 ) -> Vec<ColumnAccess> {
     touched
         .iter()
@@ -189,7 +189,7 @@ pub fn column_accesses(
                 dataset: dataset.clone(),
                 column: column.clone(),
                 mask: grants
-                    .get(dataset)
+                    .get(dataset.as_str())
                     .and_then(|g| g.column(column))
                     .map(|c| c.mask.to_string())
                     .unwrap_or_else(|| "withheld".to_string()),

@@ -1,6 +1,6 @@
 //! Gateway configuration (TOML).
 
-use creditgate_ident::is_identifier;
+use creditgate_ident::{DatasetName, SourceName, is_identifier};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -596,7 +596,7 @@ pub struct UpstreamConfig {
 #[serde(deny_unknown_fields)]
 pub struct ConnectorRef {
     /// Source name (e.g. `court`).
-    pub name: String,
+    pub name: SourceName,
     /// `host:port` of its Flight SQL endpoint.
     pub endpoint: String,
     /// The name its certificate must carry: a DNS name or IP address (SAN).
@@ -624,23 +624,18 @@ pub struct ConnectorRef {
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
     /// Logical name, `schema.table` (e.g. `court.dishonest_debtors`).
-    pub name: String,
+    pub name: DatasetName,
     /// The connector serving it.
-    pub connector: String,
+    pub connector: SourceName,
     /// Table name at the connector (defaults to the part after the dot).
     #[serde(default)]
     pub table: Option<String>,
 }
 
 impl DatasetConfig {
-    /// `(schema, table)` of the logical name.
-    pub fn split(&self) -> Option<(&str, &str)> {
-        self.name.split_once('.')
-    }
-
     /// The table name at the connector.
     pub fn remote_table(&self) -> &str {
-        self.table.as_deref().or_else(|| self.split().map(|(_, t)| t)).unwrap_or(&self.name)
+        self.table.as_deref().unwrap_or(self.name.table())
     }
 }
 
@@ -740,9 +735,6 @@ impl GatewayConfig {
         }
         let mut connectors = BTreeSet::new();
         for (i, c) in self.connectors.iter().enumerate() {
-            if !is_identifier(&c.name) {
-                problems.push(format!("connectors[{i}].name: `{}` must be a lowercase identifier", c.name));
-            }
             if !connectors.insert(c.name.as_str()) {
                 problems.push(format!("connectors[{i}].name: `{}` is declared twice", c.name));
             }
@@ -755,11 +747,6 @@ impl GatewayConfig {
         }
         let mut datasets = BTreeSet::new();
         for (i, d) in self.datasets.iter().enumerate() {
-            match d.split() {
-                Some((schema, table)) if is_identifier(schema) && is_identifier(table) => {}
-                _ => problems
-                    .push(format!("datasets[{i}].name: `{}` must be `schema.table` in lowercase identifiers", d.name)),
-            }
             if !datasets.insert(d.name.as_str()) {
                 problems.push(format!("datasets[{i}].name: `{}` is declared twice", d.name));
             }
@@ -915,6 +902,25 @@ mod tests {
         let text = EXAMPLE.replace("first_batch_timeout_ms", "first_batch_timout_ms");
         let error = toml::from_str::<GatewayConfig>(&text).expect_err("typo");
         assert!(error.to_string().contains("first_batch_timout_ms"), "{error}");
+    }
+
+    #[test]
+    fn bad_dataset_and_source_names_are_refused_with_their_key_and_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = EXAMPLE
+            .replace("name = \"market.penalties\"", "name = \"Market.penalties\"")
+            .replace("name = \"court\"", "name = \"Court\"")
+            .replace("retention_days = 1096", "retention_days = 30");
+        let file = dir.path().join("gateway.toml");
+        std::fs::write(&file, text).expect("write");
+        let message = GatewayConfig::load(&file).expect_err("invalid").to_string();
+        for expected in [
+            "datasets[1].name: `Market.penalties` is not a dataset name",
+            "connectors[1].name: `Court` is not a source name",
+            "audit.retention_days: 30 is below",
+        ] {
+            assert!(message.contains(expected), "`{expected}` not in:\n{message}");
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ use creditgate_certs::revocation::{CrlOutcome, RefusedHandshake, ReloadReport, R
 use creditgate_certs::tls::ConnInfo;
 use creditgate_flight::engine::{locked_down_runtime, read_only_sql_options, session};
 use creditgate_flight::{ObservedStream, TableEntry};
+use creditgate_ident::DatasetName;
 use creditgate_policy::{DatasetGrant, MaskUdfs, Policy, Principal, Role};
 use creditgate_remote::{RemoteTable, SourceError};
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
@@ -87,7 +88,7 @@ pub struct Consents {
 struct CachedCatalog {
     key: (u64, u64, chrono::NaiveDate),
     catalog: Arc<MemoryCatalogProvider>,
-    grants: Arc<BTreeMap<String, DatasetGrant>>,
+    grants: Arc<BTreeMap<DatasetName, DatasetGrant>>,
 }
 
 /// The gateway's engine.
@@ -786,7 +787,10 @@ impl Engine {
         (self.policy_generation(), self.federation.generation(), today())
     }
 
-    fn catalog_for(&self, principal: &Principal) -> (Arc<MemoryCatalogProvider>, Arc<BTreeMap<String, DatasetGrant>>) {
+    fn catalog_for(
+        &self,
+        principal: &Principal,
+    ) -> (Arc<MemoryCatalogProvider>, Arc<BTreeMap<DatasetName, DatasetGrant>>) {
         let key = self.catalog_key();
         let mut cache = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(cached) = cache.get(&principal.name)
@@ -804,7 +808,7 @@ impl Engine {
     }
 
     /// The grants of the permit's principal whose datasets are available now.
-    pub fn grants(&self, permit: &Permit) -> Arc<BTreeMap<String, DatasetGrant>> {
+    pub fn grants(&self, permit: &Permit) -> Arc<BTreeMap<DatasetName, DatasetGrant>> {
         self.catalog_for(permit.principal()).1
     }
 
@@ -812,9 +816,9 @@ impl Engine {
         &self,
         principal: &Principal,
         today: chrono::NaiveDate,
-    ) -> (MemoryCatalogProvider, BTreeMap<String, DatasetGrant>) {
+    ) -> (MemoryCatalogProvider, BTreeMap<DatasetName, DatasetGrant>) {
         let policy = self.policy();
-        let available: BTreeMap<String, (crate::federation::Dataset, SchemaRef)> =
+        let available: BTreeMap<DatasetName, (crate::federation::Dataset, SchemaRef)> =
             self.federation.available().into_iter().map(|(d, s)| (d.name.clone(), (d, s))).collect();
         let catalog = MemoryCatalogProvider::new();
         let mut schemas: BTreeMap<String, Arc<MemorySchemaProvider>> = BTreeMap::new();
@@ -825,7 +829,7 @@ impl Engine {
             let Some(source) = self.federation.source(&dataset.source) else { continue };
             let predicate = grant.row_predicate(today).map_err(|e| e.to_string()).and_then(|predicate| {
                 // The public window's publication periods, at the source like retention.
-                match self.config.public.rule_for(&grant.dataset) {
+                match self.config.public.rule_for(grant.dataset.as_str()) {
                     Some(rule) if principal.role == Role::Public => {
                         let period = rule.predicate(today)?;
                         Ok(Some(predicate.map_or(period.clone(), |p| p.and(period))))
@@ -842,9 +846,9 @@ impl Engine {
             match view {
                 Ok(view) => {
                     let provider = schemas
-                        .entry(dataset.schema_name.clone())
+                        .entry(dataset.name.source().to_owned())
                         .or_insert_with(|| Arc::new(MemorySchemaProvider::new()));
-                    if provider.register_table(dataset.table_name.clone(), view).is_ok() {
+                    if provider.register_table(dataset.name.table().to_owned(), view).is_ok() {
                         grants.insert(grant.dataset.clone(), grant);
                     }
                 }
@@ -877,7 +881,7 @@ impl Engine {
     pub fn session_for(
         &self,
         permit: &Permit,
-    ) -> Result<(SessionContext, Arc<BTreeMap<String, DatasetGrant>>), GatewayError> {
+    ) -> Result<(SessionContext, Arc<BTreeMap<DatasetName, DatasetGrant>>), GatewayError> {
         let (catalog, grants) = self.catalog_for(permit.principal());
         let ctx = self.engine()?;
         ctx.register_catalog(CATALOG, catalog);
@@ -1078,11 +1082,6 @@ impl Engine {
     /// The physical plans of the lookup fast path.
     pub fn lookup_plans(&self) -> &crate::prepared::LookupPlans {
         &self.lookup_plans
-    }
-
-    /// How many prepared statements the gateway keeps.
-    pub fn prepared_statements(&self) -> usize {
-        self.prepared.len()
     }
 
     /// Runs the prepared statement (or binding) of `key` for `caller` with
@@ -1290,7 +1289,7 @@ impl Engine {
         &self,
         permit: Permit,
         frames: Vec<DataFrame>,
-        grants: Arc<BTreeMap<String, DatasetGrant>>,
+        grants: Arc<BTreeMap<DatasetName, DatasetGrant>>,
         deep: bool,
         declared: SchemaRef,
     ) -> Result<SendableRecordBatchStream, GatewayError> {
@@ -1398,7 +1397,7 @@ impl Engine {
     pub fn sources_of<'a>(&self, datasets: impl Iterator<Item = &'a String>) -> Vec<String> {
         let mut names: Vec<String> = datasets
             .filter_map(|d| self.federation.datasets().iter().find(|x| &x.name == d))
-            .map(|d| d.source.clone())
+            .map(|d| d.source.to_string())
             .collect();
         names.sort();
         names.dedup();
@@ -1471,7 +1470,7 @@ impl Engine {
             'tables: for table in schema.table_names() {
                 let Ok(Some(provider)) = schema.table(&table).await else { continue };
                 let dataset = format!("{schema_name}.{table}");
-                let Some(grant) = grants.get(&dataset) else {
+                let Some(grant) = grants.get(dataset.as_str()) else {
                     tracing::error!(%dataset, "a secure view without its grant; not listed");
                     continue;
                 };
@@ -1680,7 +1679,7 @@ fn check_public_sections(config: &GatewayConfig, policy: &Policy) -> Result<(), 
 
 fn warn_about_policy_coverage(policy: &Policy, federation: &Federation) {
     for dataset in federation.datasets() {
-        if policy.dataset(&dataset.name).is_none() {
+        if policy.dataset(dataset.name.as_str()).is_none() {
             tracing::warn!(dataset = %dataset.name, "dataset has no classification in the policy; nobody can see it");
         }
     }
@@ -1691,7 +1690,7 @@ pub struct Planned {
     /// The logical plan, ready to execute.
     pub frame: DataFrame,
     /// The caller's grants the plan was made under.
-    pub grants: Arc<BTreeMap<String, DatasetGrant>>,
+    pub grants: Arc<BTreeMap<DatasetName, DatasetGrant>>,
     /// Whether its expressions nest deeply enough to need [`PLANNER_STACK_BYTES`].
     pub deep: bool,
 }
@@ -1763,7 +1762,7 @@ mod tests {
         assert_eq!(statuses(&list), [("court", "cancelled"), ("market", "cancelled")]);
 
         let timeout = SourceError {
-            source_name: "market".into(),
+            source_name: "market".parse().expect("source name"),
             kind: SourceErrorKind::Timeout { phase: "total", after: Duration::from_millis(5) },
         };
         let failed = StreamOutcome::Failed("whatever the text says".into());
@@ -1773,7 +1772,10 @@ mod tests {
         assert_eq!(statuses(&list), [("court", "cancelled"), ("market", "timeout")]);
 
         // The source is known from the typed error, not from the message text.
-        let reset = SourceError { source_name: "court".into(), kind: SourceErrorKind::Failed("reset".into()) };
+        let reset = SourceError {
+            source_name: "court".parse().expect("source name"),
+            kind: SourceErrorKind::Failed("reset".into()),
+        };
         let misleading = StreamOutcome::Failed("source `market` failed".into());
         let (_, _, list) = stream_end(&misleading, Some(&reset), &sources);
         assert_eq!(statuses(&list), [("court", "error"), ("market", "cancelled")]);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use creditgate_certs::tls;
+use creditgate_ident::{DatasetName, SourceName};
 use creditgate_remote::{Deadlines, Reachability, RemoteSource, SourceError};
 
 use crate::config::GatewayConfig;
@@ -18,14 +19,10 @@ pub const CATALOG: &str = "creditgate";
 /// One logical dataset and where it lives.
 #[derive(Debug, Clone)]
 pub struct Dataset {
-    /// `schema.table`.
-    pub name: String,
-    /// Schema part of the name.
-    pub schema_name: String,
-    /// Table part of the name.
-    pub table_name: String,
+    /// `schema.table`: the schema and table callers' SQL names it by.
+    pub name: DatasetName,
     /// The serving source.
-    pub source: String,
+    pub source: SourceName,
     /// Table name at the connector.
     pub remote_table: String,
 }
@@ -33,10 +30,10 @@ pub struct Dataset {
 /// Connectors and datasets, with the schemas learnt from the connectors.
 /// Which caller sees what is decided per request from the policy.
 pub struct Federation {
-    sources: BTreeMap<String, Arc<RemoteSource>>,
+    sources: BTreeMap<SourceName, Arc<RemoteSource>>,
     datasets: Vec<Dataset>,
     /// Dataset name → schema, for datasets whose connector has answered.
-    schemas: RwLock<BTreeMap<String, SchemaRef>>,
+    schemas: RwLock<BTreeMap<DatasetName, SchemaRef>>,
     /// Bumped whenever the set of available datasets changes.
     generation: std::sync::atomic::AtomicU64,
 }
@@ -66,15 +63,10 @@ impl Federation {
         let datasets = config
             .datasets
             .iter()
-            .map(|d| {
-                let (schema_name, table_name) = d.split().unwrap_or(("", d.name.as_str()));
-                Dataset {
-                    name: d.name.clone(),
-                    schema_name: schema_name.to_string(),
-                    table_name: table_name.to_string(),
-                    source: d.connector.clone(),
-                    remote_table: d.remote_table().to_string(),
-                }
+            .map(|d| Dataset {
+                name: d.name.clone(),
+                source: d.connector.clone(),
+                remote_table: d.remote_table().to_string(),
             })
             .collect();
         Ok(Self {
@@ -96,7 +88,7 @@ impl Federation {
     }
 
     /// The source named `name`.
-    pub fn source(&self, name: &str) -> Option<&Arc<RemoteSource>> {
+    pub fn source(&self, name: &SourceName) -> Option<&Arc<RemoteSource>> {
         self.sources.get(name)
     }
 
@@ -120,7 +112,7 @@ impl Federation {
                 .values()
                 .filter(|s| {
                     s.reachability() == Reachability::Unreachable
-                        || self.datasets.iter().any(|d| d.source == s.name() && !schemas.contains_key(&d.name))
+                        || self.datasets.iter().any(|d| &d.source == s.name() && !schemas.contains_key(&d.name))
                 })
                 .collect()
         };
@@ -131,7 +123,7 @@ impl Federation {
             for (source, result) in results {
                 match result {
                     Ok(tables) => {
-                        for d in self.datasets.iter().filter(|d| d.source == source.name()) {
+                        for d in self.datasets.iter().filter(|d| &d.source == source.name()) {
                             match tables.iter().find(|t| t.table == d.remote_table) {
                                 Some(t) => {
                                     schemas.insert(d.name.clone(), Arc::clone(&t.schema));
@@ -169,7 +161,7 @@ impl Federation {
     }
 
     /// Whether `name` (`schema.table`) is a configured dataset whose source has not answered.
-    pub fn unavailable_source_of(&self, name: &str) -> Option<String> {
+    pub fn unavailable_source_of(&self, name: &str) -> Option<SourceName> {
         let schemas = self.schemas.read().unwrap_or_else(|p| p.into_inner());
         self.datasets.iter().find(|d| d.name == name && !schemas.contains_key(&d.name)).map(|d| d.source.clone())
     }

@@ -449,7 +449,8 @@ impl Scope {
         let mut record = self.record(if code.http < 500 { Outcome::Refused } else { Outcome::Failed });
         record.refusal_reason = Some(format!("{}: {}", code.code, error.client_message()));
         if let GatewayError::Source(e) = &error {
-            record.sources = vec![SourceStatus { source: e.source_name.clone(), status: e.status_label().to_string() }];
+            record.sources =
+                vec![SourceStatus { source: e.source_name.to_string(), status: e.status_label().to_string() }];
         }
         self.finish_metrics(code.code, matches!(code.http, 401 | 403 | 429));
         match self.auditor.append(record).await {

@@ -32,6 +32,7 @@ use arrow::array::{Array, RecordBatch};
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use creditgate_audit::RecordedQuery;
+use creditgate_ident::DatasetName;
 use creditgate_policy::DatasetGrant;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::LogicalPlan;
@@ -78,7 +79,7 @@ pub(crate) type CatalogKey = (u64, u64, chrono::NaiveDate);
 pub(crate) struct PlanSlot {
     pub(crate) key: CatalogKey,
     pub(crate) plan: LogicalPlan,
-    pub(crate) grants: Arc<BTreeMap<String, DatasetGrant>>,
+    pub(crate) grants: Arc<BTreeMap<DatasetName, DatasetGrant>>,
     pub(crate) deep: bool,
 }
 

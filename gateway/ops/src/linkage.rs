@@ -37,6 +37,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
 use creditgate_engine::federation::{Dataset, Federation};
 use creditgate_engine::{Engine, GatewayConfig, GatewayError};
+use creditgate_ident::DatasetName;
 use creditgate_policy::linkage::{
     ColumnLinkage, ColumnMatch, Combination, GroupStats, LinkageReport, MatchKind, PrincipalLinkage, matching,
 };
@@ -87,14 +88,14 @@ struct Rows {
 struct Reader<'a> {
     federation: &'a Federation,
     session: &'a SessionContext,
-    available: BTreeMap<String, (Dataset, SchemaRef)>,
+    available: BTreeMap<DatasetName, (Dataset, SchemaRef)>,
     today: chrono::NaiveDate,
     /// By dataset and row predicate: the raw rows.
-    rows: HashMap<(String, String), Arc<Rows>>,
+    rows: HashMap<(DatasetName, String), Arc<Rows>>,
     /// Raw `personal`/`sensitive` columns passed through a mask (no keyed
     /// hash here, so the same for every principal): (dataset, predicate,
     /// column, mask) → distinct masked values.
-    raw_masked: HashMap<(String, String, String, Mask), Arc<HashSet<String>>>,
+    raw_masked: HashMap<(DatasetName, String, String, Mask), Arc<HashSet<String>>>,
 }
 
 impl Reader<'_> {
@@ -177,7 +178,7 @@ pub async fn compute(
     today: chrono::NaiveDate,
 ) -> Result<LinkageReport, GatewayError> {
     let masking = policy.masking();
-    let available: BTreeMap<String, (Dataset, SchemaRef)> =
+    let available: BTreeMap<DatasetName, (Dataset, SchemaRef)> =
         federation.available().into_iter().map(|(d, s)| (d.name.clone(), (d, s))).collect();
     let mut reader = Reader { federation, session, available, today, rows: HashMap::new(), raw_masked: HashMap::new() };
     let mut unavailable = BTreeSet::new();
@@ -238,7 +239,7 @@ pub async fn compute(
             });
         }
     }
-    let unavailable: Vec<String> = unavailable.into_iter().collect();
+    let unavailable: Vec<String> = unavailable.into_iter().map(String::from).collect();
     Ok(LinkageReport {
         min_k: masking.min_k,
         relate_masked_values: masking.relate_masked_values,
@@ -247,7 +248,7 @@ pub async fn compute(
         passed: failures.is_empty() && unavailable.is_empty(),
         principals,
         unavailable,
-        not_served: not_served.into_iter().collect(),
+        not_served: not_served.into_iter().map(String::from).collect(),
         failures,
     })
 }
@@ -321,7 +322,7 @@ async fn principal_columns(
                         let n = matching(&mine, &theirs);
                         if n > 0 {
                             matches.push(ColumnMatch {
-                                dataset: other.grant.dataset.clone(),
+                                dataset: other.grant.dataset.to_string(),
                                 column: granted.name.clone(),
                                 mask: granted.mask.to_string(),
                                 kind,
@@ -337,7 +338,7 @@ async fn principal_columns(
                 });
             }
             out.push(ColumnLinkage {
-                dataset: this.grant.dataset.clone(),
+                dataset: this.grant.dataset.to_string(),
                 column: column.name.clone(),
                 class: column.class.as_str().to_string(),
                 mask: column.mask.to_string(),

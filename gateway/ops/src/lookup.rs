@@ -22,7 +22,7 @@ use creditgate_engine::encode::batches_to_json;
 use creditgate_engine::error::source_message;
 use creditgate_engine::federation::Dataset;
 use creditgate_engine::{Caller, Disclosure, Engine, GatewayError, Intent, Permit};
-use creditgate_ident::SubjectKind;
+use creditgate_ident::{DatasetName, SubjectKind};
 use creditgate_policy::{DatasetGrant, LegalBasis, Operation};
 use creditgate_remote::RemoteTable;
 use datafusion::logical_expr::{Expr, col, lit, placeholder};
@@ -123,7 +123,7 @@ impl Planned {
     /// under this consent.
     fn under_consent(grant: &DatasetGrant, key_column: &str, consent: &VerifiedConsent) -> Result<Planned, String> {
         let mut planned = Planned::unrestricted(grant, key_column);
-        if let Some(allowed) = consent.columns(&grant.dataset) {
+        if let Some(allowed) = consent.columns(grant.dataset.as_str()) {
             let dispute = grant.dispute_column.as_deref();
             let (kept, withheld): (Vec<_>, Vec<_>) = std::mem::take(&mut planned.grant.columns)
                 .into_iter()
@@ -234,7 +234,7 @@ pub(crate) async fn read(
     }
     // Every dataset the policy grants, available or not: a source that has
     // not answered is reported as `unavailable`, never left out.
-    let grants: BTreeMap<String, DatasetGrant> =
+    let grants: BTreeMap<DatasetName, DatasetGrant> =
         engine.policy().grants_for(permit.principal()).into_iter().map(|g| (g.dataset.clone(), g)).collect();
 
     // 2. The legal basis, decided by the policy; a consent is verified here.
@@ -253,10 +253,10 @@ pub(crate) async fn read(
     let mut plan: Vec<(String, Result<Planned, String>)> = Vec::new();
     let names: Vec<String> = match &requested {
         Some(list) => list.clone(),
-        None => grants.keys().cloned().collect(),
+        None => grants.keys().map(DatasetName::to_string).collect(),
     };
     for name in names {
-        let entry = match grants.get(&name) {
+        let entry = match grants.get(name.as_str()) {
             None => Err("not granted to this caller".to_string()),
             Some(grant) => match (key_column(grant, subject.kind()), &basis) {
                 (None, _) => Err("has no key column for this kind of subject".to_string()),
@@ -280,7 +280,7 @@ pub(crate) async fn read(
         };
         // Datasets chosen by default that do not concern this caller or
         // this kind of subject are simply skipped.
-        let irrelevant = grants.get(&name).is_none_or(|g| key_column(g, subject.kind()).is_none());
+        let irrelevant = grants.get(name.as_str()).is_none_or(|g| key_column(g, subject.kind()).is_none());
         if requested.is_none() && irrelevant {
             continue;
         }
@@ -300,7 +300,7 @@ pub(crate) async fn read(
     let today = creditgate_engine::today();
     let key_value = subject.id().to_string();
     let session = engine.engine()?;
-    let available: BTreeMap<String, (Dataset, arrow::datatypes::SchemaRef)> =
+    let available: BTreeMap<DatasetName, (Dataset, arrow::datatypes::SchemaRef)> =
         engine.federation().available().into_iter().map(|(d, s)| (d.name.clone(), (d, s))).collect();
     let (generation, federation) = (engine.policy_generation(), engine.federation().generation());
     let masks = engine.masks_for(permit.principal());
@@ -339,7 +339,7 @@ pub(crate) async fn read(
         let withheld = planned.map(|p| p.withheld.as_slice()).unwrap_or_default();
         // How each granted column is shown; `withheld` for one the consent does not cover.
         let masks: serde_json::Map<String, serde_json::Value> = grants
-            .get(&name)
+            .get(name.as_str())
             .map(|g| {
                 g.columns
                     .iter()
@@ -374,7 +374,7 @@ pub(crate) async fn read(
             }
         };
         if let Some(source) = source {
-            sources.push(creditgate_audit::SourceStatus { source, status: status.to_string() });
+            sources.push(creditgate_audit::SourceStatus { source: source.to_string(), status: status.to_string() });
         }
         datasets.insert(name, body);
     }
@@ -433,7 +433,7 @@ async fn read_subject(
     engine: &Engine,
     masks: &creditgate_policy::MaskUdfs,
     session: &datafusion::prelude::SessionContext,
-    available: &BTreeMap<String, (Dataset, arrow::datatypes::SchemaRef)>,
+    available: &BTreeMap<DatasetName, (Dataset, arrow::datatypes::SchemaRef)>,
     grant: &DatasetGrant,
     key_column: &str,
     key_value: &str,

@@ -309,7 +309,7 @@ async fn dispatch(
 
 fn health(gateway: &Engine) -> serde_json::Value {
     let federation = gateway.federation();
-    let available: Vec<String> = federation.available().into_iter().map(|(d, _)| d.name).collect();
+    let available: Vec<_> = federation.available().into_iter().map(|(d, _)| d.name).collect();
     let missing: Vec<&str> =
         federation.datasets().iter().filter(|d| !available.contains(&d.name)).map(|d| d.name.as_str()).collect();
     let mut sources = serde_json::Map::new();
@@ -672,7 +672,7 @@ pub fn text_response(content_type: &'static str, text: String) -> Response<Body>
 /// `GET /v1/catalog`: exactly which datasets and columns the caller may see, and how each is masked.
 fn catalog(gateway: &Engine, principal: &creditgate_policy::Principal) -> serde_json::Value {
     let policy = gateway.policy();
-    let available: std::collections::BTreeSet<String> =
+    let available: std::collections::BTreeSet<_> =
         gateway.federation().available().into_iter().map(|(d, _)| d.name).collect();
     let datasets: Vec<serde_json::Value> = policy
         .grants_for(principal)

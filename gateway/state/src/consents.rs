@@ -144,13 +144,6 @@ impl PgConsents {
         self.select(format!("SELECT {COLUMNS} FROM consents WHERE consent_id = $1 ORDER BY issuer"), id).await
     }
 
-    /// The consents recorded for one subject (by its keyed hash), by consent id.
-    pub async fn list_for_subject(&self, subject_hash: &str) -> Result<Vec<ConsentStatus>, StateError> {
-        let hash = subject_hash.to_owned();
-        self.select(format!("SELECT {COLUMNS} FROM consents WHERE subject_hash = $1 ORDER BY consent_id, issuer"), hash)
-            .await
-    }
-
     /// The revocations and use counts of consent id `consent_id`, read now,
     /// for [`creditgate_consent::verify`] (the use itself is then reserved
     /// with [`PgConsents::try_use_verified`], which decides under concurrency).

@@ -43,9 +43,7 @@ pub use audit::{PgAuditLog, PgAuditOptions};
 pub use consents::{LedgerRows, PgConsents, UseError};
 pub use error::StateError;
 pub use quotas::{PgQuotas, QuotaSpend};
-pub use settings::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, PgSettings, is_identifier, is_replica_id,
-};
+pub use settings::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, PgSettings, is_replica_id};
 pub use verify::{verify_database, verify_url};
 
 /// Pooled connections to the state database.
@@ -188,15 +186,6 @@ impl PgState {
     /// The state runtime's handle (the audit writer runs there).
     pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
         &self.inner.handle
-    }
-
-    /// Whether the database answers now (a trivial query).
-    pub async fn ping(&self) -> Result<(), StateError> {
-        self.run(|pool| async move {
-            pool.get().await?.simple_query("").await?;
-            Ok(())
-        })
-        .await
     }
 }
 

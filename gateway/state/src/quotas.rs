@@ -56,7 +56,8 @@ impl PgQuotas {
             .await
     }
 
-    /// Units of `key` used on `day`.
+    /// Units of `key` used on `day`: what the spends recorded, for checks
+    /// from outside the gateway (the state tests read the count back with it).
     pub async fn used(&self, key: &str, day: NaiveDate) -> Result<u64, StateError> {
         let key = key.to_owned();
         self.state

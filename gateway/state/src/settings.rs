@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use creditgate_ident::is_identifier;
+
 /// Default PostgreSQL schema holding creditgate's tables.
 pub const DEFAULT_SCHEMA: &str = "creditgate";
 /// Default number of pooled connections per replica.
@@ -96,14 +98,6 @@ impl PgSettings {
         config.options(format!("-c search_path={}", self.schema));
         Ok(config)
     }
-}
-
-/// A plain lower-case SQL identifier (no quoting needed).
-pub fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && s.len() <= 63
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// A replica id: 1-64 characters from A-Z a-z 0-9 . _ -.

@@ -671,7 +671,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         let mut clients = Vec::new();
         for grant in policy.grants_for(&principal) {
             let Some(key) = grant.subject_keys.credit_code.clone() else { continue };
-            let Some((source, table)) = grant.dataset.split_once('.') else { continue };
+            let (source, table) = (grant.dataset.source(), grant.dataset.table());
             let columns: Vec<&str> = grant.columns.iter().map(|c| c.name.as_str()).collect();
             let sql = format!("SELECT {} FROM {table} WHERE {key} = '{code}'", columns.join(", "));
             clients.push((direct_client(&small, source)?, sql));
@@ -784,8 +784,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         let chosen: Vec<String> = grants
             .iter()
             .filter(|g| g.subject_keys.credit_code.is_some())
-            .map(|g| g.dataset.clone())
-            .filter(|d| names.iter().take(k).any(|s| d.starts_with(&format!("{s}."))))
+            .filter(|g| names.iter().take(k).any(|s| g.dataset.source() == s))
+            .map(|g| g.dataset.to_string())
             .collect();
         let mut samples = lookup_latencies(&small, args.lookups / 2, Some(chosen.clone())).await?;
         let p50 = percentile(&mut samples, 0.5);

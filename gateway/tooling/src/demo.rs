@@ -575,29 +575,33 @@ impl Lab {
             upstream: UpstreamConfig { client_cert: gw_client_cert, client_key: gw_client_key },
             connectors: connector_configs
                 .values()
-                .map(|c| ConnectorRef {
-                    name: c.name.clone(),
-                    endpoint: c.listen.to_string(),
-                    server_name: SERVER_NAME.to_string(),
-                    // Every demo connector is `localhost`: its certificate's CN tells them apart.
-                    identity: Some(connector_identity(&c.name)),
-                    ca: ca_file.clone(),
-                    connect_timeout_ms: connect,
-                    first_batch_timeout_ms: first_batch,
-                    total_timeout_ms: total,
+                .map(|c| {
+                    Ok(ConnectorRef {
+                        name: c.name.parse().map_err(|e| format!("demo connector: {e}"))?,
+                        endpoint: c.listen.to_string(),
+                        server_name: SERVER_NAME.to_string(),
+                        // Every demo connector is `localhost`: its certificate's CN tells them apart.
+                        identity: Some(connector_identity(&c.name)),
+                        ca: ca_file.clone(),
+                        connect_timeout_ms: connect,
+                        first_batch_timeout_ms: first_batch,
+                        total_timeout_ms: total,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, String>>()?,
             datasets: manifest
                 .sources
                 .iter()
                 .flat_map(|s| {
-                    s.tables.iter().map(move |t| DatasetConfig {
-                        name: format!("{}.{}", s.name, t.name),
-                        connector: s.name.clone(),
-                        table: None,
+                    s.tables.iter().map(move |t| {
+                        Ok(DatasetConfig {
+                            name: format!("{}.{}", s.name, t.name).parse().map_err(|e| format!("demo dataset: {e}"))?,
+                            connector: s.name.parse().map_err(|e| format!("demo source: {e}"))?,
+                            table: None,
+                        })
                     })
                 })
-                .collect(),
+                .collect::<Result<_, String>>()?,
             policy: policy_file,
             state: StateConfig::local(dir.join("state")),
             audit: AuditConfig::default(),
@@ -748,11 +752,6 @@ impl Lab {
         };
         let artefact = creditgate_consent::issue(&self.consent_key, draft).map_err(|e| e.to_string())?;
         serde_json::to_value(&artefact).map_err(|e| e.to_string())
-    }
-
-    /// Writes DIR/endpoints.json for people connecting by hand.
-    pub fn write_endpoints(&self) -> Result<PathBuf, String> {
-        self.write_endpoints_document(self.endpoints_document(&self.front()))
     }
 
     /// What DIR/endpoints.json says with the gateway's addresses taken from

@@ -273,11 +273,6 @@ impl ReplicaProcess {
         self.child.id().unwrap_or(0)
     }
 
-    /// Whether it is still running.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
     /// Stops it with SIGTERM (it finishes in-flight requests and writes a
     /// final signed checkpoint), killing it after [`REPLICA_STOP_TIMEOUT`].
     pub async fn stop(mut self) -> Result<ExitStatus, String> {

@@ -246,10 +246,6 @@ impl VerifiedConsent {
     pub fn columns(&self, dataset: &str) -> Option<&[String]> {
         self.columns.as_ref().and_then(|c| c.get(dataset)).map(Vec::as_slice)
     }
-    /// The whole column restriction map, if any.
-    pub fn column_restrictions(&self) -> Option<&BTreeMap<String, Vec<String>>> {
-        self.columns.as_ref()
-    }
     /// Whether the consent names `column` of `dataset` explicitly (a gateway
     /// may demand this for sensitive columns, which need separate consent).
     pub fn names_column(&self, dataset: &str, column: &str) -> bool {

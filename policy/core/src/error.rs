@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use creditgate_ident::DatasetName;
+
 /// One problem found while loading a policy file: where it is and why it is wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Issue {
@@ -149,13 +151,13 @@ pub enum PolicyError {
     )]
     NoRecordDate {
         /// Dataset name.
-        dataset: String,
+        dataset: DatasetName,
     },
     /// A mask cannot be applied to a column of this type.
     #[error("mask {mask} cannot be applied to {dataset}.{column} of type {data_type}")]
     MaskType {
         /// Dataset name.
-        dataset: String,
+        dataset: DatasetName,
         /// Column name.
         column: String,
         /// Mask spec.
@@ -167,7 +169,7 @@ pub enum PolicyError {
     #[error("dataset {dataset} has no column {column} at its source, but the policy grants it")]
     SourceMismatch {
         /// Dataset name.
-        dataset: String,
+        dataset: DatasetName,
         /// Column name.
         column: String,
     },
@@ -175,7 +177,7 @@ pub enum PolicyError {
     #[error("cannot compute the retention cut-off for {dataset}: {reason}")]
     Retention {
         /// Dataset name.
-        dataset: String,
+        dataset: DatasetName,
         /// Why.
         reason: String,
     },
@@ -183,7 +185,7 @@ pub enum PolicyError {
     #[error("cannot build secure view for {dataset}: {source}")]
     Plan {
         /// Dataset name.
-        dataset: String,
+        dataset: DatasetName,
         /// The DataFusion error.
         #[source]
         source: Box<datafusion::error::DataFusionError>,

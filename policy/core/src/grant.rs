@@ -2,6 +2,7 @@
 //! to build the remote scan and the secure view.
 
 use chrono::{Months, NaiveDate};
+use creditgate_ident::DatasetName;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::Expr;
 use serde::Serialize;
@@ -26,7 +27,7 @@ pub struct GrantedColumn {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DatasetGrant {
     /// `source.table`.
-    pub dataset: String,
+    pub dataset: DatasetName,
     /// Granted columns, sorted by name (the secure view uses the source's
     /// column order). Columns not listed do not exist for the caller.
     pub columns: Vec<GrantedColumn>,

@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::NaiveDate;
+use creditgate_ident::DatasetName;
 use datafusion::logical_expr::Expr;
 use serde::Serialize;
 
@@ -99,7 +100,7 @@ pub struct Licence {
     /// Last day the licence is valid.
     pub expiry: NaiveDate,
     /// Datasets the licence covers; the agency is granted nothing outside them.
-    pub scope: Vec<String>,
+    pub scope: Vec<DatasetName>,
 }
 
 /// Rate limit of a principal.
@@ -165,7 +166,7 @@ pub struct NegativeRecords {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Dataset {
     /// `source.table`.
-    pub name: String,
+    pub name: DatasetName,
     /// Every column with its class.
     pub columns: BTreeMap<String, ColumnClass>,
     /// Subject-key columns.
@@ -212,7 +213,7 @@ pub struct Rule {
     /// Whom it applies to.
     pub subject: RuleSubject,
     /// Dataset name.
-    pub dataset: String,
+    pub dataset: DatasetName,
     /// Allowed or denied.
     pub allow: bool,
     /// Granted columns; `None` grants every column.

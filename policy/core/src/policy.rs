@@ -1,6 +1,6 @@
 //! Loading and validating a policy file, and answering questions about it.
 
-use creditgate_ident::is_identifier;
+use creditgate_ident::{DatasetName, is_identifier};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -110,7 +110,7 @@ pub struct Policy {
     /// Agency principal name → the kinds of subject whose consents it
     /// oversees (`consent_oversight`); agencies without it are absent.
     consent_oversight: BTreeMap<String, Vec<SubjectKind>>,
-    datasets: BTreeMap<String, Dataset>,
+    datasets: BTreeMap<DatasetName, Dataset>,
     rules: Vec<Rule>,
     /// Display names of purpose codes (`[purposes.<code>]`).
     purpose_names: BTreeMap<String, DisplayName>,
@@ -380,7 +380,7 @@ impl Policy {
     }
 
     /// All datasets, by name.
-    pub fn datasets(&self) -> &BTreeMap<String, Dataset> {
+    pub fn datasets(&self) -> &BTreeMap<DatasetName, Dataset> {
         &self.datasets
     }
 
@@ -465,7 +465,7 @@ impl Policy {
             })
             .collect();
         Some(DatasetGrant {
-            dataset: dataset.to_owned(),
+            dataset: ds.name.clone(),
             columns,
             row_filters: rule.row_filters.clone(),
             negative: ds.negative.clone(),
@@ -477,7 +477,7 @@ impl Policy {
 
     /// Every dataset `principal` may use, with its grant, sorted by dataset.
     pub fn grants_for(&self, principal: &Principal) -> Vec<DatasetGrant> {
-        self.datasets.keys().filter_map(|d| self.grant_for(principal, d)).collect()
+        self.datasets.keys().filter_map(|d| self.grant_for(principal, d.as_str())).collect()
     }
 
     /// Checks that `purpose` (exactly as received: nothing is trimmed) is a
@@ -573,12 +573,12 @@ fn check_names_cover(
     }
 }
 
-fn validate_datasets(raw: Vec<(String, toml::Value)>, issues: &mut Collector) -> BTreeMap<String, Dataset> {
+fn validate_datasets(raw: Vec<(String, toml::Value)>, issues: &mut Collector) -> BTreeMap<DatasetName, Dataset> {
     let mut out = BTreeMap::new();
     for (name, value) in raw {
         let path = format!("datasets.{}", key(&name));
-        let valid_name = name.split_once('.').is_some_and(|(s, t)| is_identifier(s) && is_identifier(t));
-        if !valid_name {
+        let valid_name = DatasetName::parse(&name).ok();
+        if valid_name.is_none() {
             issues.push(path.clone(), "dataset names are \"<source>.<table>\" (lowercase letters, digits, _)");
         }
         let raw: DatasetToml = match value.try_into() {
@@ -652,6 +652,8 @@ fn validate_datasets(raw: Vec<(String, toml::Value)>, issues: &mut Collector) ->
                 issues.push(dpath, format!("unknown column \"{d}\" in dataset \"{name}\""));
             }
         }
+        // A dataset with a bad name was reported above; its body is checked all the same.
+        let Some(name) = valid_name else { continue };
         out.insert(
             name.clone(),
             Dataset {
@@ -669,7 +671,7 @@ fn validate_datasets(raw: Vec<(String, toml::Value)>, issues: &mut Collector) ->
 
 fn validate_principals(
     raw: Vec<toml::Value>,
-    datasets: &BTreeMap<String, Dataset>,
+    datasets: &BTreeMap<DatasetName, Dataset>,
     issues: &mut Collector,
 ) -> (Vec<Principal>, BTreeMap<String, Vec<SubjectKind>>) {
     let mut out: Vec<Principal> = Vec::new();
@@ -786,11 +788,12 @@ fn validate_principals(
                     bad("licence.scope", "licence scope must name at least one dataset".to_owned());
                 }
                 for (j, s) in l.scope.iter().enumerate() {
-                    if !datasets.contains_key(s) {
+                    if !datasets.contains_key(s.as_str()) {
                         bad(&format!("licence.scope[{j}]"), format!("unknown dataset \"{s}\""));
                     }
                 }
-                expiry.map(|expiry| Licence { number: l.number, expiry, scope: l.scope })
+                let scope = l.scope.iter().filter_map(|s| datasets.get(s.as_str()).map(|d| d.name.clone())).collect();
+                expiry.map(|expiry| Licence { number: l.number, expiry, scope })
             }
             (_, None) => None,
         };
@@ -869,7 +872,7 @@ fn validate_principals(
 fn validate_rules(
     raw: Vec<toml::Value>,
     principals: &[Principal],
-    datasets: &BTreeMap<String, Dataset>,
+    datasets: &BTreeMap<DatasetName, Dataset>,
     issues: &mut Collector,
 ) -> Vec<Rule> {
     let mut out: Vec<Rule> = Vec::new();
@@ -958,7 +961,7 @@ fn validate_rules(
         }
 
         for (dpath, dataset) in targets {
-            let Some(ds) = datasets.get(&dataset) else {
+            let Some(ds) = datasets.get(dataset.as_str()) else {
                 issues.push(dpath, format!("unknown dataset \"{dataset}\" (known: {})", list(datasets.keys())));
                 ok = false;
                 continue;
@@ -1044,7 +1047,7 @@ fn validate_rules(
                 out.push(Rule {
                     index: i,
                     subject,
-                    dataset,
+                    dataset: ds.name.clone(),
                     allow,
                     columns: raw.columns.clone(),
                     masks: masks.clone(),

@@ -21,6 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use creditgate_ident::DatasetName;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Column;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -140,7 +141,10 @@ impl Scope {
 
 /// Checks that `plan` uses no unrelatable column (per the caller's `grants`)
 /// to relate rows; the first such use found is the error.
-pub fn check_relations(plan: &LogicalPlan, grants: &BTreeMap<String, DatasetGrant>) -> Result<(), RelationRefused> {
+pub fn check_relations(
+    plan: &LogicalPlan,
+    grants: &BTreeMap<DatasetName, DatasetGrant>,
+) -> Result<(), RelationRefused> {
     let protected: HashMap<(String, String), String> = grants
         .values()
         .flat_map(|grant| {
@@ -148,7 +152,7 @@ pub fn check_relations(plan: &LogicalPlan, grants: &BTreeMap<String, DatasetGran
                 .columns
                 .iter()
                 .filter(|c| is_unrelatable(c.class, &c.mask))
-                .map(|c| ((grant.dataset.clone(), c.name.clone()), c.mask.to_string()))
+                .map(|c| ((grant.dataset.to_string(), c.name.clone()), c.mask.to_string()))
         })
         .collect();
     if protected.is_empty() {

@@ -53,10 +53,7 @@ pub fn secure_view(
         projection.push(masked.alias(field.name().clone()));
     }
     let plan_err = |e| PolicyError::Plan { dataset: grant.dataset.clone(), source: Box::new(e) };
-    let table = match grant.dataset.split_once('.') {
-        Some((schema_name, table)) => TableReference::partial(schema_name, table),
-        None => TableReference::bare(grant.dataset.as_str()),
-    };
+    let table = TableReference::partial(grant.dataset.source(), grant.dataset.table());
     let plan = LogicalPlanBuilder::scan(table, provider_as_source(provider), None)
         .and_then(|b| b.project(projection))
         .and_then(LogicalPlanBuilder::build)

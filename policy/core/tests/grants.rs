@@ -58,7 +58,7 @@ fn parse(extra: &str) -> Policy {
 
 fn granted(policy: &Policy, principal: &str) -> Vec<String> {
     let p = policy.principal(principal).unwrap_or_else(|| panic!("{principal}"));
-    policy.grants_for(p).into_iter().map(|g| g.dataset).collect()
+    policy.grants_for(p).into_iter().map(|g| g.dataset.to_string()).collect()
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn every_demo_grant_of_a_disputable_dataset_carries_the_flag_unmasked() {
     let mut checked = 0;
     for principal in policy.principals() {
         for grant in policy.grants_for(principal) {
-            let dataset = policy.dataset(&grant.dataset).expect("dataset");
+            let dataset = policy.dataset(grant.dataset.as_str()).expect("dataset");
             let Some(flag) = &dataset.dispute_column else { continue };
             assert_eq!(grant.dispute_column.as_ref(), Some(flag), "{}: {}", principal.name, grant.dataset);
             let column =

@@ -28,6 +28,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use creditgate_ident::{is_dataset_name, is_identifier};
+
 use serde::{Deserialize, Serialize};
 
 /// A text in Simplified Chinese and English.
@@ -266,16 +268,6 @@ impl Window {
             (None, None, None) => "0 days".to_string(),
         }
     }
-}
-
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-fn is_dataset_name(s: &str) -> bool {
-    matches!(s.split_once('.'), Some((schema, table)) if is_identifier(schema) && is_identifier(table))
 }
 
 fn is_template_id(s: &str) -> bool {

@@ -631,7 +631,7 @@ impl Subject {
 }
 
 pub mod names;
-pub use names::{is_dataset_name, is_identifier};
+pub use names::{DatasetName, NameError, NameKind, SourceName, is_dataset_name, is_identifier};
 
 #[cfg(test)]
 mod tests;

@@ -193,7 +193,7 @@ pub fn check_policy_file(data: &[u8]) {
     };
     for principal in policy.principals() {
         for grant in policy.grants_for(principal) {
-            let _ = policy.grant_for(principal, &grant.dataset);
+            let _ = policy.grant_for(principal, grant.dataset.as_str());
         }
         let _ = policy.check_purpose(principal, None);
         let _ = policy.check_purpose(principal, Some("supervision"));
@@ -201,7 +201,7 @@ pub fn check_policy_file(data: &[u8]) {
     }
     let _ = policy.public_principal();
     for name in policy.datasets().keys() {
-        let _ = policy.dataset(name);
+        let _ = policy.dataset(name.as_str());
     }
 }
 

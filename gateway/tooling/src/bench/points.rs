@@ -38,7 +38,8 @@ fn market(lab: &Lab) -> Result<Arc<RemoteSource>, String> {
         creditgate_certs::tls::client_config(&lab.ca_file, Some((&cert, &key)), &[b"h2"]).map_err(|e| e.to_string())?;
     let channel = creditgate_certs::tls::channel(&addr, SERVER_NAME, client, Duration::from_secs(3))
         .map_err(|e| e.to_string())?;
-    Ok(Arc::new(RemoteSource::new("market", channel, Deadlines::default())))
+    let name = creditgate_ident::SourceName::parse("market").map_err(|e| e.to_string())?;
+    Ok(Arc::new(RemoteSource::new(name, channel, Deadlines::default())))
 }
 
 async fn run(source: &Arc<RemoteSource>, statement: Statement, schema: &Arc<Schema>) -> Result<usize, String> {

@@ -91,24 +91,6 @@ pub enum Mask {
 }
 
 impl Mask {
-    /// The `(keep_first, keep_last)` of the character-keeping masks.
-    pub fn kept_chars(&self) -> Option<(usize, usize)> {
-        match *self {
-            Mask::Partial { keep_first, keep_last } => Some((usize::from(keep_first), usize::from(keep_last))),
-            Mask::ResidentId => Some((6, 4)),
-            Mask::Mobile => Some((3, 4)),
-            Mask::ChineseName => Some((1, 0)),
-            Mask::ResidentIdStrict => Some((1, 2)),
-            Mask::MobilePrefix => Some((3, 0)),
-            Mask::None
-            | Mask::NameHidden
-            | Mask::KeyedHash
-            | Mask::Null
-            | Mask::YearOnly
-            | Mask::RangeBucket { .. } => None,
-        }
-    }
-
     /// Can this mask be applied to a column of `data_type`?
     pub fn applies_to(&self, data_type: &DataType) -> bool {
         match self {
