@@ -1027,10 +1027,11 @@ fn write_report(args: &BenchArgs, rows: &[Row]) -> Result<(), String> {
          Machine: {}.\nEvery ratio compares two measurements made one after the other in the same run.\n\n\
          | benchmark | creditgate | baseline | ratio | note |\n|---|---:|---:|---:|---|\n",
         env!("CARGO_PKG_VERSION"),
-        match (args.prepared_only, args.state_only) {
-            (true, _) => ", --prepared-only: the prepared-statement rows alone",
-            (false, true) => ", --state-only: the shared-state rows alone",
-            (false, false) => "",
+        match (args.prepared_only, args.state_only, args.points_only) {
+            (true, _, _) => ", --prepared-only: the prepared-statement rows alone",
+            (false, true, _) => ", --state-only: the shared-state rows alone",
+            (false, false, true) => ", --points-only: the shared-state, prepared, lookup and point-read rows",
+            (false, false, false) => "",
         },
         args.small_scale,
         args.scale,
