@@ -163,14 +163,15 @@ pub trait QueryBackend: Send + Sync + 'static {
 
     /// Executes the prepared statement of `key` with one row of `parameters`
     /// (a direct prepared ticket). Called only when
-    /// [`QueryBackend::offers_direct_prepared`] says so; the default refuses.
+    /// [`QueryBackend::offers_direct_prepared`] says so; `None` (the
+    /// default): not offered, and the ticket is refused.
     async fn execute_with(
         &self,
-        caller: &Self::Caller,
-        key: &str,
+        _caller: &Self::Caller,
+        _key: &str,
         _parameters: arrow::array::RecordBatch,
-    ) -> Result<SendableRecordBatchStream, Self::Error> {
-        self.execute_prepared(caller, key).await
+    ) -> Option<Result<SendableRecordBatchStream, Self::Error>> {
+        None
     }
 
     /// The status of a ticket or handle that does not open for this caller
@@ -718,7 +719,10 @@ impl<B: QueryBackend> FlightSqlService for FlightSqlFront<B> {
             };
             let parameters = decode_parameters(&query.parameters)
                 .map_err(|e| Status::invalid_argument(format!("direct prepared ticket: {e}")))?;
-            let stream = self.backend.execute_with(&caller, &key, parameters).await.map_err(Into::into)?;
+            let Some(stream) = self.backend.execute_with(&caller, &key, parameters).await else {
+                return Err(Status::unimplemented("direct prepared tickets are not offered here"));
+            };
+            let stream = stream.map_err(Into::into)?;
             return self.stream_result(caller, conn_of(&request), stream);
         }
         if message.is::<CommandStatementQuery>() {

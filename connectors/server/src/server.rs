@@ -96,6 +96,31 @@ impl Connector {
         self.ctx.runtime_env().cache_manager.get_file_metadata_cache().len()
     }
 
+    /// Runs the kept plan of `sql` with `parameters` bound (a direct prepared ticket).
+    async fn run_prepared(
+        &self,
+        caller: &ConnectorCaller,
+        sql: &str,
+        parameters: RecordBatch,
+    ) -> Result<SendableRecordBatchStream, ConnectorError> {
+        let started = chrono::Utc::now();
+        tracing::debug!(caller = %caller.identity.name(), %sql, "prepared query");
+        // A statement the cache let go of (or that another process prepared
+        // under the same key) is planned again from its text.
+        let planned = self.statements.get(&self.ctx, sql).await?;
+        let plan = self.statements.bind(&self.ctx, &planned, &parameters).await?;
+        let stream = datafusion::physical_plan::execute_stream(plan, self.ctx.task_ctx())
+            .map_err(|e| from_datafusion(e, false))?;
+        let values = (0..parameters.num_columns())
+            .map(|i| {
+                datafusion::common::ScalarValue::try_from_array(parameters.column(i), 0)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        Ok(self.served(caller, started, sql, values, stream, Arc::clone(planned.schema())))
+    }
+
     /// `stream` conformed to `declared` (one schema per statement), with its
     /// served-log record written when it ends.
     fn served(
@@ -343,23 +368,8 @@ impl QueryBackend for Connector {
         caller: &ConnectorCaller,
         sql: &str,
         parameters: RecordBatch,
-    ) -> Result<SendableRecordBatchStream, ConnectorError> {
-        let started = chrono::Utc::now();
-        tracing::debug!(caller = %caller.identity.name(), %sql, "prepared query");
-        // A statement the cache let go of (or that another process prepared
-        // under the same key) is planned again from its text.
-        let planned = self.statements.get(&self.ctx, sql).await?;
-        let plan = self.statements.bind(&self.ctx, &planned, &parameters).await?;
-        let stream = datafusion::physical_plan::execute_stream(plan, self.ctx.task_ctx())
-            .map_err(|e| from_datafusion(e, false))?;
-        let values = (0..parameters.num_columns())
-            .map(|i| {
-                datafusion::common::ScalarValue::try_from_array(parameters.column(i), 0)
-                    .map(|v| v.to_string())
-                    .unwrap_or_default()
-            })
-            .collect();
-        Ok(self.served(caller, started, sql, values, stream, Arc::clone(planned.schema())))
+    ) -> Option<Result<SendableRecordBatchStream, ConnectorError>> {
+        Some(self.run_prepared(caller, sql, parameters).await)
     }
 
     fn stream_error(&self, _caller: &ConnectorCaller, error: DataFusionError) -> ConnectorError {

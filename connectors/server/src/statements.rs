@@ -21,6 +21,7 @@
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
@@ -71,7 +72,7 @@ impl Planned {
     }
 }
 
-/// Counts of the statement cache (for tests and the served log).
+/// Counts of the statement cache.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StatementCounts {
     /// Statements planned from text.
@@ -85,7 +86,8 @@ pub(crate) struct Statements {
     kept: Mutex<lru::LruCache<String, Arc<Planned>>>,
     /// Tables whose pushdown does not depend on the values (file tables).
     value_independent: HashSet<String>,
-    counts: Mutex<StatementCounts>,
+    planned: AtomicU64,
+    reused: AtomicU64,
 }
 
 impl std::fmt::Debug for Statements {
@@ -101,24 +103,25 @@ impl Statements {
         Statements {
             kept: Mutex::new(lru::LruCache::new(capacity)),
             value_independent: file_tables.into_iter().collect(),
-            counts: Mutex::new(StatementCounts::default()),
+            planned: AtomicU64::new(0),
+            reused: AtomicU64::new(0),
         }
     }
 
     /// How often statements were planned and reused.
     pub(crate) fn counts(&self) -> StatementCounts {
-        *self.counts.lock().unwrap_or_else(|p| p.into_inner())
+        StatementCounts { planned: self.planned.load(Ordering::Relaxed), reused: self.reused.load(Ordering::Relaxed) }
     }
 
     /// The kept plan of `sql`, planned now if it is not kept.
     pub(crate) async fn get(&self, ctx: &SessionContext, sql: &str) -> Result<Arc<Planned>, ConnectorError> {
         if let Some(found) = self.kept.lock().unwrap_or_else(|p| p.into_inner()).get(sql) {
-            self.counts.lock().unwrap_or_else(|p| p.into_inner()).reused += 1;
+            self.reused.fetch_add(1, Ordering::Relaxed);
             return Ok(Arc::clone(found));
         }
         let planned = Arc::new(self.plan(ctx, sql).await?);
         self.kept.lock().unwrap_or_else(|p| p.into_inner()).put(sql.to_string(), Arc::clone(&planned));
-        self.counts.lock().unwrap_or_else(|p| p.into_inner()).planned += 1;
+        self.planned.fetch_add(1, Ordering::Relaxed);
         Ok(planned)
     }
 
